@@ -1,0 +1,288 @@
+//! Validation of incoming events: every problem, each with its field path and reason.
+
+use crate::json::{self, Seg, render_path};
+use crate::model::{Event, EventId, Payload, SHAPES, TIMESTAMP};
+use crate::schema::event_schema;
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::sync::LazyLock;
+
+/// One thing wrong with an event: where (`payload.decision`, `""` for the whole event) and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)
+        }
+    }
+}
+
+/// All the problems of one event, sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid event: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidEvent {
+    pub problems: Vec<Problem>,
+}
+
+/// An event that passed validation: the emitter's JSON object, unchanged (unknown fields inside
+/// `payload` and `attributes` included), and its typed reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidEvent {
+    pub value: Map<String, Value>,
+    pub event: Event,
+    pub payload: Payload,
+}
+
+static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&event_schema())
+        // The schema is generated from our own types; the tests build it, so this cannot fail
+        // at run time without failing the test suite first.
+        .unwrap_or_else(|e| panic!("the generated event schema does not compile: {e}"))
+});
+
+/// Parses (strict JSON, see [`json::parse`]) and validates one event.
+pub fn validate_bytes(bytes: &[u8]) -> Result<ValidEvent, InvalidEvent> {
+    match json::parse(bytes) {
+        Ok(v) => validate_value(v),
+        Err(e) => Err(InvalidEvent {
+            problems: vec![Problem {
+                path: e.path.clone(),
+                reason: format!("{} at line {} column {}", e.kind, e.line, e.column),
+            }],
+        }),
+    }
+}
+
+/// Validates an already-parsed event. `value` must come from [`json::parse`] (or be built in
+/// code) so that its numbers obey the canonical-JSON rules.
+pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
+    let Value::Object(map) = value else {
+        return Err(InvalidEvent {
+            problems: vec![Problem {
+                path: String::new(),
+                reason: format!("an event must be a JSON object, not {}", kind_name(&value)),
+            }],
+        });
+    };
+    let value = Value::Object(map);
+    let mut problems: Vec<Problem> = Vec::new();
+    for error in VALIDATOR.iter_errors(&value) {
+        let base: Vec<Seg> = error
+            .instance_path()
+            .segments()
+            .map(|s| match s {
+                LocationSegment::Property(p) => Seg::Key(p.into_owned()),
+                LocationSegment::Index(i) => Seg::Index(i),
+            })
+            .collect();
+        let at = |extra: Option<&str>| {
+            let mut segs = base.clone();
+            if let Some(k) = extra {
+                segs.push(Seg::Key(k.to_owned()));
+            }
+            render_path(&segs)
+        };
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for key in unexpected {
+                    let reason = if base.is_empty() {
+                        "unknown field (not part of event schema v1)"
+                    } else {
+                        "unknown field"
+                    };
+                    problems.push(Problem { path: at(Some(key)), reason: reason.into() });
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let event_type = value.get("event_type").and_then(Value::as_str).unwrap_or("");
+                let reason = match (base.is_empty(), name) {
+                    (true, "session_id") => format!("required for {event_type} events"),
+                    (true, "payload") => format!("required for {event_type} events"),
+                    _ => "required".to_owned(),
+                };
+                problems.push(Problem { path: at(Some(name)), reason });
+            }
+            ValidationErrorKind::Pattern { pattern } => {
+                let reason = match SHAPES.iter().find(|s| s.pattern == pattern) {
+                    Some(shape) => shape.explanation.to_owned(),
+                    None => error.to_string(),
+                };
+                problems.push(Problem { path: at(None), reason });
+            }
+            ValidationErrorKind::Format { format } if format == "date-time" => {
+                problems.push(Problem {
+                    path: at(None),
+                    reason: format!("{} (not a real date and time)", TIMESTAMP.explanation),
+                });
+            }
+            _ => problems.push(Problem { path: at(None), reason: error.to_string() }),
+        }
+    }
+    if problems.is_empty() {
+        // Checks the schema cannot express.
+        if let (Some(id), Some(Value::Array(parents))) =
+            (value.get("event_id").and_then(Value::as_str), value.get("caused_by"))
+        {
+            for (i, p) in parents.iter().enumerate() {
+                if p.as_str() == Some(id) {
+                    problems.push(Problem {
+                        path: format!("caused_by[{i}]"),
+                        reason: "an event cannot be its own cause".into(),
+                    });
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        problems.dedup();
+        return Err(InvalidEvent { problems });
+    }
+    let typed = serde_json::from_value::<Event>(value.clone()).and_then(|event| {
+        let payload = Payload::from_event(&event)?;
+        Ok((event, payload))
+    });
+    match (typed, value) {
+        (Ok((event, payload)), Value::Object(value)) => Ok(ValidEvent { value, event, payload }),
+        // The schema accepted what the types reject: report it rather than lose the event silently.
+        (Err(e), _) => Err(InvalidEvent {
+            problems: vec![Problem { path: String::new(), reason: e.to_string() }],
+        }),
+        (Ok(_), _) => Err(InvalidEvent {
+            problems: vec![Problem { path: String::new(), reason: "not an object".into() }],
+        }),
+    }
+}
+
+impl ValidEvent {
+    /// The event id, if the emitter gave one.
+    pub fn event_id(&self) -> Option<&EventId> {
+        self.event.event_id.as_ref()
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Validates `input`; returns "ok" or one line per problem.
+    fn check(input: &str) -> String {
+        match validate_bytes(input.as_bytes()) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.problems.iter().map(|p| format!("{p}\n")).collect(),
+        }
+    }
+
+    const DECISION: &str = r#"{"schema_version":"1","event_id":"ev-1","event_type":"model.decision",
+        "session_id":"s1","occurred_at":"2026-01-31T12:00:00.123456789Z",
+        "payload":{"model":{"provider":"acme","name":"gpt-x","version":"2026-01"},
+                   "decision":{"kind":"tool_call","tool_name":"refund"},"vendor_extra":{"a":1}},
+        "attributes":{"team":"payments"}}"#;
+
+    #[test]
+    fn a_full_decision_is_valid_and_keeps_unknown_payload_fields() {
+        assert_eq!(check(DECISION), "ok");
+        let v = validate_bytes(DECISION.as_bytes()).unwrap();
+        assert_eq!(v.value["payload"]["vendor_extra"]["a"], 1);
+        assert!(matches!(v.payload, Payload::ModelDecision(ref d) if d.model.name == "gpt-x"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let input = r#"{"schema_version":"2","event_type":"tool.invocation","sesion_id":"s",
+            "occurred_at":"2026-02-30T00:00:00Z","trace":{"trace_id":"XYZ"},
+            "caused_by":["a","a"],"actor":{"id":"u1","type":"robot","extra":1},
+            "payload":{"tool":{"name":"search"},"status":{"outcome":"maybe"},"duration_ms":-1}}"#;
+        let got = check(input);
+        let expected = "\
+actor.extra: unknown field
+actor.type: \"robot\" is not one of \"user\", \"agent\" or \"service\"
+caused_by: [\"a\",\"a\"] has non-unique elements
+occurred_at: must be an RFC 3339 UTC timestamp with at most 9 fractional digits, like 2026-01-31T12:00:00.123456789Z (not a real date and time)
+payload.duration_ms: -1 is less than the minimum of 0
+payload.status.outcome: \"maybe\" is not one of \"ok\", \"error\" or \"timeout\"
+schema_version: \"2\" is not one of \"1\"
+sesion_id: unknown field (not part of event schema v1)
+session_id: required for tool.invocation events
+trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
+";
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn event_types_and_required_payloads() {
+        let base = r#""schema_version":"1","session_id":"s""#;
+        assert_eq!(
+            check(&format!(r#"{{{base},"event_type":"custom.billing_run","payload":{{"any":[1]}}}}"#)),
+            "ok"
+        );
+        assert_eq!(
+            check(&format!(r#"{{{base},"event_type":"Custom.X"}}"#)),
+            format!("event_type: {}\n", crate::model::EVENT_TYPE.explanation)
+        );
+        assert_eq!(
+            check(&format!(r#"{{{base},"event_type":"human.review"}}"#)),
+            "payload: required for human.review events\n"
+        );
+        assert_eq!(
+            check(&format!(
+                r#"{{{base},"event_type":"human.review","payload":{{"reviewer":{{"id":"r"}},"decision":"approve","presented_at":"2026-01-01T00:00:00Z"}}}}"#
+            )),
+            "payload.decided_at: required\n"
+        );
+        // Not agent events: no session needed.
+        assert_eq!(
+            check(
+                r#"{"schema_version":"1","event_type":"policy.decision","payload":{"policy_id":"p","effect":"deny"}}"#
+            ),
+            "ok"
+        );
+        assert_eq!(check(r#"{"schema_version":"1","event_type":"agent.session.started"}"#),
+            "session_id: required for agent.session.started events\n");
+    }
+
+    #[test]
+    fn nulls_non_objects_and_bad_json() {
+        assert_eq!(
+            check(r#"{"schema_version":"1","event_type":"data.access","project_id":null,"payload":{"resource":"db","operation":"read"}}"#),
+            "project_id: null is not of type \"string\"\n"
+        );
+        assert_eq!(check("[1]"), "an event must be a JSON object, not an array\n");
+        assert_eq!(
+            check(r#"{"schema_version":"1","schema_version":"1"}"#),
+            "schema_version: duplicate key \"schema_version\" at line 1 column 23\n"
+        );
+        assert_eq!(
+            check(r#"{"schema_version":"1","event_id":"e","event_type":"data.access","caused_by":["e"],"payload":{"resource":"db","operation":"read"}}"#),
+            "caused_by[0]: an event cannot be its own cause\n"
+        );
+        assert_eq!(
+            check(r#"{"schema_version":"1","event_id":"a/b","event_type":"data.access","payload":{"resource":"db","operation":"read"}}"#),
+            format!("event_id: {}\n", crate::model::EVENT_ID.explanation)
+        );
+    }
+}
