@@ -70,7 +70,10 @@ mod tests {
         )
         .unwrap();
         let bytes = canonical_bytes(v.as_object().unwrap()).unwrap();
-        assert_eq!(bytes, br#"{"event":"login","n":1,"tenant":"a","ts":"2024-01-01T00:00:00Z"}"#);
+        assert_eq!(
+            bytes,
+            br#"{"event":"login","n":1,"tenant":"a","ts":"2024-01-01T00:00:00Z"}"#
+        );
         let mut leaf = vec![0u8];
         leaf.extend_from_slice(&bytes);
         assert_eq!(

@@ -90,10 +90,18 @@ pub fn parse(input: &[u8]) -> Result<Value, JsonError> {
         Ok(t) => t,
         Err(e) => {
             let offset = e.valid_up_to();
-            return Err(make_error(input, offset, JsonErrorKind::InvalidUtf8, Vec::new()));
+            return Err(make_error(
+                input,
+                offset,
+                JsonErrorKind::InvalidUtf8,
+                Vec::new(),
+            ));
         }
     };
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        pos: 0,
+    };
     let result = p.skip_ws().and_then(|()| p.value(0)).and_then(|v| {
         p.skip_ws()?;
         if p.pos < p.s.len() {
@@ -238,10 +246,22 @@ fn make_error(input: &[u8], offset: usize, kind: JsonErrorKind, mut path: Vec<Se
     let offset = offset.min(input.len());
     let before = &input[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     path.reverse();
-    JsonError { kind, offset, line, column, path: render_path(&path) }
+    JsonError {
+        kind,
+        offset,
+        line,
+        column,
+        path: render_path(&path),
+    }
 }
 
 /// One step of a path into a JSON value.
@@ -259,7 +279,8 @@ pub fn render_path(segs: &[Seg]) -> String {
             Seg::Index(i) => s.push_str(&format!("[{i}]")),
             Seg::Key(k) => {
                 let plain = !k.is_empty()
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if !plain {
                     s.push_str(&format!("[{}]", serde_json::Value::String(k.clone())));
                 } else {
@@ -288,7 +309,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn fail(&self, kind: JsonErrorKind) -> Fail {
-        Fail { offset: self.pos, kind, path: Vec::new() }
+        Fail {
+            offset: self.pos,
+            kind,
+            path: Vec::new(),
+        }
     }
 
     fn fail_here(&self) -> Fail {
@@ -300,7 +325,9 @@ impl Parser<'_> {
 
     fn peek_char(&self) -> Option<char> {
         // `s` came from a &str, and `pos` is always on a character boundary here.
-        std::str::from_utf8(&self.s[self.pos..]).ok().and_then(|t| t.chars().next())
+        std::str::from_utf8(&self.s[self.pos..])
+            .ok()
+            .and_then(|t| t.chars().next())
     }
 
     fn skip_ws(&mut self) -> Result<(), Fail> {
@@ -320,7 +347,11 @@ impl Parser<'_> {
             Ok(v)
         } else {
             // Point at the first character that differs.
-            let same = self.s[self.pos..].iter().zip(lit).take_while(|(a, b)| a == b).count();
+            let same = self.s[self.pos..]
+                .iter()
+                .zip(lit)
+                .take_while(|(a, b)| a == b)
+                .count();
             self.pos += same;
             Err(self.fail_here())
         }
@@ -444,7 +475,11 @@ impl Parser<'_> {
         let mut is_integer = true;
         let bad = |i: usize| {
             let lit = String::from_utf8_lossy(&s[start..i.min(s.len())]).into_owned();
-            Fail { offset: start, kind: JsonErrorKind::InvalidNumber(lit), path: Vec::new() }
+            Fail {
+                offset: start,
+                kind: JsonErrorKind::InvalidNumber(lit),
+                path: Vec::new(),
+            }
         };
         // RFC 8259: int = zero / ( digit1-9 *DIGIT )
         if int_digits == 0 || (int_digits > 1 && s[int_start] == b'0') {
@@ -479,21 +514,32 @@ impl Parser<'_> {
         // The slice is ASCII digits and signs only.
         let lit = String::from_utf8_lossy(&s[start..i]).into_owned();
         if is_integer {
-            let out_of_range =
-                || Fail { offset: start, kind: JsonErrorKind::IntegerOutOfRange(lit.clone()), path: Vec::new() };
+            let out_of_range = || Fail {
+                offset: start,
+                kind: JsonErrorKind::IntegerOutOfRange(lit.clone()),
+                path: Vec::new(),
+            };
             let digits = &lit[(int_start - start)..];
             let magnitude: u64 = digits.parse().map_err(|_| out_of_range())?;
             if magnitude > MAX_SAFE_INTEGER {
                 return Err(out_of_range());
             }
             // `magnitude` ≤ 2^53 − 1, so the cast is exact.
-            let n = if int_start > start { -(magnitude as i64) } else { magnitude as i64 };
+            let n = if int_start > start {
+                -(magnitude as i64)
+            } else {
+                magnitude as i64
+            };
             return Ok(Value::Number(Number::from(n)));
         }
         let f: f64 = lit.parse().map_err(|_| bad(i))?;
         match Number::from_f64(f) {
             Some(n) if f.is_finite() => Ok(Value::Number(n)),
-            _ => Err(Fail { offset: start, kind: JsonErrorKind::NumberOutOfRange(lit), path: Vec::new() }),
+            _ => Err(Fail {
+                offset: start,
+                kind: JsonErrorKind::NumberOutOfRange(lit),
+                path: Vec::new(),
+            }),
         }
     }
 
@@ -664,19 +710,34 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), want, "bits {bits:016x}");
         }
         // serde_json's own float output differs from ES on these; ours must not.
-        check("[1e16,0.000001,-0.0,1e21,1e-7]", "[10000000000000000,0.000001,0,1e+21,1e-7]");
+        check(
+            "[1e16,0.000001,-0.0,1e21,1e-7]",
+            "[10000000000000000,0.000001,0,1e+21,1e-7]",
+        );
     }
 
     #[test]
     fn rejects_what_i_json_forbids() {
-        check(r#"{"a":1,"a":2}"#, "error: duplicate key \"a\" at line 1 column 8 (in a)");
+        check(
+            r#"{"a":1,"a":2}"#,
+            "error: duplicate key \"a\" at line 1 column 8 (in a)",
+        );
         check(
             r#"{"x":{"y":[1,{"b":1,"b":1}]}}"#,
             "error: duplicate key \"b\" at line 1 column 21 (in x.y[1].b)",
         );
-        check(r#"["\ud800"]"#, "error: lone surrogate \\ud800 in string at line 1 column 3 (in [0])");
-        check(r#""\udc00x""#, "error: lone surrogate \\udc00 in string at line 1 column 2");
-        check(r#""\ud800\u0041""#, "error: lone surrogate \\ud800 in string at line 1 column 2");
+        check(
+            r#"["\ud800"]"#,
+            "error: lone surrogate \\ud800 in string at line 1 column 3 (in [0])",
+        );
+        check(
+            r#""\udc00x""#,
+            "error: lone surrogate \\udc00 in string at line 1 column 2",
+        );
+        check(
+            r#""\ud800\u0041""#,
+            "error: lone surrogate \\ud800 in string at line 1 column 2",
+        );
         check("9007199254740991", "9007199254740991");
         check("-9007199254740991", "-9007199254740991");
         check(
@@ -689,17 +750,38 @@ mod tests {
         );
         // Float literals of large magnitude are plain doubles, as in RFC 8785's own example.
         check("1e20", "100000000000000000000");
-        check("1e400", "error: number 1e400 is not a finite IEEE-754 double at line 1 column 1");
+        check(
+            "1e400",
+            "error: number 1e400 is not a finite IEEE-754 double at line 1 column 1",
+        );
         check("NaN", "error: unexpected character 'N' at line 1 column 1");
-        check("-Infinity", "error: invalid number \"-\" at line 1 column 1");
+        check(
+            "-Infinity",
+            "error: invalid number \"-\" at line 1 column 1",
+        );
         check("01", "error: invalid number \"01\" at line 1 column 1");
         check("1.", "error: invalid number \"1.\" at line 1 column 1");
-        check("[1,]", "error: unexpected character ']' at line 1 column 4 (in [1])");
-        check("{} x", "error: trailing characters after the JSON value at line 1 column 4");
-        check("\"a\tb\"", "error: unescaped control character U+0009 in string at line 1 column 3");
-        check("\"\\x\"", "error: invalid escape sequence at line 1 column 2");
+        check(
+            "[1,]",
+            "error: unexpected character ']' at line 1 column 4 (in [1])",
+        );
+        check(
+            "{} x",
+            "error: trailing characters after the JSON value at line 1 column 4",
+        );
+        check(
+            "\"a\tb\"",
+            "error: unescaped control character U+0009 in string at line 1 column 3",
+        );
+        check(
+            "\"\\x\"",
+            "error: invalid escape sequence at line 1 column 2",
+        );
         check("", "error: unexpected end of input at line 1 column 1");
-        check("[tru]", "error: unexpected character ']' at line 1 column 5 (in [0])");
+        check(
+            "[tru]",
+            "error: unexpected character ']' at line 1 column 5 (in [0])",
+        );
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert!(matches!(parse(deep.as_bytes()), Err(e) if e.kind == JsonErrorKind::TooDeep));
         let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);

@@ -13,11 +13,12 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod batch;
+pub mod hash;
 pub mod json;
 pub mod model;
 pub mod schema;
 pub mod validate;
-pub mod hash;
 
 pub use model::{Event, EventId, EventType, Payload, TenantId, Timestamp};
 pub use schema::event_schema;

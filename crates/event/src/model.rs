@@ -63,7 +63,9 @@ pub const SPAN_ID: Shape = Shape {
 };
 
 /// Every shape, for looking up an explanation by pattern.
-pub const SHAPES: &[Shape] = &[EVENT_ID, EVENT_TYPE, TIMESTAMP, TENANT_ID, TRACE_ID, SPAN_ID];
+pub const SHAPES: &[Shape] = &[
+    EVENT_ID, EVENT_TYPE, TIMESTAMP, TENANT_ID, TRACE_ID, SPAN_ID,
+];
 
 macro_rules! shaped_string {
     ($(#[$doc:meta])* $ty:ident, $shape:expr, $extra:tt) => {
@@ -155,11 +157,18 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
 /// The default sensitive fields (DESIGN.md §2), by event type, as paths inside the event. They
 /// are PII-tokenized and encrypted before sequencing; everything else is structural metadata.
 pub const DEFAULT_SENSITIVE_FIELDS: &[(&str, &[&str])] = &[
-    ("model.decision", &["payload.prompt", "payload.output", "payload.reasoning"]),
+    (
+        "model.decision",
+        &["payload.prompt", "payload.output", "payload.reasoning"],
+    ),
     ("tool.invocation", &["payload.input", "payload.output"]),
     (
         "human.review",
-        &["payload.proposed_action.content", "payload.modification", "payload.rationale"],
+        &[
+            "payload.proposed_action.content",
+            "payload.modification",
+            "payload.rationale",
+        ],
     ),
 ];
 

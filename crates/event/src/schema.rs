@@ -5,8 +5,8 @@
 //! optional fields are absent rather than `null`.
 
 use crate::model::{
-    AGENT_EVENT_TYPES, AgentSpawned, DataAccess, Event, HumanReview, ModelDecision,
-    PolicyDecision, SessionLifecycle, ToolInvocation,
+    AGENT_EVENT_TYPES, AgentSpawned, DataAccess, Event, HumanReview, ModelDecision, PolicyDecision,
+    SessionLifecycle, ToolInvocation,
 };
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
@@ -23,16 +23,30 @@ const PAYLOAD_REQUIRED: &[&str] = &[
 
 /// The JSON Schema (draft 2020-12) of an event as emitters send it.
 pub fn event_schema() -> Value {
-    let mut generator = SchemaSettings::draft2020_12().for_deserialize().into_generator();
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
     let payloads = [
         ("model.decision", generator.subschema_for::<ModelDecision>()),
-        ("tool.invocation", generator.subschema_for::<ToolInvocation>()),
+        (
+            "tool.invocation",
+            generator.subschema_for::<ToolInvocation>(),
+        ),
         ("human.review", generator.subschema_for::<HumanReview>()),
-        ("agent.session.started", generator.subschema_for::<SessionLifecycle>()),
-        ("agent.session.ended", generator.subschema_for::<SessionLifecycle>()),
+        (
+            "agent.session.started",
+            generator.subschema_for::<SessionLifecycle>(),
+        ),
+        (
+            "agent.session.ended",
+            generator.subschema_for::<SessionLifecycle>(),
+        ),
         ("agent.spawned", generator.subschema_for::<AgentSpawned>()),
         ("data.access", generator.subschema_for::<DataAccess>()),
-        ("policy.decision", generator.subschema_for::<PolicyDecision>()),
+        (
+            "policy.decision",
+            generator.subschema_for::<PolicyDecision>(),
+        ),
     ];
     let mut root = generator.into_root_schema_for::<Event>().to_value();
 

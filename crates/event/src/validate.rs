@@ -42,6 +42,8 @@ pub struct ValidEvent {
     pub payload: Payload,
 }
 
+const NOT_A_DATE: &str = " (not a real date and time)";
+
 static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
@@ -102,40 +104,56 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
                     } else {
                         "unknown field"
                     };
-                    problems.push(Problem { path: at(Some(key)), reason: reason.into() });
+                    problems.push(Problem {
+                        path: at(Some(key)),
+                        reason: reason.into(),
+                    });
                 }
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                let event_type = value.get("event_type").and_then(Value::as_str).unwrap_or("");
+                let event_type = value
+                    .get("event_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let reason = match (base.is_empty(), name) {
                     (true, "session_id") => format!("required for {event_type} events"),
                     (true, "payload") => format!("required for {event_type} events"),
                     _ => "required".to_owned(),
                 };
-                problems.push(Problem { path: at(Some(name)), reason });
+                problems.push(Problem {
+                    path: at(Some(name)),
+                    reason,
+                });
             }
             ValidationErrorKind::Pattern { pattern } => {
                 let reason = match SHAPES.iter().find(|s| s.pattern == pattern) {
                     Some(shape) => shape.explanation.to_owned(),
                     None => error.to_string(),
                 };
-                problems.push(Problem { path: at(None), reason });
+                problems.push(Problem {
+                    path: at(None),
+                    reason,
+                });
             }
             ValidationErrorKind::Format { format } if format == "date-time" => {
                 problems.push(Problem {
                     path: at(None),
-                    reason: format!("{} (not a real date and time)", TIMESTAMP.explanation),
+                    reason: format!("{}{NOT_A_DATE}", TIMESTAMP.explanation),
                 });
             }
-            _ => problems.push(Problem { path: at(None), reason: error.to_string() }),
+            _ => problems.push(Problem {
+                path: at(None),
+                reason: error.to_string(),
+            }),
         }
     }
     if problems.is_empty() {
         // Checks the schema cannot express.
-        if let (Some(id), Some(Value::Array(parents))) =
-            (value.get("event_id").and_then(Value::as_str), value.get("caused_by"))
-        {
+        if let (Some(id), Some(Value::Array(parents))) = (
+            value.get("event_id").and_then(Value::as_str),
+            value.get("caused_by"),
+        ) {
             for (i, p) in parents.iter().enumerate() {
                 if p.as_str() == Some(id) {
                     problems.push(Problem {
@@ -146,6 +164,13 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
             }
         }
     }
+    // A malformed timestamp fails both its pattern and the date-time format: keep one report.
+    let pattern_paths: Vec<String> = problems
+        .iter()
+        .filter(|p| p.reason == TIMESTAMP.explanation)
+        .map(|p| p.path.clone())
+        .collect();
+    problems.retain(|p| !(p.reason.ends_with(NOT_A_DATE) && pattern_paths.contains(&p.path)));
     if !problems.is_empty() {
         problems.sort();
         problems.dedup();
@@ -156,13 +181,23 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
         Ok((event, payload))
     });
     match (typed, value) {
-        (Ok((event, payload)), Value::Object(value)) => Ok(ValidEvent { value, event, payload }),
+        (Ok((event, payload)), Value::Object(value)) => Ok(ValidEvent {
+            value,
+            event,
+            payload,
+        }),
         // The schema accepted what the types reject: report it rather than lose the event silently.
         (Err(e), _) => Err(InvalidEvent {
-            problems: vec![Problem { path: String::new(), reason: e.to_string() }],
+            problems: vec![Problem {
+                path: String::new(),
+                reason: e.to_string(),
+            }],
         }),
         (Ok(_), _) => Err(InvalidEvent {
-            problems: vec![Problem { path: String::new(), reason: "not an object".into() }],
+            problems: vec![Problem {
+                path: String::new(),
+                reason: "not an object".into(),
+            }],
         }),
     }
 }
@@ -237,7 +272,9 @@ trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
     fn event_types_and_required_payloads() {
         let base = r#""schema_version":"1","session_id":"s""#;
         assert_eq!(
-            check(&format!(r#"{{{base},"event_type":"custom.billing_run","payload":{{"any":[1]}}}}"#)),
+            check(&format!(
+                r#"{{{base},"event_type":"custom.billing_run","payload":{{"any":[1]}}}}"#
+            )),
             "ok"
         );
         assert_eq!(
@@ -261,27 +298,38 @@ trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
             ),
             "ok"
         );
-        assert_eq!(check(r#"{"schema_version":"1","event_type":"agent.session.started"}"#),
-            "session_id: required for agent.session.started events\n");
+        assert_eq!(
+            check(r#"{"schema_version":"1","event_type":"agent.session.started"}"#),
+            "session_id: required for agent.session.started events\n"
+        );
     }
 
     #[test]
     fn nulls_non_objects_and_bad_json() {
         assert_eq!(
-            check(r#"{"schema_version":"1","event_type":"data.access","project_id":null,"payload":{"resource":"db","operation":"read"}}"#),
+            check(
+                r#"{"schema_version":"1","event_type":"data.access","project_id":null,"payload":{"resource":"db","operation":"read"}}"#
+            ),
             "project_id: null is not of type \"string\"\n"
         );
-        assert_eq!(check("[1]"), "an event must be a JSON object, not an array\n");
+        assert_eq!(
+            check("[1]"),
+            "an event must be a JSON object, not an array\n"
+        );
         assert_eq!(
             check(r#"{"schema_version":"1","schema_version":"1"}"#),
             "schema_version: duplicate key \"schema_version\" at line 1 column 23\n"
         );
         assert_eq!(
-            check(r#"{"schema_version":"1","event_id":"e","event_type":"data.access","caused_by":["e"],"payload":{"resource":"db","operation":"read"}}"#),
+            check(
+                r#"{"schema_version":"1","event_id":"e","event_type":"data.access","caused_by":["e"],"payload":{"resource":"db","operation":"read"}}"#
+            ),
             "caused_by[0]: an event cannot be its own cause\n"
         );
         assert_eq!(
-            check(r#"{"schema_version":"1","event_id":"a/b","event_type":"data.access","payload":{"resource":"db","operation":"read"}}"#),
+            check(
+                r#"{"schema_version":"1","event_id":"a/b","event_type":"data.access","payload":{"resource":"db","operation":"read"}}"#
+            ),
             format!("event_id: {}\n", crate::model::EVENT_ID.explanation)
         );
     }

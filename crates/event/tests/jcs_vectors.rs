@@ -10,7 +10,9 @@ const VECTORS: &str = "../../../shared/testdata/jcs-cyberphone";
 
 #[test]
 fn cyberphone_vectors_canonicalize_byte_for_byte() {
-    let input_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(VECTORS).join("input");
+    let input_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(VECTORS)
+        .join("input");
     let mut names: Vec<_> = std::fs::read_dir(&input_dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", input_dir.display()))
         .map(|e| e.unwrap().file_name())
@@ -21,7 +23,10 @@ fn cyberphone_vectors_canonicalize_byte_for_byte() {
         let input = std::fs::read(input_dir.join(&name)).unwrap();
         let want = std::fs::read(input_dir.join("../output").join(&name)).unwrap();
         let hex_want = std::fs::read_to_string(
-            input_dir.join("../outhex").join(&name).with_extension("txt"),
+            input_dir
+                .join("../outhex")
+                .join(&name)
+                .with_extension("txt"),
         )
         .unwrap();
         let got = canonicalize(&input).unwrap_or_else(|e| panic!("{name:?}: {e}"));
@@ -34,7 +39,11 @@ fn cyberphone_vectors_canonicalize_byte_for_byte() {
         let hex_want: String = hex_want.split_whitespace().collect();
         assert_eq!(hex_got, hex_want, "{name:?} differs from outhex");
         // Canonical output is a fixed point.
-        assert_eq!(canonicalize(&got).unwrap(), got, "{name:?} is not idempotent");
+        assert_eq!(
+            canonicalize(&got).unwrap(),
+            got,
+            "{name:?} is not idempotent"
+        );
     }
 }
 
@@ -76,7 +85,10 @@ fn number_formatting_matches_node() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("node must be installed (it is on this machine kind) for the ES number oracle");
-    let input: String = values.iter().map(|f| format!("{:016x}\n", f.to_bits())).collect();
+    let input: String = values
+        .iter()
+        .map(|f| format!("{:016x}\n", f.to_bits()))
+        .collect();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
     let output = child.wait_with_output().unwrap();
@@ -88,6 +100,11 @@ fn number_formatting_matches_node() {
     for (f, want) in values.iter().zip(node_lines) {
         let v = serde_json::Value::from(*f);
         let got = to_canonical_vec(&v).unwrap();
-        assert_eq!(String::from_utf8(got).unwrap(), want, "bits {:016x}", f.to_bits());
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            want,
+            "bits {:016x}",
+            f.to_bits()
+        );
     }
 }

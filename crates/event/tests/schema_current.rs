@@ -3,7 +3,10 @@
 
 #[test]
 fn committed_schema_is_current() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/event-v1.schema.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/event-v1.schema.json"
+    );
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     let generated = serde_json::to_string_pretty(&agentrail_event::event_schema()).unwrap() + "\n";
     assert!(

@@ -203,7 +203,11 @@ pub fn verify_inclusion(
     root: &Hash,
 ) -> Result<(), VerifyError> {
     let computed = root_from_inclusion(index, size, leaf, proof)?;
-    if &computed == root { Ok(()) } else { Err(VerifyError::RootMismatch) }
+    if &computed == root {
+        Ok(())
+    } else {
+        Err(VerifyError::RootMismatch)
+    }
 }
 
 /// The root implied by an inclusion proof (checking its length exactly).
@@ -219,12 +223,19 @@ pub fn root_from_inclusion(
     let (inner, border) = decomp_incl_proof(index, size);
     let expected = (inner + border) as usize;
     if proof.len() != expected {
-        return Err(VerifyError::WrongLength { expected, got: proof.len() });
+        return Err(VerifyError::WrongLength {
+            expected,
+            got: proof.len(),
+        });
     }
     let (inner_part, border_part) = proof.split_at(inner as usize);
     let mut r = *leaf;
     for (i, p) in inner_part.iter().enumerate() {
-        r = if (index >> i) & 1 == 0 { node_hash(&r, p) } else { node_hash(p, &r) };
+        r = if (index >> i) & 1 == 0 {
+            node_hash(&r, p)
+        } else {
+            node_hash(p, &r)
+        };
     }
     for p in border_part {
         r = node_hash(p, &r);
@@ -252,7 +263,11 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(VerifyError::NonEmptyForEqualSizes);
         }
-        return if root1 == root2 { Ok(()) } else { Err(VerifyError::RootMismatch) };
+        return if root1 == root2 {
+            Ok(())
+        } else {
+            Err(VerifyError::RootMismatch)
+        };
     }
     // Expected length: the seed node (unless `from` is a power of two) plus its path.
     let level = from.trailing_zeros();
@@ -261,9 +276,16 @@ pub fn verify_consistency(
     let seed_len = usize::from(!from.is_power_of_two());
     let expected = seed_len + (inner + border) as usize;
     if proof.len() != expected {
-        return Err(VerifyError::WrongLength { expected, got: proof.len() });
+        return Err(VerifyError::WrongLength {
+            expected,
+            got: proof.len(),
+        });
     }
-    let (seed, path) = if from.is_power_of_two() { (*root1, proof) } else { (proof[0], &proof[1..]) };
+    let (seed, path) = if from.is_power_of_two() {
+        (*root1, proof)
+    } else {
+        (proof[0], &proof[1..])
+    };
     // Walk the path twice: once rebuilding root1 (only the left siblings matter), once root2.
     let mask = (from - 1) >> level;
     let (inner_part, border_part) = path.split_at(inner as usize);
@@ -389,19 +411,33 @@ impl MemoryTree {
     /// The root at an earlier size.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError<Infallible>> {
         if size > self.size() {
-            return Err(ProofError::BadSizes { from: size, to: self.size() });
+            return Err(ProofError::BadSizes {
+                from: size,
+                to: self.size(),
+            });
         }
         root(self, size).map_err(ProofError::Read)
     }
 
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError<Infallible>> {
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, ProofError<Infallible>> {
         if size > self.size() {
-            return Err(ProofError::IndexOutOfRange { index: size, size: self.size() + 1 });
+            return Err(ProofError::IndexOutOfRange {
+                index: size,
+                size: self.size() + 1,
+            });
         }
         inclusion_proof(self, index, size)
     }
 
-    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError<Infallible>> {
+    pub fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, ProofError<Infallible>> {
         if to > self.size() {
             return Err(ProofError::BadSizes { from, to });
         }
@@ -471,7 +507,10 @@ mod tests {
             assert_eq!(hex(&t.root_at(size as u64).unwrap()), *want, "size {size}");
         }
         assert_eq!(hex(&t.root()), roots[8]);
-        assert_eq!(Frontier::from_reader(&t, 5).unwrap().root(), t.root_at(5).unwrap());
+        assert_eq!(
+            Frontier::from_reader(&t, 5).unwrap().root(),
+            t.root_at(5).unwrap()
+        );
     }
 
     #[test]
@@ -537,7 +576,13 @@ mod tests {
             ],
         );
         assert!(t.consistency_proof(8, 8).unwrap().is_empty());
-        assert_eq!(t.consistency_proof(0, 8), Err(ProofError::BadSizes { from: 0, to: 8 }));
-        assert_eq!(t.inclusion_proof(8, 8), Err(ProofError::IndexOutOfRange { index: 8, size: 8 }));
+        assert_eq!(
+            t.consistency_proof(0, 8),
+            Err(ProofError::BadSizes { from: 0, to: 8 })
+        );
+        assert_eq!(
+            t.inclusion_proof(8, 8),
+            Err(ProofError::IndexOutOfRange { index: 8, size: 8 })
+        );
     }
 }

@@ -1,9 +1,7 @@
 //! Every probe of transparency-dev/merkle's testdata (positive and negative), and property tests
 //! over random sizes.
 
-use agentrail_merkle::{
-    Hash, MemoryTree, leaf_hash, verify_consistency, verify_inclusion,
-};
+use agentrail_merkle::{Hash, MemoryTree, leaf_hash, verify_consistency, verify_inclusion};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
@@ -47,7 +45,10 @@ fn hash(v: &Value) -> Result<Hash, ()> {
 fn proof(v: &Value) -> Result<Vec<Hash>, ()> {
     match v {
         Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items.iter().map(|h| b64(h).try_into().map_err(|_| ())).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|h| b64(h).try_into().map_err(|_| ()))
+            .collect(),
         other => panic!("bad proof {other}"),
     }
 }
@@ -61,7 +62,9 @@ fn inclusion_probes() {
         let index = p["leafIdx"].as_u64().unwrap_or(u64::MAX);
         let size = p["treeSize"].as_u64().unwrap_or(0);
         let ok = match (proof(&p["proof"]), hash(&p["leafHash"]), hash(&p["root"])) {
-            (Ok(pr), Ok(leaf), Ok(root)) => verify_inclusion(index, size, &leaf, &pr, &root).is_ok(),
+            (Ok(pr), Ok(leaf), Ok(root)) => {
+                verify_inclusion(index, size, &leaf, &pr, &root).is_ok()
+            }
             _ => false,
         };
         assert_eq!(ok, !want_err, "{}: {}", path.display(), p["desc"]);

@@ -1,0 +1,5 @@
+pub mod canonicalize;
+pub mod hash;
+pub mod schema;
+pub mod validate;
+pub mod verify_note;
