@@ -1,0 +1,563 @@
+//! The ledger of a data directory: many tenants behind an LRU of open handles, the system signing
+//! key, and a background thread that signs checkpoints.
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{AppendError, CheckpointError, LedgerOpenError, OpenError, ReadError};
+use crate::files::{FsyncHook, Syncer};
+use crate::stored::{self, Prepared};
+use crate::tenant::{Ctx, Receipt, SignedCheckpoint, StoredEvent, Tenant};
+use agentrail_event::{TenantId, ValidEvent};
+use agentrail_merkle::Hash;
+use agentrail_note::{Signer, Verifier};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Default size at which a segment is sealed and a new one started.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// How a ledger is opened.
+#[derive(Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Origins are `<origin_prefix>/tenants/<id>`. `None`: the one stored in the data directory,
+    /// or `agentrail.local` for a new one.
+    pub origin_prefix: Option<String>,
+    pub segment_size: u64,
+    /// Open tenants kept (each holds a few file handles and its maps); others are closed.
+    pub max_open_tenants: usize,
+    /// How often the background thread signs checkpoints for tenants with new events; `None`
+    /// disables the thread (checkpoints are then only written on demand and on close).
+    pub checkpoint_interval: Option<Duration>,
+    /// `clock_skew_ms` is recorded when `occurred_at` and `received_at` differ by more.
+    pub clock_skew_bound_ms: i64,
+    pub clock: Arc<dyn Clock>,
+    /// Called before every fsync; for fault-injection tests.
+    pub fsync_hook: Option<FsyncHook>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("origin_prefix", &self.origin_prefix)
+            .field("segment_size", &self.segment_size)
+            .field("max_open_tenants", &self.max_open_tenants)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("clock_skew_bound_ms", &self.clock_skew_bound_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            origin_prefix: None,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            max_open_tenants: 256,
+            checkpoint_interval: Some(Duration::from_secs(1)),
+            clock_skew_bound_ms: 60_000,
+            clock: Arc::new(SystemClock),
+            fsync_hook: None,
+        }
+    }
+}
+
+pub const DEFAULT_ORIGIN_PREFIX: &str = "agentrail.local";
+const KEY_FILE: &str = "system/log.key";
+const VKEY_FILE: &str = "system/log.vkey";
+const ORIGIN_FILE: &str = "system/origin";
+const LOCK_FILE: &str = "system/lock";
+
+struct Lru {
+    open: HashMap<TenantId, (Arc<Tenant>, u64)>,
+    tick: u64,
+}
+
+struct Inner {
+    ctx: Ctx,
+    max_open: usize,
+    tenants: Mutex<Lru>,
+    closed: AtomicBool,
+    recovery_notes: Mutex<Vec<String>>,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    _lock: File,
+}
+
+/// The ledger of one data directory. Cheap to share (`Arc` inside); appends from many threads
+/// share fsyncs per tenant.
+pub struct Ledger {
+    inner: Arc<Inner>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ledger({})", self.inner.ctx.data_dir.display())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerOpenError {
+    let path = path.to_path_buf();
+    move |source| LedgerOpenError::Io { op, path, source }
+}
+
+/// Writes a file durably and atomically with mode 0600 (keys) or 0644.
+fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerOpenError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    f.write_all(contents).map_err(io_err("write", &tmp))?;
+    f.sync_all().map_err(io_err("sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync", dir))?;
+    }
+    Ok(())
+}
+
+/// Loads the data directory's origin prefix and signing key, creating them on first open.
+fn system_files(
+    data_dir: &Path,
+    given: Option<&str>,
+) -> Result<(String, Signer), LedgerOpenError> {
+    let origin_path = data_dir.join(ORIGIN_FILE);
+    let origin = match fs::read_to_string(&origin_path) {
+        Ok(s) => {
+            let stored = s.trim_end_matches('\n').to_owned();
+            if let Some(g) = given
+                && g != stored
+            {
+                return Err(LedgerOpenError::OriginMismatch {
+                    given: g.to_owned(),
+                    stored,
+                });
+            }
+            stored
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let o = given.unwrap_or(DEFAULT_ORIGIN_PREFIX).to_owned();
+            if o.is_empty() || o.contains(['\n', '+']) || o.chars().any(char::is_whitespace) {
+                return Err(LedgerOpenError::Config(format!(
+                    "origin prefix {o:?} must be non-empty, without spaces or '+'"
+                )));
+            }
+            write_new_file(&origin_path, format!("{o}\n").as_bytes(), 0o644)?;
+            o
+        }
+        Err(e) => return Err(io_err("read", &origin_path)(e)),
+    };
+    let key_path = data_dir.join(KEY_FILE);
+    let signer = match fs::read_to_string(&key_path) {
+        Ok(s) => Signer::from_private_key_string(s.trim()).map_err(|e| {
+            LedgerOpenError::BadSystemFile {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            }
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| LedgerOpenError::Io {
+                op: "generate a key for",
+                path: key_path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let signer = Signer::from_seed(&origin, seed).map_err(|e| {
+                LedgerOpenError::Config(format!("cannot make a key named {origin:?}: {e}"))
+            })?;
+            write_new_file(
+                &key_path,
+                format!("{}\n", signer.to_private_key_string()).as_bytes(),
+                0o600,
+            )?;
+            write_new_file(
+                &data_dir.join(VKEY_FILE),
+                format!("{}\n", signer.verifier()).as_bytes(),
+                0o644,
+            )?;
+            signer
+        }
+        Err(e) => return Err(io_err("read", &key_path)(e)),
+    };
+    Ok((origin, signer))
+}
+
+/// The verifier key of a data directory's checkpoints (`system/log.vkey`), for offline checks.
+pub fn read_verifier(data_dir: &Path) -> Result<Verifier, LedgerOpenError> {
+    let path = data_dir.join(VKEY_FILE);
+    let s = fs::read_to_string(&path).map_err(io_err("read", &path))?;
+    s.trim()
+        .parse()
+        .map_err(|e: agentrail_note::KeyError| LedgerOpenError::BadSystemFile {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger of `cfg.data_dir`. Tenants are opened, and
+    /// recovered, on first use.
+    pub fn open(cfg: Config) -> Result<Ledger, LedgerOpenError> {
+        if cfg.max_open_tenants == 0 {
+            return Err(LedgerOpenError::Config("max_open_tenants must be at least 1".into()));
+        }
+        if cfg.segment_size < 4096 {
+            return Err(LedgerOpenError::Config("segment_size must be at least 4096".into()));
+        }
+        let dir = &cfg.data_dir;
+        for sub in ["system", "tenants"] {
+            fs::create_dir_all(dir.join(sub)).map_err(io_err("create", &dir.join(sub)))?;
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LedgerOpenError::Locked(dir.clone())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
+        }
+        let (origin_prefix, signer) = system_files(dir, cfg.origin_prefix.as_deref())?;
+        let verifier = signer.verifier();
+        let inner = Arc::new(Inner {
+            ctx: Ctx {
+                data_dir: dir.clone(),
+                segment_size: cfg.segment_size,
+                clock: cfg.clock.clone(),
+                syncer: Syncer {
+                    hook: cfg.fsync_hook.clone(),
+                },
+                clock_skew_bound_ms: cfg.clock_skew_bound_ms,
+                origin_prefix,
+                signer,
+                verifier,
+            },
+            max_open: cfg.max_open_tenants,
+            tenants: Mutex::new(Lru {
+                open: HashMap::new(),
+                tick: 0,
+            }),
+            closed: AtomicBool::new(false),
+            recovery_notes: Mutex::new(Vec::new()),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            _lock: lock_file,
+        });
+        let checkpointer = cfg.checkpoint_interval.map(|every| {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("agentrail-checkpointer".into())
+                .spawn(move || checkpoint_loop(weak, every))
+        });
+        let checkpointer = match checkpointer {
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => return Err(io_err("start the checkpoint thread for", dir)(e)),
+            None => None,
+        };
+        Ok(Ledger {
+            inner,
+            checkpointer: Mutex::new(checkpointer),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.ctx.data_dir
+    }
+
+    /// The key that verifies this ledger's checkpoints.
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.ctx.verifier
+    }
+
+    /// The checkpoint origin of a tenant.
+    pub fn origin(&self, tenant: &TenantId) -> String {
+        self.inner.ctx.origin(tenant)
+    }
+
+    fn tenant(&self, id: &TenantId, create: bool) -> Result<Arc<Tenant>, OpenError> {
+        self.inner.tenant(id, create)
+    }
+
+    /// Validated events → stored, durable, receipts in order. All-or-nothing: if any event is
+    /// refused (tenant mismatch, id conflict, too large), nothing is written.
+    pub fn append(
+        &self,
+        tenant: &TenantId,
+        events: Vec<ValidEvent>,
+    ) -> Result<Vec<Receipt>, AppendError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        let ctx = &self.inner.ctx;
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(events.len());
+        for (index, ev) in events.into_iter().enumerate() {
+            let p = stored::prepare(ev, tenant, ctx.clock.as_ref())
+                .map_err(|reason| AppendError::Invalid { index, reason })?;
+            let len = p.max_stored_len();
+            if len > crate::frame::MAX_RECORD_LEN {
+                return Err(AppendError::TooLarge {
+                    index,
+                    len,
+                    max: crate::frame::MAX_RECORD_LEN,
+                });
+            }
+            prepared.push(p);
+        }
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.tenant(tenant, true)?;
+        t.append(ctx, prepared)
+    }
+
+    /// Whether a tenant exists in this data directory.
+    pub fn exists(&self, tenant: &TenantId) -> bool {
+        crate::files::tenant_dir(&self.inner.ctx.data_dir, tenant.as_str()).is_dir()
+    }
+
+    /// Every tenant of the data directory, sorted.
+    pub fn tenants(&self) -> std::io::Result<Vec<TenantId>> {
+        list_tenants(&self.inner.ctx.data_dir)
+    }
+
+    /// Number of durable events of a tenant (its tree size).
+    pub fn size(&self, tenant: &TenantId) -> Result<u64, ReadError> {
+        Ok(self.tenant(tenant, false)?.size())
+    }
+
+    pub fn read(&self, tenant: &TenantId, seq: u64) -> Result<StoredEvent, ReadError> {
+        self.tenant(tenant, false)?.read(seq)
+    }
+
+    /// Up to `limit` events from `from` on (fewer at the head).
+    pub fn read_range(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, ReadError> {
+        self.tenant(tenant, false)?.read_range(from, limit)
+    }
+
+    /// The seq of an event by its event_id.
+    pub fn find(&self, tenant: &TenantId, event_id: &str) -> Result<Option<u64>, ReadError> {
+        self.tenant(tenant, false)?.find(event_id)
+    }
+
+    pub fn root_at(&self, tenant: &TenantId, size: u64) -> Result<Hash, ReadError> {
+        self.tenant(tenant, false)?.root_at(size)
+    }
+
+    /// RFC 6962 inclusion proof of leaf `seq` in the tree of `size` (O(log n) node reads).
+    pub fn inclusion_proof(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, ReadError> {
+        self.tenant(tenant, false)?.inclusion_proof(seq, size)
+    }
+
+    /// RFC 6962 consistency proof between two tree sizes.
+    pub fn consistency_proof(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, ReadError> {
+        self.tenant(tenant, false)?.consistency_proof(from, to)
+    }
+
+    /// The tenant's latest signed checkpoint, if one was written.
+    pub fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SignedCheckpoint>, ReadError> {
+        Ok(self.tenant(tenant, false)?.latest_checkpoint())
+    }
+
+    /// Signs a checkpoint now if the tree grew since the last one; returns the latest.
+    pub fn checkpoint(&self, tenant: &TenantId) -> Result<SignedCheckpoint, CheckpointError> {
+        let t = self.tenant(tenant, false)?;
+        t.checkpoint(&self.inner.ctx, true, Duration::ZERO)?
+            .ok_or_else(|| {
+                // `force` always writes one for a tree without checkpoints.
+                CheckpointError::Io {
+                    tenant: tenant.to_string(),
+                    op: "write a checkpoint",
+                    source: std::io::Error::other("no checkpoint was written"),
+                }
+            })
+    }
+
+    /// Every stored checkpoint of a tenant, oldest first.
+    pub fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<String>, ReadError> {
+        Ok(self
+            .tenant(tenant, false)?
+            .checkpoint_texts()?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    /// What recovery did when tenants were opened (truncated torn tails), since the last call.
+    pub fn take_recovery_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.inner.recovery_notes))
+    }
+
+    /// Number of tenants currently open (bounded by `max_open_tenants` plus those in use).
+    pub fn open_tenants(&self) -> usize {
+        lock(&self.inner.tenants).open.len()
+    }
+
+    /// Clean shutdown: every written event made durable and covered by a final checkpoint.
+    /// Appends after this fail with `Closed`.
+    pub fn close(&self) -> Result<(), CheckpointError> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        *lock(&self.inner.stop) = true;
+        self.inner.stop_cv.notify_all();
+        if let Some(h) = lock(&self.checkpointer).take() {
+            let _ = h.join();
+        }
+        let open: Vec<Arc<Tenant>> = lock(&self.inner.tenants)
+            .open
+            .drain()
+            .map(|(_, (t, _))| t)
+            .collect();
+        let mut first_err = None;
+        for t in open {
+            if let Err(e) = self.inner.close_tenant(&t)
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Inner {
+    fn tenant(&self, id: &TenantId, create: bool) -> Result<Arc<Tenant>, OpenError> {
+        let mut lru = lock(&self.tenants);
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some((t, used)) = lru.open.get_mut(id) {
+            *used = tick;
+            return Ok(t.clone());
+        }
+        // Opening recovers the tenant; it happens under the LRU lock so that a tenant is never
+        // opened twice.
+        let t = Arc::new(Tenant::open(&self.ctx, id.clone(), create)?);
+        if let Some(note) = &t.recovery_note {
+            lock(&self.recovery_notes).push(format!("tenant {id}: {note}"));
+        }
+        lru.open.insert(id.clone(), (t.clone(), tick));
+        while lru.open.len() > self.max_open {
+            // Least recently used among those nobody is using right now (and never a poisoned
+            // one: it stays refused until the ledger is reopened).
+            let victim = lru
+                .open
+                .iter()
+                .filter(|(_, (t, _))| Arc::strong_count(t) == 1 && !t.is_poisoned())
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { break };
+            if let Some((t, _)) = lru.open.remove(&victim) {
+                // Best effort: a failure poisons nothing durable; reopening recovers.
+                let _ = self.close_tenant(&t);
+            }
+        }
+        Ok(t)
+    }
+
+    fn close_tenant(&self, t: &Tenant) -> Result<(), CheckpointError> {
+        t.sync_all(&self.ctx).map_err(|e| CheckpointError::Io {
+            tenant: t.id.to_string(),
+            op: "sync on close",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        t.checkpoint(&self.ctx, true, Duration::ZERO)?;
+        Ok(())
+    }
+}
+
+fn checkpoint_loop(inner: std::sync::Weak<Inner>, every: Duration) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        {
+            let stop = lock(&inner.stop);
+            let (stop, _) = inner
+                .stop_cv
+                .wait_timeout(stop, every)
+                .unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+        }
+        let open: Vec<Arc<Tenant>> = lock(&inner.tenants)
+            .open
+            .values()
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in open {
+            if t.is_poisoned() {
+                continue;
+            }
+            // Errors poison the tenant, which refuses appends; nothing else to do here.
+            let _ = t.checkpoint(&inner.ctx, false, every);
+        }
+    }
+}
+
+/// Tenant directories of a data directory, sorted.
+pub fn list_tenants(data_dir: &Path) -> std::io::Result<Vec<TenantId>> {
+    let dir = data_dir.join("tenants");
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| TenantId::parse(n).ok())
+        {
+            out.push(id);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

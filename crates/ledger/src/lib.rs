@@ -1,0 +1,47 @@
+//! The ledger: agentrail's authoritative, append-only store (DESIGN.md §3).
+//!
+//! Per tenant it keeps framed, checksummed segments of stored events (RFC 8785 bytes, hashed and
+//! chained), the RFC 6962 tree over them (perfect-subtree hashes on disk, so roots and proofs at
+//! any size take O(log n) reads), and signed C2SP checkpoints. An append returns only after its
+//! records are fsync'd; concurrent appenders to a tenant share fsyncs. On open, a torn tail is
+//! truncated and anything else that does not verify refuses the tenant, naming the file, offset
+//! and seq. [`verify::verify_tenant`] re-derives everything offline.
+//!
+//! What it is not: no HTTP, no async (sync `std::io` and threads), no query index, no encryption
+//! (the vault transforms events before they get here), and it never reads the wall clock itself
+//! (a [`Clock`] is injected).
+//!
+//! ```no_run
+//! use agentrail_ledger::{Config, Ledger};
+//! use agentrail_event::{TenantId, validate_bytes};
+//! let ledger = Ledger::open(Config::new("./agentrail-data")).unwrap();
+//! let tenant = TenantId::parse("acme").unwrap();
+//! let ev = validate_bytes(br#"{"schema_version":"1","event_type":"custom.hello"}"#).unwrap();
+//! let receipts = ledger.append(&tenant, vec![ev]).unwrap();
+//! let proof = ledger.inclusion_proof(&tenant, receipts[0].seq, ledger.size(&tenant).unwrap());
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod clock;
+pub mod error;
+pub mod files;
+pub mod frame;
+mod ledger;
+pub mod stored;
+mod tenant;
+pub mod verify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
+pub use ledger::{
+    Config, DEFAULT_ORIGIN_PREFIX, DEFAULT_SEGMENT_SIZE, Ledger, list_tenants, read_verifier,
+};
+pub use tenant::{Receipt, SignedCheckpoint, StoredEvent};
+pub use verify::{TenantReport, verify_tenant};
+
+/// The origin prefix stored in a data directory (`system/origin`).
+pub fn read_origin_prefix(data_dir: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(data_dir.join("system/origin"))?
+        .trim_end_matches('\n')
+        .to_owned())
+}

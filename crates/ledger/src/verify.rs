@@ -1,0 +1,398 @@
+//! Offline verification of a data directory: every record, every hash, the chain, the session
+//! chains, causal links, the Merkle tree and every signed checkpoint — recomputed from the
+//! segments alone and compared with what is stored. Read-only; needs no lock and no server.
+
+use crate::error::Damage;
+use crate::files::{
+    CHECKPOINT_LOG, ENTRIES_FILE, TREE_FILE, list_segments, segment_name, tenant_dir,
+};
+use crate::frame::{
+    self, ENTRY_LEN, Entry, FileKind, HEADER_LEN, RecordRead, decode_entry, decode_header,
+    node_position,
+};
+use crate::stored::StoredHeader;
+use agentrail_event::TenantId;
+use agentrail_event::hash::{sha256, to_hex};
+use agentrail_event::json;
+use agentrail_merkle::{Frontier, Hash, leaf_hash, verify_consistency};
+use agentrail_note::{Verifier, open_checkpoint};
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+/// The outcome for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantReport {
+    pub tenant: String,
+    /// Events that verified (all of them when `failure` is `None`).
+    pub events: u64,
+    /// Bytes of segment data read.
+    pub bytes: u64,
+    pub segments: usize,
+    pub checkpoints: usize,
+    /// Root of the verified tree.
+    pub root: Hash,
+    /// Size of the latest checkpoint.
+    pub checkpointed: u64,
+    /// The first thing that did not verify.
+    pub failure: Option<Damage>,
+    /// Things worth knowing that are not damage (a torn tail the next open will truncate).
+    pub notes: Vec<String>,
+}
+
+struct Walk<'a> {
+    tenant: &'a str,
+}
+
+impl Walk<'_> {
+    fn damage(&self, file: &str, offset: Option<u64>, seq: Option<u64>, reason: String) -> Damage {
+        Damage {
+            tenant: self.tenant.to_owned(),
+            file: file.to_owned(),
+            offset,
+            seq,
+            reason,
+        }
+    }
+}
+
+fn digest16(s: &str) -> [u8; 16] {
+    let d = sha256(s.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// Verifies one tenant of a data directory against the log's verifier key.
+pub fn verify_tenant(
+    data_dir: &Path,
+    tenant: &TenantId,
+    verifier: &Verifier,
+    origin_prefix: &str,
+) -> TenantReport {
+    let mut report = TenantReport {
+        tenant: tenant.to_string(),
+        events: 0,
+        bytes: 0,
+        segments: 0,
+        checkpoints: 0,
+        root: agentrail_merkle::EMPTY_ROOT,
+        checkpointed: 0,
+        failure: None,
+        notes: Vec::new(),
+    };
+    if let Err(d) = walk(data_dir, tenant, verifier, origin_prefix, &mut report) {
+        report.failure = Some(d);
+    }
+    report
+}
+
+fn walk(
+    data_dir: &Path,
+    tenant: &TenantId,
+    verifier: &Verifier,
+    origin_prefix: &str,
+    report: &mut TenantReport,
+) -> Result<(), Damage> {
+    let w = Walk {
+        tenant: tenant.as_str(),
+    };
+    let dir = tenant_dir(data_dir, tenant.as_str());
+    let read = |rel: &str| {
+        fs::read(dir.join(rel)).map_err(|e| w.damage(rel, None, None, format!("cannot read: {e}")))
+    };
+
+    // Checkpoints first: their sizes are where the walk must compare roots.
+    let ck = read(CHECKPOINT_LOG)?;
+    decode_header(FileKind::Checkpoints, &ck)
+        .map_err(|e| w.damage(CHECKPOINT_LOG, Some(0), None, e.to_string()))?;
+    let origin = format!("{origin_prefix}/tenants/{tenant}");
+    let mut checkpoints: Vec<(u64, u64, Hash)> = Vec::new(); // (offset, size, root)
+    let mut pos = HEADER_LEN;
+    loop {
+        match frame::read_note(&ck, pos) {
+            RecordRead::Record { payload, next, .. } => {
+                let (cp, _) = open_checkpoint(payload, verifier, &[]).map_err(|e| {
+                    w.damage(CHECKPOINT_LOG, Some(pos as u64), None, e.to_string())
+                })?;
+                if cp.origin != origin {
+                    return Err(w.damage(
+                        CHECKPOINT_LOG,
+                        Some(pos as u64),
+                        None,
+                        format!("checkpoint origin {:?}, expected {origin:?}", cp.origin),
+                    ));
+                }
+                if let Some(&(_, prev, _)) = checkpoints.last()
+                    && cp.size < prev
+                {
+                    return Err(w.damage(
+                        CHECKPOINT_LOG,
+                        Some(pos as u64),
+                        None,
+                        format!("checkpoint size {} is below the previous one ({prev})", cp.size),
+                    ));
+                }
+                checkpoints.push((pos as u64, cp.size, cp.root));
+                pos = next;
+            }
+            RecordRead::End => break,
+            RecordRead::Torn { reason } => {
+                report
+                    .notes
+                    .push(format!("{CHECKPOINT_LOG}: torn tail at offset {pos}: {reason}"));
+                break;
+            }
+            RecordRead::Corrupt { reason } => {
+                return Err(w.damage(CHECKPOINT_LOG, Some(pos as u64), None, reason));
+            }
+        }
+    }
+    report.checkpoints = checkpoints.len();
+    report.checkpointed = checkpoints.last().map_or(0, |c| c.1);
+    let mut roots_wanted: HashMap<u64, Option<Hash>> =
+        checkpoints.iter().map(|c| (c.1, None)).collect();
+
+    let entries = read(ENTRIES_FILE)?;
+    decode_header(FileKind::Entries, &entries)
+        .map_err(|e| w.damage(ENTRIES_FILE, Some(0), None, e.to_string()))?;
+    let tree = read(TREE_FILE)?;
+    decode_header(FileKind::Tree, &tree)
+        .map_err(|e| w.damage(TREE_FILE, Some(0), None, e.to_string()))?;
+
+    let segments = list_segments(&dir)
+        .map_err(|e| w.damage("ledger", None, None, format!("cannot list segments: {e}")))?;
+    report.segments = segments.len();
+    let mut frontier = Frontier::new();
+    if let Some(r) = roots_wanted.get_mut(&0) {
+        *r = Some(frontier.root());
+    }
+    let mut seq = 0u64;
+    let mut last_hash: Option<Hash> = None;
+    let mut last_received = String::new();
+    let mut ids: HashMap<[u8; 16], Hash> = HashMap::new();
+    let mut sessions: HashMap<String, (u64, Hash)> = HashMap::new();
+    for (si, &first) in segments.iter().enumerate() {
+        let name = segment_name(first);
+        let is_last = si + 1 == segments.len();
+        if first != seq {
+            return Err(w.damage(
+                &name,
+                None,
+                Some(seq),
+                format!(
+                    "segment starts at seq {first} but the previous one ends before seq {seq} (missing or truncated segment)"
+                ),
+            ));
+        }
+        let bytes = read(&name)?;
+        report.bytes += bytes.len() as u64;
+        let base = decode_header(FileKind::Segment, &bytes)
+            .map_err(|e| w.damage(&name, Some(0), None, e.to_string()))?;
+        if base != first {
+            return Err(w.damage(
+                &name,
+                Some(0),
+                None,
+                format!("header says the segment starts at seq {base}"),
+            ));
+        }
+        let mut pos = HEADER_LEN;
+        loop {
+            let (payload, next) = match frame::read_record(&bytes, pos, 0) {
+                RecordRead::Record { seq: s, payload, next } => {
+                    if s != seq {
+                        return Err(w.damage(
+                            &name,
+                            Some(pos as u64),
+                            Some(seq),
+                            format!("record has seq {s}, expected {seq}"),
+                        ));
+                    }
+                    (payload, next)
+                }
+                RecordRead::End => break,
+                RecordRead::Torn { reason } if is_last => {
+                    report.notes.push(format!(
+                        "{name}: torn tail of {} bytes at offset {pos} (seq {seq}), never acknowledged: {reason}",
+                        bytes.len() - pos
+                    ));
+                    break;
+                }
+                RecordRead::Torn { reason } => {
+                    return Err(w.damage(
+                        &name,
+                        Some(pos as u64),
+                        Some(seq),
+                        format!("sealed segment is cut short: {reason}"),
+                    ));
+                }
+                RecordRead::Corrupt { reason } => {
+                    return Err(w.damage(&name, Some(pos as u64), Some(seq), reason));
+                }
+            };
+            let fail = |reason: String| w.damage(&name, Some(pos as u64), Some(seq), reason);
+            // The stored form must be canonical JSON, so anyone recomputing the hash with
+            // RFC 8785 gets the same bytes.
+            let value = json::parse(payload).map_err(|e| fail(format!("stored event: {e}")))?;
+            let canonical =
+                json::to_canonical_vec(&value).map_err(|e| fail(format!("stored event: {e}")))?;
+            if canonical != payload {
+                return Err(fail("stored event is not in canonical (RFC 8785) form".into()));
+            }
+            let h = StoredHeader::parse(payload).map_err(|e| fail(format!("stored event: {e}")))?;
+            let hash = sha256(payload);
+            if h.seq != seq {
+                return Err(fail(format!("stored event says seq {}", h.seq)));
+            }
+            if h.tenant_id != tenant.as_str() {
+                return Err(fail(format!("stored event belongs to tenant {:?}", h.tenant_id)));
+            }
+            if h.prev_hash.as_deref() != last_hash.as_ref().map(to_hex).as_deref() {
+                return Err(fail("prev_hash does not match the previous event's hash".into()));
+            }
+            if h.received_at < last_received {
+                return Err(fail("received_at goes backwards".into()));
+            }
+            let id_digest = digest16(&h.event_id);
+            if ids.contains_key(&id_digest) {
+                return Err(fail(format!("event_id {:?} appears twice", h.event_id)));
+            }
+            if let Some(causes) = &h.caused_by {
+                for c in causes {
+                    let known = ids.get(&digest16(&c.event_id)).map(to_hex);
+                    if c.hash != known {
+                        return Err(fail(format!(
+                            "caused_by {:?} has hash {:?}, the ledger says {:?}",
+                            c.event_id, c.hash, known
+                        )));
+                    }
+                }
+            }
+            let session = match (&h.session_id, h.session_seq) {
+                (Some(sid), Some(ss)) => {
+                    let (want_seq, want_prev) = match sessions.get(sid) {
+                        Some(&(s, ph)) => (s + 1, Some(to_hex(&ph))),
+                        None => (0, None),
+                    };
+                    if ss != want_seq || h.session_prev_hash != want_prev {
+                        return Err(fail(format!(
+                            "session {sid:?} chain broken: session_seq {ss} (expected {want_seq}) or session_prev_hash wrong"
+                        )));
+                    }
+                    sessions.insert(sid.clone(), (ss, hash));
+                    Some((digest16(sid), ss))
+                }
+                (None, None) => None,
+                _ => return Err(fail("session_id and session_seq disagree".into())),
+            };
+            // The derived files must agree with the records.
+            let want = Entry {
+                offset: pos as u64,
+                hash,
+                id_digest,
+                session,
+            };
+            let at = HEADER_LEN + seq as usize * ENTRY_LEN;
+            if entries.get(at..at + ENTRY_LEN).and_then(decode_entry) != Some(want) {
+                return Err(w.damage(
+                    ENTRIES_FILE,
+                    Some(at as u64),
+                    Some(seq),
+                    "entry missing or disagrees with its record".into(),
+                ));
+            }
+            let mut node_err = None;
+            frontier.push(leaf_hash(payload), |level, index, node| {
+                let p = HEADER_LEN + 32 * node_position(level, index) as usize;
+                if node_err.is_none() && tree.get(p..p + 32) != Some(&node[..]) {
+                    node_err = Some((p, level, index));
+                }
+            });
+            if let Some((p, level, index)) = node_err {
+                return Err(w.damage(
+                    TREE_FILE,
+                    Some(p as u64),
+                    Some(seq),
+                    format!("tree node (level {level}, index {index}) missing or wrong"),
+                ));
+            }
+            ids.insert(id_digest, hash);
+            last_hash = Some(hash);
+            last_received = h.received_at;
+            seq += 1;
+            if let Some(r) = roots_wanted.get_mut(&seq) {
+                *r = Some(frontier.root());
+            }
+            report.events = seq;
+            pos = next;
+        }
+    }
+    report.root = frontier.root();
+
+    // Every checkpoint: a root of this tree, consistent with the next.
+    let tree_reader = MemNodes(&tree);
+    let mut prev: Option<(u64, Hash)> = None;
+    for &(offset, size, root) in &checkpoints {
+        match roots_wanted.get(&size).copied().flatten() {
+            None => {
+                return Err(w.damage(
+                    CHECKPOINT_LOG,
+                    Some(offset),
+                    Some(size),
+                    format!("checkpoint covers {size} events but the ledger holds only {seq}"),
+                ));
+            }
+            Some(actual) if actual != root => {
+                return Err(w.damage(
+                    CHECKPOINT_LOG,
+                    Some(offset),
+                    Some(size),
+                    format!("checkpoint root for size {size} does not match the recomputed tree"),
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Some((psize, proot)) = prev
+            && psize > 0
+        {
+            let proof = agentrail_merkle::consistency_proof(&tree_reader, psize, size)
+                .map_err(|e| w.damage(TREE_FILE, None, None, e.to_string()))?;
+            verify_consistency(psize, size, &proot, &root, &proof).map_err(|e| {
+                w.damage(
+                    CHECKPOINT_LOG,
+                    Some(offset),
+                    Some(size),
+                    format!("checkpoint is not consistent with the previous one (size {psize}): {e}"),
+                )
+            })?;
+        }
+        prev = Some((size, root));
+    }
+    let expected_tree = HEADER_LEN as u64 + 32 * frame::node_count(seq);
+    let expected_entries = HEADER_LEN as u64 + ENTRY_LEN as u64 * seq;
+    if (tree.len() as u64) > expected_tree || (entries.len() as u64) > expected_entries {
+        report.notes.push(format!(
+            "derived files extend past the last record (seq {seq}); the next open trims them"
+        ));
+    }
+    Ok(())
+}
+
+/// The tree file, already read and checked, as a node reader.
+struct MemNodes<'a>(&'a [u8]);
+
+impl agentrail_merkle::NodeReader for MemNodes<'_> {
+    type Error = String;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+        let p = HEADER_LEN + 32 * node_position(level, index) as usize;
+        let mut h = [0u8; 32];
+        h.copy_from_slice(
+            self.0
+                .get(p..p + 32)
+                .ok_or_else(|| format!("tree node (level {level}, index {index}) missing"))?,
+        );
+        Ok(h)
+    }
+}
