@@ -1,0 +1,329 @@
+//! Appending: sequencing fields, idempotency, all-or-nothing batches, reopen, rollover, many
+//! tenants, fsync failure.
+
+mod common;
+
+use agentrail_event::hash::to_hex;
+use agentrail_event::validate_bytes;
+use agentrail_ledger::stored::StoredHeader;
+use agentrail_ledger::{AppendError, Ledger, ReadError};
+use common::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn stored(l: &Ledger, t: &agentrail_event::TenantId, seq: u64) -> Value {
+    serde_json::from_slice(&l.read(t, seq).unwrap().bytes).unwrap()
+}
+
+#[test]
+fn events_are_sequenced_chained_and_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    let t = tenant("acme");
+    let receipts = l
+        .append(&t, vec![event(0, 1), event(1, 2), event(2, 1)])
+        .unwrap();
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let e0 = stored(&l, &t, 0);
+    let e1 = stored(&l, &t, 1);
+    let e2 = stored(&l, &t, 2);
+    assert_eq!(e0["prev_hash"], Value::Null);
+    assert_eq!(e0["tenant_id"], "acme");
+    assert_eq!(e1["prev_hash"], receipts[0].hash.as_str());
+    assert_eq!(e2["prev_hash"], receipts[1].hash.as_str());
+    // Session s1 holds e0 and e2; s2 only e1.
+    assert_eq!(e0["session_seq"], 0);
+    assert_eq!(e0["session_prev_hash"], Value::Null);
+    assert_eq!(e1["session_seq"], 0);
+    assert_eq!(e2["session_seq"], 1);
+    assert_eq!(e2["session_prev_hash"], receipts[0].hash.as_str());
+    // caused_by resolved, within the same batch too.
+    assert_eq!(
+        e2["caused_by"],
+        serde_json::json!([{"event_id": "e1", "hash": receipts[1].hash}])
+    );
+    // The receipt's hash is the hash of the stored bytes.
+    let ev = l.read(&t, 1).unwrap();
+    assert_eq!(to_hex(&ev.hash), receipts[1].hash);
+    assert_eq!(
+        to_hex(&agentrail_event::hash::sha256(&ev.bytes)),
+        receipts[1].hash
+    );
+    assert_eq!(l.find(&t, "e2").unwrap(), Some(2));
+    assert_eq!(l.find(&t, "nope").unwrap(), None);
+}
+
+#[test]
+fn unknown_parents_are_dangling_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    let t = tenant("acme");
+    l.append(&t, vec![event(5, 1)]).unwrap(); // caused by e4, which does not exist
+    assert_eq!(
+        stored(&l, &t, 0)["caused_by"],
+        serde_json::json!([{"event_id": "e4", "hash": null}])
+    );
+}
+
+#[test]
+fn received_at_never_goes_back_and_skew_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let l = Ledger::open(config(dir.path(), clock.clone())).unwrap();
+    let t = tenant("acme");
+    let r1 = l.append(&t, vec![event(0, 1)]).unwrap();
+    clock.advance_ms(-10_000); // the wall clock steps back
+    let r2 = l.append(&t, vec![event(1, 1)]).unwrap();
+    assert_eq!(r1[0].received_at, "2026-11-25T12:00:00.000000000Z");
+    assert_eq!(r2[0].received_at, r1[0].received_at);
+    // occurred_at is 12:00:00; two minutes later the skew bound (60 s) is exceeded.
+    clock.advance_ms(130_000);
+    l.append(&t, vec![event(2, 1)]).unwrap();
+    assert_eq!(stored(&l, &t, 2)["clock_skew_ms"], 120_000);
+    assert!(stored(&l, &t, 1).get("clock_skew_ms").is_none());
+}
+
+#[test]
+fn replays_return_the_original_receipt_and_conflicts_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    let t = tenant("acme");
+    let first = l.append(&t, vec![event(0, 1), event(1, 1)]).unwrap();
+    let again = l.append(&t, vec![event(1, 1)]).unwrap();
+    assert_eq!(again[0].seq, first[1].seq);
+    assert_eq!(again[0].hash, first[1].hash);
+    assert_eq!(again[0].received_at, first[1].received_at);
+    assert!(again[0].replayed);
+    assert_eq!(l.size(&t).unwrap(), 2);
+
+    // Same id, other content: a conflict, and the new event before it is not written either.
+    let other = validate_bytes(
+        br#"{"schema_version":"1","event_id":"e1","event_type":"custom.other"}"#,
+    )
+    .unwrap();
+    let err = l.append(&t, vec![event(2, 1), other]).unwrap_err();
+    assert!(
+        matches!(&err, AppendError::Conflict { index: 1, event_id, seq: 1 } if event_id == "e1"),
+        "{err}"
+    );
+    assert_eq!(l.size(&t).unwrap(), 2);
+    assert_eq!(l.find(&t, "e2").unwrap(), None);
+
+    // A duplicate inside one batch is a replay of the earlier one.
+    let r = l.append(&t, vec![event(2, 1), event(2, 1)]).unwrap();
+    assert_eq!(r[0].seq, r[1].seq);
+    assert!(r[1].replayed);
+    assert_eq!(l.size(&t).unwrap(), 3);
+}
+
+#[test]
+fn events_for_another_tenant_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    let ev = validate_bytes(
+        br#"{"schema_version":"1","event_type":"custom.x","tenant_id":"globex"}"#,
+    )
+    .unwrap();
+    let err = l.append(&tenant("acme"), vec![ev]).unwrap_err();
+    assert!(err.to_string().contains("tenant_id \"globex\""), "{err}");
+    assert!(!l.exists(&tenant("acme")));
+}
+
+#[test]
+fn tenants_are_separate_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    let (a, b) = (tenant("acme"), tenant("globex"));
+    l.append(&a, vec![event(0, 1), event(1, 1)]).unwrap();
+    let rb = l.append(&b, vec![event(0, 1)]).unwrap();
+    // Same event id in another tenant: not a replay, its own seq 0.
+    assert_eq!(rb[0].seq, 0);
+    assert!(!rb[0].replayed);
+    assert_eq!(stored(&l, &b, 0)["tenant_id"], "globex");
+    assert_ne!(l.root_at(&a, 1).unwrap(), l.root_at(&b, 1).unwrap());
+    assert!(matches!(
+        l.read(&tenant("initech"), 0),
+        Err(ReadError::Open(_))
+    ));
+}
+
+#[test]
+fn reopen_keeps_everything_and_close_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
+    let receipts = {
+        let l = open(dir.path());
+        let r = l.append(&t, (0..50).map(|n| event(n, n % 3)).collect()).unwrap();
+        l.close().unwrap();
+        r
+    };
+    let l = open(dir.path());
+    assert_eq!(l.size(&t).unwrap(), 50);
+    let cp = l.latest_checkpoint(&t).unwrap().unwrap();
+    assert_eq!(cp.size, 50);
+    assert_eq!(cp.root, l.root_at(&t, 50).unwrap());
+    assert!(cp.text.starts_with("agentrail.local/tenants/acme\n50\n"));
+    for r in &receipts {
+        assert_eq!(to_hex(&l.read(&t, r.seq).unwrap().hash), r.hash);
+    }
+    // Sequencing state survives: the next event chains onto the last and its session.
+    let r = l.append(&t, vec![event(50, 2)]).unwrap();
+    let h = StoredHeader::parse(&l.read(&t, 50).unwrap().bytes).unwrap();
+    assert_eq!(h.prev_hash.as_deref(), Some(receipts[49].hash.as_str()));
+    assert_eq!(h.session_seq, Some(16)); // session s2 held 16 events (n % 3 == 2)
+    assert_eq!(r[0].seq, 50);
+    // Replays are still recognized after reopen.
+    assert!(l.append(&t, vec![event(3, 0)]).unwrap()[0].replayed);
+    drop(l);
+    let report = assert_verifies(dir.path(), &t);
+    assert_eq!(report.events, 51);
+    assert_eq!(report.checkpoints, 2);
+}
+
+#[test]
+fn segments_roll_over_and_sealed_ones_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
+    let mut cfg = config(dir.path(), clock());
+    cfg.segment_size = 8192;
+    let l = Ledger::open(cfg.clone()).unwrap();
+    for chunk in 0..10u64 {
+        l.append(&t, (0..8).map(|n| sized_event("e", chunk * 8 + n, 700)).collect())
+            .unwrap();
+    }
+    let segs: Vec<_> = std::fs::read_dir(dir.path().join("tenants/acme/ledger"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .collect();
+    assert!(segs.len() >= 7, "{} segments", segs.len());
+    let read_only = segs
+        .iter()
+        .filter(|e| e.metadata().unwrap().permissions().readonly())
+        .count();
+    assert_eq!(read_only, segs.len() - 1);
+    for seq in 0..80 {
+        l.read(&t, seq).unwrap();
+    }
+    l.close().unwrap();
+    drop(l);
+    let l = Ledger::open(cfg).unwrap();
+    assert_eq!(l.size(&t).unwrap(), 80);
+    l.append(&t, vec![sized_event("e", 80, 700)]).unwrap();
+    drop(l);
+    let r = assert_verifies(dir.path(), &t);
+    assert_eq!(r.events, 81);
+    assert_eq!(r.segments, segs.len());
+}
+
+#[test]
+fn many_tenants_with_a_bounded_number_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), clock());
+    cfg.max_open_tenants = 8;
+    let l = Ledger::open(cfg).unwrap();
+    for round in 0..3u64 {
+        for i in 0..60 {
+            let t = tenant(&format!("t{i}"));
+            l.append(&t, vec![event(round, 1)]).unwrap();
+            assert!(l.open_tenants() <= 8);
+        }
+    }
+    for i in 0..60 {
+        let t = tenant(&format!("t{i}"));
+        assert_eq!(l.size(&t).unwrap(), 3);
+    }
+    assert_eq!(l.tenants().unwrap().len(), 60);
+    drop(l);
+    for i in [0, 31, 59] {
+        assert_verifies(dir.path(), &tenant(&format!("t{i}")));
+    }
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_tenant_until_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
+    let fail = Arc::new(AtomicBool::new(false));
+    let mut cfg = config(dir.path(), clock());
+    let f = fail.clone();
+    cfg.fsync_hook = Some(Arc::new(move |_path: &std::path::Path| {
+        if f.load(Ordering::SeqCst) {
+            Err(std::io::Error::other("injected EIO"))
+        } else {
+            Ok(())
+        }
+    }));
+    let l = Ledger::open(cfg).unwrap();
+    l.append(&t, vec![event(0, 1)]).unwrap();
+    fail.store(true, Ordering::SeqCst);
+    let err = l.append(&t, vec![event(1, 1)]).unwrap_err();
+    assert!(err.to_string().contains("injected EIO"), "{err}");
+    // The disk recovers, but the writer stays poisoned: no retrying an fsync and carrying on.
+    fail.store(false, Ordering::SeqCst);
+    let err = l.append(&t, vec![event(2, 1)]).unwrap_err();
+    assert!(matches!(err, AppendError::Poisoned { .. }), "{err}");
+    // The unacknowledged event is not visible to readers.
+    assert_eq!(l.size(&t).unwrap(), 1);
+    drop(l);
+    // After reopen the tenant works again; the acknowledged event is there.
+    let l = open(dir.path());
+    assert!(l.size(&t).unwrap() >= 1);
+    let n = l.size(&t).unwrap();
+    l.append(&t, vec![event(9, 1)]).unwrap();
+    assert_eq!(l.size(&t).unwrap(), n + 1);
+    drop(l);
+    assert_verifies(dir.path(), &t);
+}
+
+#[test]
+fn a_data_dir_is_opened_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _l = open(dir.path());
+    let err = Ledger::open(config(dir.path(), clock())).unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+}
+
+#[test]
+fn concurrent_appenders_share_fsyncs_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
+    let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut cfg = config(dir.path(), clock());
+    let s = syncs.clone();
+    cfg.fsync_hook = Some(Arc::new(move |_p: &std::path::Path| {
+        s.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }));
+    let l = Arc::new(Ledger::open(cfg).unwrap());
+    let threads: Vec<_> = (0..8u64)
+        .map(|w| {
+            let l = l.clone();
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for i in 0..50u64 {
+                    let r = l.append(&t, vec![sized_event(&format!("w{w}-"), i, 400)]).unwrap();
+                    seqs.push(r[0].seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..400).collect::<Vec<_>>());
+    // Every acknowledged append went through an fsync (how many are shared depends on timing;
+    // the benchmark measures it).
+    assert!(syncs.load(Ordering::Relaxed) > 0);
+    l.close().unwrap();
+    drop(l);
+    assert_verifies(dir.path(), &t);
+}
