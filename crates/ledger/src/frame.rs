@@ -189,13 +189,15 @@ pub fn read_record(bytes: &[u8], offset: usize, base: u64) -> RecordRead<'_> {
 
 // ---- checkpoint log -------------------------------------------------------------------------
 
-/// Bytes before a checkpoint note: length u32, CRC32C of the note u32.
-pub const NOTE_HEADER_LEN: usize = 8;
+/// Bytes before a checkpoint note: length u32, CRC32C of the length u32, CRC32C of the note u32.
+pub const NOTE_HEADER_LEN: usize = 12;
 /// The largest signed note the log accepts.
 pub const MAX_NOTE_LEN: usize = 64 << 10;
 
 pub fn encode_note(note: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(note.len() as u32).to_le_bytes());
+    let len = (note.len() as u32).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc32c::crc32c(&len).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(note).to_le_bytes());
     out.extend_from_slice(note);
 }
@@ -212,12 +214,17 @@ pub fn read_note(bytes: &[u8], offset: usize) -> RecordRead<'_> {
             reason: "incomplete checkpoint header at the end of the file",
         };
     }
-    let len = u32_at(rest, 0) as usize;
-    if rest.iter().all(|&b| b == 0) {
-        return RecordRead::Torn {
-            reason: "zero-filled tail (space allocated but never written)",
+    if crc32c::crc32c(&rest[0..4]) != u32_at(rest, 4) {
+        if rest.iter().all(|&b| b == 0) || zero_filled_tail(rest, offset as u64) {
+            return RecordRead::Torn {
+                reason: "zero-filled tail (space allocated but never written)",
+            };
+        }
+        return RecordRead::Corrupt {
+            reason: "checkpoint header checksum mismatch".into(),
         };
     }
+    let len = u32_at(rest, 0) as usize;
     if len == 0 || len > MAX_NOTE_LEN {
         return RecordRead::Corrupt {
             reason: format!("checkpoint length {len} is out of range"),
@@ -230,7 +237,7 @@ pub fn read_note(bytes: &[u8], offset: usize) -> RecordRead<'_> {
         };
     }
     let note = &rest[NOTE_HEADER_LEN..end];
-    if crc32c::crc32c(note) != u32_at(rest, 4) {
+    if crc32c::crc32c(note) != u32_at(rest, 8) {
         if rest.len() == end && zero_filled_tail(rest, offset as u64) {
             return RecordRead::Torn {
                 reason: "last checkpoint was only partly written (zero-filled pages)",

@@ -1249,7 +1249,7 @@ impl Tenant {
                 extensions: vec![],
             }
             .sign(&ctx.signer);
-            let mut framed = Vec::with_capacity(text.len() + 8);
+            let mut framed = Vec::with_capacity(text.len() + frame::NOTE_HEADER_LEN);
             encode_note(text.as_bytes(), &mut framed);
             ck.file.write_all_at(&framed, ck.len)?;
             ctx.syncer.sync(&ck.file, &self.dir.join(CHECKPOINT_LOG))?;
