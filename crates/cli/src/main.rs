@@ -56,6 +56,65 @@ enum Command {
         /// The signed note (`-` for standard input).
         file: PathBuf,
     },
+    /// Validate every event of a file, then append them to a tenant's ledger in a data
+    /// directory (no server), printing one JSON receipt per event once it is durable. Nothing
+    /// is appended if any event is invalid.
+    Ingest {
+        #[arg(long, default_value = "./agentrail-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// Events: a JSON object, a JSON array, or NDJSON (`-` for standard input).
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: Option<input::Format>,
+        /// Events per durable append.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
+    /// Verify a data directory offline: every record, hash, chain, session chain, causal link,
+    /// Merkle node and signed checkpoint. Exits 1 with the location of the first failure per
+    /// tenant if anything does not verify.
+    Verify {
+        #[arg(long, default_value = "./agentrail-data")]
+        data_dir: PathBuf,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The checkpoint verifier key to trust (default: the data directory's system/log.vkey).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print a tenant's latest signed checkpoint (signing one first if the tree grew).
+    Checkpoint {
+        #[arg(long, default_value = "./agentrail-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Print an inclusion proof (by --seq or --event-id) or a consistency proof (--from, --to)
+    /// for a tenant, against its latest checkpoint unless --size/--to say otherwise.
+    Prove {
+        #[arg(long, default_value = "./agentrail-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, conflicts_with_all = ["event_id", "from"])]
+        seq: Option<u64>,
+        #[arg(long, conflicts_with = "from")]
+        event_id: Option<String>,
+        /// Tree size to prove inclusion in.
+        #[arg(long)]
+        size: Option<u64>,
+        /// Consistency proof from this tree size…
+        #[arg(long)]
+        from: Option<u64>,
+        /// …to this one (default: the latest checkpoint's size).
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: commands::prove::ProofFormat,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +127,40 @@ fn main() -> ExitCode {
         Command::VerifyNote { key, witness, file } => {
             commands::verify_note::run(&key, &witness, &file)
         }
+        Command::Ingest {
+            data_dir,
+            tenant,
+            file,
+            format,
+            batch_size,
+        } => commands::ingest::run(&data_dir, &tenant, &file, format, batch_size),
+        Command::Verify {
+            data_dir,
+            tenant,
+            key,
+        } => commands::verify::run(&data_dir, tenant.as_deref(), key.as_deref()),
+        Command::Checkpoint { data_dir, tenant } => commands::prove::checkpoint(&data_dir, &tenant),
+        Command::Prove {
+            data_dir,
+            tenant,
+            seq,
+            event_id,
+            size,
+            from,
+            to,
+            format,
+        } => commands::prove::prove(
+            &data_dir,
+            &tenant,
+            commands::prove::ProveArgs {
+                seq,
+                event_id: event_id.as_deref(),
+                from,
+                to,
+                size,
+                format,
+            },
+        ),
     };
     match result {
         Ok(code) => code,

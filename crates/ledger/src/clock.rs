@@ -30,7 +30,9 @@ impl ManualClock {
     /// If `rfc3339` is not a timestamp: this is for fixed values in tests.
     pub fn at(rfc3339: &str) -> ManualClock {
         #[allow(clippy::expect_used)]
-        let ts = rfc3339.parse().expect("ManualClock::at needs an RFC 3339 timestamp");
+        let ts = rfc3339
+            .parse()
+            .expect("ManualClock::at needs an RFC 3339 timestamp");
         ManualClock(Mutex::new(ts))
     }
 

@@ -60,7 +60,9 @@ pub enum LedgerOpenError {
     Locked(PathBuf),
     #[error("{path}: {reason}")]
     BadSystemFile { path: PathBuf, reason: String },
-    #[error("origin prefix {given:?} differs from {stored:?}, the one this data directory was created with")]
+    #[error(
+        "origin prefix {given:?} differs from {stored:?}, the one this data directory was created with"
+    )]
     OriginMismatch { given: String, stored: String },
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -73,14 +75,20 @@ pub enum AppendError {
     Open(#[from] OpenError),
     #[error("event {index}: {reason}")]
     Invalid { index: usize, reason: PrepareError },
-    #[error("event {index}: event_id {event_id:?} was already used (seq {seq}) for different content")]
+    #[error(
+        "event {index}: event_id {event_id:?} was already used (seq {seq}) for different content"
+    )]
     Conflict {
         index: usize,
         event_id: String,
         seq: u64,
     },
     #[error("event {index}: stored form is {len} bytes, above the limit of {max}")]
-    TooLarge { index: usize, len: usize, max: usize },
+    TooLarge {
+        index: usize,
+        len: usize,
+        max: usize,
+    },
     #[error("tenant {tenant}: writer is poisoned until the ledger is reopened: {reason}")]
     Poisoned { tenant: String, reason: String },
     #[error("tenant {tenant}: cannot {op}: {source}")]

@@ -393,12 +393,18 @@ mod tests {
         let long = record(7, &vec![b'x'; 2000]);
         let mut zeroed = long.clone();
         zeroed[1024..].fill(0);
-        assert!(matches!(read_record(&zeroed, 5, 0), RecordRead::Torn { .. }));
+        assert!(matches!(
+            read_record(&zeroed, 5, 0),
+            RecordRead::Torn { .. }
+        ));
         // A few zeroed bytes that do not reach back to a boundary: damage, not a torn write.
         let mut short = long.clone();
         let n = short.len();
         short[n - 3..].fill(0);
-        assert!(matches!(read_record(&short, 5, 0), RecordRead::Corrupt { .. }));
+        assert!(matches!(
+            read_record(&short, 5, 0),
+            RecordRead::Corrupt { .. }
+        ));
         // A flipped bit anywhere in a complete record: corrupt, never torn, never a record.
         for i in 5..bytes.len() {
             let mut flipped = bytes.clone();

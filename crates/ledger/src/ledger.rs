@@ -136,10 +136,7 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerO
 }
 
 /// Loads the data directory's origin prefix and signing key, creating them on first open.
-fn system_files(
-    data_dir: &Path,
-    given: Option<&str>,
-) -> Result<(String, Signer), LedgerOpenError> {
+fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer), LedgerOpenError> {
     let origin_path = data_dir.join(ORIGIN_FILE);
     let origin = match fs::read_to_string(&origin_path) {
         Ok(s) => {
@@ -205,12 +202,12 @@ fn system_files(
 pub fn read_verifier(data_dir: &Path) -> Result<Verifier, LedgerOpenError> {
     let path = data_dir.join(VKEY_FILE);
     let s = fs::read_to_string(&path).map_err(io_err("read", &path))?;
-    s.trim()
-        .parse()
-        .map_err(|e: agentrail_note::KeyError| LedgerOpenError::BadSystemFile {
+    s.trim().parse().map_err(
+        |e: agentrail_note::KeyError| LedgerOpenError::BadSystemFile {
             path,
             reason: e.to_string(),
-        })
+        },
+    )
 }
 
 impl Ledger {
@@ -218,10 +215,14 @@ impl Ledger {
     /// recovered, on first use.
     pub fn open(cfg: Config) -> Result<Ledger, LedgerOpenError> {
         if cfg.max_open_tenants == 0 {
-            return Err(LedgerOpenError::Config("max_open_tenants must be at least 1".into()));
+            return Err(LedgerOpenError::Config(
+                "max_open_tenants must be at least 1".into(),
+            ));
         }
         if cfg.segment_size < 4096 {
-            return Err(LedgerOpenError::Config("segment_size must be at least 4096".into()));
+            return Err(LedgerOpenError::Config(
+                "segment_size must be at least 4096".into(),
+            ));
         }
         let dir = &cfg.data_dir;
         for sub in ["system", "tenants"] {

@@ -343,7 +343,12 @@ mod tests {
         let ev = validate_bytes(br#"{"schema_version":"1","event_type":"custom.x"}"#).unwrap();
         let p = prepare(ev, &tenant, &clock).unwrap();
         assert!(p.assigned_id);
-        assert_eq!(uuid::Uuid::parse_str(&p.event_id).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(&p.event_id)
+                .unwrap()
+                .get_version_num(),
+            7
+        );
         let stored = finish(
             &p,
             &ServerFields {

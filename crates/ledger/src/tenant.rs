@@ -165,7 +165,13 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
-    fn damage(&self, file: &str, offset: Option<u64>, seq: Option<u64>, reason: String) -> OpenError {
+    fn damage(
+        &self,
+        file: &str,
+        offset: Option<u64>,
+        seq: Option<u64>,
+        reason: String,
+    ) -> OpenError {
         OpenError::Damaged(Damage {
             tenant: self.id.to_string(),
             file: file.to_owned(),
@@ -243,7 +249,9 @@ pub(crate) fn read_record_at(
     let payload = read_at(file, offset + RECORD_HEADER_LEN as u64, len).map_err(Err)?;
     whole.extend_from_slice(&payload);
     match frame::read_record(&whole, 0, offset) {
-        RecordRead::Record { seq: s, payload, .. } if s == seq => Ok(payload.to_vec()),
+        RecordRead::Record {
+            seq: s, payload, ..
+        } if s == seq => Ok(payload.to_vec()),
         RecordRead::Record { seq: s, .. } => Err(Ok(format!("record has seq {s}, expected {seq}"))),
         RecordRead::End | RecordRead::Torn { .. } => {
             Err(Ok("record is cut short by the end of the segment".into()))
@@ -258,7 +266,9 @@ fn read_entry(file: &File, seq: u64) -> io::Result<Option<Entry>> {
 }
 
 fn segment_of(segments: &[u64], seq: u64) -> usize {
-    segments.partition_point(|&first| first <= seq).saturating_sub(1)
+    segments
+        .partition_point(|&first| first <= seq)
+        .saturating_sub(1)
 }
 
 impl Tenant {
@@ -272,10 +282,7 @@ impl Tenant {
             }
             create_tenant_dir(ctx, &id)?;
         }
-        let o = Opener {
-            id: &id,
-            dir: &dir,
-        };
+        let o = Opener { id: &id, dir: &dir };
         let mut recovery_note = None;
 
         // ---- the checkpoint log: the latest signed checkpoint bounds what must be present.
@@ -392,7 +399,10 @@ impl Tenant {
             let head = read_at(f, 0, HEADER_LEN).map_err(o.io("read", name))?;
             decode_header(kind, &head).map_err(|e| o.damage(name, Some(0), None, e.to_string()))?;
         }
-        let entries_len = entries.metadata().map_err(o.io("stat", ENTRIES_FILE))?.len();
+        let entries_len = entries
+            .metadata()
+            .map_err(o.io("stat", ENTRIES_FILE))?
+            .len();
         let slots = entries_len.saturating_sub(HEADER_LEN as u64) / ENTRY_LEN as u64;
         if slots < active_first {
             return Err(o.damage(
@@ -407,7 +417,12 @@ impl Tenant {
             read_entry(&entries, seq)
                 .map_err(o.io("read", ENTRIES_FILE))?
                 .ok_or_else(|| {
-                    o.damage(ENTRIES_FILE, Some(at), Some(seq), "entry checksum mismatch".into())
+                    o.damage(
+                        ENTRIES_FILE,
+                        Some(at),
+                        Some(seq),
+                        "entry checksum mismatch".into(),
+                    )
                 })
         };
 
@@ -473,7 +488,12 @@ impl Tenant {
             }
         }
         let mut frontier = Frontier::from_reader(&TreeFile(&tree), start).map_err(|e| {
-            o.damage(TREE_FILE, None, Some(start), format!("cannot read tree nodes: {e}"))
+            o.damage(
+                TREE_FILE,
+                None,
+                Some(start),
+                format!("cannot read tree nodes: {e}"),
+            )
         })?;
         if cp_size <= start {
             let root = agentrail_merkle::root(&TreeFile(&tree), cp_size)
@@ -525,7 +545,8 @@ impl Tenant {
                             format!("stored event: {r}"),
                         )
                     })?;
-                    let fail = |reason: String| o.damage(&active_name, Some(abs), Some(seq), reason);
+                    let fail =
+                        |reason: String| o.damage(&active_name, Some(abs), Some(seq), reason);
                     if h.seq != seq {
                         return Err(fail(format!("stored event says seq {}", h.seq)));
                     }
@@ -585,12 +606,12 @@ impl Tenant {
                             &active_name,
                             Some(abs),
                             Some(seq),
-                            format!(
-                                "{reason}, but the latest checkpoint covers {cp_size} events"
-                            ),
+                            format!("{reason}, but the latest checkpoint covers {cp_size} events"),
                         ));
                     }
-                    active.set_len(abs).map_err(o.io("truncate", &active_name))?;
+                    active
+                        .set_len(abs)
+                        .map_err(o.io("truncate", &active_name))?;
                     recovery_note = Some(format!(
                         "truncated a torn tail of {} bytes at offset {abs} of {active_name} (seq {seq}): {reason}",
                         tail.len() - pos
@@ -770,12 +791,11 @@ impl Tenant {
                         tenant: tenant.clone(),
                         reason: e.to_string(),
                     })?;
-                let header = StoredHeader::parse(&existing.bytes).map_err(|r| {
-                    AppendError::Damaged {
+                let header =
+                    StoredHeader::parse(&existing.bytes).map_err(|r| AppendError::Damaged {
                         tenant: tenant.clone(),
                         reason: format!("seq {seq}: {r}"),
-                    }
-                })?;
+                    })?;
                 let same_id = header.event_id == p.event_id;
                 let same = same_id
                     && stored::submitted_content_of_stored(&existing.bytes).ok()
@@ -822,12 +842,13 @@ impl Tenant {
             let seq = st.next_seq;
             let now = ctx.clock.now();
             let received_at = now.max(st.last_received);
-            let session = p.session_id.as_ref().map(|sid| {
-                match st.sessions.get(&digest16(sid)) {
+            let session = p
+                .session_id
+                .as_ref()
+                .map(|sid| match st.sessions.get(&digest16(sid)) {
                     Some(&(ss, h)) => (ss + 1, Some(h)),
                     None => (0, None),
-                }
-            });
+                });
             let caused_by = match &p.caused_by {
                 None => None,
                 Some(ids) => {
@@ -872,7 +893,13 @@ impl Tenant {
             if flush_at + records.len() as u64 + record_len > ctx.segment_size
                 && flush_at + records.len() as u64 > HEADER_LEN as u64
             {
-                self.flush(st, &mut records, &mut entry_bytes, &mut nodes, &mut flush_at)?;
+                self.flush(
+                    st,
+                    &mut records,
+                    &mut entry_bytes,
+                    &mut nodes,
+                    &mut flush_at,
+                )?;
                 self.roll(ctx, st)?;
                 flush_at = st.active_len;
             }
@@ -913,7 +940,13 @@ impl Tenant {
         if !any_new {
             return Ok((receipts, None));
         }
-        self.flush(st, &mut records, &mut entry_bytes, &mut nodes, &mut flush_at)?;
+        self.flush(
+            st,
+            &mut records,
+            &mut entry_bytes,
+            &mut nodes,
+            &mut flush_at,
+        )?;
         Ok((receipts, Some(st.next_seq)))
     }
 
@@ -1052,7 +1085,12 @@ impl Tenant {
         self.read_with(&st.segments, &st.entries, seq)
     }
 
-    fn read_with(&self, segments: &[u64], entries: &File, seq: u64) -> Result<StoredEvent, ReadError> {
+    fn read_with(
+        &self,
+        segments: &[u64],
+        entries: &File,
+        seq: u64,
+    ) -> Result<StoredEvent, ReadError> {
         let damage = |file: &str, offset: Option<u64>, reason: String| {
             ReadError::Damaged(Damage {
                 tenant: self.id.to_string(),
@@ -1098,7 +1136,12 @@ impl Tenant {
     fn snapshot(&self) -> (Vec<u64>, Arc<File>, Arc<File>, u64) {
         let st = lock(&self.state);
         let size = lock(&self.sync).synced;
-        (st.segments.clone(), st.entries.clone(), st.tree.clone(), size)
+        (
+            st.segments.clone(),
+            st.entries.clone(),
+            st.tree.clone(),
+            size,
+        )
     }
 
     /// Reads up to `limit` durable events from `from` on.

@@ -112,9 +112,8 @@ fn walk(
     loop {
         match frame::read_note(&ck, pos) {
             RecordRead::Record { payload, next, .. } => {
-                let (cp, _) = open_checkpoint(payload, verifier, &[]).map_err(|e| {
-                    w.damage(CHECKPOINT_LOG, Some(pos as u64), None, e.to_string())
-                })?;
+                let (cp, _) = open_checkpoint(payload, verifier, &[])
+                    .map_err(|e| w.damage(CHECKPOINT_LOG, Some(pos as u64), None, e.to_string()))?;
                 if cp.origin != origin {
                     return Err(w.damage(
                         CHECKPOINT_LOG,
@@ -130,7 +129,10 @@ fn walk(
                         CHECKPOINT_LOG,
                         Some(pos as u64),
                         None,
-                        format!("checkpoint size {} is below the previous one ({prev})", cp.size),
+                        format!(
+                            "checkpoint size {} is below the previous one ({prev})",
+                            cp.size
+                        ),
                     ));
                 }
                 checkpoints.push((pos as u64, cp.size, cp.root));
@@ -138,9 +140,9 @@ fn walk(
             }
             RecordRead::End => break,
             RecordRead::Torn { reason } => {
-                report
-                    .notes
-                    .push(format!("{CHECKPOINT_LOG}: torn tail at offset {pos}: {reason}"));
+                report.notes.push(format!(
+                    "{CHECKPOINT_LOG}: torn tail at offset {pos}: {reason}"
+                ));
                 break;
             }
             RecordRead::Corrupt { reason } => {
@@ -200,7 +202,11 @@ fn walk(
         let mut pos = HEADER_LEN;
         loop {
             let (payload, next) = match frame::read_record(&bytes, pos, 0) {
-                RecordRead::Record { seq: s, payload, next } => {
+                RecordRead::Record {
+                    seq: s,
+                    payload,
+                    next,
+                } => {
                     if s != seq {
                         return Err(w.damage(
                             &name,
@@ -238,7 +244,9 @@ fn walk(
             let canonical =
                 json::to_canonical_vec(&value).map_err(|e| fail(format!("stored event: {e}")))?;
             if canonical != payload {
-                return Err(fail("stored event is not in canonical (RFC 8785) form".into()));
+                return Err(fail(
+                    "stored event is not in canonical (RFC 8785) form".into(),
+                ));
             }
             let h = StoredHeader::parse(payload).map_err(|e| fail(format!("stored event: {e}")))?;
             let hash = sha256(payload);
@@ -246,10 +254,15 @@ fn walk(
                 return Err(fail(format!("stored event says seq {}", h.seq)));
             }
             if h.tenant_id != tenant.as_str() {
-                return Err(fail(format!("stored event belongs to tenant {:?}", h.tenant_id)));
+                return Err(fail(format!(
+                    "stored event belongs to tenant {:?}",
+                    h.tenant_id
+                )));
             }
             if h.prev_hash.as_deref() != last_hash.as_ref().map(to_hex).as_deref() {
-                return Err(fail("prev_hash does not match the previous event's hash".into()));
+                return Err(fail(
+                    "prev_hash does not match the previous event's hash".into(),
+                ));
             }
             if h.received_at < last_received {
                 return Err(fail("received_at goes backwards".into()));
@@ -363,7 +376,9 @@ fn walk(
                     CHECKPOINT_LOG,
                     Some(offset),
                     Some(size),
-                    format!("checkpoint is not consistent with the previous one (size {psize}): {e}"),
+                    format!(
+                        "checkpoint is not consistent with the previous one (size {psize}): {e}"
+                    ),
                 )
             })?;
         }

@@ -101,10 +101,9 @@ fn replays_return_the_original_receipt_and_conflicts_write_nothing() {
     assert_eq!(l.size(&t).unwrap(), 2);
 
     // Same id, other content: a conflict, and the new event before it is not written either.
-    let other = validate_bytes(
-        br#"{"schema_version":"1","event_id":"e1","event_type":"custom.other"}"#,
-    )
-    .unwrap();
+    let other =
+        validate_bytes(br#"{"schema_version":"1","event_id":"e1","event_type":"custom.other"}"#)
+            .unwrap();
     let err = l.append(&t, vec![event(2, 1), other]).unwrap_err();
     assert!(
         matches!(&err, AppendError::Conflict { index: 1, event_id, seq: 1 } if event_id == "e1"),
@@ -124,10 +123,9 @@ fn replays_return_the_original_receipt_and_conflicts_write_nothing() {
 fn events_for_another_tenant_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path());
-    let ev = validate_bytes(
-        br#"{"schema_version":"1","event_type":"custom.x","tenant_id":"globex"}"#,
-    )
-    .unwrap();
+    let ev =
+        validate_bytes(br#"{"schema_version":"1","event_type":"custom.x","tenant_id":"globex"}"#)
+            .unwrap();
     let err = l.append(&tenant("acme"), vec![ev]).unwrap_err();
     assert!(err.to_string().contains("tenant_id \"globex\""), "{err}");
     assert!(!l.exists(&tenant("acme")));
@@ -157,7 +155,9 @@ fn reopen_keeps_everything_and_close_checkpoints() {
     let t = tenant("acme");
     let receipts = {
         let l = open(dir.path());
-        let r = l.append(&t, (0..50).map(|n| event(n, n % 3)).collect()).unwrap();
+        let r = l
+            .append(&t, (0..50).map(|n| event(n, n % 3)).collect())
+            .unwrap();
         l.close().unwrap();
         r
     };
@@ -192,8 +192,13 @@ fn segments_roll_over_and_sealed_ones_are_read_only() {
     cfg.segment_size = 8192;
     let l = Ledger::open(cfg.clone()).unwrap();
     for chunk in 0..10u64 {
-        l.append(&t, (0..8).map(|n| sized_event("e", chunk * 8 + n, 700)).collect())
-            .unwrap();
+        l.append(
+            &t,
+            (0..8)
+                .map(|n| sized_event("e", chunk * 8 + n, 700))
+                .collect(),
+        )
+        .unwrap();
     }
     let segs: Vec<_> = std::fs::read_dir(dir.path().join("tenants/acme/ledger"))
         .unwrap()
@@ -307,7 +312,9 @@ fn concurrent_appenders_share_fsyncs_and_lose_nothing() {
             std::thread::spawn(move || {
                 let mut seqs = Vec::new();
                 for i in 0..50u64 {
-                    let r = l.append(&t, vec![sized_event(&format!("w{w}-"), i, 400)]).unwrap();
+                    let r = l
+                        .append(&t, vec![sized_event(&format!("w{w}-"), i, 400)])
+                        .unwrap();
                     seqs.push(r[0].seq);
                 }
                 seqs

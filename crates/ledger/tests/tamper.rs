@@ -138,7 +138,9 @@ fn every_flipped_byte_is_detected_and_located() {
         fs::write(file, &bytes).unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         match detect(work.path(), &t) {
-            None => panic!("trial {trial}: flipping byte {at} of {name} (^{mask:#04x}) went unnoticed"),
+            None => {
+                panic!("trial {trial}: flipping byte {at} of {name} (^{mask:#04x}) went unnoticed")
+            }
             Some(msg) => assert!(
                 msg.contains("tenant acme"),
                 "trial {trial}: {name}@{at}: the complaint does not name the tenant: {msg}"
@@ -244,12 +246,23 @@ fn a_torn_tail_is_truncated_not_reported() {
         torn.extend_from_slice(&before[o..o + keep]);
         fs::write(&last, &torn).unwrap();
         let r = verify(work.path(), &t);
-        assert!(r.failure.is_none(), "torn tail reported as damage: {:?}", r.failure);
-        assert!(r.notes.iter().any(|n| n.contains("torn tail")), "{:?}", r.notes);
+        assert!(
+            r.failure.is_none(),
+            "torn tail reported as damage: {:?}",
+            r.failure
+        );
+        assert!(
+            r.notes.iter().any(|n| n.contains("torn tail")),
+            "{:?}",
+            r.notes
+        );
         let l2 = Ledger::open(cfg(work.path())).unwrap();
         assert_eq!(l2.size(&t).unwrap(), 30);
         let notes = l2.take_recovery_notes();
-        assert!(notes.iter().any(|n| n.contains("truncated a torn tail")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("truncated a torn tail")),
+            "{notes:?}"
+        );
         drop(l2);
         assert_eq!(fs::read(&last).unwrap(), before);
     }

@@ -1,0 +1,87 @@
+//! `agentrail ingest --data-dir DIR --tenant T FILE`: validates every event of a file, then appends
+//! them straight into the ledger in batches, printing each receipt (one JSON line) once its batch
+//! is durable. Nothing is appended unless every event of the file is valid.
+
+use crate::input::{self, Format};
+use agentrail_event::TenantId;
+use agentrail_event::batch::parse_batch;
+use agentrail_ledger::{Config, Ledger};
+use anyhow::{Context, anyhow};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(
+    data_dir: &Path,
+    tenant: &str,
+    file: &Path,
+    format: Option<Format>,
+    batch_size: usize,
+) -> anyhow::Result<ExitCode> {
+    let tenant = TenantId::parse(tenant).map_err(|e| anyhow!(e))?;
+    if batch_size == 0 {
+        return Err(anyhow!("--batch-size must be at least 1"));
+    }
+    let bytes = input::read(file)?;
+    let mut events = Vec::new();
+    let mut invalid = 0usize;
+    for item in parse_batch(&bytes, input::batch_format(file, format)) {
+        match item.result {
+            Ok(ev) => events.push(ev),
+            Err(e) => {
+                invalid += 1;
+                for p in e.problems {
+                    let path = if p.path.is_empty() {
+                        "(event)"
+                    } else {
+                        &p.path
+                    };
+                    eprintln!(
+                        "{}: {}: {path}: {}",
+                        file.display(),
+                        item.position,
+                        p.reason
+                    );
+                }
+            }
+        }
+    }
+    if invalid > 0 {
+        eprintln!("{invalid} invalid events; nothing was appended");
+        return Ok(ExitCode::FAILURE);
+    }
+    let ledger = Ledger::open(Config::new(data_dir))
+        .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
+    for note in ledger.take_recovery_notes() {
+        eprintln!("recovery: {note}");
+    }
+    let total = events.len();
+    let (mut appended, mut replayed) = (0usize, 0usize);
+    let stdout = std::io::stdout();
+    let mut rest = events;
+    while !rest.is_empty() {
+        let tail = rest.split_off(batch_size.min(rest.len()));
+        let batch = std::mem::replace(&mut rest, tail);
+        let receipts = ledger
+            .append(&tenant, batch)
+            .with_context(|| format!("appending after {appended} events"))?;
+        let mut out = stdout.lock();
+        for r in &receipts {
+            if r.replayed {
+                replayed += 1;
+            } else {
+                appended += 1;
+            }
+            serde_json::to_writer(&mut out, r)?;
+            out.write_all(b"\n")?;
+        }
+        // A printed receipt means durable: make sure it leaves the process now.
+        out.flush()?;
+    }
+    ledger.close().context("closing the ledger")?;
+    eprintln!(
+        "{total} events: {appended} appended, {replayed} already present (tenant {tenant}, size {})",
+        ledger.size(&tenant).unwrap_or(0)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,75 @@
+//! `agentrail verify --data-dir DIR [--tenant T]`: offline, read-only verification of every
+//! record, hash, chain, session chain, causal link, tree node and signed checkpoint.
+
+use agentrail_event::TenantId;
+use agentrail_event::hash::to_hex;
+use agentrail_ledger::{list_tenants, read_origin_prefix, read_verifier, verify_tenant};
+use agentrail_note::Verifier;
+use anyhow::{Context, anyhow};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let verifier: Verifier = match key {
+        Some(k) => k.parse().map_err(|e| anyhow!("--key: {e}"))?,
+        None => read_verifier(data_dir)?,
+    };
+    let prefix = read_origin_prefix(data_dir)
+        .with_context(|| format!("reading the origin of {}", data_dir.display()))?;
+    let tenants = match tenant {
+        Some(t) => {
+            let t = TenantId::parse(t).map_err(|e| anyhow!(e))?;
+            if !data_dir.join("tenants").join(t.as_str()).is_dir() {
+                return Err(anyhow!(
+                    "tenant {t} does not exist in {}",
+                    data_dir.display()
+                ));
+            }
+            vec![t]
+        }
+        None => list_tenants(data_dir)
+            .with_context(|| format!("listing tenants of {}", data_dir.display()))?,
+    };
+    let mut failed = 0usize;
+    let (mut events, mut bytes) = (0u64, 0u64);
+    let start = Instant::now();
+    for t in &tenants {
+        let began = Instant::now();
+        let r = verify_tenant(data_dir, t, &verifier, &prefix);
+        let secs = began.elapsed().as_secs_f64().max(1e-9);
+        events += r.events;
+        bytes += r.bytes;
+        match &r.failure {
+            None => println!(
+                "{t}: ok: {} events, {} segments, {} checkpoints (latest covers {}), root {}, {:.1} MB in {:.2} s",
+                r.events,
+                r.segments,
+                r.checkpoints,
+                r.checkpointed,
+                to_hex(&r.root),
+                r.bytes as f64 / 1e6,
+                secs
+            ),
+            Some(d) => {
+                failed += 1;
+                println!("{t}: FAILED after {} verified events: {d}", r.events);
+            }
+        }
+        for n in &r.notes {
+            println!("{t}: note: {n}");
+        }
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "{} tenants, {failed} failed; {events} events, {:.1} MB in {secs:.2} s ({:.0} MB/s)",
+        tenants.len(),
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
