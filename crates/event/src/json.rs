@@ -520,8 +520,20 @@ impl Parser<'_> {
                 path: Vec::new(),
             };
             let digits = &lit[(int_start - start)..];
-            let magnitude: u64 = digits.parse().map_err(|_| out_of_range())?;
+            let magnitude = digits.parse::<u64>().unwrap_or(u64::MAX);
             if magnitude > MAX_SAFE_INTEGER {
+                // Beyond ±(2^53−1) an integer literal is accepted only if it is exactly the
+                // canonical (ECMAScript) text of a double, like the 295147905179352830000 that
+                // RFC 8785 itself produces for 2^68: then canonicalization gives back the same
+                // digits and nothing is rounded. Anything else would change: rejected.
+                let f: f64 = lit.parse().map_err(|_| out_of_range())?;
+                let mut canonical = Vec::new();
+                write_f64(f, &mut canonical);
+                if f.is_finite() && canonical == lit.as_bytes() {
+                    if let Some(n) = Number::from_f64(f) {
+                        return Ok(Value::Number(n));
+                    }
+                }
                 return Err(out_of_range());
             }
             // `magnitude` ≤ 2^53 − 1, so the cast is exact.
@@ -714,6 +726,20 @@ mod tests {
             "[1e16,0.000001,-0.0,1e21,1e-7]",
             "[10000000000000000,0.000001,0,1e+21,1e-7]",
         );
+        // Canonical output always parses back to itself, also for integral doubles beyond
+        // 2^53 that ES prints as plain digits (found by the canonical_json fuzz target).
+        check("6.333333333333634e20", "633333333333363400000");
+        check("633333333333363400000", "633333333333363400000");
+        check("10000000000000000", "10000000000000000");
+        // But an integer literal that a double would round is refused, never rounded.
+        check(
+            "9007199254740993",
+            "error: integer 9007199254740993 is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
+        );
+        check(
+            "633333333333363392512",
+            "error: integer 633333333333363392512 is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
+        );
     }
 
     #[test]
@@ -740,13 +766,15 @@ mod tests {
         );
         check("9007199254740991", "9007199254740991");
         check("-9007199254740991", "-9007199254740991");
+        // 2^53 and 10^20 are doubles whose canonical text is these very digits: kept as is.
+        check("9007199254740992", "9007199254740992");
         check(
-            "9007199254740992",
-            "error: integer 9007199254740992 is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
+            "{\"n\":100000000000000000000}",
+            "{\"n\":100000000000000000000}",
         );
         check(
-            "{\"n\":\n 100000000000000000000}",
-            "error: integer 100000000000000000000 is outside ±(2^53−1) and cannot be represented exactly at line 2 column 2 (in n)",
+            "{\"n\":\n 100000000000000000001}",
+            "error: integer 100000000000000000001 is outside ±(2^53−1) and cannot be represented exactly at line 2 column 2 (in n)",
         );
         // Float literals of large magnitude are plain doubles, as in RFC 8785's own example.
         check("1e20", "100000000000000000000");
