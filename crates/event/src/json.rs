@@ -529,10 +529,11 @@ impl Parser<'_> {
                 let f: f64 = lit.parse().map_err(|_| out_of_range())?;
                 let mut canonical = Vec::new();
                 write_f64(f, &mut canonical);
-                if f.is_finite() && canonical == lit.as_bytes() {
-                    if let Some(n) = Number::from_f64(f) {
-                        return Ok(Value::Number(n));
-                    }
+                if f.is_finite()
+                    && canonical == lit.as_bytes()
+                    && let Some(n) = Number::from_f64(f)
+                {
+                    return Ok(Value::Number(n));
                 }
                 return Err(out_of_range());
             }
