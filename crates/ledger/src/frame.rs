@@ -298,6 +298,10 @@ pub fn decode_entry(b: &[u8]) -> Option<Entry> {
         return None;
     }
     let session_seq = u64_at(b, 72);
+    if session_seq == u64::MAX && b[56..72].iter().any(|&x| x != 0) {
+        // Only one encoding of "no session" exists (found by the ledger_frames fuzz target).
+        return None;
+    }
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&b[8..40]);
     let mut id_digest = [0u8; 16];
