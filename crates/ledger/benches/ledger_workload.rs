@@ -155,6 +155,8 @@ fn main() {
     let base =
         std::path::PathBuf::from(arg("--dir").unwrap_or_else(|| "target/ledger-bench".into()));
     std::fs::create_dir_all(&base).unwrap();
+    let only: Option<Vec<usize>> =
+        arg("--only").map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect());
     let scenarios: &[(usize, usize, usize, usize)] = &[
         // (appenders, tenants, events per append, max open tenants)
         (1, 1, 1, 256),
@@ -174,6 +176,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &(a, t, b, o) in scenarios {
+        if only.as_ref().is_some_and(|v| v[..] != [a, t, b, o]) {
+            continue;
+        }
         let n = if t > 1 && b == 1 { total / 2 } else { total };
         let r = run(&base, a, t, b, o, n);
         println!(
@@ -193,6 +198,9 @@ fn main() {
     }
     // Verify throughput on the largest single-tenant data set.
     let dir = base.join("a64-t1-b16-o256");
+    if !dir.exists() {
+        return;
+    }
     let t = TenantId::parse("t0").unwrap();
     let v = read_verifier(&dir).unwrap();
     let prefix = read_origin_prefix(&dir).unwrap();

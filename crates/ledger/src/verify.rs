@@ -16,6 +16,7 @@ use agentrail_event::hash::{sha256, to_hex};
 use agentrail_event::json;
 use agentrail_merkle::{Frontier, Hash, leaf_hash, verify_consistency};
 use agentrail_note::{Verifier, open_checkpoint};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
@@ -174,6 +175,9 @@ fn walk(
     let mut last_received = String::new();
     let mut ids: HashMap<[u8; 16], Hash> = HashMap::new();
     let mut sessions: HashMap<String, (u64, Hash)> = HashMap::new();
+    // Recomputed tree nodes that differ from the (stale) tree file, and where staleness began.
+    let mut overlay: HashMap<u64, Hash> = HashMap::new();
+    let mut stale: Option<u64> = None;
     for (si, &first) in segments.iter().enumerate() {
         let name = segment_name(first);
         let is_last = si + 1 == segments.len();
@@ -199,57 +203,65 @@ fn walk(
                 format!("header says the segment starts at seq {base}"),
             ));
         }
+        // Pass 1 (sequential, cheap): framing and checksums, up to the first bad frame.
+        let mut frames: Vec<(usize, &[u8], usize)> = Vec::new(); // (offset, payload, next)
+        let mut stop: Option<Damage> = None;
         let mut pos = HEADER_LEN;
+        let mut expect = seq;
         loop {
-            let (payload, next) = match frame::read_record(&bytes, pos, 0) {
+            match frame::read_record(&bytes, pos, 0) {
                 RecordRead::Record {
                     seq: s,
                     payload,
                     next,
                 } => {
-                    if s != seq {
-                        return Err(w.damage(
+                    if s != expect {
+                        stop = Some(w.damage(
                             &name,
                             Some(pos as u64),
-                            Some(seq),
-                            format!("record has seq {s}, expected {seq}"),
+                            Some(expect),
+                            format!("record has seq {s}, expected {expect}"),
                         ));
+                        break;
                     }
-                    (payload, next)
+                    frames.push((pos, payload, next));
+                    expect += 1;
+                    pos = next;
                 }
                 RecordRead::End => break,
                 RecordRead::Torn { reason } if is_last => {
                     report.notes.push(format!(
-                        "{name}: torn tail of {} bytes at offset {pos} (seq {seq}), never acknowledged: {reason}",
+                        "{name}: torn tail of {} bytes at offset {pos} (seq {expect}), never acknowledged: {reason}",
                         bytes.len() - pos
                     ));
                     break;
                 }
                 RecordRead::Torn { reason } => {
-                    return Err(w.damage(
+                    stop = Some(w.damage(
                         &name,
                         Some(pos as u64),
-                        Some(seq),
+                        Some(expect),
                         format!("sealed segment is cut short: {reason}"),
                     ));
+                    break;
                 }
                 RecordRead::Corrupt { reason } => {
-                    return Err(w.damage(&name, Some(pos as u64), Some(seq), reason));
+                    stop = Some(w.damage(&name, Some(pos as u64), Some(expect), reason));
+                    break;
                 }
-            };
-            let fail = |reason: String| w.damage(&name, Some(pos as u64), Some(seq), reason);
-            // The stored form must be canonical JSON, so anyone recomputing the hash with
-            // RFC 8785 gets the same bytes.
-            let value = json::parse(payload).map_err(|e| fail(format!("stored event: {e}")))?;
-            let canonical =
-                json::to_canonical_vec(&value).map_err(|e| fail(format!("stored event: {e}")))?;
-            if canonical != payload {
-                return Err(fail(
-                    "stored event is not in canonical (RFC 8785) form".into(),
-                ));
             }
-            let h = StoredHeader::parse(payload).map_err(|e| fail(format!("stored event: {e}")))?;
-            let hash = sha256(payload);
+        }
+        // Pass 2 (parallel): per-record work that needs no other record.
+        let checked = check_records(&frames);
+        // Pass 3 (sequential): chains, maps, tree.
+        debug_assert_eq!(checked.len(), frames.len());
+        for (&(pos, _, _), checked) in frames.iter().zip(checked) {
+            let fail = |reason: String| w.damage(&name, Some(pos as u64), Some(seq), reason);
+            let Checked {
+                header: h,
+                hash,
+                leaf,
+            } = checked.map_err(fail)?;
             if h.seq != seq {
                 return Err(fail(format!("stored event says seq {}", h.seq)));
             }
@@ -306,29 +318,40 @@ fn walk(
                 id_digest,
                 session,
             };
+            // Derived data of sealed segments was made durable with them and must match; that
+            // of the active segment is rebuilt from the records on every open, so staleness
+            // there (after a crash) is a note, not damage.
             let at = HEADER_LEN + seq as usize * ENTRY_LEN;
             if entries.get(at..at + ENTRY_LEN).and_then(decode_entry) != Some(want) {
-                return Err(w.damage(
+                let d = w.damage(
                     ENTRIES_FILE,
                     Some(at as u64),
                     Some(seq),
                     "entry missing or disagrees with its record".into(),
-                ));
+                );
+                if !is_last {
+                    return Err(d);
+                }
+                stale.get_or_insert(seq);
             }
             let mut node_err = None;
-            frontier.push(leaf_hash(payload), |level, index, node| {
+            frontier.push(leaf, |level, index, node| {
                 let p = HEADER_LEN + 32 * node_position(level, index) as usize;
-                if node_err.is_none() && tree.get(p..p + 32) != Some(&node[..]) {
-                    node_err = Some((p, level, index));
+                if tree.get(p..p + 32) != Some(&node[..]) {
+                    overlay.insert(node_position(level, index), *node);
+                    node_err.get_or_insert((p, level, index));
                 }
             });
             if let Some((p, level, index)) = node_err {
-                return Err(w.damage(
-                    TREE_FILE,
-                    Some(p as u64),
-                    Some(seq),
-                    format!("tree node (level {level}, index {index}) missing or wrong"),
-                ));
+                if !is_last {
+                    return Err(w.damage(
+                        TREE_FILE,
+                        Some(p as u64),
+                        Some(seq),
+                        format!("tree node (level {level}, index {index}) missing or wrong"),
+                    ));
+                }
+                stale.get_or_insert(seq);
             }
             ids.insert(id_digest, hash);
             last_hash = Some(hash);
@@ -338,13 +361,20 @@ fn walk(
                 *r = Some(frontier.root());
             }
             report.events = seq;
-            pos = next;
+        }
+        if let Some(d) = stop {
+            return Err(d);
         }
     }
     report.root = frontier.root();
+    if let Some(from) = stale {
+        report.notes.push(format!(
+            "derived entries/tree of the active segment are stale from seq {from} (as after a crash); the next open rebuilds them"
+        ));
+    }
 
     // Every checkpoint: a root of this tree, consistent with the next.
-    let tree_reader = MemNodes(&tree);
+    let tree_reader = MemNodes(&tree, &overlay);
     let mut prev: Option<(u64, Hash)> = None;
     for &(offset, size, root) in &checkpoints {
         match roots_wanted.get(&size).copied().flatten() {
@@ -394,13 +424,67 @@ fn walk(
     Ok(())
 }
 
-/// The tree file, already read and checked, as a node reader.
-struct MemNodes<'a>(&'a [u8]);
+/// What one record yields without looking at any other.
+struct Checked {
+    header: StoredHeader,
+    hash: Hash,
+    leaf: Hash,
+}
+
+fn check_record(payload: &[u8]) -> Result<Checked, String> {
+    // The stored form must be canonical JSON, so anyone recomputing the hash with RFC 8785 gets
+    // the same bytes.
+    let value = json::parse(payload).map_err(|e| format!("stored event: {e}"))?;
+    let canonical = json::to_canonical_vec(&value).map_err(|e| format!("stored event: {e}"))?;
+    if canonical != payload {
+        return Err("stored event is not in canonical (RFC 8785) form".into());
+    }
+    let header = StoredHeader::deserialize(&value).map_err(|e| format!("stored event: {e}"))?;
+    Ok(Checked {
+        header,
+        hash: sha256(payload),
+        leaf: leaf_hash(payload),
+    })
+}
+
+/// [`check_record`] over every frame, split across the machine's cores.
+fn check_records(frames: &[(usize, &[u8], usize)]) -> Vec<Result<Checked, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || frames.len() < 64 {
+        return frames.iter().map(|f| check_record(f.1)).collect();
+    }
+    let chunk = frames.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = frames
+            .chunks(chunk)
+            .map(|part| {
+                let h = scope.spawn(move || part.iter().map(|f| check_record(f.1)).collect());
+                (part.len(), h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err("verification thread panicked".into()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect()
+    })
+}
+
+/// The tree file, already read and checked, with recomputed nodes where it is stale.
+struct MemNodes<'a>(&'a [u8], &'a HashMap<u64, Hash>);
 
 impl agentrail_merkle::NodeReader for MemNodes<'_> {
     type Error = String;
 
     fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+        if let Some(h) = self.1.get(&node_position(level, index)) {
+            return Ok(*h);
+        }
         let p = HEADER_LEN + 32 * node_position(level, index) as usize;
         let mut h = [0u8; 32];
         h.copy_from_slice(
