@@ -256,6 +256,16 @@ pub fn read_note(bytes: &[u8], offset: usize) -> RecordRead<'_> {
 
 // ---- entries --------------------------------------------------------------------------------
 
+/// First 16 bytes of SHA-256 of an id: how entries and the in-memory maps key event and session
+/// ids (collisions are checked against the record itself where it matters).
+pub fn digest16(id: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(id.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
 /// One fixed-size slot per seq in the entries file.
 pub const ENTRY_LEN: usize = 88;
 

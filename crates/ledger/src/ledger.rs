@@ -5,7 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{AppendError, CheckpointError, LedgerOpenError, OpenError, ReadError};
 use crate::files::{FsyncHook, Syncer};
 use crate::stored::{self, Prepared};
-use crate::tenant::{Ctx, Receipt, SignedCheckpoint, StoredEvent, Tenant};
+use crate::tenant::{Ctx, Receipt, SignedCheckpoint, StoredEvent, Tenant, lock};
 use agentrail_event::{TenantId, ValidEvent};
 use agentrail_merkle::Hash;
 use agentrail_note::{Signer, Verifier};
@@ -15,7 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -103,10 +103,6 @@ impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Ledger({})", self.inner.ctx.data_dir.display())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerOpenError {

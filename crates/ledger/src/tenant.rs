@@ -13,7 +13,7 @@ use crate::files::{
 };
 use crate::frame::{
     self, ENTRY_LEN, Entry, FileKind, HEADER_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN, RecordRead,
-    decode_entry, decode_header, encode_entry, encode_note, encode_record, node_count,
+    decode_entry, decode_header, digest16, encode_entry, encode_note, encode_record, node_count,
     node_position,
 };
 use crate::stored::{self, Prepared, ServerFields, StoredHeader};
@@ -94,13 +94,6 @@ impl NodeReader for TreeFile<'_> {
     }
 }
 
-fn digest16(s: &str) -> [u8; 16] {
-    let d = sha256(s.as_bytes());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
 struct State {
     /// First seq of every segment; the last one is the active segment.
     segments: Vec<u64>,
@@ -153,7 +146,7 @@ impl std::fmt::Debug for Tenant {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a ledger lock leaves state we cannot trust; but the data on disk is
     // what recovery trusts, so carrying on to report errors is safer than panicking again.
     m.lock().unwrap_or_else(|e| e.into_inner())

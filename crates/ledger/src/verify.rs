@@ -8,7 +8,7 @@ use crate::files::{
 };
 use crate::frame::{
     self, ENTRY_LEN, Entry, FileKind, HEADER_LEN, RecordRead, decode_entry, decode_header,
-    node_position,
+    digest16, node_position,
 };
 use crate::stored::StoredHeader;
 use agentrail_event::TenantId;
@@ -55,13 +55,6 @@ impl Walk<'_> {
             reason,
         }
     }
-}
-
-fn digest16(s: &str) -> [u8; 16] {
-    let d = sha256(s.as_bytes());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
 }
 
 /// Verifies one tenant of a data directory against the log's verifier key.
