@@ -210,29 +210,32 @@ fn write_f64(f: f64, out: &mut Vec<u8>) {
 
 /// Writes a string with the escaping of ECMAScript `JSON.stringify` (RFC 8785 §3.2.2.2).
 fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x09 => b"\\t",
-            0x0A => b"\\n",
-            0x0C => b"\\f",
-            0x0D => b"\\r",
-            0x00..=0x1F => b"",
-            _ => continue,
-        };
+    // Copy runs of bytes that need no escaping in one go; only `"`, `\\` and controls do.
+    while let Some(rel) = bytes[start..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let i = start + rel;
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xF) as usize]);
-        } else {
-            out.extend_from_slice(escape);
+        let b = bytes[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0A => out.extend_from_slice(b"\\n"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            0x0D => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xF) as usize]);
+            }
         }
         start = i + 1;
     }
@@ -660,6 +663,277 @@ impl fmt::Display for Seg {
     }
 }
 
+/// Why bytes are not the canonical form of a JSON value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not canonical JSON at byte {offset}: {reason}")]
+pub struct NotCanonical {
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+/// Checks that `input` is exactly the RFC 8785 canonical form of a value [`parse`] accepts,
+/// without building the value: `check_canonical(b).is_ok()` agrees with
+/// `canonicalize(b) == Ok(b)` (tested, and fuzzed), at a fraction of the cost. This is what
+/// verifying stored events uses.
+pub fn check_canonical(input: &[u8]) -> Result<(), NotCanonical> {
+    if let Err(e) = std::str::from_utf8(input) {
+        return Err(NotCanonical {
+            offset: e.valid_up_to(),
+            reason: "invalid UTF-8",
+        });
+    }
+    let mut c = Canon { s: input, pos: 0 };
+    c.value(0)?;
+    if c.pos != input.len() {
+        return Err(c.fail("trailing bytes after the value"));
+    }
+    Ok(())
+}
+
+struct Canon<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Canon<'a> {
+    fn fail(&self, reason: &'static str) -> NotCanonical {
+        NotCanonical {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    /// `depth`: containers around this value (as in [`parse`], at most [`MAX_DEPTH`]).
+    fn value(&mut self, depth: usize) -> Result<(), NotCanonical> {
+        if matches!(self.peek(), Some(b'{' | b'[')) && depth >= MAX_DEPTH {
+            return Err(self.fail("nested too deeply"));
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string(false).map(|_| ()),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.fail("unexpected byte (whitespace is not canonical)")),
+            None => Err(self.fail("unexpected end")),
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<(), NotCanonical> {
+        if self.s[self.pos..].starts_with(lit) {
+            self.pos += lit.len();
+            Ok(())
+        } else {
+            Err(self.fail("invalid literal"))
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), NotCanonical> {
+        self.pos += 1;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut prev: Option<std::borrow::Cow<'a, str>> = None;
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(self.fail("expected a key"));
+            }
+            let at = self.pos;
+            let key = self.string(true)?.unwrap_or_default();
+            if let Some(p) = &prev
+                && utf16_cmp(p, &key) != Ordering::Less
+            {
+                return Err(NotCanonical {
+                    offset: at,
+                    reason: "keys are not in strictly increasing UTF-16 order",
+                });
+            }
+            if self.peek() != Some(b':') {
+                return Err(self.fail("expected ':'"));
+            }
+            self.pos += 1;
+            self.value(depth)?;
+            prev = Some(key);
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.fail("expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), NotCanonical> {
+        self.pos += 1;
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(depth)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.fail("expected ',' or ']'")),
+            }
+        }
+    }
+
+    /// A string at `pos` (its opening quote), in canonical escaping; its decoded text when
+    /// `want` (object keys, whose order must be checked).
+    fn string(&mut self, want: bool) -> Result<Option<std::borrow::Cow<'a, str>>, NotCanonical> {
+        self.pos += 1;
+        let start = self.pos;
+        let mut owned: Option<Vec<u8>> = None;
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(self.fail("unterminated string"));
+            };
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let decoded = match self.s.get(self.pos + 1) {
+                        Some(b'"') => b'"',
+                        Some(b'\\') => b'\\',
+                        Some(b'b') => 0x08,
+                        Some(b't') => 0x09,
+                        Some(b'n') => 0x0A,
+                        Some(b'f') => 0x0C,
+                        Some(b'r') => 0x0D,
+                        Some(b'u') => {
+                            // Only controls without a short form are written as \u00xx.
+                            let hex = self.s.get(self.pos + 2..self.pos + 6);
+                            let v = match hex {
+                                Some([b'0', b'0', h, l]) => {
+                                    let d = |c: u8| match c {
+                                        b'0'..=b'9' => Some(c - b'0'),
+                                        b'a'..=b'f' => Some(c - b'a' + 10),
+                                        _ => None,
+                                    };
+                                    d(*h).zip(d(*l)).map(|(h, l)| (h << 4) | l)
+                                }
+                                _ => None,
+                            };
+                            match v {
+                                Some(v @ 0x00..=0x1F)
+                                    if !matches!(v, 0x08 | 0x09 | 0x0A | 0x0C | 0x0D) =>
+                                {
+                                    if let Some(o) = &mut owned {
+                                        o.push(v);
+                                    } else if want {
+                                        let mut o = self.s[start..self.pos].to_vec();
+                                        o.push(v);
+                                        owned = Some(o);
+                                    }
+                                    self.pos += 6;
+                                    continue;
+                                }
+                                _ => return Err(self.fail("escape that RFC 8785 does not write")),
+                            }
+                        }
+                        _ => return Err(self.fail("escape that RFC 8785 does not write")),
+                    };
+                    if let Some(o) = &mut owned {
+                        o.push(decoded);
+                    } else if want {
+                        let mut o = self.s[start..self.pos].to_vec();
+                        o.push(decoded);
+                        owned = Some(o);
+                    }
+                    self.pos += 2;
+                }
+                0x00..=0x1F => return Err(self.fail("unescaped control character")),
+                _ => {
+                    if let Some(o) = &mut owned {
+                        o.push(b);
+                    }
+                    self.pos += 1;
+                }
+            }
+        }
+        let end = self.pos;
+        self.pos += 1;
+        if !want {
+            return Ok(None);
+        }
+        // The input is valid UTF-8 and quotes and escapes are ASCII, so both are valid UTF-8.
+        let text = match owned {
+            Some(o) => std::borrow::Cow::Owned(String::from_utf8_lossy(&o).into_owned()),
+            None => String::from_utf8_lossy(&self.s[start..end]),
+        };
+        Ok(Some(text))
+    }
+
+    fn number(&mut self) -> Result<(), NotCanonical> {
+        let start = self.pos;
+        let s = self.s;
+        let mut i = start;
+        if s.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let digits = |i: &mut usize| {
+            let from = *i;
+            while s.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - from
+        };
+        if digits(&mut i) == 0 {
+            return Err(self.fail("invalid number"));
+        }
+        if s.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return Err(self.fail("invalid number"));
+            }
+        }
+        if matches!(s.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(s.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return Err(self.fail("invalid number"));
+            }
+        }
+        self.pos = i;
+        let token = &s[start..i];
+        // Canonical means: exactly ECMAScript's text of the double it denotes (which also rules
+        // out leading zeros, "-0", integers that would round, and non-finite values).
+        let f: f64 = std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| self.fail("invalid number"))?;
+        if !f.is_finite() {
+            return Err(NotCanonical {
+                offset: start,
+                reason: "number is not a finite double",
+            });
+        }
+        let mut canonical = Vec::with_capacity(24);
+        write_f64(f, &mut canonical);
+        if canonical != token {
+            return Err(NotCanonical {
+                offset: start,
+                reason: "number is not in ECMAScript form",
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,6 +945,69 @@ mod tests {
             Err(e) => format!("error: {e}"),
         };
         assert_eq!(got, expected, "input: {input}");
+    }
+
+    /// `check_canonical` must agree with "canonicalizing changes nothing".
+    fn check_fast(input: &[u8]) {
+        let slow = canonicalize(input).is_ok_and(|c| c == input);
+        assert_eq!(
+            check_canonical(input).is_ok(),
+            slow,
+            "input {:?}: {:?}",
+            String::from_utf8_lossy(input),
+            check_canonical(input)
+        );
+    }
+
+    #[test]
+    fn the_fast_canonical_check_agrees_with_canonicalizing() {
+        let cases: &[&str] = &[
+            r#"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":1}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":1.0}"#,
+            r#"{"a":1.5}"#,
+            r#"[1e+21,1e21,1E+21,0.000001,1e-7,1e-07]"#,
+            r#"[-0,0,-1,01,1.50]"#,
+            r#"[9007199254740991,9007199254740993,633333333333363400000]"#,
+            r#""\u000f\n\"\\""#,
+            r#""\u000F""#,
+            r#""\u000a""#,
+            r#""\/""#,
+            r#""\u0041""#,
+            r#""é€😀""#,
+            "\"\u{7f}\u{2028}\"",
+            "\"a\tb\"",
+            r#"{"\u0001":1,"\u0002":2}"#,
+            r#"{"\u0002":1,"\u0001":2}"#,
+            "{\"\u{20ac}\":1,\"\u{1f600}\":2,\"\u{fb33}\":3}",
+            "{\"\u{20ac}\":1,\"\u{fb33}\":3,\"\u{1f600}\":2}",
+            r#"[]"#,
+            r#"{}"#,
+            r#"[{}]"#,
+            r#"[1,]"#,
+            r#"tru"#,
+            r#""unterminated"#,
+            "1 ",
+        ];
+        for c in cases {
+            check_fast(c.as_bytes());
+        }
+        check_fast(b"\"\xff\"");
+        for depth in [MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 2] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            check_fast(deep.as_bytes());
+        }
+        // Every published canonical output passes.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/testdata/jcs-cyberphone/output");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+            check_fast(bytes);
+            assert!(check_canonical(bytes).is_ok());
+        }
     }
 
     #[test]

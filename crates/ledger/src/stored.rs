@@ -141,7 +141,7 @@ pub fn prepare(
         member(k, v, &mut out)?;
         members.push((k.clone(), out));
     }
-    members.sort_by(|a, b| a.0.cmp(&b.0));
+    members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(Prepared {
         event_id,
         assigned_id,
@@ -168,8 +168,9 @@ fn hash_value(h: &Option<[u8; 32]>) -> Value {
     }
 }
 
-fn join(mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> {
-    members.sort_by(|a, b| a.0.cmp(&b.0));
+/// `{` members in key order, comma-separated `}`.
+fn join(mut members: Vec<(&str, &[u8])>) -> Vec<u8> {
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let len = members.iter().map(|m| m.1.len() + 1).sum::<usize>() + 2;
     let mut out = Vec::with_capacity(len);
     out.push(b'{');
@@ -180,6 +181,12 @@ fn join(mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> {
         out.extend_from_slice(bytes);
     }
     out.push(b'}');
+    out
+}
+
+fn refs(members: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    let mut out = Vec::with_capacity(members.len() + 8);
+    out.extend(members.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
     out
 }
 
@@ -212,25 +219,31 @@ pub fn finish(p: &Prepared, s: &ServerFields) -> Vec<u8> {
     if let Some(skew) = s.clock_skew_ms {
         extra.push(("clock_skew_ms".into(), Value::from(skew)));
     }
-    let mut members = p.members.clone();
-    for (k, v) in extra {
-        let mut out = Vec::with_capacity(80);
-        // Integers here are far below 2^53 and strings are plain: this cannot fail.
-        let _ = member(&k, &v, &mut out);
-        members.push((k, out));
-    }
+    let extra: Vec<(String, Vec<u8>)> = extra
+        .into_iter()
+        .map(|(k, v)| {
+            let mut out = Vec::with_capacity(80);
+            // Integers here are far below 2^53 and strings are plain: this cannot fail.
+            let _ = member(&k, &v, &mut out);
+            (k, out)
+        })
+        .collect();
+    let mut members = refs(&p.members);
+    members.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
     join(members)
 }
 
 /// The canonical bytes of what the emitter sent (with `event_id` and `tenant_id` filled in):
 /// the content idempotency compares.
 pub fn submitted_content(p: &Prepared) -> Vec<u8> {
-    let mut members = p.members.clone();
+    let mut causes = Vec::new();
     if let Some(ids) = &p.caused_by {
         let v = Value::Array(ids.iter().cloned().map(Value::String).collect());
-        let mut out = Vec::new();
-        let _ = member("caused_by", &v, &mut out);
-        members.push(("caused_by".into(), out));
+        let _ = member("caused_by", &v, &mut causes);
+    }
+    let mut members = refs(&p.members);
+    if p.caused_by.is_some() {
+        members.push(("caused_by", &causes));
     }
     join(members)
 }

@@ -16,7 +16,6 @@ use agentrail_event::hash::{sha256, to_hex};
 use agentrail_event::json;
 use agentrail_merkle::{Frontier, Hash, leaf_hash, verify_consistency};
 use agentrail_note::{Verifier, open_checkpoint};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
@@ -427,12 +426,8 @@ struct Checked {
 fn check_record(payload: &[u8]) -> Result<Checked, String> {
     // The stored form must be canonical JSON, so anyone recomputing the hash with RFC 8785 gets
     // the same bytes.
-    let value = json::parse(payload).map_err(|e| format!("stored event: {e}"))?;
-    let canonical = json::to_canonical_vec(&value).map_err(|e| format!("stored event: {e}"))?;
-    if canonical != payload {
-        return Err("stored event is not in canonical (RFC 8785) form".into());
-    }
-    let header = StoredHeader::deserialize(&value).map_err(|e| format!("stored event: {e}"))?;
+    json::check_canonical(payload).map_err(|e| format!("stored event is {e}"))?;
+    let header = StoredHeader::parse(payload).map_err(|e| format!("stored event: {e}"))?;
     Ok(Checked {
         header,
         hash: sha256(payload),
