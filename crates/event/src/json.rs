@@ -798,10 +798,20 @@ impl<'a> Canon<'a> {
         let start = self.pos;
         let mut owned: Option<Vec<u8>> = None;
         loop {
-            let Some(b) = self.peek() else {
+            // Skip the run of bytes that need no attention in one go.
+            let rest = &self.s[self.pos..];
+            let Some(run) = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            else {
+                self.pos = self.s.len();
                 return Err(self.fail("unterminated string"));
             };
-            match b {
+            if let Some(o) = &mut owned {
+                o.extend_from_slice(&rest[..run]);
+            }
+            self.pos += run;
+            match self.s[self.pos] {
                 b'"' => break,
                 b'\\' => {
                     let decoded = match self.s.get(self.pos + 1) {
@@ -814,14 +824,13 @@ impl<'a> Canon<'a> {
                         Some(b'r') => 0x0D,
                         Some(b'u') => {
                             // Only controls without a short form are written as \u00xx.
-                            let hex = self.s.get(self.pos + 2..self.pos + 6);
-                            let v = match hex {
+                            let d = |c: u8| match c {
+                                b'0'..=b'9' => Some(c - b'0'),
+                                b'a'..=b'f' => Some(c - b'a' + 10),
+                                _ => None,
+                            };
+                            let v = match self.s.get(self.pos + 2..self.pos + 6) {
                                 Some([b'0', b'0', h, l]) => {
-                                    let d = |c: u8| match c {
-                                        b'0'..=b'9' => Some(c - b'0'),
-                                        b'a'..=b'f' => Some(c - b'a' + 10),
-                                        _ => None,
-                                    };
                                     d(*h).zip(d(*l)).map(|(h, l)| (h << 4) | l)
                                 }
                                 _ => None,
@@ -830,21 +839,14 @@ impl<'a> Canon<'a> {
                                 Some(v @ 0x00..=0x1F)
                                     if !matches!(v, 0x08 | 0x09 | 0x0A | 0x0C | 0x0D) =>
                                 {
-                                    if let Some(o) = &mut owned {
-                                        o.push(v);
-                                    } else if want {
-                                        let mut o = self.s[start..self.pos].to_vec();
-                                        o.push(v);
-                                        owned = Some(o);
-                                    }
-                                    self.pos += 6;
-                                    continue;
+                                    v
                                 }
                                 _ => return Err(self.fail("escape that RFC 8785 does not write")),
                             }
                         }
                         _ => return Err(self.fail("escape that RFC 8785 does not write")),
                     };
+                    let len = if self.s[self.pos + 1] == b'u' { 6 } else { 2 };
                     if let Some(o) = &mut owned {
                         o.push(decoded);
                     } else if want {
@@ -852,15 +854,9 @@ impl<'a> Canon<'a> {
                         o.push(decoded);
                         owned = Some(o);
                     }
-                    self.pos += 2;
+                    self.pos += len;
                 }
-                0x00..=0x1F => return Err(self.fail("unescaped control character")),
-                _ => {
-                    if let Some(o) = &mut owned {
-                        o.push(b);
-                    }
-                    self.pos += 1;
-                }
+                _ => return Err(self.fail("unescaped control character")),
             }
         }
         let end = self.pos;

@@ -12,7 +12,7 @@ use crate::frame::{
 };
 use crate::stored::StoredHeader;
 use agentrail_event::TenantId;
-use agentrail_event::hash::{sha256, to_hex};
+use agentrail_event::hash::{from_hex, sha256, to_hex};
 use agentrail_event::json;
 use agentrail_merkle::{Frontier, Hash, leaf_hash, verify_consistency};
 use agentrail_note::{Verifier, open_checkpoint};
@@ -166,7 +166,7 @@ fn walk(
     let mut last_hash: Option<Hash> = None;
     let mut last_received = String::new();
     let mut ids: HashMap<[u8; 16], Hash> = HashMap::new();
-    let mut sessions: HashMap<String, (u64, Hash)> = HashMap::new();
+    let mut sessions: HashMap<[u8; 16], (u64, Hash)> = HashMap::new();
     // Recomputed tree nodes that differ from the (stale) tree file, and where staleness began.
     let mut overlay: HashMap<u64, Hash> = HashMap::new();
     let mut stale: Option<u64> = None;
@@ -253,6 +253,11 @@ fn walk(
                 header: h,
                 hash,
                 leaf,
+                id_digest,
+                session_digest,
+                prev_hash,
+                session_prev_hash,
+                causes,
             } = checked.map_err(fail)?;
             if h.seq != seq {
                 return Err(fail(format!("stored event says seq {}", h.seq)));
@@ -263,7 +268,7 @@ fn walk(
                     h.tenant_id
                 )));
             }
-            if h.prev_hash.as_deref() != last_hash.as_ref().map(to_hex).as_deref() {
+            if prev_hash != Some(last_hash) {
                 return Err(fail(
                     "prev_hash does not match the previous event's hash".into(),
                 ));
@@ -271,34 +276,35 @@ fn walk(
             if h.received_at < last_received {
                 return Err(fail("received_at goes backwards".into()));
             }
-            let id_digest = digest16(&h.event_id);
             if ids.contains_key(&id_digest) {
                 return Err(fail(format!("event_id {:?} appears twice", h.event_id)));
             }
-            if let Some(causes) = &h.caused_by {
-                for c in causes {
-                    let known = ids.get(&digest16(&c.event_id)).map(to_hex);
-                    if c.hash != known {
-                        return Err(fail(format!(
-                            "caused_by {:?} has hash {:?}, the ledger says {:?}",
-                            c.event_id, c.hash, known
-                        )));
-                    }
+            for (i, (digest, claimed)) in causes.iter().enumerate() {
+                let known = ids.get(digest).copied();
+                if *claimed != Some(known) {
+                    let c = h.caused_by.as_ref().and_then(|c| c.get(i));
+                    return Err(fail(format!(
+                        "caused_by {:?} has hash {:?}, the ledger says {:?}",
+                        c.map(|c| &c.event_id),
+                        c.and_then(|c| c.hash.as_ref()),
+                        known.as_ref().map(to_hex)
+                    )));
                 }
             }
-            let session = match (&h.session_id, h.session_seq) {
-                (Some(sid), Some(ss)) => {
-                    let (want_seq, want_prev) = match sessions.get(sid) {
-                        Some(&(s, ph)) => (s + 1, Some(to_hex(&ph))),
+            let session = match (session_digest, h.session_seq) {
+                (Some(sd), Some(ss)) => {
+                    let (want_seq, want_prev) = match sessions.get(&sd) {
+                        Some(&(s, ph)) => (s + 1, Some(ph)),
                         None => (0, None),
                     };
-                    if ss != want_seq || h.session_prev_hash != want_prev {
+                    if ss != want_seq || session_prev_hash != Some(want_prev) {
                         return Err(fail(format!(
-                            "session {sid:?} chain broken: session_seq {ss} (expected {want_seq}) or session_prev_hash wrong"
+                            "session {:?} chain broken: session_seq {ss} (expected {want_seq}) or session_prev_hash wrong",
+                            h.session_id.as_deref().unwrap_or_default()
                         )));
                     }
-                    sessions.insert(sid.clone(), (ss, hash));
-                    Some((digest16(sid), ss))
+                    sessions.insert(sd, (ss, hash));
+                    Some((sd, ss))
                 }
                 (None, None) => None,
                 _ => return Err(fail("session_id and session_seq disagree".into())),
@@ -421,6 +427,19 @@ struct Checked {
     header: StoredHeader,
     hash: Hash,
     leaf: Hash,
+    id_digest: [u8; 16],
+    session_digest: Option<[u8; 16]>,
+    /// Hex hashes decoded (`None`: not valid hex, which never matches).
+    prev_hash: Option<Option<Hash>>,
+    session_prev_hash: Option<Option<Hash>>,
+    causes: Vec<([u8; 16], Option<Option<Hash>>)>,
+}
+
+fn decode_hash(h: &Option<String>) -> Option<Option<Hash>> {
+    match h {
+        None => Some(None),
+        Some(s) => from_hex(s).map(Some),
+    }
 }
 
 fn check_record(payload: &[u8]) -> Result<Checked, String> {
@@ -429,9 +448,19 @@ fn check_record(payload: &[u8]) -> Result<Checked, String> {
     json::check_canonical(payload).map_err(|e| format!("stored event is {e}"))?;
     let header = StoredHeader::parse(payload).map_err(|e| format!("stored event: {e}"))?;
     Ok(Checked {
-        header,
         hash: sha256(payload),
         leaf: leaf_hash(payload),
+        id_digest: digest16(&header.event_id),
+        session_digest: header.session_id.as_deref().map(digest16),
+        prev_hash: decode_hash(&header.prev_hash),
+        session_prev_hash: decode_hash(&header.session_prev_hash),
+        causes: header
+            .caused_by
+            .iter()
+            .flatten()
+            .map(|c| (digest16(&c.event_id), decode_hash(&c.hash)))
+            .collect(),
+        header,
     })
 }
 
