@@ -42,20 +42,34 @@ pub fn to_hex(hash: &Hash) -> String {
 
 /// Parses 64 lowercase hex digits.
 pub fn from_hex(s: &str) -> Option<Hash> {
+    /// Nibble value of each byte; 0xFF for anything but 0-9 a-f.
+    const NIBBLE: [u8; 256] = {
+        let mut t = [0xFFu8; 256];
+        let mut c = 0;
+        while c < 10 {
+            t[b'0' as usize + c] = c as u8;
+            c += 1;
+        }
+        let mut c = 0;
+        while c < 6 {
+            t[b'a' as usize + c] = 10 + c as u8;
+            c += 1;
+        }
+        t
+    };
     let bytes = s.as_bytes();
     if bytes.len() != 64 {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let (h, l) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        bad |= h | l;
+        *o = (h << 4) | (l & 0xF);
     }
-    Some(out)
+    // Any invalid byte set the high bits of `bad`.
+    (bad & 0xF0 == 0).then_some(out)
 }
 
 #[cfg(test)]

@@ -798,15 +798,17 @@ impl<'a> Canon<'a> {
         let start = self.pos;
         let mut owned: Option<Vec<u8>> = None;
         loop {
-            // Skip the run of bytes that need no attention in one go.
+            // Skip the run of bytes that need no attention in one go: find the next quote or
+            // backslash (SIMD), then make sure no raw control character hides before it.
             let rest = &self.s[self.pos..];
-            let Some(run) = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            else {
+            let Some(run) = memchr::memchr2(b'"', b'\\', rest) else {
                 self.pos = self.s.len();
                 return Err(self.fail("unterminated string"));
             };
+            if let Some(c) = rest[..run].iter().position(|&b| b < 0x20) {
+                self.pos += c;
+                return Err(self.fail("unescaped control character"));
+            }
             if let Some(o) = &mut owned {
                 o.extend_from_slice(&rest[..run]);
             }

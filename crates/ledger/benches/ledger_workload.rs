@@ -2,6 +2,7 @@
 //! appenders into 1 or 1,000 tenants, then offline `verify` throughput. Prints a table.
 //!
 //! cargo bench -p agentrail-ledger --bench ledger_workload [-- --events N --dir PATH]
+//!     [--only APPENDERS,TENANTS,BATCH,OPEN] [--keep] [--verify DATA_DIR]
 //!
 //! Events are validated before timing starts: the table measures the ledger (sequencing,
 //! hashing, framing, writing, fsync), not JSON Schema validation.
@@ -197,7 +198,7 @@ fn main() {
         );
     }
     // Verify throughput on the largest single-tenant data set.
-    let dir = base.join("a64-t1-b16-o256");
+    let dir = arg("--verify").map_or_else(|| base.join("a64-t1-b16-o256"), Into::into);
     if !dir.exists() {
         return;
     }
@@ -215,5 +216,7 @@ fn main() {
         secs,
         r.bytes as f64 / 1e6 / secs
     );
-    let _ = std::fs::remove_dir_all(&base);
+    if !args.iter().any(|a| a == "--keep") {
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }

@@ -16,9 +16,11 @@ use agentrail_event::hash::{from_hex, sha256, to_hex};
 use agentrail_event::json;
 use agentrail_merkle::{Frontier, Hash, leaf_hash, verify_consistency};
 use agentrail_note::{Verifier, open_checkpoint};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// The outcome for one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,10 +246,9 @@ fn walk(
             }
         }
         // Pass 2 (parallel): per-record work that needs no other record.
-        let checked = check_records(&frames);
-        // Pass 3 (sequential): chains, maps, tree.
-        debug_assert_eq!(checked.len(), frames.len());
-        for (&(pos, _, _), checked) in frames.iter().zip(checked) {
+        // Pass 3 (sequential, in seq order, overlapping pass 2): chains, maps, tree.
+        for_each_checked(&frames, |i, checked| {
+            let pos = frames[i].0;
             let fail = |reason: String| w.damage(&name, Some(pos as u64), Some(seq), reason);
             let Checked {
                 header: h,
@@ -359,7 +360,8 @@ fn walk(
                 *r = Some(frontier.root());
             }
             report.events = seq;
-        }
+            Ok(())
+        })?;
         if let Some(d) = stop {
             return Err(d);
         }
@@ -464,31 +466,60 @@ fn check_record(payload: &[u8]) -> Result<Checked, String> {
     })
 }
 
-/// [`check_record`] over every frame, split across the machine's cores.
-fn check_records(frames: &[(usize, &[u8], usize)]) -> Vec<Result<Checked, String>> {
+/// Runs [`check_record`] over every frame on worker threads (one per core) and hands the results
+/// to `f` in frame order on the calling thread, so the sequential checks overlap the parallel
+/// ones. Stops at the first error `f` returns.
+fn for_each_checked(
+    frames: &[(usize, &[u8], usize)],
+    mut f: impl FnMut(usize, Result<Checked, String>) -> Result<(), Damage>,
+) -> Result<(), Damage> {
+    const CHUNK: usize = 256;
+    let chunks = frames.len().div_ceil(CHUNK);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || frames.len() < 64 {
-        return frames.iter().map(|f| check_record(f.1)).collect();
+    if threads == 1 || chunks <= 1 {
+        for (i, frame) in frames.iter().enumerate() {
+            f(i, check_record(frame.1))?;
+        }
+        return Ok(());
     }
-    let chunk = frames.len().div_ceil(threads);
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = frames
-            .chunks(chunk)
-            .map(|part| {
-                let h = scope.spawn(move || part.iter().map(|f| check_record(f.1)).collect());
-                (part.len(), h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| {
-                h.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| Err("verification thread panicked".into()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect()
+        let (tx, rx) = mpsc::channel::<(usize, Vec<Result<Checked, String>>)>();
+        for _ in 0..threads.min(chunks) {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let c = next.fetch_add(1, Ordering::Relaxed);
+                    if c >= chunks {
+                        break;
+                    }
+                    let part = &frames[c * CHUNK..((c + 1) * CHUNK).min(frames.len())];
+                    let results = part.iter().map(|fr| check_record(fr.1)).collect();
+                    // The receiver is gone once the caller stopped at an error.
+                    if tx.send((c, results)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Vec<Result<Checked, String>>> = BTreeMap::new();
+        let mut want = 0;
+        for (c, results) in rx {
+            pending.insert(c, results);
+            while let Some(results) = pending.remove(&want) {
+                for (j, r) in results.into_iter().enumerate() {
+                    f(want * CHUNK + j, r)?;
+                }
+                want += 1;
+            }
+        }
+        if want < chunks {
+            // A worker died (a panic) before sending this chunk: report it at its first record.
+            f(want * CHUNK, Err("a verification thread failed".into()))?;
+        }
+        Ok(())
     })
 }
 
