@@ -2,7 +2,7 @@
 //! appenders into 1 or 1,000 tenants, then offline `verify` throughput. Prints a table.
 //!
 //! cargo bench -p agentrail-ledger --bench ledger_workload [-- --events N --dir PATH]
-//!     [--only APPENDERS,TENANTS,BATCH,OPEN] [--keep] [--verify DATA_DIR]
+//!     [--only APPENDERS,TENANTS,BATCH,OPEN] [--many] [--keep] [--verify DATA_DIR]
 //!
 //! Events are validated before timing starts: the table measures the ledger (sequencing,
 //! hashing, framing, writing, fsync), not JSON Schema validation.
@@ -123,6 +123,62 @@ fn run(
     row
 }
 
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `n` tenants in one data directory, 8 appenders, two events per tenant (the second after every
+/// tenant was touched once, so every tenant is reopened), with the default LRU of 256 open
+/// tenants: open files and memory must stay bounded.
+fn many_tenants(base: &std::path::Path, n: usize) {
+    let dir = base.join("many-tenants");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ledger = Arc::new(Ledger::open(Config::new(&dir)).unwrap());
+    let fds_before = open_fds();
+    let max_fds = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    for round in 0..2 {
+        let handles: Vec<_> = (0..8)
+            .map(|w| {
+                let ledger = ledger.clone();
+                let max_fds = max_fds.clone();
+                std::thread::spawn(move || {
+                    for i in (w..n).step_by(8) {
+                        let t = TenantId::parse(&format!("tenant-{i}")).unwrap();
+                        ledger.append(&t, vec![event(round, i)]).unwrap();
+                        if i % 500 == w {
+                            max_fds.fetch_max(open_fds() as u64, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "\n{n} tenants x 2 events, 8 appenders, LRU 256: {:.1} s ({:.0} events/s), open tenants {}, open files {} (before {fds_before}, max seen {}), RSS {:.0} MB",
+        secs,
+        (2 * n) as f64 / secs,
+        ledger.open_tenants(),
+        open_fds(),
+        max_fds.load(Ordering::Relaxed),
+        rss_mb()
+    );
+    ledger.close().unwrap();
+}
+
 /// Bytes in all segment files under `dir`.
 fn segment_bytes(dir: &std::path::Path) -> u64 {
     let mut total = 0;
@@ -196,6 +252,9 @@ fn main() {
             pct(&r.lat, 0.5),
             pct(&r.lat, 0.99),
         );
+    }
+    if only.is_none() || args.iter().any(|a| a == "--many") {
+        many_tenants(&base, 10_000);
     }
     // Verify throughput on the largest single-tenant data set.
     let dir = arg("--verify").map_or_else(|| base.join("a64-t1-b16-o256"), Into::into);
