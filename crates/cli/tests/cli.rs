@@ -26,7 +26,17 @@ fn stdout(o: &Output) -> String {
 fn help_lists_the_commands() {
     let o = agentrail(&["--help"], None);
     assert!(o.status.success());
-    for cmd in ["validate", "canonicalize", "hash", "schema", "verify-note"] {
+    for cmd in [
+        "validate",
+        "canonicalize",
+        "hash",
+        "schema",
+        "verify-note",
+        "ingest",
+        "verify",
+        "checkpoint",
+        "prove",
+    ] {
         assert!(stdout(&o).contains(cmd), "--help does not list {cmd}");
     }
 }
@@ -128,4 +138,122 @@ fn schema_command_prints_the_committed_schema() {
     ))
     .unwrap();
     assert_eq!(stdout(&o), committed);
+}
+
+#[test]
+fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data = data.to_str().unwrap();
+    // Invalid events: nothing is appended, exit 1.
+    let bad = agentrail(
+        &[
+            "ingest",
+            "--data-dir",
+            data,
+            "--tenant",
+            "acme",
+            "examples/invalid.ndjson",
+        ],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nothing was appended"));
+    // The example session: one receipt per event, then the same receipts marked replayed.
+    let args = [
+        "ingest",
+        "--data-dir",
+        data,
+        "--tenant",
+        "acme",
+        "examples/events.ndjson",
+    ];
+    let first = agentrail(&args, None);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let receipts: Vec<serde_json::Value> = stdout(&first)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(receipts.len(), 5);
+    assert_eq!(receipts[4]["seq"], 4);
+    let again = agentrail(&args, None);
+    assert!(
+        stdout(&again)
+            .lines()
+            .all(|l| l.contains(r#""replayed":true"#))
+    );
+
+    let ok = agentrail(&["verify", "--data-dir", data], None);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).starts_with("acme: ok: 5 events"),
+        "{}",
+        stdout(&ok)
+    );
+
+    // The checkpoint verifies with the data directory's key; the proof text is a tlog-proof.
+    let vkey = std::fs::read_to_string(tmp.path().join("data/system/log.vkey")).unwrap();
+    let cp = agentrail(
+        &["checkpoint", "--data-dir", data, "--tenant", "acme"],
+        None,
+    );
+    assert!(stdout(&cp).starts_with("agentrail.local/tenants/acme\n5\n"));
+    let checked = agentrail(
+        &["verify-note", "--key", vkey.trim(), "-"],
+        Some(&cp.stdout),
+    );
+    assert!(checked.status.success(), "{}", stdout(&checked));
+    let proof = agentrail(
+        &[
+            "prove",
+            "--data-dir",
+            data,
+            "--tenant",
+            "acme",
+            "--event-id",
+            "evt-0003",
+        ],
+        None,
+    );
+    assert!(proof.status.success());
+    let parsed = agentrail_note::TlogProof::parse(&proof.stdout).unwrap();
+    assert_eq!(parsed.index, 2);
+    assert_eq!(parsed.checkpoint, stdout(&cp));
+    let unknown = agentrail(
+        &[
+            "prove",
+            "--data-dir",
+            data,
+            "--tenant",
+            "acme",
+            "--event-id",
+            "nope",
+        ],
+        None,
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+
+    // Damage: verify exits 1 and says where.
+    let seg = tmp
+        .path()
+        .join("data/tenants/acme/ledger/00000000000000000000.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    let mut perms = std::fs::metadata(&seg).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&seg, perms).unwrap();
+    std::fs::write(&seg, &bytes).unwrap();
+    let damaged = agentrail(&["verify", "--data-dir", data, "--tenant", "acme"], None);
+    assert_eq!(damaged.status.code(), Some(1));
+    let out = stdout(&damaged);
+    assert!(
+        out.contains("acme: FAILED") && out.contains("00000000000000000000.seg at offset"),
+        "{out}"
+    );
 }
