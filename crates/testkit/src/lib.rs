@@ -1,0 +1,377 @@
+//! Test fixtures for agentrail: a deterministic workload generator of realistic agent sessions,
+//! used by crate tests, benchmarks and (later) `agentrail demo`.
+//!
+//! A session: `agent.session.started`, then steps of `model.decision` (one of several model
+//! versions) → `tool.invocation` caused by it (a few errors and timeouts, occasional error bursts
+//! of a flaky tool), some decisions reviewed by a human (`human.review` with realistic latencies of
+//! seconds to minutes, a few suspiciously fast approvals, some rejections — and sometimes the tool
+//! runs anyway), sub-agents (`agent.spawned` and a child session), the odd causal link to an event
+//! that never arrives, the odd emitter clock that is off, attributes and classifications, then
+//! `agent.session.ended`. Everything follows from the seed.
+//!
+//! What it is not: it does no I/O and knows nothing of the ledger or the server.
+//!
+//! ```
+//! let events: Vec<_> = agentrail_testkit::Generator::new(7, "acme", 2).take(50).collect();
+//! assert_eq!(events.len(), 50);
+//! assert!(agentrail_event::validate_value(events[0].clone()).is_ok());
+//! ```
+
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+
+/// SplitMix64: small, fast, and good enough for test data (no `rand` dependency).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Models the generator attributes decisions to: `(provider, name, version)`.
+pub const MODELS: &[(&str, &str, &str)] = &[
+    ("openai", "gpt-4o", "2024-08-06"),
+    ("openai", "gpt-4o", "2024-11-20"),
+    ("anthropic", "claude-sonnet", "4.5"),
+    ("anthropic", "claude-sonnet", "4.6"),
+    ("acme", "refund-ranker", "3"),
+];
+
+/// Tools; `flaky-ledger` is the one that has error bursts.
+pub const TOOLS: &[&str] = &[
+    "lookup_order",
+    "issue_refund",
+    "send_email",
+    "search_kb",
+    "flaky-ledger",
+];
+
+pub const REVIEWERS: &[&str] = &["alice@ops", "bob@ops", "carol@risk", "dan@risk"];
+
+/// How the generated traffic looks.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Steps (decision + tool call) per session, uniform in this range.
+    pub steps: (u64, u64),
+    /// Share of decisions a human reviews.
+    pub review_rate: f64,
+    /// Share of reviews that are suspiciously fast approvals (< 1 s).
+    pub fast_approval_rate: f64,
+    /// Share of reviews that reject.
+    pub reject_rate: f64,
+    /// Share of rejected actions that are executed anyway.
+    pub execute_after_reject_rate: f64,
+    /// Share of tool calls that fail (outside bursts).
+    pub error_rate: f64,
+    /// Share of sessions that spawn a sub-agent.
+    pub spawn_rate: f64,
+    /// Share of events whose `caused_by` names an event that never arrives.
+    pub dangling_rate: f64,
+    /// Share of events whose emitter clock is off by minutes.
+    pub skew_rate: f64,
+    /// Milliseconds between consecutive events (mean).
+    pub gap_ms: u64,
+    /// Bytes of prompt/output text per model decision (mean).
+    pub text_bytes: usize,
+}
+
+impl Default for Profile {
+    fn default() -> Profile {
+        Profile {
+            steps: (2, 8),
+            review_rate: 0.3,
+            fast_approval_rate: 0.1,
+            reject_rate: 0.15,
+            execute_after_reject_rate: 0.3,
+            error_rate: 0.05,
+            spawn_rate: 0.1,
+            dangling_rate: 0.01,
+            skew_rate: 0.01,
+            gap_ms: 700,
+            text_bytes: 300,
+        }
+    }
+}
+
+/// An endless, deterministic stream of valid v1 events for one tenant. Event ids are unique within
+/// the stream (`<tenant>-<n>`); sessions interleave (`parallel` open at a time).
+#[derive(Debug, Clone)]
+pub struct Generator {
+    rng: Rng,
+    tenant: String,
+    profile: Profile,
+    parallel: usize,
+    /// Emitter time, ms since the epoch.
+    now_ms: i64,
+    next_id: u64,
+    next_session: u64,
+    open: Vec<VecDeque<Value>>,
+}
+
+const WORDS: &[&str] = &[
+    "customer", "order", "refund", "policy", "shipping", "invoice", "account", "delay", "damaged",
+    "replacement", "approve", "within", "limit", "priority", "escalate", "verified", "history",
+];
+
+impl Generator {
+    /// A generator for `tenant` with `parallel` interleaved sessions, starting 2026-08-01.
+    pub fn new(seed: u64, tenant: &str, parallel: usize) -> Generator {
+        Generator::with_profile(seed, tenant, parallel, Profile::default())
+    }
+
+    pub fn with_profile(seed: u64, tenant: &str, parallel: usize, profile: Profile) -> Generator {
+        Generator {
+            rng: Rng::new(seed ^ 0xA076_1D64_78BD_642F),
+            tenant: tenant.to_owned(),
+            profile,
+            parallel: parallel.max(1),
+            now_ms: 1_785_542_400_000, // 2026-08-01T00:00:00Z
+            next_id: 0,
+            next_session: 0,
+            open: Vec::new(),
+        }
+    }
+
+    fn id(&mut self) -> String {
+        let id = format!("{}-{}", self.tenant, self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn ts(ms: i64) -> String {
+        let t = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        format!("{t:.3}")
+    }
+
+    fn text(&mut self) -> String {
+        let n = self.profile.text_bytes / 7 + self.rng.below(8) as usize;
+        let mut s = String::with_capacity(n * 8);
+        for i in 0..n {
+            if i > 0 {
+                s.push(' ');
+            }
+            let w: &str = *self.rng.pick(WORDS);
+            s.push_str(w);
+        }
+        s
+    }
+
+    /// Builds one whole session (and a sub-agent's, if spawned) as a queue of events.
+    fn session(&mut self) -> VecDeque<Value> {
+        let sid = format!("sess-{}", self.next_session);
+        self.next_session += 1;
+        let agent = format!("agent-{}", self.rng.below(20));
+        let user = format!("user-{}", self.rng.below(500));
+        let subject = format!("subject-{}", self.rng.below(2000));
+        let classification = *self
+            .rng
+            .pick(&["internal", "confidential", "restricted", "public"]);
+        let mut t = self.now_ms;
+        let mut out = VecDeque::new();
+        let mut emit = |g: &mut Generator, t: &mut i64, mut ev: Value| {
+            *t += 1 + g.rng.below(2 * g.profile.gap_ms) as i64;
+            let mut occurred = *t;
+            if g.rng.chance(g.profile.skew_rate) {
+                occurred -= 300_000 + g.rng.below(600_000) as i64;
+            }
+            ev["schema_version"] = json!("1");
+            ev["tenant_id"] = json!(g.tenant);
+            ev["occurred_at"] = json!(Generator::ts(occurred));
+            ev["data_classification"] = json!(classification);
+            ev["attributes"] = json!({"channel": *g.rng.pick(&["chat", "email", "api"]),
+                                      "region": *g.rng.pick(&["eu", "us"])});
+            out.push_back(ev);
+        };
+        let start_id = self.id();
+        let ev = json!({"event_id": start_id, "event_type": "agent.session.started", "session_id": sid,
+                   "agent_id": agent, "subject_id": subject,
+                   "actor": {"id": user, "type": "user"},
+                   "payload": {"goal": "resolve support ticket"}});
+        emit(self, &mut t, ev);
+        let steps = self.profile.steps.0
+            + self
+                .rng
+                .below(self.profile.steps.1 - self.profile.steps.0 + 1);
+        let mut last = start_id;
+        for _ in 0..steps {
+            let (provider, name, version) = *self.rng.pick(MODELS);
+            let tool = *self.rng.pick(TOOLS);
+            let decision_id = self.id();
+            let mut causes = vec![json!(last)];
+            if self.rng.chance(self.profile.dangling_rate) {
+                causes.push(json!(format!("{}-missing-{}", self.tenant, self.rng.below(1000))));
+            }
+            let prompt = self.text();
+            let output = self.text();
+            let ev = json!({"event_id": decision_id, "event_type": "model.decision", "session_id": sid,
+                       "agent_id": agent, "subject_id": subject, "caused_by": causes,
+                       "actor": {"id": agent, "type": "agent"},
+                       "payload": {"model": {"provider": provider, "name": name, "version": version},
+                                   "prompt": {"messages": [{"role": "user", "content": prompt}]},
+                                   "output": {"raw": output, "finish_reason": "tool_calls"},
+                                   "usage": {"input_tokens": 200 + self.rng.below(2000),
+                                             "output_tokens": 20 + self.rng.below(400)},
+                                   "latency_ms": 200 + self.rng.below(3000),
+                                   "decision": {"kind": "tool_call", "tool_name": tool}}});
+            emit(self, &mut t, ev);
+            let mut execute = true;
+            if self.rng.chance(self.profile.review_rate) {
+                let review_id = self.id();
+                let presented = t + 50;
+                let fast = self.rng.chance(self.profile.fast_approval_rate);
+                let reject = !fast && self.rng.chance(self.profile.reject_rate);
+                let latency = if fast {
+                    50 + self.rng.below(900) as i64
+                } else {
+                    3_000 + self.rng.below(240_000) as i64
+                };
+                let decided = presented + latency;
+                t = decided;
+                let decision = if reject {
+                    "reject"
+                } else if !fast && self.rng.chance(0.1) {
+                    "modify"
+                } else {
+                    "approve"
+                };
+                let reviewer = *self.rng.pick(REVIEWERS);
+                let ev = json!({"event_id": review_id, "event_type": "human.review", "session_id": sid,
+                           "agent_id": agent, "subject_id": subject, "caused_by": [decision_id],
+                           "actor": {"id": reviewer, "type": "user", "role": "reviewer"},
+                           "payload": {"reviewer": {"id": reviewer, "role": "ops"},
+                                       "proposed_action": {"event_id": decision_id,
+                                                           "summary": format!("call {tool}")},
+                                       "decision": decision,
+                                       "presented_at": Generator::ts(presented),
+                                       "decided_at": Generator::ts(decided)}});
+                emit(self, &mut t, ev);
+                last = review_id;
+                if reject && !self.rng.chance(self.profile.execute_after_reject_rate) {
+                    execute = false;
+                }
+            } else {
+                last = decision_id.clone();
+            }
+            if execute {
+                let tool_id = self.id();
+                let burst = tool == "flaky-ledger" && (t / 600_000) % 7 == 0;
+                let outcome = if burst && self.rng.chance(0.7) || self.rng.chance(self.profile.error_rate)
+                {
+                    *self.rng.pick(&["error", "timeout"])
+                } else {
+                    "ok"
+                };
+                let ev = json!({"event_id": tool_id, "event_type": "tool.invocation", "session_id": sid,
+                           "agent_id": agent, "subject_id": subject, "caused_by": [decision_id],
+                           "actor": {"id": agent, "type": "agent"},
+                           "payload": {"tool": {"name": tool, "version": "1"},
+                                       "input": {"order": self.rng.below(100_000)},
+                                       "status": {"outcome": outcome},
+                                       "duration_ms": 5 + self.rng.below(2000)}});
+                emit(self, &mut t, ev);
+                last = tool_id;
+            }
+        }
+        if self.rng.chance(self.profile.spawn_rate) {
+            let child_sid = format!("{sid}-sub");
+            let child_agent = format!("{agent}-sub");
+            let spawn_id = self.id();
+            let ev = json!({"event_id": spawn_id, "event_type": "agent.spawned", "session_id": sid,
+                       "agent_id": agent, "caused_by": [last],
+                       "payload": {"child_agent_id": child_agent, "child_session_id": child_sid,
+                                   "task": "look up shipping status"}});
+            emit(self, &mut t, ev);
+            let sub_id = self.id();
+            let (provider, name, version) = *self.rng.pick(MODELS);
+            let ev = json!({"event_id": sub_id, "event_type": "model.decision", "session_id": child_sid,
+                       "agent_id": child_agent, "caused_by": [spawn_id],
+                       "payload": {"model": {"provider": provider, "name": name, "version": version},
+                                   "decision": {"kind": "response", "summary": "shipped yesterday"}}});
+            emit(self, &mut t, ev);
+            last = spawn_id;
+        }
+        let end_id = self.id();
+        let ev = json!({"event_id": end_id, "event_type": "agent.session.ended", "session_id": sid,
+                   "agent_id": agent, "caused_by": [last],
+                   "payload": {"status": "resolved"}});
+        emit(self, &mut t, ev);
+        self.now_ms += 1 + self.rng.below(4 * self.profile.gap_ms) as i64;
+        out
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        while self.open.len() < self.parallel {
+            let s = self.session();
+            self.open.push(s);
+        }
+        let i = self.rng.below(self.open.len() as u64) as usize;
+        let ev = self.open[i].pop_front();
+        if self.open[i].is_empty() {
+            self.open.swap_remove(i);
+        }
+        ev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_events_are_valid_and_deterministic() {
+        let a: Vec<Value> = Generator::new(1, "acme", 4).take(2000).collect();
+        let b: Vec<Value> = Generator::new(1, "acme", 4).take(2000).collect();
+        assert_eq!(a, b);
+        let c: Vec<Value> = Generator::new(2, "acme", 4).take(2000).collect();
+        assert_ne!(a, c);
+        let mut types = std::collections::BTreeMap::new();
+        for ev in &a {
+            if let Err(e) = agentrail_event::validate_value(ev.clone()) {
+                panic!("{ev}: {e}");
+            }
+            *types
+                .entry(ev["event_type"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+        for t in [
+            "model.decision",
+            "tool.invocation",
+            "human.review",
+            "agent.spawned",
+            "agent.session.started",
+            "agent.session.ended",
+        ] {
+            assert!(types.get(t).copied().unwrap_or(0) > 0, "no {t} in {types:?}");
+        }
+        let ids: std::collections::HashSet<_> = a.iter().map(|e| e["event_id"].clone()).collect();
+        assert_eq!(ids.len(), a.len());
+    }
+}
