@@ -1,0 +1,897 @@
+//! The auditor's questions, answered from one tenant's query store. Every result row carries the
+//! event's `seq` and `hash`, so a client can ask the ledger for inclusion proofs of exactly what it
+//! was shown. Lists are paginated with keyset cursors (a seq or a session_seq, never an offset),
+//! so concurrent ingest neither repeats nor skips rows between pages.
+
+use crate::error::IndexError;
+use crate::store::{TenantIndex, ts_ns};
+use rusqlite::types::Value as Sql;
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+/// The largest page a query returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// One event as stored, with where it is in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRow {
+    pub seq: u64,
+    /// Hex SHA-256 of the stored form (the ledger's event hash).
+    pub hash: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// The stored event (RFC 8785 JSON), embedded as is.
+    #[serde(serialize_with = "raw_json")]
+    pub event: String,
+}
+
+fn raw_json<S: Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+    let raw: &serde_json::value::RawValue =
+        serde_json::from_str(s).map_err(serde::ser::Error::custom)?;
+    raw.serialize(ser)
+}
+
+impl EventRow {
+    /// The stored event, parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.event).unwrap_or(Value::Null)
+    }
+}
+
+/// A page of results and the cursor of the next one (`None` at the end).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Which page: after `cursor` (from the previous page), at most `limit` items.
+#[derive(Debug, Clone, Default)]
+pub struct PageReq {
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+impl PageReq {
+    pub fn first(limit: usize) -> PageReq {
+        PageReq {
+            cursor: None,
+            limit,
+        }
+    }
+
+    fn after(&self) -> Result<i64, IndexError> {
+        match &self.cursor {
+            None => Ok(-1),
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| IndexError::BadQuery(format!("cursor {c:?} is not one of ours"))),
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE)
+    }
+}
+
+/// Which clock a time range applies to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeField {
+    /// The emitter's `occurred_at`.
+    #[default]
+    Occurred,
+    /// The server's `received_at`.
+    Received,
+}
+
+/// `[from, to)` on one of the clocks; either end open.
+#[derive(Debug, Clone, Default)]
+pub struct TimeRange {
+    pub field: TimeField,
+    pub from: Option<jiff::Timestamp>,
+    pub to: Option<jiff::Timestamp>,
+}
+
+impl TimeRange {
+    /// From RFC 3339 strings, with a clear error for bad ones.
+    pub fn parse(field: TimeField, from: Option<&str>, to: Option<&str>) -> Result<TimeRange, IndexError> {
+        let p = |name: &str, s: Option<&str>| -> Result<Option<jiff::Timestamp>, IndexError> {
+            s.map(|s| {
+                s.parse().map_err(|_| {
+                    IndexError::BadQuery(format!("{name} {s:?} is not an RFC 3339 timestamp"))
+                })
+            })
+            .transpose()
+        };
+        Ok(TimeRange {
+            field,
+            from: p("from", from)?,
+            to: p("to", to)?,
+        })
+    }
+
+    fn push(&self, alias: &str, w: &mut Where) {
+        let col = match self.field {
+            TimeField::Occurred => "occurred_ns",
+            TimeField::Received => "received_ns",
+        };
+        let ns = |t: jiff::Timestamp| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX);
+        if let Some(f) = self.from {
+            w.push(&format!("{alias}.{col} >= ?"), Sql::Integer(ns(f)));
+        }
+        if let Some(t) = self.to {
+            w.push(&format!("{alias}.{col} < ?"), Sql::Integer(ns(t)));
+        }
+    }
+}
+
+/// A WHERE clause under construction.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    params: Vec<Sql>,
+}
+
+impl Where {
+    fn push(&mut self, clause: &str, v: Sql) {
+        self.clauses.push(clause.to_owned());
+        self.params.push(v);
+    }
+
+    fn text(s: &str) -> Sql {
+        Sql::Text(s.to_owned())
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            "1".into()
+        } else {
+            self.clauses.join(" AND ")
+        }
+    }
+}
+
+const ROW: &str = "e.seq, e.hash, e.event_id, e.event_type, e.body";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let hash: Vec<u8> = r.get(1)?;
+    Ok(EventRow {
+        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        hash: TenantIndex::hex(&hash),
+        event_id: r.get(2)?,
+        event_type: r.get(3)?,
+        event: r.get(4)?,
+    })
+}
+
+fn sql_err(e: rusqlite::Error) -> IndexError {
+    IndexError::sql("query the index", e)
+}
+
+/// Runs a keyset-paginated query over events: `extra` columns after the row columns.
+fn page_of<T>(
+    idx: &TenantIndex,
+    from: &str,
+    mut w: Where,
+    req: &PageReq,
+    map: impl Fn(&rusqlite::Row<'_>, EventRow) -> rusqlite::Result<T>,
+    extra: &str,
+) -> Result<Page<T>, IndexError> {
+    w.push("e.seq > ?", Sql::Integer(req.after()?));
+    let limit = req.limit();
+    let q = format!(
+        "SELECT {ROW}{extra} FROM {from} WHERE {} ORDER BY e.seq LIMIT {}",
+        w.sql(),
+        limit + 1
+    );
+    let mut stmt = idx.conn.prepare_cached(&q).map_err(sql_err)?;
+    let mut items: Vec<(u64, T)> = stmt
+        .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+            let er = row(r)?;
+            let seq = er.seq;
+            Ok((seq, map(r, er)?))
+        })
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|(s, _)| s.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        items: items.into_iter().map(|(_, t)| t).collect(),
+        next_cursor,
+    })
+}
+
+// ---- session reconstruction -----------------------------------------------------------------
+
+/// A session's events in order, with the verdict on its hash chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionResult {
+    pub session_id: String,
+    /// Events of the session in the index.
+    pub total: u64,
+    pub chain: ChainCheck,
+    pub events: Vec<SessionEvent>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionEvent {
+    pub session_seq: u64,
+    #[serde(flatten)]
+    pub row: EventRow,
+}
+
+/// Whether `session_seq` runs 0, 1, 2, … and each `session_prev_hash` is the previous event's
+/// hash; if not, every break.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainCheck {
+    pub unbroken: bool,
+    pub breaks: Vec<ChainBreak>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChainBreak {
+    /// No event holds these session_seqs.
+    Missing { from_session_seq: u64, to_session_seq: u64 },
+    /// Two events claim the same session_seq.
+    Duplicate { session_seq: u64, seq: u64 },
+    /// The event's session_prev_hash is not the previous event's hash.
+    WrongPrevHash {
+        session_seq: u64,
+        seq: u64,
+        expected: Option<String>,
+        found: Option<String>,
+    },
+}
+
+impl TenantIndex {
+    /// Every event of a session, in session order (paginated by session_seq), and the check of
+    /// its whole chain.
+    pub fn session(&self, session_id: &str, req: &PageReq) -> Result<SessionResult, IndexError> {
+        // The chain check reads only the small columns of every event of the session.
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT session_seq, seq, hash, session_prev_hash FROM events
+                 WHERE session_id = ?1 AND session_seq IS NOT NULL ORDER BY session_seq, seq",
+            )
+            .map_err(sql_err)?;
+        let links: Vec<(i64, i64, Vec<u8>, Option<Vec<u8>>)> = stmt
+            .query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        let mut breaks = Vec::new();
+        let mut expect: i64 = 0;
+        let mut prev: Option<Vec<u8>> = None;
+        for (ss, seq, hash, prev_hash) in &links {
+            let (ss_u, seq_u) = (*ss as u64, *seq as u64);
+            if *ss < expect {
+                breaks.push(ChainBreak::Duplicate {
+                    session_seq: ss_u,
+                    seq: seq_u,
+                });
+                continue;
+            }
+            let gap = *ss > expect;
+            if gap {
+                breaks.push(ChainBreak::Missing {
+                    from_session_seq: expect as u64,
+                    to_session_seq: ss_u - 1,
+                });
+            }
+            // After a gap the previous hash is unknown: only contiguous links are checked.
+            if !gap && prev_hash != &prev {
+                breaks.push(ChainBreak::WrongPrevHash {
+                    session_seq: ss_u,
+                    seq: seq_u,
+                    expected: prev.as_deref().map(TenantIndex::hex),
+                    found: prev_hash.as_deref().map(TenantIndex::hex),
+                });
+            }
+            prev = Some(hash.clone());
+            expect = ss + 1;
+        }
+        let limit = req.limit();
+        let after = req.after()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ROW}, e.session_seq FROM events e
+                 WHERE e.session_id = ?1 AND e.session_seq > ?2
+                 ORDER BY e.session_seq, e.seq LIMIT ?3"
+            ))
+            .map_err(sql_err)?;
+        let mut events: Vec<SessionEvent> = stmt
+            .query_map(
+                rusqlite::params![session_id, after, (limit + 1) as i64],
+                |r| {
+                    Ok(SessionEvent {
+                        row: row(r)?,
+                        session_seq: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                    })
+                },
+            )
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.session_seq.to_string())
+        } else {
+            None
+        };
+        Ok(SessionResult {
+            session_id: session_id.to_owned(),
+            total: links.len() as u64,
+            chain: ChainCheck {
+                unbroken: breaks.is_empty(),
+                breaks,
+            },
+            events,
+            next_cursor,
+        })
+    }
+
+    // ---- causal chains ----------------------------------------------------------------------
+
+    fn event_by_id(&self, event_id: &str) -> Result<Option<EventRow>, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {ROW} FROM events e WHERE e.event_id = ?1"))
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([event_id]).map_err(sql_err)?;
+        match rows.next().map_err(sql_err)? {
+            Some(r) => Ok(Some(row(r).map_err(sql_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One event by its event_id.
+    pub fn event(&self, event_id: &str) -> Result<EventRow, IndexError> {
+        self.event_by_id(event_id)?
+            .ok_or_else(|| IndexError::NotFound(format!("with event_id {event_id:?}")))
+    }
+
+    /// Walks `caused_by` from an event backwards (its causes) or forwards (its effects), up to
+    /// `depth` links, never visiting an event twice (cycle-safe), at most `max_nodes` events.
+    pub fn causal(
+        &self,
+        event_id: &str,
+        direction: Direction,
+        depth: u32,
+        max_nodes: usize,
+    ) -> Result<CausalGraph, IndexError> {
+        let root = self.event(event_id)?;
+        let mut nodes = vec![root.clone()];
+        let mut seen: HashSet<String> = HashSet::from([root.event_id.clone()]);
+        let mut edges = Vec::new();
+        let mut dangling = Vec::new();
+        let mut truncated = false;
+        let mut queue: VecDeque<(EventRow, u32)> = VecDeque::from([(root, 0)]);
+        let mut parents = self
+            .conn
+            .prepare_cached(
+                "SELECT parent_event_id, parent_hash FROM causes WHERE child_seq = ?1
+                 ORDER BY parent_event_id",
+            )
+            .map_err(sql_err)?;
+        let mut children = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ROW}, c.parent_hash FROM causes c JOIN events e ON e.seq = c.child_seq
+                 WHERE c.parent_event_id = ?1 ORDER BY e.seq"
+            ))
+            .map_err(sql_err)?;
+        while let Some((node, d)) = queue.pop_front() {
+            if d >= depth {
+                continue;
+            }
+            let next: Vec<(EventRow, Option<Vec<u8>>)> = match direction {
+                Direction::Causes => {
+                    let links: Vec<(String, Option<Vec<u8>>)> = parents
+                        .query_map([node.seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(sql_err)?
+                        .collect::<rusqlite::Result<_>>()
+                        .map_err(sql_err)?;
+                    let mut out = Vec::new();
+                    for (parent, hash) in links {
+                        match self.event_by_id(&parent)? {
+                            Some(p) => out.push((p, hash)),
+                            None => dangling.push(DanglingLink {
+                                seq: node.seq,
+                                event_id: node.event_id.clone(),
+                                missing_cause: parent,
+                            }),
+                        }
+                    }
+                    out
+                }
+                Direction::Effects => children
+                    .query_map([&node.event_id], |r| Ok((row(r)?, r.get(5)?)))
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)?,
+            };
+            for (other, hash) in next {
+                let (cause, effect) = match direction {
+                    Direction::Causes => (&other, &node),
+                    Direction::Effects => (&node, &other),
+                };
+                edges.push(CausalEdge {
+                    cause: cause.event_id.clone(),
+                    effect: effect.event_id.clone(),
+                    hash_matches: hash.map(|h| TenantIndex::hex(&h) == cause.hash),
+                });
+                if seen.insert(other.event_id.clone()) {
+                    if nodes.len() >= max_nodes {
+                        truncated = true;
+                        continue;
+                    }
+                    nodes.push(other.clone());
+                    queue.push_back((other, d + 1));
+                }
+            }
+        }
+        nodes.sort_by_key(|n| n.seq);
+        Ok(CausalGraph {
+            root: event_id.to_owned(),
+            direction,
+            depth,
+            nodes,
+            edges,
+            dangling,
+            truncated,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// What led to the event (follow `caused_by`).
+    Causes,
+    /// What the event led to.
+    Effects,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CausalGraph {
+    pub root: String,
+    pub direction: Direction,
+    pub depth: u32,
+    /// Every event reached, by seq.
+    pub nodes: Vec<EventRow>,
+    pub edges: Vec<CausalEdge>,
+    /// Links to causes that are not in the ledger.
+    pub dangling: Vec<DanglingLink>,
+    /// The walk stopped at the node limit.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CausalEdge {
+    pub cause: String,
+    pub effect: String,
+    /// Whether the hash the effect recorded for its cause is the cause's hash; `None` when the
+    /// cause arrived after the effect (recorded as null).
+    pub hash_matches: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DanglingLink {
+    pub seq: u64,
+    pub event_id: String,
+    pub missing_cause: String,
+}
+
+// ---- overrides, models, filters ---------------------------------------------------------------
+
+/// Which human reviews.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewQuery {
+    /// approve, reject, modify or escalate.
+    pub decision: Option<String>,
+    pub reviewer: Option<String>,
+    pub range: TimeRange,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewRow {
+    #[serde(flatten)]
+    pub row: EventRow,
+    pub decision: Option<String>,
+    pub reviewer: Option<String>,
+    pub latency_ms: Option<i64>,
+    pub proposed_event_id: Option<String>,
+}
+
+/// Which model's decisions.
+#[derive(Debug, Clone, Default)]
+pub struct ModelQuery {
+    pub name: String,
+    pub version: Option<String>,
+    pub range: TimeRange,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelAttribution {
+    /// Decisions of the model (all versions, or the one asked for) in the range, by version.
+    pub counts_by_version: Vec<VersionCount>,
+    /// This page of the decisions.
+    pub decisions: Vec<EventRow>,
+    /// Everything the decisions of this page caused, transitively (up to 10 links).
+    pub caused: Vec<EventRow>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionCount {
+    pub version: Option<String>,
+    pub count: u64,
+}
+
+/// Filters over all events; every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub range: TimeRange,
+    pub event_type: Option<String>,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub outcome: Option<String>,
+    pub classification: Option<String>,
+    /// `attributes.<key>` equals the value (non-strings compared as their JSON text).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl TenantIndex {
+    /// Human reviews by decision, reviewer and time (of the review event).
+    pub fn reviews(&self, q: &ReviewQuery, req: &PageReq) -> Result<Page<ReviewRow>, IndexError> {
+        let mut w = Where::default();
+        w.push("e.event_type = ?", Where::text("human.review"));
+        if let Some(d) = &q.decision {
+            w.push("e.review_decision = ?", Where::text(d));
+        }
+        if let Some(r) = &q.reviewer {
+            w.push("e.reviewer_id = ?", Where::text(r));
+        }
+        q.range.push("e", &mut w);
+        page_of(
+            self,
+            "events e",
+            w,
+            req,
+            |r, row| {
+                Ok(ReviewRow {
+                    row,
+                    decision: r.get(5)?,
+                    reviewer: r.get(6)?,
+                    latency_ms: r.get(7)?,
+                    proposed_event_id: r.get(8)?,
+                })
+            },
+            ", e.review_decision, e.reviewer_id, e.review_latency_ms, e.proposed_event_id",
+        )
+    }
+
+    /// The decisions a model (version) made in a range, counts by version, and their effects.
+    pub fn model_attribution(
+        &self,
+        q: &ModelQuery,
+        req: &PageReq,
+    ) -> Result<ModelAttribution, IndexError> {
+        let mut w = Where::default();
+        w.push("e.event_type = ?", Where::text("model.decision"));
+        w.push("e.model_name = ?", Where::text(&q.name));
+        if let Some(v) = &q.version {
+            w.push("e.model_version = ?", Where::text(v));
+        }
+        q.range.push("e", &mut w);
+        let counts_sql = format!(
+            "SELECT e.model_version, count(*) FROM events e WHERE {} GROUP BY e.model_version
+             ORDER BY e.model_version",
+            w.sql()
+        );
+        let mut stmt = self.conn.prepare_cached(&counts_sql).map_err(sql_err)?;
+        let counts = stmt
+            .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+                Ok(VersionCount {
+                    version: r.get(0)?,
+                    count: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        let page = page_of(self, "events e", w, req, |_, row| Ok(row), "")?;
+        let mut caused: BTreeMap<u64, EventRow> = BTreeMap::new();
+        let decided: HashSet<u64> = page.items.iter().map(|e| e.seq).collect();
+        for d in &page.items {
+            let g = self.causal(&d.event_id, Direction::Effects, 10, 10_000)?;
+            for n in g.nodes {
+                if !decided.contains(&n.seq) {
+                    caused.insert(n.seq, n);
+                }
+            }
+        }
+        Ok(ModelAttribution {
+            counts_by_version: counts,
+            decisions: page.items,
+            caused: caused.into_values().collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Events matching every given filter, by seq.
+    pub fn events(&self, f: &EventFilter, req: &PageReq) -> Result<Page<EventRow>, IndexError> {
+        let mut w = Where::default();
+        let eq = |w: &mut Where, col: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                w.push(&format!("e.{col} = ?"), Where::text(v));
+            }
+        };
+        eq(&mut w, "event_type", &f.event_type);
+        eq(&mut w, "session_id", &f.session_id);
+        eq(&mut w, "agent_id", &f.agent_id);
+        eq(&mut w, "actor_id", &f.actor_id);
+        eq(&mut w, "tool_name", &f.tool_name);
+        eq(&mut w, "outcome", &f.outcome);
+        eq(&mut w, "classification", &f.classification);
+        f.range.push("e", &mut w);
+        for (k, v) in &f.attributes {
+            w.clauses.push(
+                "EXISTS (SELECT 1 FROM attrs a WHERE a.key = ? AND a.value = ? AND a.seq = e.seq)"
+                    .into(),
+            );
+            w.params.push(Where::text(k));
+            w.params.push(Where::text(v));
+        }
+        page_of(self, "events e", w, req, |_, row| Ok(row), "")
+    }
+}
+
+// ---- anomalies --------------------------------------------------------------------------------
+
+/// A named anomaly and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnomalyKind {
+    /// Approvals decided less than `max_latency_ms` after they were presented.
+    FastApproval { max_latency_ms: i64 },
+    /// Tool invocations caused by a decision whose proposed action a human rejected.
+    ExecutedAfterRejection,
+    /// Events whose `caused_by` names an event the ledger does not hold.
+    DanglingCause,
+    /// Events whose `occurred_at` and `received_at` differ by more than `bound_ms`.
+    ClockSkew { bound_ms: i64 },
+    /// A tool whose error rate within a window of `window_ms` (on occurred_at) is at least
+    /// `min_error_rate` over at least `min_calls` calls.
+    ToolErrorBurst {
+        window_ms: i64,
+        min_error_rate: f64,
+        min_calls: u64,
+    },
+}
+
+impl AnomalyKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnomalyKind::FastApproval { .. } => "fast_approval",
+            AnomalyKind::ExecutedAfterRejection => "executed_after_rejection",
+            AnomalyKind::DanglingCause => "dangling_cause",
+            AnomalyKind::ClockSkew { .. } => "clock_skew",
+            AnomalyKind::ToolErrorBurst { .. } => "tool_error_burst",
+        }
+    }
+}
+
+/// One finding: the event it is about (for bursts, the first call of the window) and details.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anomaly {
+    pub kind: &'static str,
+    pub seq: u64,
+    pub hash: String,
+    pub event_id: String,
+    pub detail: Value,
+}
+
+impl TenantIndex {
+    /// Findings of one anomaly kind, by seq (bursts: by the seq of their first call).
+    pub fn anomalies(
+        &self,
+        kind: &AnomalyKind,
+        range: &TimeRange,
+        req: &PageReq,
+    ) -> Result<Page<Anomaly>, IndexError> {
+        let name = kind.name();
+        let mut w = Where::default();
+        range.push("e", &mut w);
+        let anomaly = |row: EventRow, detail: Value| Anomaly {
+            kind: name,
+            seq: row.seq,
+            hash: row.hash,
+            event_id: row.event_id,
+            detail,
+        };
+        match kind {
+            AnomalyKind::FastApproval { max_latency_ms } => {
+                w.push("e.event_type = ?", Where::text("human.review"));
+                w.push("e.review_decision = ?", Where::text("approve"));
+                w.push("e.review_latency_ms < ?", Sql::Integer(*max_latency_ms));
+                page_of(
+                    self,
+                    "events e",
+                    w,
+                    req,
+                    |r, row| {
+                        let latency: Option<i64> = r.get(5)?;
+                        let reviewer: Option<String> = r.get(6)?;
+                        let proposed: Option<String> = r.get(7)?;
+                        Ok(anomaly(
+                            row,
+                            json!({"latency_ms": latency, "reviewer": reviewer,
+                                   "proposed_event_id": proposed}),
+                        ))
+                    },
+                    ", e.review_latency_ms, e.reviewer_id, e.proposed_event_id",
+                )
+            }
+            AnomalyKind::ExecutedAfterRejection => {
+                w.push("e.event_type = ?", Where::text("tool.invocation"));
+                w.clauses.push(
+                    "EXISTS (SELECT 1 FROM causes c JOIN events r
+                       ON r.proposed_event_id = c.parent_event_id AND r.review_decision = 'reject'
+                     WHERE c.child_seq = e.seq)"
+                        .into(),
+                );
+                page_of(
+                    self,
+                    "events e",
+                    w,
+                    req,
+                    |r, row| {
+                        let decision: Option<String> = r.get(5)?;
+                        let review: Option<String> = r.get(6)?;
+                        Ok(anomaly(
+                            row,
+                            json!({"decision_event_id": decision, "review_event_id": review}),
+                        ))
+                    },
+                    ", (SELECT c.parent_event_id FROM causes c JOIN events r
+                         ON r.proposed_event_id = c.parent_event_id AND r.review_decision = 'reject'
+                        WHERE c.child_seq = e.seq ORDER BY r.seq LIMIT 1),
+                       (SELECT r.event_id FROM causes c JOIN events r
+                         ON r.proposed_event_id = c.parent_event_id AND r.review_decision = 'reject'
+                        WHERE c.child_seq = e.seq ORDER BY r.seq LIMIT 1)",
+                )
+            }
+            AnomalyKind::DanglingCause => {
+                w.clauses.push(
+                    "EXISTS (SELECT 1 FROM causes c WHERE c.child_seq = e.seq AND NOT EXISTS
+                       (SELECT 1 FROM events p WHERE p.event_id = c.parent_event_id))"
+                        .into(),
+                );
+                page_of(
+                    self,
+                    "events e",
+                    w,
+                    req,
+                    |r, row| {
+                        let missing: String = r.get(5)?;
+                        let missing: Vec<&str> = missing.split(' ').collect();
+                        Ok(anomaly(row, json!({"missing_causes": missing})))
+                    },
+                    ", (SELECT group_concat(c.parent_event_id, ' ') FROM
+                         (SELECT parent_event_id FROM causes c WHERE c.child_seq = e.seq AND NOT
+                          EXISTS (SELECT 1 FROM events p WHERE p.event_id = c.parent_event_id)
+                          ORDER BY parent_event_id) c)",
+                )
+            }
+            AnomalyKind::ClockSkew { bound_ms } => {
+                w.clauses.push(
+                    "e.occurred_ns IS NOT NULL AND abs(e.received_ns - e.occurred_ns) > ?".into(),
+                );
+                w.params
+                    .push(Sql::Integer(bound_ms.saturating_mul(1_000_000)));
+                page_of(
+                    self,
+                    "events e",
+                    w,
+                    req,
+                    |r, row| {
+                        let skew_ns: i64 = r.get(5)?;
+                        Ok(anomaly(row, json!({"skew_ms": skew_ns.div_euclid(1_000_000)})))
+                    },
+                    ", e.received_ns - e.occurred_ns",
+                )
+            }
+            AnomalyKind::ToolErrorBurst {
+                window_ms,
+                min_error_rate,
+                min_calls,
+            } => {
+                if *window_ms <= 0 {
+                    return Err(IndexError::BadQuery("window_ms must be positive".into()));
+                }
+                w.push("e.event_type = ?", Where::text("tool.invocation"));
+                w.clauses.push("e.occurred_ns IS NOT NULL".into());
+                let window_ns = window_ms.saturating_mul(1_000_000);
+                let after = req.after()?;
+                let limit = req.limit();
+                let q = format!(
+                    "SELECT * FROM (
+                       SELECT min(e.seq) AS first, e.tool_name AS tool,
+                              e.occurred_ns / {window_ns} AS win, count(*) AS calls,
+                              sum(e.outcome != 'ok') AS errors
+                       FROM events e WHERE {} GROUP BY e.tool_name, win
+                       HAVING count(*) >= ? AND 1.0 * sum(e.outcome != 'ok') / count(*) >= ?)
+                     WHERE first > ? ORDER BY first LIMIT {}",
+                    w.sql(),
+                    limit + 1
+                );
+                let mut params = w.params.clone();
+                params.push(Sql::Integer(i64::try_from(*min_calls).unwrap_or(i64::MAX)));
+                params.push(Sql::Real(*min_error_rate));
+                params.push(Sql::Integer(after));
+                let mut stmt = self.conn.prepare_cached(&q).map_err(sql_err)?;
+                let windows: Vec<(i64, String, i64, i64, i64)> = stmt
+                    .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)?;
+                let mut items = Vec::new();
+                for (first, tool, win, calls, errors) in windows {
+                    let row = self.event_at(first as u64)?;
+                    let start = jiff::Timestamp::from_nanosecond(i128::from(win) * i128::from(window_ns))
+                        .map(|t| t.to_string())
+                        .unwrap_or_default();
+                    items.push(anomaly(
+                        row,
+                        json!({"tool": tool, "window_start": start, "window_ms": window_ms,
+                               "calls": calls, "errors": errors,
+                               "error_rate": errors as f64 / calls as f64}),
+                    ));
+                }
+                let next_cursor = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|a| a.seq.to_string())
+                } else {
+                    None
+                };
+                Ok(Page { items, next_cursor })
+            }
+        }
+    }
+
+    /// The event at a seq.
+    pub fn event_at(&self, seq: u64) -> Result<EventRow, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {ROW} FROM events e WHERE e.seq = ?1"))
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([seq as i64]).map_err(sql_err)?;
+        match rows.next().map_err(sql_err)? {
+            Some(r) => Ok(row(r).map_err(sql_err)?),
+            None => Err(IndexError::NotFound(format!("at seq {seq}"))),
+        }
+    }
+}
+
+/// Review latency of a stored human.review, as the index derives it.
+pub fn review_latency_ms(event: &Value) -> Option<i64> {
+    let p = event.get("payload")?;
+    let a = ts_ns(p.get("presented_at")?.as_str()?)?;
+    let b = ts_ns(p.get("decided_at")?.as_str()?)?;
+    Some((b - a).div_euclid(1_000_000))
+}

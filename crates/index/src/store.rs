@@ -1,0 +1,384 @@
+//! The per-tenant query store: one SQLite database per tenant under
+//! `<data-dir>/tenants/<id>/index/index.sqlite`, fed from the ledger in seq order. It records how
+//! far it has applied the ledger in the same transaction as the rows, so it is always a prefix of
+//! the ledger; deleting it and catching up rebuilds it.
+
+use crate::error::IndexError;
+use agentrail_event::TenantId;
+use agentrail_event::hash::to_hex;
+use agentrail_ledger::{Ledger, StoredEvent};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the schema changes; an index of another version is rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    session_id TEXT,
+    session_seq INTEGER,
+    session_prev_hash BLOB,
+    agent_id TEXT,
+    actor_id TEXT,
+    actor_type TEXT,
+    subject_id TEXT,
+    occurred_ns INTEGER,
+    received_ns INTEGER NOT NULL,
+    tool_name TEXT,
+    outcome TEXT,
+    classification TEXT,
+    model_provider TEXT,
+    model_name TEXT,
+    model_version TEXT,
+    review_decision TEXT,
+    reviewer_id TEXT,
+    review_latency_ms INTEGER,
+    proposed_event_id TEXT,
+    clock_skew_ms INTEGER,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id);
+CREATE INDEX IF NOT EXISTS events_session ON events(session_id, session_seq) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_type ON events(event_type, seq);
+CREATE INDEX IF NOT EXISTS events_occurred ON events(occurred_ns);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_ns);
+CREATE INDEX IF NOT EXISTS events_model ON events(model_name, model_version, seq) WHERE model_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_tool ON events(tool_name, seq) WHERE tool_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_review ON events(review_decision, seq) WHERE review_decision IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_proposed ON events(proposed_event_id) WHERE proposed_event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, seq) WHERE agent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_actor ON events(actor_id, seq) WHERE actor_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS causes (
+    child_seq INTEGER NOT NULL,
+    parent_event_id TEXT NOT NULL,
+    parent_hash BLOB,
+    PRIMARY KEY (child_seq, parent_event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS causes_parent ON causes(parent_event_id);
+CREATE TABLE IF NOT EXISTS attrs (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (key, value, seq)
+) WITHOUT ROWID;
+";
+
+/// The query store of one tenant.
+#[derive(Debug)]
+pub struct TenantIndex {
+    pub(crate) conn: Connection,
+    pub(crate) tenant: TenantId,
+    path: PathBuf,
+    applied: u64,
+}
+
+/// Where a tenant's index lives.
+pub fn index_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
+    data_dir
+        .join("tenants")
+        .join(tenant.as_str())
+        .join("index")
+        .join("index.sqlite")
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 timestamp.
+pub(crate) fn ts_ns(s: &str) -> Option<i64> {
+    let t: jiff::Timestamp = s.parse().ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+impl TenantIndex {
+    /// Opens (creating if needed) the index of `tenant` in a data directory.
+    pub fn open(data_dir: &Path, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
+        TenantIndex::open_at(&index_path(data_dir, tenant), tenant)
+    }
+
+    /// Opens (creating if needed) an index database at `path`.
+    pub fn open_at(path: &Path, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
+        let io = |e: std::io::Error| IndexError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let sql = |e: rusqlite::Error| IndexError::sql("open the index", e);
+        let conn = Connection::open(path).map_err(sql)?;
+        // Derived data: a crash may lose the last transactions (WAL, synchronous=NORMAL), never
+        // consistency; the next catch-up re-applies them from the ledger.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;
+             PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
+        )
+        .map_err(sql)?;
+        let version: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .or_else(|e| match e {
+                // A brand-new database has no meta table yet.
+                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
+                    Ok(None)
+                }
+                e => Err(e),
+            })
+            .map_err(sql)?;
+        if version.is_some_and(|v| v != SCHEMA_VERSION) {
+            drop(conn);
+            for suffix in ["", "-wal", "-shm"] {
+                let p = PathBuf::from(format!("{}{suffix}", path.display()));
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(io)?;
+                }
+            }
+            return TenantIndex::open_at(path, tenant);
+        }
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?1), ('applied', 0)",
+            params![SCHEMA_VERSION],
+        )
+        .map_err(sql)?;
+        let applied: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'applied'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql)?;
+        Ok(TenantIndex {
+            conn,
+            tenant: tenant.clone(),
+            path: path.to_path_buf(),
+            applied: u64::try_from(applied).unwrap_or(0),
+        })
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next seq to apply: the index holds exactly the ledger's events `[0, applied)`.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applies stored events, which must continue exactly at [`TenantIndex::applied`], in one
+    /// transaction.
+    pub fn apply(&mut self, events: &[StoredEvent]) -> Result<(), IndexError> {
+        let sql = |e: rusqlite::Error| IndexError::sql("apply events", e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO events (seq, hash, event_id, event_type, session_id, session_seq,
+                        session_prev_hash, agent_id, actor_id, actor_type, subject_id, occurred_ns,
+                        received_ns, tool_name, outcome, classification, model_provider, model_name,
+                        model_version, review_decision, reviewer_id, review_latency_ms,
+                        proposed_event_id, clock_skew_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                )
+                .map_err(sql)?;
+            let mut cause = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO causes (child_seq, parent_event_id, parent_hash)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql)?;
+            let mut attr = tx
+                .prepare_cached("INSERT OR IGNORE INTO attrs (key, value, seq) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            let mut expect = self.applied;
+            for ev in events {
+                if ev.seq != expect {
+                    return Err(IndexError::Apply {
+                        seq: ev.seq,
+                        reason: format!("expected seq {expect}"),
+                    });
+                }
+                let bad = |reason: String| IndexError::Apply {
+                    seq: ev.seq,
+                    reason,
+                };
+                let body = std::str::from_utf8(&ev.bytes)
+                    .map_err(|_| bad("stored event is not UTF-8".into()))?;
+                let v: Value =
+                    serde_json::from_str(body).map_err(|e| bad(format!("stored event: {e}")))?;
+                let event_type = str_at(&v, &["event_type"]).unwrap_or_default();
+                let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+                let p = |path: &[&str]| str_at(&payload, path).map(str::to_owned);
+                let (tool_name, outcome) = if event_type == "tool.invocation" {
+                    (p(&["tool", "name"]), p(&["status", "outcome"]))
+                } else {
+                    (None, None)
+                };
+                let (provider, model, version) = if event_type == "model.decision" {
+                    (
+                        p(&["model", "provider"]),
+                        p(&["model", "name"]),
+                        p(&["model", "version"]),
+                    )
+                } else {
+                    (None, None, None)
+                };
+                let (decision, reviewer, latency, proposed) = if event_type == "human.review" {
+                    let latency = match (p(&["presented_at"]), p(&["decided_at"])) {
+                        (Some(a), Some(b)) => ts_ns(&a)
+                            .zip(ts_ns(&b))
+                            .map(|(a, b)| (b - a).div_euclid(1_000_000)),
+                        _ => None,
+                    };
+                    (
+                        p(&["decision"]),
+                        p(&["reviewer", "id"]),
+                        latency,
+                        p(&["proposed_action", "event_id"]),
+                    )
+                } else {
+                    (None, None, None, None)
+                };
+                let received = str_at(&v, &["received_at"])
+                    .and_then(ts_ns)
+                    .ok_or_else(|| bad("stored event has no valid received_at".into()))?;
+                let session_prev = str_at(&v, &["session_prev_hash"])
+                    .and_then(agentrail_event::hash::from_hex)
+                    .map(|h| h.to_vec());
+                ins.execute(rusqlite::params![
+                    ev.seq as i64,
+                    &ev.hash[..],
+                    str_at(&v, &["event_id"]).unwrap_or_default(),
+                    event_type,
+                    str_at(&v, &["session_id"]),
+                    v.get("session_seq").and_then(Value::as_i64),
+                    session_prev,
+                    str_at(&v, &["agent_id"]),
+                    str_at(&v, &["actor", "id"]),
+                    str_at(&v, &["actor", "type"]),
+                    str_at(&v, &["subject_id"]),
+                    str_at(&v, &["occurred_at"]).and_then(ts_ns),
+                    received,
+                    tool_name,
+                    outcome,
+                    str_at(&v, &["data_classification"]),
+                    provider,
+                    model,
+                    version,
+                    decision,
+                    reviewer,
+                    latency,
+                    proposed,
+                    v.get("clock_skew_ms").and_then(Value::as_i64),
+                    body,
+                ])
+                .map_err(sql)?;
+                if let Some(causes) = v.get("caused_by").and_then(Value::as_array) {
+                    for c in causes {
+                        let parent = str_at(c, &["event_id"]).unwrap_or_default();
+                        let hash = str_at(c, &["hash"])
+                            .and_then(agentrail_event::hash::from_hex)
+                            .map(|h| h.to_vec());
+                        cause
+                            .execute(rusqlite::params![ev.seq as i64, parent, hash])
+                            .map_err(sql)?;
+                    }
+                }
+                if let Some(attrs) = v.get("attributes").and_then(Value::as_object) {
+                    for (k, val) in attrs {
+                        let text = match val {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        attr.execute(rusqlite::params![k, text, ev.seq as i64])
+                            .map_err(sql)?;
+                    }
+                }
+                expect += 1;
+            }
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'applied'",
+                params![expect as i64],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        self.applied += events.len() as u64;
+        Ok(())
+    }
+
+    /// Applies everything the ledger holds beyond what the index has; returns how many events.
+    pub fn catch_up(&mut self, ledger: &Ledger) -> Result<u64, IndexError> {
+        let size = ledger.size(&self.tenant)?;
+        if size < self.applied {
+            return Err(IndexError::Ahead {
+                tenant: self.tenant.to_string(),
+                applied: self.applied,
+                ledger: size,
+            });
+        }
+        let start = self.applied;
+        while self.applied < size {
+            let batch = ledger.read_range(&self.tenant, self.applied, 4096)?;
+            if batch.is_empty() {
+                break;
+            }
+            self.apply(&batch)?;
+        }
+        Ok(self.applied - start)
+    }
+
+    /// Bytes the index takes on disk (database and write-ahead log).
+    pub fn size_on_disk(&self) -> u64 {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("{}{s}", self.path.display())).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Hex of a stored hash column.
+    pub(crate) fn hex(blob: &[u8]) -> String {
+        let mut h = [0u8; 32];
+        if blob.len() == 32 {
+            h.copy_from_slice(blob);
+        }
+        to_hex(&h)
+    }
+}
+
+/// Deletes a tenant's index and rebuilds it from the ledger.
+pub fn reindex(
+    ledger: &Ledger,
+    data_dir: &Path,
+    tenant: &TenantId,
+) -> Result<TenantIndex, IndexError> {
+    let path = index_path(data_dir, tenant);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| IndexError::Io { path: p, source: e })?;
+        }
+    }
+    let mut idx = TenantIndex::open_at(&path, tenant)?;
+    idx.catch_up(ledger)?;
+    Ok(idx)
+}
