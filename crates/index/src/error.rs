@@ -18,7 +18,9 @@ pub enum IndexError {
     Ledger(#[from] agentrail_ledger::ReadError),
     #[error("cannot index seq {seq}: {reason}")]
     Apply { seq: u64, reason: String },
-    #[error("the index of tenant {tenant} holds {applied} events but the ledger only {ledger}: rebuild it with `agentrail reindex`")]
+    #[error(
+        "the index of tenant {tenant} holds {applied} events but the ledger only {ledger}: rebuild it with `agentrail reindex`"
+    )]
     Ahead {
         tenant: String,
         applied: u64,

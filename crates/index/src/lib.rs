@@ -28,8 +28,8 @@ mod store;
 
 pub use error::IndexError;
 pub use query::{
-    Anomaly, AnomalyKind, CausalEdge, CausalGraph, ChainBreak, ChainCheck, DanglingLink,
-    Direction, EventFilter, EventRow, ModelAttribution, ModelQuery, Page, PageReq, ReviewQuery,
-    ReviewRow, SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
+    Anomaly, AnomalyKind, CausalEdge, CausalGraph, ChainBreak, ChainCheck, DanglingLink, Direction,
+    EventFilter, EventRow, ModelAttribution, ModelQuery, Page, PageReq, ReviewQuery, ReviewRow,
+    SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
 };
 pub use store::{TenantIndex, index_path, reindex};

@@ -96,7 +96,11 @@ pub struct TimeRange {
 
 impl TimeRange {
     /// From RFC 3339 strings, with a clear error for bad ones.
-    pub fn parse(field: TimeField, from: Option<&str>, to: Option<&str>) -> Result<TimeRange, IndexError> {
+    pub fn parse(
+        field: TimeField,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<TimeRange, IndexError> {
         let p = |name: &str, s: Option<&str>| -> Result<Option<jiff::Timestamp>, IndexError> {
             s.map(|s| {
                 s.parse().map_err(|_| {
@@ -240,7 +244,10 @@ pub struct ChainCheck {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChainBreak {
     /// No event holds these session_seqs.
-    Missing { from_session_seq: u64, to_session_seq: u64 },
+    Missing {
+        from_session_seq: u64,
+        to_session_seq: u64,
+    },
     /// Two events claim the same session_seq.
     Duplicate { session_seq: u64, seq: u64 },
     /// The event's session_prev_hash is not the previous event's hash.
@@ -251,6 +258,9 @@ pub enum ChainBreak {
         found: Option<String>,
     },
 }
+
+/// `(session_seq, seq, hash, session_prev_hash)` of one event of a session.
+type ChainLink = (i64, i64, Vec<u8>, Option<Vec<u8>>);
 
 impl TenantIndex {
     /// Every event of a session, in session order (paginated by session_seq), and the check of
@@ -264,8 +274,10 @@ impl TenantIndex {
                  WHERE session_id = ?1 AND session_seq IS NOT NULL ORDER BY session_seq, seq",
             )
             .map_err(sql_err)?;
-        let links: Vec<(i64, i64, Vec<u8>, Option<Vec<u8>>)> = stmt
-            .query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        let links: Vec<ChainLink> = stmt
+            .query_map([session_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(sql_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
@@ -809,7 +821,10 @@ impl TenantIndex {
                     req,
                     |r, row| {
                         let skew_ns: i64 = r.get(5)?;
-                        Ok(anomaly(row, json!({"skew_ms": skew_ns.div_euclid(1_000_000)})))
+                        Ok(anomaly(
+                            row,
+                            json!({"skew_ms": skew_ns.div_euclid(1_000_000)}),
+                        ))
                     },
                     ", e.received_ns - e.occurred_ns",
                 )
@@ -853,9 +868,10 @@ impl TenantIndex {
                 let mut items = Vec::new();
                 for (first, tool, win, calls, errors) in windows {
                     let row = self.event_at(first as u64)?;
-                    let start = jiff::Timestamp::from_nanosecond(i128::from(win) * i128::from(window_ns))
-                        .map(|t| t.to_string())
-                        .unwrap_or_default();
+                    let start =
+                        jiff::Timestamp::from_nanosecond(i128::from(win) * i128::from(window_ns))
+                            .map(|t| t.to_string())
+                            .unwrap_or_default();
                     items.push(anomaly(
                         row,
                         json!({"tool": tool, "window_start": start, "window_ms": window_ms,

@@ -133,8 +133,23 @@ pub struct Generator {
 }
 
 const WORDS: &[&str] = &[
-    "customer", "order", "refund", "policy", "shipping", "invoice", "account", "delay", "damaged",
-    "replacement", "approve", "within", "limit", "priority", "escalate", "verified", "history",
+    "customer",
+    "order",
+    "refund",
+    "policy",
+    "shipping",
+    "invoice",
+    "account",
+    "delay",
+    "damaged",
+    "replacement",
+    "approve",
+    "within",
+    "limit",
+    "priority",
+    "escalate",
+    "verified",
+    "history",
 ];
 
 impl Generator {
@@ -174,7 +189,7 @@ impl Generator {
             if i > 0 {
                 s.push(' ');
             }
-            let w: &str = *self.rng.pick(WORDS);
+            let w: &&str = self.rng.pick(WORDS);
             s.push_str(w);
         }
         s
@@ -223,7 +238,11 @@ impl Generator {
             let decision_id = self.id();
             let mut causes = vec![json!(last)];
             if self.rng.chance(self.profile.dangling_rate) {
-                causes.push(json!(format!("{}-missing-{}", self.tenant, self.rng.below(1000))));
+                causes.push(json!(format!(
+                    "{}-missing-{}",
+                    self.tenant,
+                    self.rng.below(1000)
+                )));
             }
             let prompt = self.text();
             let output = self.text();
@@ -278,13 +297,14 @@ impl Generator {
             }
             if execute {
                 let tool_id = self.id();
-                let burst = tool == "flaky-ledger" && (t / 600_000) % 7 == 0;
-                let outcome = if burst && self.rng.chance(0.7) || self.rng.chance(self.profile.error_rate)
-                {
-                    *self.rng.pick(&["error", "timeout"])
-                } else {
-                    "ok"
-                };
+                // One minute in five, the flaky tool mostly fails.
+                let burst = tool == "flaky-ledger" && (t / 60_000) % 5 == 0;
+                let outcome =
+                    if burst && self.rng.chance(0.7) || self.rng.chance(self.profile.error_rate) {
+                        *self.rng.pick(&["error", "timeout"])
+                    } else {
+                        "ok"
+                    };
                 let ev = json!({"event_id": tool_id, "event_type": "tool.invocation", "session_id": sid,
                            "agent_id": agent, "subject_id": subject, "caused_by": [decision_id],
                            "actor": {"id": agent, "type": "agent"},
@@ -369,7 +389,10 @@ mod tests {
             "agent.session.started",
             "agent.session.ended",
         ] {
-            assert!(types.get(t).copied().unwrap_or(0) > 0, "no {t} in {types:?}");
+            assert!(
+                types.get(t).copied().unwrap_or(0) > 0,
+                "no {t} in {types:?}"
+            );
         }
         let ids: std::collections::HashSet<_> = a.iter().map(|e| e["event_id"].clone()).collect();
         assert_eq!(ids.len(), a.len());
