@@ -85,6 +85,14 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Delete a tenant's query store (or every tenant's) and rebuild it from the ledger.
+    Reindex {
+        #[arg(long, default_value = "./agentrail-data")]
+        data_dir: PathBuf,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Print a tenant's latest signed checkpoint (signing one first if the tree grew).
     Checkpoint {
         #[arg(long, default_value = "./agentrail-data")]
@@ -139,6 +147,9 @@ fn main() -> ExitCode {
             tenant,
             key,
         } => commands::verify::run(&data_dir, tenant.as_deref(), key.as_deref()),
+        Command::Reindex { data_dir, tenant } => {
+            commands::reindex::run(&data_dir, tenant.as_deref())
+        }
         Command::Checkpoint { data_dir, tenant } => commands::prove::checkpoint(&data_dir, &tenant),
         Command::Prove {
             data_dir,

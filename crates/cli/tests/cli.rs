@@ -36,6 +36,7 @@ fn help_lists_the_commands() {
         "verify",
         "checkpoint",
         "prove",
+        "reindex",
     ] {
         assert!(stdout(&o).contains(cmd), "--help does not list {cmd}");
     }
@@ -236,6 +237,24 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
         None,
     );
     assert_eq!(unknown.status.code(), Some(2));
+
+    // The query store rebuilds from the ledger.
+    let re = agentrail(&["reindex", "--data-dir", data], None);
+    assert!(
+        re.status.success(),
+        "{}",
+        String::from_utf8_lossy(&re.stderr)
+    );
+    assert!(
+        stdout(&re).starts_with("acme: 5 events indexed"),
+        "{}",
+        stdout(&re)
+    );
+    assert!(
+        tmp.path()
+            .join("data/tenants/acme/index/index.sqlite")
+            .exists()
+    );
 
     // Damage: verify exits 1 and says where.
     let seg = tmp

@@ -2,6 +2,7 @@ pub mod canonicalize;
 pub mod hash;
 pub mod ingest;
 pub mod prove;
+pub mod reindex;
 pub mod schema;
 pub mod validate;
 pub mod verify;
