@@ -626,20 +626,36 @@ impl TenantIndex {
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
         let page = page_of(self, "events e", w, req, |_, row| Ok(row), "")?;
-        let mut caused: BTreeMap<u64, EventRow> = BTreeMap::new();
-        let decided: HashSet<u64> = page.items.iter().map(|e| e.seq).collect();
-        for d in &page.items {
-            let g = self.causal(&d.event_id, Direction::Effects, 10, 10_000)?;
-            for n in g.nodes {
-                if !decided.contains(&n.seq) {
-                    caused.insert(n.seq, n);
-                }
-            }
+        // Everything the page's decisions caused, transitively, in one recursive query.
+        let mut caused = Vec::new();
+        if !page.items.is_empty() {
+            let seqs: Vec<String> = page.items.iter().map(|e| e.seq.to_string()).collect();
+            let q = format!(
+                "WITH RECURSIVE reach(seq, event_id, depth) AS (
+                   SELECT seq, event_id, 0 FROM events WHERE seq IN ({})
+                   UNION
+                   SELECT ch.seq, ch.event_id, r.depth + 1 FROM reach r
+                     JOIN causes c ON c.parent_event_id = r.event_id
+                     JOIN events ch ON ch.seq = c.child_seq
+                   WHERE r.depth < 10)
+                 SELECT {ROW} FROM events e
+                 WHERE e.seq IN (SELECT seq FROM reach WHERE depth > 0)
+                   AND e.seq NOT IN ({})
+                 ORDER BY e.seq",
+                seqs.join(","),
+                seqs.join(",")
+            );
+            let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
+            caused = stmt
+                .query_map([], row)
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)?;
         }
         Ok(ModelAttribution {
             counts_by_version: counts,
             decisions: page.items,
-            caused: caused.into_values().collect(),
+            caused,
             next_cursor: page.next_cursor,
         })
     }
@@ -759,10 +775,11 @@ impl TenantIndex {
             }
             AnomalyKind::ExecutedAfterRejection => {
                 w.push("e.event_type = ?", Where::text("tool.invocation"));
+                // Driven from the (few) rejections, not from every tool call.
                 w.clauses.push(
-                    "EXISTS (SELECT 1 FROM causes c JOIN events r
-                       ON r.proposed_event_id = c.parent_event_id AND r.review_decision = 'reject'
-                     WHERE c.child_seq = e.seq)"
+                    "e.seq IN (SELECT c.child_seq FROM events r JOIN causes c
+                       ON c.parent_event_id = r.proposed_event_id
+                     WHERE r.review_decision = 'reject')"
                         .into(),
                 );
                 page_of(
@@ -787,11 +804,8 @@ impl TenantIndex {
                 )
             }
             AnomalyKind::DanglingCause => {
-                w.clauses.push(
-                    "EXISTS (SELECT 1 FROM causes c WHERE c.child_seq = e.seq AND NOT EXISTS
-                       (SELECT 1 FROM events p WHERE p.event_id = c.parent_event_id))"
-                        .into(),
-                );
+                w.clauses
+                    .push("e.seq IN (SELECT child_seq FROM dangling)".into());
                 page_of(
                     self,
                     "events e",
@@ -802,10 +816,9 @@ impl TenantIndex {
                         let missing: Vec<&str> = missing.split(' ').collect();
                         Ok(anomaly(row, json!({"missing_causes": missing})))
                     },
-                    ", (SELECT group_concat(c.parent_event_id, ' ') FROM
-                         (SELECT parent_event_id FROM causes c WHERE c.child_seq = e.seq AND NOT
-                          EXISTS (SELECT 1 FROM events p WHERE p.event_id = c.parent_event_id)
-                          ORDER BY parent_event_id) c)",
+                    ", (SELECT group_concat(parent_event_id, ' ') FROM
+                         (SELECT parent_event_id FROM dangling d WHERE d.child_seq = e.seq
+                          ORDER BY parent_event_id))",
                 )
             }
             AnomalyKind::ClockSkew { bound_ms } => {
@@ -833,61 +846,127 @@ impl TenantIndex {
                 window_ms,
                 min_error_rate,
                 min_calls,
-            } => {
-                if *window_ms <= 0 {
-                    return Err(IndexError::BadQuery("window_ms must be positive".into()));
+            } => self.bursts(*window_ms, *min_error_rate, *min_calls, range, req),
+        }
+    }
+
+    /// Error bursts from the per-minute counters, window by window in time order (then by tool),
+    /// stopping as soon as the page is full. Cursor: `<window index>:<tool>`.
+    fn bursts(
+        &self,
+        window_ms: i64,
+        min_error_rate: f64,
+        min_calls: u64,
+        range: &TimeRange,
+        req: &PageReq,
+    ) -> Result<Page<Anomaly>, IndexError> {
+        if window_ms <= 0 || window_ms % 60_000 != 0 {
+            return Err(IndexError::BadQuery(
+                "window_ms must be a positive whole number of minutes".into(),
+            ));
+        }
+        if range.field != TimeField::Occurred && (range.from.is_some() || range.to.is_some()) {
+            return Err(IndexError::BadQuery(
+                "tool_error_burst windows are on occurred_at".into(),
+            ));
+        }
+        let per = window_ms / 60_000;
+        let (after_win, after_tool) = match &req.cursor {
+            None => (i64::MIN, String::new()),
+            Some(c) => {
+                let (w, t) = c.split_once(':').ok_or_else(|| {
+                    IndexError::BadQuery(format!("cursor {c:?} is not one of ours"))
+                })?;
+                let w: i64 = w.parse().map_err(|_| {
+                    IndexError::BadQuery(format!("cursor {c:?} is not one of ours"))
+                })?;
+                (w, t.to_owned())
+            }
+        };
+        let minute = |t: Option<jiff::Timestamp>, default: i64| {
+            t.map_or(default, |t| {
+                i64::try_from(t.as_nanosecond().div_euclid(60_000_000_000)).unwrap_or(default)
+            })
+        };
+        let lo = minute(range.from, i64::MIN).max(after_win.saturating_mul(per));
+        let hi = minute(range.to, i64::MAX);
+        let limit = req.limit();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT tool, minute, calls, errors, first_seq FROM tool_minutes
+                 WHERE minute >= ?1 AND minute < ?2 ORDER BY minute, tool",
+            )
+            .map_err(sql_err)?;
+        let mut rows = stmt.query(rusqlite::params![lo, hi]).map_err(sql_err)?;
+        let mut found: Vec<(i64, String, i64, i64, i64)> = Vec::new();
+        let mut current: Option<i64> = None;
+        let mut acc: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+        let flush = |win: i64,
+                     acc: &mut BTreeMap<String, (i64, i64, i64)>,
+                     found: &mut Vec<(i64, String, i64, i64, i64)>| {
+            for (tool, (calls, errors, first)) in std::mem::take(acc) {
+                if (win, tool.as_str()) <= (after_win, after_tool.as_str()) {
+                    continue;
                 }
-                w.push("e.event_type = ?", Where::text("tool.invocation"));
-                w.clauses.push("e.occurred_ns IS NOT NULL".into());
-                let window_ns = window_ms.saturating_mul(1_000_000);
-                let after = req.after()?;
-                let limit = req.limit();
-                let q = format!(
-                    "SELECT * FROM (
-                       SELECT min(e.seq) AS first, e.tool_name AS tool,
-                              e.occurred_ns / {window_ns} AS win, count(*) AS calls,
-                              sum(e.outcome != 'ok') AS errors
-                       FROM events e WHERE {} GROUP BY e.tool_name, win
-                       HAVING count(*) >= ? AND 1.0 * sum(e.outcome != 'ok') / count(*) >= ?)
-                     WHERE first > ? ORDER BY first LIMIT {}",
-                    w.sql(),
-                    limit + 1
-                );
-                let mut params = w.params.clone();
-                params.push(Sql::Integer(i64::try_from(*min_calls).unwrap_or(i64::MAX)));
-                params.push(Sql::Real(*min_error_rate));
-                params.push(Sql::Integer(after));
-                let mut stmt = self.conn.prepare_cached(&q).map_err(sql_err)?;
-                let windows: Vec<(i64, String, i64, i64, i64)> = stmt
-                    .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err)?;
-                let mut items = Vec::new();
-                for (first, tool, win, calls, errors) in windows {
-                    let row = self.event_at(first as u64)?;
-                    let start =
-                        jiff::Timestamp::from_nanosecond(i128::from(win) * i128::from(window_ns))
-                            .map(|t| t.to_string())
-                            .unwrap_or_default();
-                    items.push(anomaly(
-                        row,
-                        json!({"tool": tool, "window_start": start, "window_ms": window_ms,
+                if calls >= i64::try_from(min_calls).unwrap_or(i64::MAX)
+                    && errors as f64 / calls as f64 >= min_error_rate
+                {
+                    found.push((win, tool, calls, errors, first));
+                }
+            }
+        };
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let (tool, m, calls, errors, first): (String, i64, i64, i64, i64) = (
+                r.get(0).map_err(sql_err)?,
+                r.get(1).map_err(sql_err)?,
+                r.get(2).map_err(sql_err)?,
+                r.get(3).map_err(sql_err)?,
+                r.get(4).map_err(sql_err)?,
+            );
+            let win = m.div_euclid(per);
+            if current.is_some_and(|c| c != win) {
+                flush(current.unwrap_or(win), &mut acc, &mut found);
+                if found.len() > limit {
+                    break;
+                }
+            }
+            current = Some(win);
+            let e = acc.entry(tool).or_insert((0, 0, i64::MAX));
+            e.0 += calls;
+            e.1 += errors;
+            e.2 = e.2.min(first);
+        }
+        if found.len() <= limit
+            && let Some(c) = current
+        {
+            flush(c, &mut acc, &mut found);
+        }
+        let next_cursor = if found.len() > limit {
+            found.truncate(limit);
+            found.last().map(|(w, t, ..)| format!("{w}:{t}"))
+        } else {
+            None
+        };
+        let mut items = Vec::with_capacity(found.len());
+        for (win, tool, calls, errors, first) in found {
+            let row = self.event_at(first as u64)?;
+            let start = jiff::Timestamp::from_nanosecond(
+                i128::from(win) * i128::from(window_ms) * 1_000_000,
+            )
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+            items.push(Anomaly {
+                kind: "tool_error_burst",
+                seq: row.seq,
+                hash: row.hash,
+                event_id: row.event_id,
+                detail: json!({"tool": tool, "window_start": start, "window_ms": window_ms,
                                "calls": calls, "errors": errors,
                                "error_rate": errors as f64 / calls as f64}),
-                    ));
-                }
-                let next_cursor = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().map(|a| a.seq.to_string())
-                } else {
-                    None
-                };
-                Ok(Page { items, next_cursor })
-            }
+            });
         }
+        Ok(Page { items, next_cursor })
     }
 
     /// The event at a seq.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -50,6 +50,8 @@ CREATE INDEX IF NOT EXISTS events_occurred ON events(occurred_ns);
 CREATE INDEX IF NOT EXISTS events_received ON events(received_ns);
 CREATE INDEX IF NOT EXISTS events_model ON events(model_name, model_version, seq) WHERE model_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_tool ON events(tool_name, seq) WHERE tool_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_tool_outcome ON events(tool_name, outcome, seq) WHERE tool_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_reviewer ON events(reviewer_id, seq) WHERE reviewer_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_review ON events(review_decision, seq) WHERE review_decision IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_proposed ON events(proposed_event_id) WHERE proposed_event_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, seq) WHERE agent_id IS NOT NULL;
@@ -61,6 +63,22 @@ CREATE TABLE IF NOT EXISTS causes (
     PRIMARY KEY (child_seq, parent_event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS causes_parent ON causes(parent_event_id);
+-- Causal links whose cause is not (yet) in the ledger; a row goes when its cause arrives.
+CREATE TABLE IF NOT EXISTS dangling (
+    child_seq INTEGER NOT NULL,
+    parent_event_id TEXT NOT NULL,
+    PRIMARY KEY (child_seq, parent_event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dangling_parent ON dangling(parent_event_id);
+-- Tool calls and failures per tool per minute of occurred_at, for error-burst windows.
+CREATE TABLE IF NOT EXISTS tool_minutes (
+    tool TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    PRIMARY KEY (minute, tool)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attrs (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -208,6 +226,26 @@ impl TenantIndex {
             let mut attr = tx
                 .prepare_cached("INSERT OR IGNORE INTO attrs (key, value, seq) VALUES (?1, ?2, ?3)")
                 .map_err(sql)?;
+            let mut known = tx
+                .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")
+                .map_err(sql)?;
+            let mut dangle = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO dangling (child_seq, parent_event_id) VALUES (?1, ?2)",
+                )
+                .map_err(sql)?;
+            let mut resolve = tx
+                .prepare_cached("DELETE FROM dangling WHERE parent_event_id = ?1")
+                .map_err(sql)?;
+            let mut minute = tx
+                .prepare_cached(
+                    "INSERT INTO tool_minutes (tool, minute, calls, errors, first_seq)
+                     VALUES (?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT (minute, tool) DO UPDATE SET calls = calls + 1,
+                       errors = errors + excluded.errors,
+                       first_seq = min(first_seq, excluded.first_seq)",
+                )
+                .map_err(sql)?;
             let mut expect = self.applied;
             for ev in events {
                 if ev.seq != expect {
@@ -291,6 +329,8 @@ impl TenantIndex {
                     body,
                 ])
                 .map_err(sql)?;
+                let event_id = str_at(&v, &["event_id"]).unwrap_or_default();
+                resolve.execute([event_id]).map_err(sql)?;
                 if let Some(causes) = v.get("caused_by").and_then(Value::as_array) {
                     for c in causes {
                         let parent = str_at(c, &["event_id"]).unwrap_or_default();
@@ -300,7 +340,28 @@ impl TenantIndex {
                         cause
                             .execute(rusqlite::params![ev.seq as i64, parent, hash])
                             .map_err(sql)?;
+                        if !known.exists([parent]).map_err(sql)? {
+                            dangle
+                                .execute(rusqlite::params![ev.seq as i64, parent])
+                                .map_err(sql)?;
+                        }
                     }
+                }
+                if event_type == "tool.invocation"
+                    && let (Some(tool), Some(occurred)) = (
+                        str_at(&payload, &["tool", "name"]),
+                        str_at(&v, &["occurred_at"]).and_then(ts_ns),
+                    )
+                {
+                    let failed = str_at(&payload, &["status", "outcome"]) != Some("ok");
+                    minute
+                        .execute(rusqlite::params![
+                            tool,
+                            occurred.div_euclid(60_000_000_000),
+                            i64::from(failed),
+                            ev.seq as i64
+                        ])
+                        .map_err(sql)?;
                 }
                 if let Some(attrs) = v.get("attributes").and_then(Value::as_object) {
                     for (k, val) in attrs {

@@ -412,24 +412,25 @@ fn check_all_queries(index: &TenantIndex, all: &[(StoredEvent, Value)], pick: u6
         skewed
     );
     let window_ns = 60_000i64 * 1_000_000;
-    let mut windows: BTreeMap<(String, i64), (u64, u64, u64)> = BTreeMap::new();
+    // Bursts come window by window (then by tool), each reported at its first call.
+    let mut windows: BTreeMap<(i64, String), (u64, u64, u64)> = BTreeMap::new();
     for (e, v) in all.iter().filter(|(_, v)| ty(v) == "tool.invocation") {
         let key = (
+            ns(v, "occurred_at").unwrap().div_euclid(window_ns),
             p(v, &["tool", "name"]).unwrap(),
-            ns(v, "occurred_at").unwrap() / window_ns,
         );
         let w = windows.entry(key).or_insert((e.seq, 0, 0));
+        w.0 = w.0.min(e.seq);
         w.1 += 1;
         if p(v, &["status", "outcome"]).as_deref() != Some("ok") {
             w.2 += 1;
         }
     }
-    let mut bursts: Vec<u64> = windows
+    let bursts: Vec<u64> = windows
         .values()
         .filter(|(_, calls, errors)| *calls >= 3 && *errors as f64 / *calls as f64 >= 0.5)
         .map(|(first, _, _)| *first)
         .collect();
-    bursts.sort_unstable();
     let kind = AnomalyKind::ToolErrorBurst {
         window_ms: 60_000,
         min_error_rate: 0.5,
