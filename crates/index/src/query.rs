@@ -610,7 +610,8 @@ impl TenantIndex {
         }
         q.range.push("e", &mut w);
         let counts_sql = format!(
-            "SELECT e.model_version, count(*) FROM events e WHERE {} GROUP BY e.model_version
+            "SELECT e.model_version, count(*) FROM events e INDEXED BY events_model WHERE {}
+             GROUP BY e.model_version
              ORDER BY e.model_version",
             w.sql()
         );
@@ -625,7 +626,16 @@ impl TenantIndex {
             .map_err(sql_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
-        let page = page_of(self, "events e", w, req, |_, row| Ok(row), "")?;
+        // The model index holds (name, version, seq, occurred_ns): ranges are checked in the
+        // index, without reading the (large) rows of other models' events.
+        let page = page_of(
+            self,
+            "events e INDEXED BY events_model",
+            w,
+            req,
+            |_, row| Ok(row),
+            "",
+        )?;
         // Everything the page's decisions caused, transitively, in one recursive query.
         let mut caused = Vec::new();
         if !page.items.is_empty() {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS events_session ON events(session_id, session_seq) WHE
 CREATE INDEX IF NOT EXISTS events_type ON events(event_type, seq);
 CREATE INDEX IF NOT EXISTS events_occurred ON events(occurred_ns);
 CREATE INDEX IF NOT EXISTS events_received ON events(received_ns);
-CREATE INDEX IF NOT EXISTS events_model ON events(model_name, model_version, seq) WHERE model_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_model ON events(model_name, model_version, seq, occurred_ns) WHERE model_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_tool ON events(tool_name, seq) WHERE tool_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_tool_outcome ON events(tool_name, outcome, seq) WHERE tool_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_reviewer ON events(reviewer_id, seq) WHERE reviewer_id IS NOT NULL;
