@@ -125,6 +125,14 @@ impl TenantIndex {
         TenantIndex::open_at(&index_path(data_dir, tenant), tenant)
     }
 
+    /// Opens the index of `tenant` in the ledger's data directory and catches it up with the
+    /// ledger: what a reader does before answering queries.
+    pub fn open_caught_up(ledger: &Ledger, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
+        let mut index = TenantIndex::open(ledger.data_dir(), tenant)?;
+        index.catch_up(ledger)?;
+        Ok(index)
+    }
+
     /// Opens (creating if needed) an index database at `path`.
     pub fn open_at(path: &Path, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
         let io = |e: std::io::Error| IndexError::Io {
