@@ -602,17 +602,25 @@ impl TenantIndex {
         q: &ModelQuery,
         req: &PageReq,
     ) -> Result<ModelAttribution, IndexError> {
+        // Only model.decision rows have a model_name: no event_type test (it would read rows).
         let mut w = Where::default();
-        w.push("e.event_type = ?", Where::text("model.decision"));
         w.push("e.model_name = ?", Where::text(&q.name));
         if let Some(v) = &q.version {
             w.push("e.model_version = ?", Where::text(v));
         }
         q.range.push("e", &mut w);
         let counts_sql = format!(
-            "SELECT e.model_version, count(*) FROM events e INDEXED BY events_model WHERE {}
+            "SELECT e.model_version, count(*) FROM events e INDEXED BY {} WHERE {}
              GROUP BY e.model_version
              ORDER BY e.model_version",
+            // Counting a time range walks (name, occurred_ns, version) entries only.
+            if q.range.field == TimeField::Occurred
+                && (q.range.from.is_some() || q.range.to.is_some())
+            {
+                "events_model_time"
+            } else {
+                "events_model"
+            },
             w.sql()
         );
         let mut stmt = self.conn.prepare_cached(&counts_sql).map_err(sql_err)?;
@@ -783,36 +791,22 @@ impl TenantIndex {
                     ", e.review_latency_ms, e.reviewer_id, e.proposed_event_id",
                 )
             }
-            AnomalyKind::ExecutedAfterRejection => {
-                w.push("e.event_type = ?", Where::text("tool.invocation"));
-                // Driven from the (few) rejections, not from every tool call.
-                w.clauses.push(
-                    "e.seq IN (SELECT c.child_seq FROM events r JOIN causes c
-                       ON c.parent_event_id = r.proposed_event_id
-                     WHERE r.review_decision = 'reject')"
-                        .into(),
-                );
-                page_of(
-                    self,
-                    "events e",
-                    w,
-                    req,
-                    |r, row| {
-                        let decision: Option<String> = r.get(5)?;
-                        let review: Option<String> = r.get(6)?;
-                        Ok(anomaly(
-                            row,
-                            json!({"decision_event_id": decision, "review_event_id": review}),
-                        ))
-                    },
-                    ", (SELECT c.parent_event_id FROM causes c JOIN events r
-                         ON r.proposed_event_id = c.parent_event_id AND r.review_decision = 'reject'
-                        WHERE c.child_seq = e.seq ORDER BY r.seq LIMIT 1),
-                       (SELECT r.event_id FROM causes c JOIN events r
-                         ON r.proposed_event_id = c.parent_event_id AND r.review_decision = 'reject'
-                        WHERE c.child_seq = e.seq ORDER BY r.seq LIMIT 1)",
-                )
-            }
+            AnomalyKind::ExecutedAfterRejection => page_of(
+                self,
+                "rejected_executions x JOIN events e ON e.seq = x.seq",
+                // Kept at apply time: one row per tool call (its first rejected cause).
+                w,
+                req,
+                |r, row| {
+                    let decision: String = r.get(5)?;
+                    let review: String = r.get(6)?;
+                    Ok(anomaly(
+                        row,
+                        json!({"decision_event_id": decision, "review_event_id": review}),
+                    ))
+                },
+                ", x.decision_event_id, x.review_event_id",
+            ),
             AnomalyKind::DanglingCause => {
                 w.clauses
                     .push("e.seq IN (SELECT child_seq FROM dangling)".into());

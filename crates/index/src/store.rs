@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -50,6 +50,7 @@ CREATE INDEX IF NOT EXISTS events_occurred ON events(occurred_ns);
 CREATE INDEX IF NOT EXISTS events_received ON events(received_ns);
 CREATE INDEX IF NOT EXISTS events_model ON events(model_name, model_version, seq, occurred_ns) WHERE model_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_tool ON events(tool_name, seq) WHERE tool_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_model_time ON events(model_name, occurred_ns, model_version) WHERE model_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_tool_outcome ON events(tool_name, outcome, seq) WHERE tool_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_reviewer ON events(reviewer_id, seq) WHERE reviewer_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_review ON events(review_decision, seq) WHERE review_decision IS NOT NULL;
@@ -70,6 +71,13 @@ CREATE TABLE IF NOT EXISTS dangling (
     PRIMARY KEY (child_seq, parent_event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dangling_parent ON dangling(parent_event_id);
+-- Tool invocations caused by a decision whose proposed action a human rejected.
+CREATE TABLE IF NOT EXISTS rejected_executions (
+    seq INTEGER NOT NULL,
+    decision_event_id TEXT NOT NULL,
+    review_event_id TEXT NOT NULL,
+    PRIMARY KEY (seq)
+) WITHOUT ROWID;
 -- Tool calls and failures per tool per minute of occurred_at, for error-burst windows.
 CREATE TABLE IF NOT EXISTS tool_minutes (
     tool TEXT NOT NULL,
@@ -245,6 +253,21 @@ impl TenantIndex {
             let mut resolve = tx
                 .prepare_cached("DELETE FROM dangling WHERE parent_event_id = ?1")
                 .map_err(sql)?;
+            // A tool call caused by a rejected decision, whichever of the two arrives last.
+            let mut rejected_by_cause = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO rejected_executions (seq, decision_event_id, review_event_id)
+                     SELECT ?1, r.proposed_event_id, r.event_id FROM events r
+                     WHERE r.proposed_event_id = ?2 AND r.review_decision = 'reject'",
+                )
+                .map_err(sql)?;
+            let mut rejected_by_review = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO rejected_executions (seq, decision_event_id, review_event_id)
+                     SELECT c.child_seq, ?1, ?2 FROM causes c JOIN events t ON t.seq = c.child_seq
+                     WHERE c.parent_event_id = ?1 AND t.event_type = 'tool.invocation'",
+                )
+                .map_err(sql)?;
             let mut minute = tx
                 .prepare_cached(
                     "INSERT INTO tool_minutes (tool, minute, calls, errors, first_seq)
@@ -348,12 +371,25 @@ impl TenantIndex {
                         cause
                             .execute(rusqlite::params![ev.seq as i64, parent, hash])
                             .map_err(sql)?;
+                        if event_type == "tool.invocation" {
+                            rejected_by_cause
+                                .execute(rusqlite::params![ev.seq as i64, parent])
+                                .map_err(sql)?;
+                        }
                         if !known.exists([parent]).map_err(sql)? {
                             dangle
                                 .execute(rusqlite::params![ev.seq as i64, parent])
                                 .map_err(sql)?;
                         }
                     }
+                }
+                if event_type == "human.review"
+                    && str_at(&payload, &["decision"]) == Some("reject")
+                    && let Some(decision) = str_at(&payload, &["proposed_action", "event_id"])
+                {
+                    rejected_by_review
+                        .execute(rusqlite::params![decision, event_id])
+                        .map_err(sql)?;
                 }
                 if event_type == "tool.invocation"
                     && let (Some(tool), Some(occurred)) = (
