@@ -808,8 +808,19 @@ impl TenantIndex {
                 ", x.decision_event_id, x.review_event_id",
             ),
             AnomalyKind::DanglingCause => {
-                w.clauses
-                    .push("e.seq IN (SELECT child_seq FROM dangling)".into());
+                if range.from.is_none() && range.to.is_none() {
+                    // Only the next page's worth of children is taken from the dangling table.
+                    let limit = req.limit() + 1;
+                    w.clauses.push(format!(
+                        "e.seq IN (SELECT DISTINCT child_seq FROM dangling WHERE child_seq > ?
+                         ORDER BY child_seq LIMIT {limit})"
+                    ));
+                    w.params.push(Sql::Integer(req.after()?));
+                } else {
+                    // With a time range, some children fall outside it: take them all.
+                    w.clauses
+                        .push("e.seq IN (SELECT child_seq FROM dangling)".into());
+                }
                 page_of(
                     self,
                     "events e",
