@@ -9,6 +9,7 @@
 use agentrail_event::{TenantId, validate_value};
 use agentrail_index::*;
 use agentrail_ledger::{Config, Ledger};
+use agentrail_testkit::bench::percentile_ms;
 use agentrail_testkit::{Generator, Profile, Rng};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -36,19 +37,9 @@ fn ingest(ledger: &Ledger, t: &TenantId, events: impl Iterator<Item = serde_json
     });
 }
 
-fn pct(lat: &mut [Duration], p: f64) -> f64 {
-    lat.sort_unstable();
-    let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-    lat[i].as_secs_f64() * 1e3
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
+    let arg = |name: &str| agentrail_testkit::bench::arg(&args, name);
     let n: usize = arg("--events")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
@@ -239,8 +230,9 @@ fn main() {
     println!("| query | rows | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
     for (name, mut lat, items) in rows {
-        let p50 = pct(&mut lat, 0.5);
-        let p99 = pct(&mut lat, 0.99);
+        lat.sort_unstable();
+        let p50 = percentile_ms(&lat, 0.5);
+        let p99 = percentile_ms(&lat, 0.99);
         println!("| {name} | {items} | {p50:.2} | {p99:.2} |");
     }
     println!(

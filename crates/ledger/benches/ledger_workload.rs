@@ -9,6 +9,7 @@
 
 use agentrail_event::{TenantId, ValidEvent, validate_bytes};
 use agentrail_ledger::{Config, Ledger, read_origin_prefix, read_verifier, verify_tenant};
+use agentrail_testkit::bench::percentile_ms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,14 +33,6 @@ struct Row {
     secs: f64,
     fsyncs: u64,
     lat: Vec<Duration>,
-}
-
-fn pct(lat: &[Duration], p: f64) -> f64 {
-    if lat.is_empty() {
-        return 0.0;
-    }
-    let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-    lat[i].as_secs_f64() * 1e3
 }
 
 fn run(
@@ -201,11 +194,7 @@ fn segment_bytes(dir: &std::path::Path) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
+    let arg = |name: &str| agentrail_testkit::bench::arg(&args, name);
     let total: usize = arg("--events")
         .and_then(|s| s.parse().ok())
         .unwrap_or(64_000);
@@ -249,8 +238,8 @@ fn main() {
             r.bytes as f64 / 1e6 / r.secs,
             r.fsyncs as f64 / r.secs,
             r.events as f64 / r.fsyncs.max(1) as f64,
-            pct(&r.lat, 0.5),
-            pct(&r.lat, 0.99),
+            percentile_ms(&r.lat, 0.5),
+            percentile_ms(&r.lat, 0.99),
         );
     }
     if only.is_none() || args.iter().any(|a| a == "--many") {

@@ -398,3 +398,40 @@ mod tests {
         assert_eq!(ids.len(), a.len());
     }
 }
+
+/// Small helpers the workload benchmarks share.
+pub mod bench {
+    use std::time::Duration;
+
+    /// The value after `--name` on a command line.
+    pub fn arg(args: &[String], name: &str) -> Option<String> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    }
+
+    /// The `p` quantile (0..=1) of sorted latencies, in milliseconds; 0 when there are none.
+    pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i].as_secs_f64() * 1e3
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn args_and_percentiles() {
+            let args: Vec<String> = ["x", "--events", "5", "--keep"].map(String::from).into();
+            assert_eq!(arg(&args, "--events").as_deref(), Some("5"));
+            assert_eq!(arg(&args, "--keep"), None);
+            let lat: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+            assert_eq!(percentile_ms(&lat, 0.5), 51.0);
+            assert_eq!(percentile_ms(&lat, 0.99), 99.0);
+            assert_eq!(percentile_ms(&[], 0.5), 0.0);
+        }
+    }
+}
