@@ -25,21 +25,30 @@ fn open_ledger(dir: &Path) -> (Ledger, Arc<ManualClock>) {
     (Ledger::open(cfg).unwrap(), clock)
 }
 
-/// Appends generated events, moving the ledger clock along with the emitter's.
-fn ingest(ledger: &Ledger, clock: &ManualClock, t: &TenantId, events: Vec<Value>) {
-    for chunk in events.chunks(50) {
-        let mut batch = Vec::new();
-        for mut ev in chunk.iter().cloned() {
-            ev.as_object_mut().unwrap().remove("tenant_id");
-            if let Some(ts) = ev["occurred_at"].as_str() {
-                let t: jiff::Timestamp = ts.parse().unwrap();
-                clock.set(
-                    t.checked_add(jiff::SignedDuration::from_millis(40))
-                        .unwrap(),
-                );
-            }
-            batch.push(validate_value(ev).unwrap());
+/// Appends generated events (50 per durable batch), moving the ledger clock along with the
+/// emitter's.
+fn ingest(
+    ledger: &Ledger,
+    clock: &ManualClock,
+    t: &TenantId,
+    events: impl IntoIterator<Item = Value>,
+) {
+    let mut batch = Vec::new();
+    for mut ev in events {
+        ev.as_object_mut().unwrap().remove("tenant_id");
+        if let Some(ts) = ev["occurred_at"].as_str() {
+            let t: jiff::Timestamp = ts.parse().unwrap();
+            clock.set(
+                t.checked_add(jiff::SignedDuration::from_millis(40))
+                    .unwrap(),
+            );
         }
+        batch.push(validate_value(ev).unwrap());
+        if batch.len() == 50 {
+            ledger.append(t, std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    if !batch.is_empty() {
         ledger.append(t, batch).unwrap();
     }
 }
@@ -449,11 +458,11 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, clock) = open_ledger(dir.path());
         let t = tenant("acme");
-        ingest(&ledger, &clock, &t, Generator::new(seed, "acme", 5).take(n).collect());
+        ingest(&ledger, &clock, &t, Generator::new(seed, "acme", 5).take(n));
         let mut index = TenantIndex::open(dir.path(), &t).unwrap();
         // Catch up in two steps: the index continues where it stopped.
         index.catch_up(&ledger).unwrap();
-        ingest(&ledger, &clock, &t, Generator::new(seed ^ 1, "acme2", 3).take(n / 3).collect());
+        ingest(&ledger, &clock, &t, Generator::new(seed ^ 1, "acme2", 3).take(n / 3));
         prop_assert_eq!(index.catch_up(&ledger).unwrap(), (n / 3) as u64);
         let all = scan(&ledger, &t);
         prop_assert_eq!(index.applied(), all.len() as u64);
@@ -466,12 +475,7 @@ fn a_rebuilt_index_answers_every_query_identically() {
     let dir = tempfile::tempdir().unwrap();
     let (ledger, clock) = open_ledger(dir.path());
     let t = tenant("acme");
-    ingest(
-        &ledger,
-        &clock,
-        &t,
-        Generator::new(42, "acme", 6).take(800).collect(),
-    );
+    ingest(&ledger, &clock, &t, Generator::new(42, "acme", 6).take(800));
     let answers = |index: &TenantIndex| -> Value {
         let s = index.session("sess-3", &PageReq::first(MAX)).unwrap();
         let c = index
@@ -525,12 +529,7 @@ fn a_rebuilt_index_answers_every_query_identically() {
     assert_eq!(again.catch_up(&ledger).unwrap(), 0);
     assert_eq!(answers(&again), before);
     drop(again);
-    ingest(
-        &ledger,
-        &clock,
-        &t,
-        Generator::new(43, "more", 2).take(10).collect(),
-    );
+    ingest(&ledger, &clock, &t, Generator::new(43, "more", 2).take(10));
     assert_eq!(
         TenantIndex::open_caught_up(&ledger, &t).unwrap().applied(),
         810
@@ -694,13 +693,13 @@ fn tenants_with_identical_ids_never_see_each_other() {
         &ledger,
         &clock,
         &a,
-        Generator::new(1, "shared", 4).take(300).collect(),
+        Generator::new(1, "shared", 4).take(300),
     );
     ingest(
         &ledger,
         &clock,
         &b,
-        Generator::new(2, "shared", 4).take(200).collect(),
+        Generator::new(2, "shared", 4).take(200),
     );
     let mut ia = TenantIndex::open(dir.path(), &a).unwrap();
     let mut ib = TenantIndex::open(dir.path(), &b).unwrap();
@@ -765,7 +764,7 @@ fn a_larger_workload_exercises_every_anomaly_and_still_matches_the_scan() {
         &ledger,
         &clock,
         &t,
-        Generator::new(42, "acme", 8).take(4000).collect(),
+        Generator::new(42, "acme", 8).take(4000),
     );
     let mut index = TenantIndex::open(dir.path(), &t).unwrap();
     index.catch_up(&ledger).unwrap();

@@ -109,6 +109,15 @@ struct State {
     sessions: HashMap<[u8; 16], (u64, Hash)>,
 }
 
+/// Records, entry slots and tree nodes of a batch, framed but not yet written; they go to the
+/// active segment's end (`State::active_len`) and the derived files together.
+#[derive(Default)]
+struct Pending {
+    records: Vec<u8>,
+    entries: Vec<u8>,
+    nodes: Vec<(u64, Hash)>,
+}
+
 struct SyncState {
     /// Records `[0, written)` are in the page cache.
     written: u64,
@@ -808,13 +817,9 @@ impl Tenant {
 
         // Phase 2: sequence and frame every new event.
         let first_seq = st.next_seq;
-        let mut records: Vec<u8> = Vec::new();
-        let mut entry_bytes: Vec<u8> = Vec::new();
-        let mut nodes: Vec<(u64, Hash)> = Vec::new();
+        let mut pending = Pending::default();
         let mut batch_hashes: Vec<Hash> = Vec::new();
         let mut any_new = false;
-        // Written-but-unflushed bytes start at this offset of the active segment.
-        let mut flush_at = st.active_len;
         for (i, p) in batch.iter().enumerate() {
             if receipts[i].is_some() {
                 continue;
@@ -877,35 +882,27 @@ impl Tenant {
             debug_assert!(bytes.len() <= MAX_RECORD_LEN);
             let hash = sha256(&bytes);
             let record_len = (RECORD_HEADER_LEN + bytes.len()) as u64;
-            if flush_at + records.len() as u64 + record_len > ctx.segment_size
-                && flush_at + records.len() as u64 > HEADER_LEN as u64
-            {
-                self.flush(
-                    st,
-                    &mut records,
-                    &mut entry_bytes,
-                    &mut nodes,
-                    &mut flush_at,
-                )?;
+            let end = st.active_len + pending.records.len() as u64;
+            if end + record_len > ctx.segment_size && end > HEADER_LEN as u64 {
+                self.flush(st, &mut pending)?;
                 self.roll(ctx, st)?;
-                flush_at = st.active_len;
             }
-            let offset = flush_at + records.len() as u64;
-            encode_record(seq, &bytes, &mut records);
+            let offset = st.active_len + pending.records.len() as u64;
+            encode_record(seq, &bytes, &mut pending.records);
             let d = digest16(&p.event_id);
             let sess = p
                 .session_id
                 .as_ref()
                 .zip(session)
                 .map(|(sid, (ss, _))| (digest16(sid), ss));
-            entry_bytes.extend_from_slice(&encode_entry(&Entry {
+            pending.entries.extend_from_slice(&encode_entry(&Entry {
                 offset,
                 hash,
                 id_digest: d,
                 session: sess,
             }));
             st.frontier.push(leaf_hash(&bytes), |level, index, h| {
-                nodes.push((node_position(level, index), *h));
+                pending.nodes.push((node_position(level, index), *h));
             });
             st.ids.insert(d, seq);
             if let Some((sd, ss)) = sess {
@@ -927,33 +924,25 @@ impl Tenant {
         if !any_new {
             return Ok((receipts, None));
         }
-        self.flush(
-            st,
-            &mut records,
-            &mut entry_bytes,
-            &mut nodes,
-            &mut flush_at,
-        )?;
+        self.flush(st, &mut pending)?;
         Ok((receipts, Some(st.next_seq)))
     }
 
     /// Writes buffered records, entries and nodes to the page cache and publishes them to the
     /// group-commit state. A failed write poisons the tenant: memory is ahead of the files.
-    fn flush(
-        &self,
-        st: &mut State,
-        records: &mut Vec<u8>,
-        entry_bytes: &mut Vec<u8>,
-        nodes: &mut Vec<(u64, Hash)>,
-        flush_at: &mut u64,
-    ) -> Result<(), AppendError> {
+    fn flush(&self, st: &mut State, pending: &mut Pending) -> Result<(), AppendError> {
+        let Pending {
+            records,
+            entries: entry_bytes,
+            nodes,
+        } = pending;
         if records.is_empty() {
             return Ok(());
         }
         let n_new = (entry_bytes.len() / ENTRY_LEN) as u64;
         let first = st.next_seq - n_new;
         let res = (|| -> io::Result<()> {
-            st.active.write_all_at(records, *flush_at)?;
+            st.active.write_all_at(records, st.active_len)?;
             st.entries
                 .write_all_at(entry_bytes, HEADER_LEN as u64 + first * ENTRY_LEN as u64)?;
             // Nodes of one batch are contiguous in the post-order layout.
@@ -975,8 +964,7 @@ impl Tenant {
                 source,
             });
         }
-        *flush_at += records.len() as u64;
-        st.active_len = *flush_at;
+        st.active_len += records.len() as u64;
         records.clear();
         entry_bytes.clear();
         nodes.clear();
