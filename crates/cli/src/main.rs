@@ -1,6 +1,7 @@
 //! `agentrail`: the command-line entry point. Each subcommand lives in its own module under
 //! `commands/`; this file only parses arguments and turns errors into exit codes.
 
+mod client;
 mod commands;
 mod input;
 
@@ -14,6 +15,48 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        tenant: String,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create a key with scopes (events:write, events:read, export, verify, pii:reveal,
+    /// tenant:admin); the key is printed once.
+    Create {
+        #[arg(long, env = "AGENTRAIL_TENANT")]
+        tenant: String,
+        /// A scope (repeatable, or comma-separated).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// Revoke a key; it stops working at once.
+    Revoke {
+        #[arg(long, env = "AGENTRAIL_TENANT")]
+        tenant: String,
+        key_id: String,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// List a tenant's keys (never the keys themselves).
+    List {
+        #[arg(long, env = "AGENTRAIL_TENANT")]
+        tenant: String,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,21 +99,78 @@ enum Command {
         /// The signed note (`-` for standard input).
         file: PathBuf,
     },
-    /// Validate every event of a file, then append them to a tenant's ledger in a data
-    /// directory (no server), printing one JSON receipt per event once it is durable. Nothing
-    /// is appended if any event is invalid.
-    Ingest {
-        #[arg(long, default_value = "./agentrail-data")]
-        data_dir: PathBuf,
+    /// Run the HTTP API on the embedded default (a data directory; no external service).
+    /// Prints the root key on the first start.
+    Serve {
+        /// Data directory [default: ./agentrail-data, or the config file's].
         #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:7700, or the config file's].
+        #[arg(long)]
+        listen: Option<String>,
+        /// A TOML file of server settings (see README).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Send the events of a file to a running server in batches (NDJSON is streamed), each
+    /// acknowledged durable before the next. With --data-dir, append straight into a data
+    /// directory instead (no server; validates the whole file first and prints every receipt).
+    Ingest {
+        /// Append into this data directory instead of sending to a server.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "AGENTRAIL_TENANT")]
         tenant: String,
         /// Events: a JSON object, a JSON array, or NDJSON (`-` for standard input).
         file: PathBuf,
         #[arg(long, value_enum)]
         format: Option<input::Format>,
-        /// Events per durable append.
-        #[arg(long, default_value_t = 500)]
+        /// Events per request (or per durable append with --data-dir).
+        #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+        /// Print every receipt as a JSON line (always printed with --data-dir).
+        #[arg(long)]
+        receipts: bool,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// Tenants (root key).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// A tenant's API keys (root key or a tenant:admin key).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Ask a running server the auditor's questions (events:read key); a table, or --json.
+    Query {
+        #[arg(long, env = "AGENTRAIL_TENANT")]
+        tenant: String,
+        /// Print the server's JSON answer.
+        #[arg(long, global = true)]
+        json: bool,
+        #[arg(long, global = true, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        remote: client::Remote,
+        #[command(subcommand)]
+        query: commands::remote::Query,
+    },
+    /// Drive a running server with a realistic multi-tenant agent workload, then print example
+    /// queries and their answers (needs the root key).
+    Demo {
+        #[command(flatten)]
+        remote: client::Remote,
+        #[arg(long, default_value_t = 3)]
+        tenants: usize,
+        /// Events per tenant.
+        #[arg(long, default_value_t = 3000)]
+        events: usize,
     },
     /// Verify a data directory offline: every record, hash, chain, session chain, causal link,
     /// Merkle node and signed checkpoint. Exits 1 with the location of the first failure per
@@ -135,13 +235,63 @@ fn main() -> ExitCode {
         Command::VerifyNote { key, witness, file } => {
             commands::verify_note::run(&key, &witness, &file)
         }
-        Command::Ingest {
+        Command::Serve {
             data_dir,
+            listen,
+            config,
+            log_json,
+        } => commands::serve::run(commands::serve::ServeArgs {
+            data_dir,
+            listen,
+            config,
+            log_json,
+        }),
+        Command::Ingest {
+            data_dir: Some(data_dir),
             tenant,
             file,
             format,
             batch_size,
+            ..
         } => commands::ingest::run(&data_dir, &tenant, &file, format, batch_size),
+        Command::Ingest {
+            data_dir: None,
+            tenant,
+            file,
+            format,
+            batch_size,
+            receipts,
+            remote,
+        } => commands::remote::ingest(&remote, &tenant, &file, format, batch_size, receipts),
+        Command::Tenant {
+            command: TenantCommand::Create { tenant, remote },
+        } => commands::remote::tenant_create(&remote, &tenant),
+        Command::Key { command } => match command {
+            KeyCommand::Create {
+                tenant,
+                scopes,
+                name,
+                remote,
+            } => commands::remote::key_create(&remote, &tenant, &scopes, name.as_deref()),
+            KeyCommand::Revoke {
+                tenant,
+                key_id,
+                remote,
+            } => commands::remote::key_revoke(&remote, &tenant, &key_id),
+            KeyCommand::List { tenant, remote } => commands::remote::key_list(&remote, &tenant),
+        },
+        Command::Query {
+            tenant,
+            json,
+            limit,
+            remote,
+            query,
+        } => commands::remote::query(&remote, &tenant, query, json, limit),
+        Command::Demo {
+            remote,
+            tenants,
+            events,
+        } => commands::demo::run(&remote, tenants, events),
         Command::Verify {
             data_dir,
             tenant,

@@ -76,7 +76,7 @@ impl PageReq {
 }
 
 /// Which clock a time range applies to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeField {
     /// The emitter's `occurred_at`.
@@ -562,6 +562,10 @@ pub struct EventFilter {
     pub tool_name: Option<String>,
     pub outcome: Option<String>,
     pub classification: Option<String>,
+    /// Model decisions of this model name.
+    pub model_name: Option<String>,
+    /// Human reviews with this decision (approve, reject, modify, escalate).
+    pub review_decision: Option<String>,
     /// `attributes.<key>` equals the value (non-strings compared as their JSON text).
     pub attributes: Vec<(String, String)>,
 }
@@ -693,6 +697,8 @@ impl TenantIndex {
         eq(&mut w, "tool_name", &f.tool_name);
         eq(&mut w, "outcome", &f.outcome);
         eq(&mut w, "classification", &f.classification);
+        eq(&mut w, "model_name", &f.model_name);
+        eq(&mut w, "review_decision", &f.review_decision);
         f.range.push("e", &mut w);
         for (k, v) in &f.attributes {
             w.clauses.push(

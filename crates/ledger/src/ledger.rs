@@ -334,6 +334,15 @@ impl Ledger {
         crate::files::tenant_dir(&self.inner.ctx.data_dir, tenant.as_str()).is_dir()
     }
 
+    /// Creates an empty tenant (its directories and files); `false` if it already existed.
+    pub fn create_tenant(&self, tenant: &TenantId) -> Result<bool, OpenError> {
+        if self.exists(tenant) {
+            return Ok(false);
+        }
+        self.tenant(tenant, true)?;
+        Ok(true)
+    }
+
     /// Every tenant of the data directory, sorted.
     pub fn tenants(&self) -> std::io::Result<Vec<TenantId>> {
         list_tenants(&self.inner.ctx.data_dir)

@@ -22,15 +22,18 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod chainlog;
 pub mod clock;
 pub mod error;
 pub mod files;
 pub mod frame;
 mod ledger;
+pub mod proofs;
 pub mod stored;
 mod tenant;
 pub mod verify;
 
+pub use chainlog::{ChainLog, ChainLogError, ChainRecord, scan_chain_log};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
 pub use ledger::{

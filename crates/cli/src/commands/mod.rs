@@ -1,9 +1,12 @@
 pub mod canonicalize;
+pub mod demo;
 pub mod hash;
 pub mod ingest;
 pub mod prove;
 pub mod reindex;
+pub mod remote;
 pub mod schema;
+pub mod serve;
 pub mod validate;
 pub mod verify;
 pub mod verify_note;

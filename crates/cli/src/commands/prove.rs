@@ -2,11 +2,8 @@
 //! inclusion or consistency proofs against it, straight from a data directory.
 
 use agentrail_event::TenantId;
-use agentrail_event::hash::to_hex;
-use agentrail_ledger::{Config, Ledger, SignedCheckpoint};
-use agentrail_note::TlogProof;
+use agentrail_ledger::{Config, Ledger, SignedCheckpoint, proofs};
 use anyhow::{Context, anyhow, bail};
-use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -55,28 +52,10 @@ pub fn prove(data_dir: &Path, tenant: &str, a: ProveArgs<'_>) -> anyhow::Result<
     let (ledger, tenant) = open(data_dir, tenant)?;
     let cp = current(&ledger, &tenant)?;
     if let Some(from) = a.from {
-        let to = a.to.unwrap_or(cp.size);
-        let proof = ledger.consistency_proof(&tenant, from, to)?;
-        let (r1, r2) = (ledger.root_at(&tenant, from)?, ledger.root_at(&tenant, to)?);
+        let p = proofs::consistency(&ledger, &tenant, &cp, from, a.to)?;
         match a.format {
-            ProofFormat::Json => println!(
-                "{:#}",
-                json!({
-                    "tenant": tenant.as_str(),
-                    "from": from,
-                    "to": to,
-                    "root_from": to_hex(&r1),
-                    "root_to": to_hex(&r2),
-                    "proof": proof.iter().map(to_hex).collect::<Vec<_>>(),
-                    "checkpoint": (to == cp.size).then_some(&cp.text),
-                })
-            ),
-            ProofFormat::Text => {
-                use base64::Engine;
-                for h in &proof {
-                    println!("{}", base64::engine::general_purpose::STANDARD.encode(h));
-                }
-            }
+            ProofFormat::Json => println!("{:#}", p.to_json()),
+            ProofFormat::Text => print!("{}", p.to_text()),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -87,45 +66,10 @@ pub fn prove(data_dir: &Path, tenant: &str, a: ProveArgs<'_>) -> anyhow::Result<
             .ok_or_else(|| anyhow!("tenant {tenant} has no event with event_id {id:?}"))?,
         _ => bail!("give exactly one of --seq, --event-id, or --from for a consistency proof"),
     };
-    let size = a.size.unwrap_or(cp.size);
-    let proof = ledger.inclusion_proof(&tenant, seq, size)?;
-    let event = ledger.read(&tenant, seq)?;
-    let leaf = agentrail_merkle::leaf_hash(&event.bytes);
-    let root = ledger.root_at(&tenant, size)?;
-    agentrail_merkle::verify_inclusion(seq, size, &leaf, &proof, &root)
-        .map_err(|e| anyhow!("the proof does not verify against the tree: {e}"))?;
+    let p = proofs::inclusion(&ledger, &tenant, &cp, seq, a.size)?;
     match a.format {
-        ProofFormat::Json => println!(
-            "{:#}",
-            json!({
-                "tenant": tenant.as_str(),
-                "seq": seq,
-                "tree_size": size,
-                "event_hash": to_hex(&event.hash),
-                "leaf_hash": to_hex(&leaf),
-                "root": to_hex(&root),
-                "proof": proof.iter().map(to_hex).collect::<Vec<_>>(),
-                "checkpoint": (size == cp.size).then_some(&cp.text),
-            })
-        ),
-        ProofFormat::Text => {
-            if size != cp.size {
-                bail!(
-                    "tlog-proof text needs the proof at the checkpoint's size {}; use --format json for size {size}",
-                    cp.size
-                );
-            }
-            print!(
-                "{}",
-                TlogProof {
-                    extra: None,
-                    index: seq,
-                    hashes: proof,
-                    checkpoint: cp.text.clone(),
-                }
-                .to_text()
-            );
-        }
+        ProofFormat::Json => println!("{:#}", p.to_json()),
+        ProofFormat::Text => print!("{}", p.to_tlog_text(&cp)?),
     }
     Ok(ExitCode::SUCCESS)
 }

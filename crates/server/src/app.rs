@@ -1,0 +1,138 @@
+//! The router: every route of `routes`, collected with its OpenAPI description (so the document
+//! served at `/openapi.json` cannot miss a route), request metrics and logs, and JSON answers for
+//! unknown routes and methods.
+
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::routes::{self, *};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "agentrail",
+        description = "A per-tenant, tamper-evident, queryable audit trail for AI agents. Authenticate with `Authorization: Bearer <key>`; the scopes each operation needs are listed in its security requirement (any one of them suffices).",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "events", description = "ingest"),
+        (name = "queries", description = "the auditor's questions"),
+        (name = "proofs", description = "checkpoints and Merkle proofs"),
+        (name = "admin", description = "tenants, keys, access log"),
+        (name = "ops", description = "health and metrics")
+    )
+)]
+struct ApiDoc;
+
+fn api_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(create_tenant))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(ingest, list_events))
+        .routes(routes!(get_event))
+        .routes(routes!(causes))
+        .routes(routes!(effects))
+        .routes(routes!(session))
+        .routes(routes!(reviews))
+        .routes(routes!(anomalies))
+        .routes(routes!(model))
+        .routes(routes!(checkpoint))
+        .routes(routes!(verifier_key))
+        .routes(routes!(inclusion))
+        .routes(routes!(consistency))
+        .routes(routes!(access_log))
+}
+
+fn with_security(mut api: OpenApi) -> OpenApi {
+    if let Some(c) = api.components.as_mut() {
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an agentrail API key: `ar_<key_id>_<secret>`"))
+                    .build(),
+            ),
+        );
+    }
+    api
+}
+
+/// The OpenAPI document of the API (committed as `openapi.json`; served at `/openapi.json`).
+pub fn openapi_document() -> OpenApi {
+    with_security(api_router().split_for_parts().1)
+}
+
+/// The routes with their state, and the OpenAPI document describing exactly them.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (router, api) = api_router().split_for_parts();
+    let doc = with_security(api);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::not_found("no such endpoint; the API is described at /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take this method; see /openapi.json",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and times every request by route template, and logs it.
+async fn observe(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    s.metrics
+        .http_requests
+        .get_or_create(&crate::metrics::RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    s.metrics
+        .http_duration
+        .get_or_create(&crate::metrics::RouteOnly {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(secs);
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, ms = secs * 1000.0, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, ms = secs * 1000.0, "request");
+    }
+    resp.into_response()
+}

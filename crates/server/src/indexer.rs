@@ -1,0 +1,295 @@
+//! Keeps every tenant's query store caught up with its ledger, in the background, and hands out
+//! read connections. One indexer thread applies new events (tenants queue for it after each
+//! append); queries run on separate read connections (SQLite WAL: readers do not wait for the
+//! writer) after waiting until the index holds at least what the ledger held when the query
+//! arrived, so a client always reads its own acknowledged writes.
+
+use crate::error::ApiError;
+use agentrail_event::TenantId;
+use agentrail_index::{IndexError, TenantIndex};
+use agentrail_ledger::Ledger;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Events read from the ledger and applied per transaction.
+const APPLY_BATCH: usize = 4096;
+/// Idle read connections kept per tenant.
+const MAX_READERS: usize = 4;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One tenant's index handles.
+pub struct TenantHandle {
+    tenant: TenantId,
+    writer: Mutex<Option<TenantIndex>>,
+    readers: Mutex<Vec<TenantIndex>>,
+    /// What the index holds: `[0, applied)`.
+    applied: AtomicU64,
+    /// The largest ledger size seen by an append or a query.
+    known_size: AtomicU64,
+    queued: AtomicBool,
+    progress: (Mutex<()>, Condvar),
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for TenantHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TenantHandle({})", self.tenant)
+    }
+}
+
+impl TenantHandle {
+    /// Events the ledger holds that the index does not (as far as this server knows).
+    pub fn lag(&self) -> u64 {
+        self.known_size
+            .load(Ordering::Acquire)
+            .saturating_sub(self.applied.load(Ordering::Acquire))
+    }
+}
+
+struct Inner {
+    ledger: Arc<Ledger>,
+    tenants: Mutex<HashMap<TenantId, Arc<TenantHandle>>>,
+    queue: Mutex<VecDeque<Arc<TenantHandle>>>,
+    queue_cv: Condvar,
+    stop: AtomicBool,
+    max_open: usize,
+}
+
+/// The background indexer of a server.
+pub struct Indexer {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Indexer")
+    }
+}
+
+impl Indexer {
+    /// Starts the indexer thread. `max_open`: tenants whose index connections are kept open.
+    pub fn start(ledger: Arc<Ledger>, max_open: usize) -> Indexer {
+        let inner = Arc::new(Inner {
+            ledger,
+            tenants: Mutex::new(HashMap::new()),
+            queue: Mutex::new(VecDeque::new()),
+            queue_cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            max_open: max_open.max(1),
+        });
+        let worker = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || worker.run())
+            .ok();
+        Indexer {
+            inner,
+            thread: Mutex::new(thread),
+        }
+    }
+
+    /// The handle of a tenant, opening its index (and queueing a catch-up) if needed.
+    pub fn handle(&self, tenant: &TenantId) -> Result<Arc<TenantHandle>, ApiError> {
+        self.inner.handle(tenant)
+    }
+
+    /// Tells the indexer that a tenant's ledger grew to `size`.
+    pub fn appended(&self, tenant: &TenantId, size: u64) -> Result<Arc<TenantHandle>, ApiError> {
+        let h = self.handle(tenant)?;
+        h.known_size.fetch_max(size, Ordering::AcqRel);
+        self.inner.enqueue(&h);
+        Ok(h)
+    }
+
+    /// Runs `f` on a read connection once the index holds everything the ledger holds now
+    /// (waiting at most `wait`).
+    pub fn query<T>(
+        &self,
+        tenant: &TenantId,
+        wait: Duration,
+        f: impl FnOnce(&TenantIndex) -> Result<T, IndexError>,
+    ) -> Result<T, ApiError> {
+        let h = self.handle(tenant)?;
+        let target = self.inner.ledger.size(tenant)?;
+        h.known_size.fetch_max(target, Ordering::AcqRel);
+        if h.applied.load(Ordering::Acquire) < target {
+            self.inner.enqueue(&h);
+            let deadline = Instant::now() + wait;
+            let mut g = lock(&h.progress.0);
+            while h.applied.load(Ordering::Acquire) < target {
+                if let Some(e) = lock(&h.last_error).clone() {
+                    return Err(ApiError::internal(format!("indexing tenant {tenant}: {e}")));
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(ApiError::unavailable(
+                        "index_behind",
+                        format!(
+                            "the index of tenant {tenant} is catching up ({} of {target} events); retry shortly",
+                            h.applied.load(Ordering::Acquire)
+                        ),
+                        2,
+                    ));
+                }
+                g = h
+                    .progress
+                    .1
+                    .wait_timeout(g, (deadline - now).min(Duration::from_millis(100)))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        }
+        let reader = lock(&h.readers).pop();
+        let reader = match reader {
+            Some(r) => r,
+            None => TenantIndex::open(self.inner.ledger.data_dir(), tenant)?,
+        };
+        let out = f(&reader);
+        let mut pool = lock(&h.readers);
+        if pool.len() < MAX_READERS {
+            pool.push(reader);
+        }
+        Ok(out?)
+    }
+
+    /// Total and largest lag over the tenants with open handles.
+    pub fn lag(&self) -> (u64, u64) {
+        let tenants = lock(&self.inner.tenants);
+        tenants.values().fold((0, 0), |(sum, max), h| {
+            let l = h.lag();
+            (sum + l, max.max(l))
+        })
+    }
+
+    /// Tenants with open index handles.
+    pub fn open_tenants(&self) -> Vec<TenantId> {
+        lock(&self.inner.tenants).keys().cloned().collect()
+    }
+
+    /// Stops the thread after the batch it is applying.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.queue_cv.notify_all();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Inner {
+    fn handle(&self, tenant: &TenantId) -> Result<Arc<TenantHandle>, ApiError> {
+        let mut tenants = lock(&self.tenants);
+        if let Some(h) = tenants.get(tenant) {
+            return Ok(h.clone());
+        }
+        let writer = TenantIndex::open(self.ledger.data_dir(), tenant)?;
+        let applied = writer.applied();
+        let h = Arc::new(TenantHandle {
+            tenant: tenant.clone(),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+            applied: AtomicU64::new(applied),
+            known_size: AtomicU64::new(applied),
+            queued: AtomicBool::new(false),
+            progress: (Mutex::new(()), Condvar::new()),
+            last_error: Mutex::new(None),
+        });
+        tenants.insert(tenant.clone(), h.clone());
+        if tenants.len() > self.max_open {
+            // Close handles nobody holds and that have nothing left to apply.
+            let idle: Vec<TenantId> = tenants
+                .iter()
+                .filter(|(t, h)| {
+                    *t != tenant
+                        && Arc::strong_count(h) == 1
+                        && h.lag() == 0
+                        && !h.queued.load(Ordering::Acquire)
+                })
+                .map(|(t, _)| t.clone())
+                .take(tenants.len() - self.max_open)
+                .collect();
+            for t in idle {
+                tenants.remove(&t);
+            }
+        }
+        Ok(h)
+    }
+
+    fn enqueue(&self, h: &Arc<TenantHandle>) {
+        if !h.queued.swap(true, Ordering::AcqRel) {
+            lock(&self.queue).push_back(h.clone());
+            self.queue_cv.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        loop {
+            let next = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if self.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if let Some(h) = q.pop_front() {
+                        break h;
+                    }
+                    q = self
+                        .queue_cv
+                        .wait_timeout(q, Duration::from_millis(500))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            };
+            next.queued.store(false, Ordering::Release);
+            if let Err(e) = self.catch_up(&next) {
+                tracing::error!(tenant = %next.tenant, error = %e, "indexing failed");
+                *lock(&next.last_error) = Some(e.to_string());
+                next.progress.1.notify_all();
+            }
+        }
+    }
+
+    /// Applies the tenant's new events, a batch per transaction, publishing progress after each.
+    fn catch_up(&self, h: &TenantHandle) -> Result<(), IndexError> {
+        let mut w = lock(&h.writer);
+        let Some(index) = w.as_mut() else {
+            return Ok(());
+        };
+        let size = self.ledger.size(&h.tenant)?;
+        h.known_size.fetch_max(size, Ordering::AcqRel);
+        if index.applied() > size {
+            return Err(IndexError::Ahead {
+                tenant: h.tenant.to_string(),
+                applied: index.applied(),
+                ledger: size,
+            });
+        }
+        while index.applied() < size && !self.stop.load(Ordering::Acquire) {
+            let batch = self
+                .ledger
+                .read_range(&h.tenant, index.applied(), APPLY_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            index.apply(&batch)?;
+            h.applied.store(index.applied(), Ordering::Release);
+            let _g = lock(&h.progress.0);
+            h.progress.1.notify_all();
+        }
+        *lock(&h.last_error) = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! API keys (DESIGN.md §5): tenant-bound and scoped, or the platform's root key. Only a SHA-256
+//! of each key is stored (`<data-dir>/system/keys.json`, rewritten atomically on every change);
+//! the key itself is shown once, when it is created. Revocation takes effect for the next request.
+
+use agentrail_event::TenantId;
+use agentrail_event::hash::{sha256, to_hex};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+/// What a tenant key may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub enum Scope {
+    /// Ingest events (and nothing else: a writer cannot read).
+    #[serde(rename = "events:write")]
+    EventsWrite,
+    /// Query events, proofs and checkpoints.
+    #[serde(rename = "events:read")]
+    EventsRead,
+    #[serde(rename = "export")]
+    Export,
+    /// Checkpoints, proofs and integrity verification.
+    #[serde(rename = "verify")]
+    Verify,
+    #[serde(rename = "pii:reveal")]
+    PiiReveal,
+    /// Keys, policy, erasure and the access log of the tenant.
+    #[serde(rename = "tenant:admin")]
+    TenantAdmin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::EventsWrite,
+        Scope::EventsRead,
+        Scope::Export,
+        Scope::Verify,
+        Scope::PiiReveal,
+        Scope::TenantAdmin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::EventsWrite => "events:write",
+            Scope::EventsRead => "events:read",
+            Scope::Export => "export",
+            Scope::Verify => "verify",
+            Scope::PiiReveal => "pii:reveal",
+            Scope::TenantAdmin => "tenant:admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A stored key: everything but the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub key_id: String,
+    /// `None` for the root key.
+    pub tenant_id: Option<String>,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Hex SHA-256 of the whole key string.
+    pub key_sha256: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl KeyRecord {
+    pub fn is_root(&self) -> bool {
+        self.tenant_id.is_none()
+    }
+}
+
+/// Who is calling: the key that authenticated the request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: String,
+    pub name: String,
+    /// `None` for the root key.
+    pub tenant: Option<TenantId>,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    pub fn is_root(&self) -> bool {
+        self.tenant.is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a key file: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot draw random bytes: {0}")]
+    Random(String),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KeyFile {
+    version: u32,
+    keys: BTreeMap<String, KeyRecord>,
+}
+
+/// The key store of a data directory.
+#[derive(Debug)]
+pub struct KeyStore {
+    path: PathBuf,
+    keys: RwLock<BTreeMap<String, KeyRecord>>,
+    /// Serializes changes, which rewrite the file.
+    write: Mutex<()>,
+}
+
+const KEY_PREFIX: &str = "ar_";
+
+fn random(n: usize) -> Result<Vec<u8>, KeyStoreError> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| KeyStoreError::Random(e.to_string()))?;
+    Ok(b)
+}
+
+/// Constant-time comparison of two equal-length byte strings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The key id inside a key string `ar_<key_id>_<secret>`.
+pub fn key_id_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some(id)
+}
+
+/// Writes a file atomically and durably with the given mode.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl KeyStore {
+    /// Opens `<data_dir>/system/keys.json` (an empty store if it does not exist yet).
+    pub fn open(data_dir: &Path) -> Result<KeyStore, KeyStoreError> {
+        let path = data_dir.join("system").join("keys.json");
+        let keys = match fs::read(&path) {
+            Ok(b) => {
+                let f: KeyFile =
+                    serde_json::from_slice(&b).map_err(|e| KeyStoreError::Corrupt {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                f.keys
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => {
+                return Err(KeyStoreError::Io {
+                    op: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        Ok(KeyStore {
+            path,
+            keys: RwLock::new(keys),
+            write: Mutex::new(()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, KeyRecord>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a change to a copy, persists it, then publishes it: a change is visible only
+    /// once it is durable.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, KeyRecord>) -> T,
+    ) -> Result<T, KeyStoreError> {
+        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut copy = self.read().clone();
+        let out = f(&mut copy);
+        let file = KeyFile {
+            version: 1,
+            keys: copy,
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| KeyStoreError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&self.path, &bytes, 0o600).map_err(|source| KeyStoreError::Io {
+            op: "write",
+            path: self.path.clone(),
+            source,
+        })?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = file.keys;
+        Ok(out)
+    }
+
+    /// Creates a key; returns its record and the key string (shown only now).
+    pub fn create(
+        &self,
+        tenant: Option<&TenantId>,
+        name: &str,
+        scopes: &[Scope],
+        now: &str,
+    ) -> Result<(KeyRecord, String), KeyStoreError> {
+        let key_id = hex::encode(random(8)?);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random(32)?);
+        let key = format!("{KEY_PREFIX}{key_id}_{secret}");
+        let mut scopes = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        let rec = KeyRecord {
+            key_id: key_id.clone(),
+            tenant_id: tenant.map(|t| t.to_string()),
+            name: name.to_owned(),
+            scopes,
+            key_sha256: to_hex(&sha256(key.as_bytes())),
+            created_at: now.to_owned(),
+            revoked_at: None,
+        };
+        let r = rec.clone();
+        self.change(move |m| {
+            m.insert(key_id, r);
+        })?;
+        Ok((rec, key))
+    }
+
+    /// Revokes a key of `tenant` (`None`: a root key). `Ok(false)` if there is no such key.
+    pub fn revoke(
+        &self,
+        tenant: Option<&TenantId>,
+        key_id: &str,
+        now: &str,
+    ) -> Result<bool, KeyStoreError> {
+        let want = tenant.map(|t| t.to_string());
+        {
+            let keys = self.read();
+            match keys.get(key_id) {
+                Some(k) if k.tenant_id == want => {
+                    if k.revoked_at.is_some() {
+                        return Ok(true);
+                    }
+                }
+                _ => return Ok(false),
+            }
+        }
+        self.change(|m| {
+            if let Some(k) = m.get_mut(key_id) {
+                k.revoked_at = Some(now.to_owned());
+            }
+            true
+        })
+    }
+
+    /// Keys of a tenant (revoked ones included, marked), by key id.
+    pub fn list(&self, tenant: &TenantId) -> Vec<KeyRecord> {
+        self.read()
+            .values()
+            .filter(|k| k.tenant_id.as_deref() == Some(tenant.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a live root key exists.
+    pub fn has_root(&self) -> bool {
+        self.read()
+            .values()
+            .any(|k| k.is_root() && k.revoked_at.is_none())
+    }
+
+    /// The principal of a key string, if it is a live key.
+    pub fn authenticate(&self, key: &str) -> Option<Principal> {
+        let id = key_id_of(key)?;
+        let keys = self.read();
+        let rec = keys.get(id)?;
+        let digest = to_hex(&sha256(key.as_bytes()));
+        if !same(digest.as_bytes(), rec.key_sha256.as_bytes()) || rec.revoked_at.is_some() {
+            return None;
+        }
+        Some(Principal {
+            key_id: rec.key_id.clone(),
+            name: rec.name.clone(),
+            tenant: rec
+                .tenant_id
+                .as_deref()
+                .and_then(|t| TenantId::parse(t).ok()),
+            scopes: rec.scopes.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_authenticate_revoke_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("system")).unwrap();
+        let store = KeyStore::open(dir.path()).unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let (rec, key) = store
+            .create(Some(&acme), "reader", &[Scope::EventsRead], "t0")
+            .unwrap();
+        assert_eq!(key_id_of(&key), Some(rec.key_id.as_str()));
+        let p = store.authenticate(&key).unwrap();
+        assert_eq!(p.tenant, Some(acme.clone()));
+        assert_eq!(p.scopes, vec![Scope::EventsRead]);
+        // A wrong secret with a right id, and garbage, do not authenticate.
+        let mut wrong = key.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(store.authenticate(&wrong).is_none());
+        assert!(store.authenticate("Bearer x").is_none());
+        // The file holds no key, only its hash, and is private.
+        let file = std::fs::read_to_string(dir.path().join("system/keys.json")).unwrap();
+        assert!(!file.contains(&key[20..]));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("system/keys.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Another tenant cannot revoke it; its own tenant can; it stops working at once.
+        let other = TenantId::parse("other").unwrap();
+        assert!(!store.revoke(Some(&other), &rec.key_id, "t1").unwrap());
+        assert!(store.authenticate(&key).is_some());
+        assert!(store.revoke(Some(&acme), &rec.key_id, "t1").unwrap());
+        assert!(store.authenticate(&key).is_none());
+        // Reopened: still revoked.
+        let store = KeyStore::open(dir.path()).unwrap();
+        assert!(store.authenticate(&key).is_none());
+        assert_eq!(store.list(&acme)[0].revoked_at.as_deref(), Some("t1"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Prometheus metrics (`GET /metrics`). No tenant labels: their number is unbounded. Route
+//! labels are route templates (`/v1/tenants/{tenant}/events`), a fixed set.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: String,
+}
+
+/// Every metric of the server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RouteLabels, Counter>,
+    pub http_duration: Family<RouteOnly, Histogram>,
+    pub ingest_events: Counter,
+    pub ingest_bytes: Counter,
+    pub ingest_replayed: Counter,
+    pub ingest_rejected: Family<Reason, Counter>,
+    pub ingest_append_seconds: Histogram,
+    /// Ingest requests holding or waiting for an append slot.
+    pub ingest_inflight: Gauge,
+    pub index_lag_total: Gauge,
+    pub index_lag_max: Gauge,
+    pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
+    pub open_tenants: Gauge,
+    pub access_records: Counter,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("agentrail");
+        let http_requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<RouteOnly, Histogram>::new_with_constructor(|| {
+                Histogram::new(latency_buckets())
+            });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template",
+            http_duration.clone(),
+        );
+        let ingest_events = Counter::default();
+        registry.register(
+            "ingest_events",
+            "Events acknowledged durable",
+            ingest_events.clone(),
+        );
+        let ingest_bytes = Counter::default();
+        registry.register(
+            "ingest_bytes",
+            "Request body bytes of acknowledged ingest requests (after gzip)",
+            ingest_bytes.clone(),
+        );
+        let ingest_replayed = Counter::default();
+        registry.register(
+            "ingest_replayed_events",
+            "Events that were idempotent replays of stored ones",
+            ingest_replayed.clone(),
+        );
+        let ingest_rejected = Family::<Reason, Counter>::default();
+        registry.register(
+            "ingest_rejected_requests",
+            "Ingest requests refused, by reason",
+            ingest_rejected.clone(),
+        );
+        let ingest_append_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "ingest_append_duration_seconds",
+            "Time from validated batch to durable receipts",
+            ingest_append_seconds.clone(),
+        );
+        let ingest_inflight = Gauge::default();
+        registry.register(
+            "ingest_queue_depth",
+            "Ingest requests appending or waiting for an append slot",
+            ingest_inflight.clone(),
+        );
+        let index_lag_total = Gauge::default();
+        registry.register(
+            "index_lag_events",
+            "Acknowledged events not yet in the query index, summed over open tenants",
+            index_lag_total.clone(),
+        );
+        let index_lag_max = Gauge::default();
+        registry.register(
+            "index_lag_max_events",
+            "The largest index lag of one tenant",
+            index_lag_max.clone(),
+        );
+        let checkpoint_age_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "checkpoint_age_seconds",
+            "Longest time an open tenant has had durable events not covered by a signed checkpoint",
+            checkpoint_age_seconds.clone(),
+        );
+        let open_tenants = Gauge::default();
+        registry.register(
+            "open_tenants",
+            "Tenants open in the ledger",
+            open_tenants.clone(),
+        );
+        let access_records = Counter::default();
+        registry.register(
+            "access_log_records",
+            "audit.access records written",
+            access_records.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            ingest_events,
+            ingest_bytes,
+            ingest_replayed,
+            ingest_rejected,
+            ingest_append_seconds,
+            ingest_inflight,
+            index_lag_total,
+            index_lag_max,
+            checkpoint_age_seconds,
+            open_tenants,
+            access_records,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.ingest_rejected
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+}
