@@ -109,18 +109,23 @@ impl Indexer {
     }
 
     /// Runs `f` on a read connection once the index holds everything the ledger holds now
-    /// (waiting at most `wait`).
+    /// (waiting at most `wait`; `None`: at once, on what the index holds). Returns the answer
+    /// and the number of events it covers.
     pub fn query<T>(
         &self,
         tenant: &TenantId,
-        wait: Duration,
+        wait: Option<Duration>,
         f: impl FnOnce(&TenantIndex) -> Result<T, IndexError>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<(T, u64), ApiError> {
         let h = self.handle(tenant)?;
         let target = self.inner.ledger.size(tenant)?;
         h.known_size.fetch_max(target, Ordering::AcqRel);
         if h.applied.load(Ordering::Acquire) < target {
             self.inner.enqueue(&h);
+        }
+        if let Some(wait) = wait
+            && h.applied.load(Ordering::Acquire) < target
+        {
             let deadline = Instant::now() + wait;
             let mut g = lock(&h.progress.0);
             while h.applied.load(Ordering::Acquire) < target {
@@ -151,12 +156,14 @@ impl Indexer {
             Some(r) => r,
             None => TenantIndex::open(self.inner.ledger.data_dir(), tenant)?,
         };
+        // What the read connection's snapshot covers: at least what was applied before it began.
+        let covered = h.applied.load(Ordering::Acquire);
         let out = f(&reader);
         let mut pool = lock(&h.readers);
         if pool.len() < MAX_READERS {
             pool.push(reader);
         }
-        Ok(out?)
+        Ok((out?, covered))
     }
 
     /// Total and largest lag over the tenants with open handles.

@@ -710,21 +710,44 @@ pub async fn ingest(
 // ---- queries ----------------------------------------------------------------------------------
 
 /// Runs a query on a caught-up read connection, records the access, and answers.
+#[allow(clippy::too_many_arguments)]
 async fn read_query<T: Serialize + Send + 'static>(
     s: Arc<AppState>,
     caller: Principal,
     tenant: TenantId,
+    headers: &HeaderMap,
     endpoint: &'static str,
     params: Value,
     f: impl FnOnce(&TenantIndex) -> Result<(T, u64), IndexError> + Send + 'static,
-) -> Result<Json<T>, ApiError> {
+) -> Result<Indexed<T>, ApiError> {
+    let wait = read_wait(&s, headers)?;
     blocking(move || {
-        let wait = Duration::from_millis(s.cfg.query_wait_ms);
-        let (out, count) = s.indexer.query(&tenant, wait, f)?;
+        let ((out, count), indexed) = s.indexer.query(&tenant, wait, f)?;
         record(&s, &caller, &tenant, endpoint, params, count)?;
-        Ok(Json(out))
+        Ok(([(INDEXED_SIZE, indexed.to_string())], Json(out)))
     })
     .await
+}
+
+/// A query answer with the `X-Indexed-Size` header: the answer covers the tenant's events
+/// `[0, X-Indexed-Size)`.
+pub type Indexed<T> = ([(&'static str, String); 1], Json<T>);
+
+/// Response header: how many of the tenant's events the answer covers.
+pub const INDEXED_SIZE: &str = "x-indexed-size";
+/// Request header: `latest` (default: wait until the index holds every event acknowledged
+/// before the query) or `indexed` (answer at once from what the index holds).
+pub const READ_CONSISTENCY: &str = "x-read-consistency";
+
+/// How long a query may wait for the index.
+fn read_wait(s: &AppState, headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    match headers.get(READ_CONSISTENCY).map(|v| v.to_str().unwrap_or("?")) {
+        None | Some("latest") => Ok(Some(Duration::from_millis(s.cfg.query_wait_ms))),
+        Some("indexed") => Ok(None),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{READ_CONSISTENCY} {other:?}: use latest or indexed"
+        ))),
+    }
 }
 
 fn record(
@@ -821,7 +844,7 @@ pub struct EventsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events", tag = "queries",
-    params(("tenant" = String, Path), EventsQuery),
+    params(("tenant" = String, Path), EventsQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, body = EventsPage),
@@ -832,7 +855,8 @@ pub async fn list_events(
     Caller(caller): Caller,
     Path(t): Path<String>,
     uri: Uri,
-) -> Result<Json<EventsPage>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Indexed<EventsPage>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: EventsQuery = params(&uri)?;
     let attributes = match &q.attribute {
@@ -862,6 +886,7 @@ pub async fn list_events(
         s,
         caller,
         tenant,
+        &headers,
         "GET /v1/tenants/{tenant}/events",
         query_json(&uri),
         move |ix| {
@@ -892,7 +917,7 @@ pub struct EventQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events/{event_id}", tag = "queries",
-    params(("tenant" = String, Path), ("event_id" = String, Path), EventQuery),
+    params(("tenant" = String, Path), ("event_id" = String, Path), EventQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, body = EventBody),
@@ -903,14 +928,15 @@ pub async fn get_event(
     Caller(caller): Caller,
     Path((t, event_id)): Path<(String, String)>,
     uri: Uri,
-) -> Result<Json<EventBody>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Indexed<EventBody>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: EventQuery = params(&uri)?;
     let params = with(query_json(&uri), "event_id", event_id.clone());
+    let wait = read_wait(&s, &headers)?;
     blocking(move || {
-        let wait = Duration::from_millis(s.cfg.query_wait_ms);
         let id = event_id.clone();
-        let row = s.indexer.query(&tenant, wait, move |ix| ix.event(&id))?;
+        let (row, indexed) = s.indexer.query(&tenant, wait, move |ix| ix.event(&id))?;
         let proof = if q.proof.unwrap_or(false) {
             let cp = checkpoint_now(&s, &tenant)?;
             Some(proofs::inclusion(&s.ledger, &tenant, &cp, row.seq, q.tree_size)?.to_json())
@@ -925,10 +951,13 @@ pub async fn get_event(
             params,
             1,
         )?;
-        Ok(Json(EventBody {
-            event: served(&row),
-            proof,
-        }))
+        Ok((
+            [(INDEXED_SIZE, indexed.to_string())],
+            Json(EventBody {
+                event: served(&row),
+                proof,
+            }),
+        ))
     })
     .await
 }
@@ -953,8 +982,9 @@ async fn causal(
     t: String,
     event_id: String,
     uri: Uri,
+    headers: HeaderMap,
     direction: Direction,
-) -> Result<Json<CausalBody>, ApiError> {
+) -> Result<Indexed<CausalBody>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: CausalQuery = params(&uri)?;
     let depth = q.depth.unwrap_or(10);
@@ -969,7 +999,7 @@ async fn causal(
         Direction::Effects => "GET /v1/tenants/{tenant}/events/{event_id}/effects",
     };
     let params = with(query_json(&uri), "event_id", event_id.clone());
-    read_query(s, caller, tenant, endpoint, params, move |ix| {
+    read_query(s, caller, tenant, &headers, endpoint, params, move |ix| {
         let g = ix.causal(&event_id, direction, depth, max_nodes)?;
         let n = g.nodes.len() as u64;
         let v = |x: &dyn erased::Ser| x.json();
@@ -1006,7 +1036,7 @@ mod erased {
 use erased::Ser as _;
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events/{event_id}/causes", tag = "queries",
-    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery),
+    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "what led to the event", body = CausalBody),
@@ -1017,12 +1047,13 @@ pub async fn causes(
     Caller(caller): Caller,
     Path((t, id)): Path<(String, String)>,
     uri: Uri,
-) -> Result<Json<CausalBody>, ApiError> {
-    causal(s, caller, t, id, uri, Direction::Causes).await
+    headers: HeaderMap,
+) -> Result<Indexed<CausalBody>, ApiError> {
+    causal(s, caller, t, id, uri, headers, Direction::Causes).await
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events/{event_id}/effects", tag = "queries",
-    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery),
+    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "what the event led to", body = CausalBody),
@@ -1033,8 +1064,9 @@ pub async fn effects(
     Caller(caller): Caller,
     Path((t, id)): Path<(String, String)>,
     uri: Uri,
-) -> Result<Json<CausalBody>, ApiError> {
-    causal(s, caller, t, id, uri, Direction::Effects).await
+    headers: HeaderMap,
+) -> Result<Indexed<CausalBody>, ApiError> {
+    causal(s, caller, t, id, uri, headers, Direction::Effects).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -1049,7 +1081,7 @@ pub struct PageQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/sessions/{session_id}", tag = "queries",
-    params(("tenant" = String, Path), ("session_id" = String, Path), PageQuery),
+    params(("tenant" = String, Path), ("session_id" = String, Path), PageQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "the session's events in order, with the check of its whole chain", body = SessionBody),
@@ -1060,7 +1092,8 @@ pub async fn session(
     Caller(caller): Caller,
     Path((t, session_id)): Path<(String, String)>,
     uri: Uri,
-) -> Result<Json<SessionBody>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Indexed<SessionBody>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: PageQuery = params(&uri)?;
     let req = page(q.cursor, q.limit)?;
@@ -1069,6 +1102,7 @@ pub async fn session(
         s,
         caller,
         tenant,
+        &headers,
         "GET /v1/tenants/{tenant}/sessions/{session_id}",
         params,
         move |ix| {
@@ -1112,7 +1146,7 @@ pub struct ReviewsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/reviews", tag = "queries",
-    params(("tenant" = String, Path), ReviewsQuery),
+    params(("tenant" = String, Path), ReviewsQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "human override history", body = ReviewsPage),
@@ -1123,7 +1157,8 @@ pub async fn reviews(
     Caller(caller): Caller,
     Path(t): Path<String>,
     uri: Uri,
-) -> Result<Json<ReviewsPage>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Indexed<ReviewsPage>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: ReviewsQuery = params(&uri)?;
     let rq = ReviewQuery {
@@ -1136,6 +1171,7 @@ pub async fn reviews(
         s,
         caller,
         tenant,
+        &headers,
         "GET /v1/tenants/{tenant}/reviews",
         query_json(&uri),
         move |ix| {
@@ -1229,7 +1265,7 @@ fn anomaly_kind(q: &AnomaliesQuery) -> Result<AnomalyKind, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/anomalies", tag = "queries",
-    params(("tenant" = String, Path), AnomaliesQuery),
+    params(("tenant" = String, Path), AnomaliesQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, body = AnomaliesPage),
@@ -1240,7 +1276,8 @@ pub async fn anomalies(
     Caller(caller): Caller,
     Path(t): Path<String>,
     uri: Uri,
-) -> Result<Json<AnomaliesPage>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Indexed<AnomaliesPage>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: AnomaliesQuery = params(&uri)?;
     let kind = anomaly_kind(&q)?;
@@ -1250,6 +1287,7 @@ pub async fn anomalies(
         s,
         caller,
         tenant,
+        &headers,
         "GET /v1/tenants/{tenant}/anomalies",
         query_json(&uri),
         move |ix| {
@@ -1284,7 +1322,7 @@ pub struct ModelParams {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/models/{model}", tag = "queries",
-    params(("tenant" = String, Path), ("model" = String, Path, description = "the model name"), ModelParams),
+    params(("tenant" = String, Path), ("model" = String, Path, description = "the model name"), ModelParams, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "the model's decisions by version, and what they caused", body = ModelBody),
@@ -1295,7 +1333,8 @@ pub async fn model(
     Caller(caller): Caller,
     Path((t, name)): Path<(String, String)>,
     uri: Uri,
-) -> Result<Json<ModelBody>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Indexed<ModelBody>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::EventsRead])?;
     let q: ModelParams = params(&uri)?;
     let mq = ModelQuery {
@@ -1309,6 +1348,7 @@ pub async fn model(
         s,
         caller,
         tenant,
+        &headers,
         "GET /v1/tenants/{tenant}/models/{model}",
         params,
         move |ix| {

@@ -51,7 +51,7 @@ impl Default for ServerConfig {
             max_batch_events: 10_000,
             max_inflight_appends: 64,
             append_wait_ms: 5_000,
-            max_index_lag: 1_000_000,
+            max_index_lag: 100_000,
             query_wait_ms: 10_000,
             max_open_tenants: 256,
             max_open_indexes: 128,
