@@ -93,10 +93,33 @@ fn acknowledged_events_survive_server_sigkill() {
     let mut writers = Vec::new();
     let mut readers = Vec::new();
     for t in TENANTS {
-        let (st, _) = call(&a, "POST", &format!("{url}/v1/tenants"), &root, Some(("application/json", json!({"tenant_id": t}).to_string().into_bytes()))).unwrap();
+        let (st, _) = call(
+            &a,
+            "POST",
+            &format!("{url}/v1/tenants"),
+            &root,
+            Some((
+                "application/json",
+                json!({"tenant_id": t}).to_string().into_bytes(),
+            )),
+        )
+        .unwrap();
         assert_eq!(st, 201);
-        for (scope, out) in [("events:write", &mut writers), ("events:read", &mut readers)] {
-            let (st, v) = call(&a, "POST", &format!("{url}/v1/tenants/{t}/keys"), &root, Some(("application/json", json!({"scopes": [scope]}).to_string().into_bytes()))).unwrap();
+        for (scope, out) in [
+            ("events:write", &mut writers),
+            ("events:read", &mut readers),
+        ] {
+            let (st, v) = call(
+                &a,
+                "POST",
+                &format!("{url}/v1/tenants/{t}/keys"),
+                &root,
+                Some((
+                    "application/json",
+                    json!({"scopes": [scope]}).to_string().into_bytes(),
+                )),
+            )
+            .unwrap();
             assert_eq!(st, 201);
             out.push(v["key"].as_str().unwrap().to_owned());
         }
@@ -116,9 +139,17 @@ fn acknowledged_events_survive_server_sigkill() {
                 let mut generator = agentrail_testkit::Generator::new(ti as u64, &t, 4);
                 loop {
                     let batch: Vec<Value> = generator.by_ref().take(40).collect();
-                    let body: Vec<u8> =
-                        batch.iter().flat_map(|e| format!("{e}\n").into_bytes()).collect();
-                    match call(&a, "POST", &format!("{url}/v1/tenants/{t}/events"), &key, Some(("application/x-ndjson", body))) {
+                    let body: Vec<u8> = batch
+                        .iter()
+                        .flat_map(|e| format!("{e}\n").into_bytes())
+                        .collect();
+                    match call(
+                        &a,
+                        "POST",
+                        &format!("{url}/v1/tenants/{t}/events"),
+                        &key,
+                        Some(("application/x-ndjson", body)),
+                    ) {
                         Ok((200, v)) => {
                             let mut acks = acks.lock().unwrap();
                             for r in v["receipts"].as_array().unwrap() {
@@ -163,7 +194,14 @@ fn acknowledged_events_survive_server_sigkill() {
             continue;
         };
         loop {
-            let (st, v) = call(&a, "GET", &format!("{url}/v1/tenants/{t}/events/{}", last.event_id), &readers[ti], None).unwrap();
+            let (st, v) = call(
+                &a,
+                "GET",
+                &format!("{url}/v1/tenants/{t}/events/{}", last.event_id),
+                &readers[ti],
+                None,
+            )
+            .unwrap();
             if st == 200 {
                 assert_eq!(v["event"]["hash"], json!(last.hash));
                 break;
@@ -189,5 +227,9 @@ fn acknowledged_events_survive_server_sigkill() {
         .arg(&data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -152,7 +152,11 @@ fn scan_bytes(path: &Path, data: &[u8]) -> Result<ChainScan, ChainLogError> {
             break; // zero-filled tail
         }
         if len > MAX_CHAIN_RECORD {
-            return Err(damaged(offset, seq, format!("record length {len} is too large")));
+            return Err(damaged(
+                offset,
+                seq,
+                format!("record length {len} is too large"),
+            ));
         }
         let end = FRAME_HEAD as usize + len;
         if rest.len() < end {
@@ -185,7 +189,7 @@ fn scan_bytes(path: &Path, data: &[u8]) -> Result<ChainScan, ChainLogError> {
                 format!("prev_hash {prev:?} is not the previous record's hash {want:?}"),
             ));
         }
-        if seq % SPARSE == 0 {
+        if seq.is_multiple_of(SPARSE) {
             sparse.push(offset);
         }
         last = Some(sha256(payload));
@@ -268,12 +272,12 @@ impl ChainLog {
     }
 
     /// Number of records.
-    pub fn len(&self) -> u64 {
+    pub fn records(&self) -> u64 {
         self.lock().next_seq
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.records() == 0
     }
 
     /// Appends a record (its `seq` and `prev_hash` are set here; any given are replaced) and
@@ -316,7 +320,7 @@ impl ChainLog {
                 source: e,
             });
         }
-        if seq % SPARSE == 0 {
+        if seq.is_multiple_of(SPARSE) {
             st.sparse.push(offset);
         }
         st.len += bytes.len() as u64;
@@ -389,7 +393,7 @@ mod tests {
     }
 
     fn check_reopen(path: &Path) -> Result<u64, ChainLogError> {
-        Ok(ChainLog::open(path)?.len())
+        Ok(ChainLog::open(path)?.records())
     }
 
     #[test]
@@ -454,8 +458,7 @@ mod tests {
             let len0 = u32::from_le_bytes(good[16..20].try_into().unwrap()) as usize;
             16 + 8 + len0
         };
-        let len1 =
-            u32::from_le_bytes(good[second..second + 4].try_into().unwrap()) as usize;
+        let len1 = u32::from_le_bytes(good[second..second + 4].try_into().unwrap()) as usize;
         let mut cut = good[..second].to_vec();
         cut.extend_from_slice(&good[second + 8 + len1..]);
         std::fs::write(&path, &cut).unwrap();

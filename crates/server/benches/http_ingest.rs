@@ -34,7 +34,12 @@ fn post(a: &ureq::Agent, url: &str, key: &str, ct: &str, body: &[u8]) -> (u16, V
         .send(body)
         .expect("request");
     let st = r.status().as_u16();
-    let text = r.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default();
+    let text = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap_or_default();
     (st, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
@@ -46,7 +51,14 @@ fn get(a: &ureq::Agent, url: &str, key: &str, consistency: &str) -> (u16, String
         .call()
         .expect("request");
     let st = r.status().as_u16();
-    (st, r.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default())
+    (
+        st,
+        r.body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .unwrap_or_default(),
+    )
 }
 
 struct Target {
@@ -58,11 +70,23 @@ struct Target {
 impl Target {
     fn tenant(&self, t: &str) -> (String, String) {
         let a = agent();
-        let (st, v) = post(&a, &format!("{}/v1/tenants", self.url), &self.root, "application/json", json!({"tenant_id": t}).to_string().as_bytes());
+        let (st, v) = post(
+            &a,
+            &format!("{}/v1/tenants", self.url),
+            &self.root,
+            "application/json",
+            json!({"tenant_id": t}).to_string().as_bytes(),
+        );
         assert!(st == 201 || st == 409, "create tenant: {st} {v}");
         let mut keys = Vec::new();
         for scope in ["events:write", "events:read"] {
-            let (st, v) = post(&a, &format!("{}/v1/tenants/{t}/keys", self.url), &self.root, "application/json", json!({"scopes": [scope]}).to_string().as_bytes());
+            let (st, v) = post(
+                &a,
+                &format!("{}/v1/tenants/{t}/keys", self.url),
+                &self.root,
+                "application/json",
+                json!({"scopes": [scope]}).to_string().as_bytes(),
+            );
             assert_eq!(st, 201, "{v}");
             keys.push(v["key"].as_str().unwrap().to_owned());
         }
@@ -82,7 +106,10 @@ impl Target {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0) as u64
         };
-        (metric("agentrail_index_lag_events"), metric("agentrail_index_lag_max_events"))
+        (
+            metric("agentrail_index_lag_events"),
+            metric("agentrail_index_lag_max_events"),
+        )
     }
 }
 
@@ -109,7 +136,9 @@ fn bodies(tenant: &str, batches: usize) -> (Vec<Vec<u8>>, usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let batches: usize = arg(&args, "--batches").and_then(|s| s.parse().ok()).unwrap_or(60);
+    let batches: usize = arg(&args, "--batches")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let conns: Vec<usize> = arg(&args, "--connections")
         .unwrap_or_else(|| "1,4,16".into())
         .split(',')
@@ -131,8 +160,13 @@ fn main() {
             ..ServerConfig::default()
         };
         let opened = AppState::open(cfg).expect("open");
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(opened.state.clone());
         rt.spawn(async move { axum::serve(listener, app).await });
@@ -145,8 +179,12 @@ fn main() {
         }
     };
 
-    println!("HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running");
-    println!("| connections | events | avg event B | events/s | MB/s | p50 ms | p99 ms | index lag at end | index caught up after s |");
+    println!(
+        "HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running"
+    );
+    println!(
+        "| connections | events | avg event B | events/s | MB/s | p50 ms | p99 ms | index lag at end | index caught up after s |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &conns {
         let tenant = format!("bench-{n}-{}", std::process::id());
@@ -179,7 +217,10 @@ fn main() {
                 lat
             }));
         }
-        let mut lat: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let mut lat: Vec<Duration> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
         let secs = started.elapsed().as_secs_f64();
         lat.sort();
         let (lag_total, _) = target.lag();
@@ -215,7 +256,13 @@ fn main() {
         s
     };
     let a = agent();
-    let (st, v) = post(&a, &format!("{}/v1/tenants/{tenant}/events", target.url), &writer, "application/x-ndjson", &bodies[0]);
+    let (st, v) = post(
+        &a,
+        &format!("{}/v1/tenants/{tenant}/events", target.url),
+        &writer,
+        "application/x-ndjson",
+        &bodies[0],
+    );
     assert_eq!(st, 200, "{v}");
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(1));
@@ -250,7 +297,15 @@ fn main() {
             ("indexed", &mut indexed)
         };
         let t = Instant::now();
-        let (st, body) = get(&a, &format!("{}/v1/tenants/{tenant}/sessions/{sid}?limit=1000", target.url), &reader, mode);
+        let (st, body) = get(
+            &a,
+            &format!(
+                "{}/v1/tenants/{tenant}/sessions/{sid}?limit=1000",
+                target.url
+            ),
+            &reader,
+            mode,
+        );
         assert!(st == 200 || st == 503, "{st} {body}");
         lat.push(t.elapsed());
     }
@@ -258,8 +313,17 @@ fn main() {
         t.join().unwrap();
     }
     println!();
-    println!("session queries while 4 connections ingest ({:.1}s):", started.elapsed().as_secs_f64());
-    for (mode, mut lat) in [("latest (waits for the index to hold every acknowledged event)", latest), ("indexed (answers from what the index holds)", indexed)] {
+    println!(
+        "session queries while 4 connections ingest ({:.1}s):",
+        started.elapsed().as_secs_f64()
+    );
+    for (mode, mut lat) in [
+        (
+            "latest (waits for the index to hold every acknowledged event)",
+            latest,
+        ),
+        ("indexed (answers from what the index holds)", indexed),
+    ] {
         lat.sort();
         println!(
             "  {mode}: {} queries, p50 {:.1} ms, p99 {:.1} ms",

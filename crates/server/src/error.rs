@@ -83,7 +83,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
@@ -98,11 +99,9 @@ impl From<OpenError> for ApiError {
     fn from(e: OpenError) -> ApiError {
         match e {
             OpenError::NotFound(_) => ApiError::not_found(e.to_string()),
-            OpenError::Damaged(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "damaged",
-                e.to_string(),
-            ),
+            OpenError::Damaged(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", e.to_string())
+            }
             OpenError::Io { .. } => ApiError::internal(e.to_string()),
         }
     }
@@ -117,11 +116,9 @@ impl From<ReadError> for ApiError {
             }
             ReadError::BadSizes { .. } => ApiError::bad_request(e.to_string()),
             ReadError::Closed => ApiError::unavailable("shutting_down", e.to_string(), 5),
-            ReadError::Damaged(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "damaged",
-                e.to_string(),
-            ),
+            ReadError::Damaged(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", e.to_string())
+            }
             ReadError::Io { .. } => ApiError::internal(e.to_string()),
         }
     }
@@ -132,11 +129,9 @@ impl From<ProofError> for ApiError {
         match e {
             ProofError::Read(r) => r.into(),
             ProofError::NotAtCheckpoint { .. } => ApiError::bad_request(e.to_string()),
-            ProofError::DoesNotVerify(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "damaged",
-                e.to_string(),
-            ),
+            ProofError::DoesNotVerify(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", e.to_string())
+            }
         }
     }
 }
@@ -168,14 +163,16 @@ impl From<AppendError> for ApiError {
                 "invalid_event",
                 e.to_string(),
             )
-            .with_details(vec![json!({"index": index, "path": "", "reason": reason.to_string()})]),
+            .with_details(vec![
+                json!({"index": index, "path": "", "reason": reason.to_string()}),
+            ]),
             AppendError::Conflict {
                 index,
                 ref event_id,
                 seq,
-            } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()).with_details(
-                vec![json!({"index": index, "event_id": event_id, "seq": seq})],
-            ),
+            } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()).with_details(vec![
+                json!({"index": index, "event_id": event_id, "seq": seq}),
+            ]),
             AppendError::TooLarge { index, len, max } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "event_too_large",

@@ -63,10 +63,9 @@ impl Default for Metrics {
             "HTTP requests by method, route template and status",
             http_requests.clone(),
         );
-        let http_duration =
-            Family::<RouteOnly, Histogram>::new_with_constructor(|| {
-                Histogram::new(latency_buckets())
-            });
+        let http_duration = Family::<RouteOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route template",

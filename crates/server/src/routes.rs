@@ -301,7 +301,7 @@ pub async fn readyz(State(s): S) -> Response {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus/OpenMetrics text", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus/OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(s): S) -> Response {
     let st = s.clone();
     let text = tokio::task::spawn_blocking(move || {
@@ -338,9 +338,8 @@ pub async fn create_tenant(
         return Err(ApiError::forbidden("only the root key creates tenants"));
     }
     let req: CreateTenant = json_body(&body)?;
-    let tenant = TenantId::parse(&req.tenant_id).map_err(|e| {
-        ApiError::bad_request(e).with_details(vec![json!({"path": "tenant_id"})])
-    })?;
+    let tenant = TenantId::parse(&req.tenant_id)
+        .map_err(|e| ApiError::bad_request(e).with_details(vec![json!({"path": "tenant_id"})]))?;
     blocking(move || {
         let _g = s.admin.lock().unwrap_or_else(|e| e.into_inner());
         if !s.ledger.create_tenant(&tenant)? {
@@ -436,7 +435,12 @@ pub async fn list_keys(
 ) -> Result<Json<KeyList>, ApiError> {
     let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
     Ok(Json(KeyList {
-        keys: s.keys.list(&tenant).into_iter().map(KeyInfo::from).collect(),
+        keys: s
+            .keys
+            .list(&tenant)
+            .into_iter()
+            .map(KeyInfo::from)
+            .collect(),
     }))
 }
 
@@ -477,7 +481,12 @@ fn body_format(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" | "" => Ok(BatchFormat::Json),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
@@ -741,7 +750,10 @@ pub const READ_CONSISTENCY: &str = "x-read-consistency";
 
 /// How long a query may wait for the index.
 fn read_wait(s: &AppState, headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
-    match headers.get(READ_CONSISTENCY).map(|v| v.to_str().unwrap_or("?")) {
+    match headers
+        .get(READ_CONSISTENCY)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
         None | Some("latest") => Ok(Some(Duration::from_millis(s.cfg.query_wait_ms))),
         Some("indexed") => Ok(None),
         Some(other) => Err(ApiError::bad_request(format!(
@@ -1113,11 +1125,7 @@ pub async fn session(
                     session_id: r.session_id,
                     total: r.total,
                     chain: r.chain.json(),
-                    events: r
-                        .events
-                        .iter()
-                        .map(|e| served(&e.row))
-                        .collect(),
+                    events: r.events.iter().map(|e| served(&e.row)).collect(),
                     next_cursor: r.next_cursor,
                 },
                 n,
@@ -1246,9 +1254,7 @@ fn anomaly_kind(q: &AnomaliesQuery) -> Result<AnomalyKind, ApiError> {
         "tool_error_burst" => {
             let rate = q.min_error_rate.unwrap_or(0.5);
             if !(rate > 0.0 && rate <= 1.0) {
-                return Err(ApiError::bad_request(
-                    "min_error_rate must be in (0, 1]",
-                ));
+                return Err(ApiError::bad_request("min_error_rate must be in (0, 1]"));
             }
             AnomalyKind::ToolErrorBurst {
                 window_ms: positive("window_ms", q.window_ms, 60_000)?,
@@ -1464,7 +1470,11 @@ pub async fn inclusion(
             (None, Some(id)) => s.ledger.find(&tenant, id)?.ok_or_else(|| {
                 ApiError::not_found(format!("no event with event_id {id:?} in this tenant"))
             })?,
-            _ => return Err(ApiError::bad_request("give exactly one of seq and event_id")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of seq and event_id",
+                ));
+            }
         };
         let cp = checkpoint_now(&s, &tenant)?;
         let p = proofs::inclusion(&s.ledger, &tenant, &cp, seq, q.tree_size)?;
@@ -1571,7 +1581,7 @@ pub async fn access_log(
     blocking(move || {
         let log = s.access.log(&tenant)?;
         let recs = log.read(from, req.limit)?;
-        let next = (recs.len() == req.limit && from + (req.limit as u64) < log.len())
+        let next = (recs.len() == req.limit && from + (req.limit as u64) < log.records())
             .then(|| recs.last().map(|r| r.seq.to_string()))
             .flatten();
         record(

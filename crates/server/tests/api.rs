@@ -51,7 +51,10 @@ impl Answer {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 }
 
@@ -109,7 +112,12 @@ impl Server {
         let a = self
             .post_json("/v1/tenants", &self.root, json!({"tenant_id": t}))
             .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&a.body)
+        );
     }
 
     async fn key(&self, t: &str, scopes: &[&str]) -> String {
@@ -120,7 +128,12 @@ impl Server {
                 json!({"scopes": scopes, "name": "test"}),
             )
             .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&a.body)
+        );
         a.json()["key"].as_str().unwrap().to_owned()
     }
 
@@ -149,7 +162,9 @@ impl Server {
 }
 
 fn events(tenant: &str, n: usize) -> Vec<Value> {
-    agentrail_testkit::Generator::new(3, tenant, 4).take(n).collect()
+    agentrail_testkit::Generator::new(3, tenant, 4)
+        .take(n)
+        .collect()
 }
 
 /// The scopes an operation accepts, from its security requirements in the OpenAPI document.
@@ -264,10 +279,14 @@ async fn isolation_matrix_over_every_route() {
                 assert_eq!(a.code(), "unauthorized");
             }
             if scopes.contains("root") {
-                let a = s.call(&method, &fill("bravo"), Some(&s.root), &h, b.clone()).await;
+                let a = s
+                    .call(&method, &fill("bravo"), Some(&s.root), &h, b.clone())
+                    .await;
                 assert!(a.status.is_success(), "{what} as root: {}", a.status);
                 for (sc, k) in keys_b.iter().chain(&keys_a) {
-                    let a = s.call(&method, &fill("bravo"), Some(k), &h, b.clone()).await;
+                    let a = s
+                        .call(&method, &fill("bravo"), Some(k), &h, b.clone())
+                        .await;
                     assert_eq!(a.status, StatusCode::FORBIDDEN, "{what} with {sc}");
                 }
                 continue;
@@ -275,10 +294,21 @@ async fn isolation_matrix_over_every_route() {
             for (sc, k) in &keys_a {
                 // Tenant A's keys, whatever their scope, on tenant B and on a tenant that does
                 // not exist: the same 403, no data.
-                let on_b = s.call(&method, &fill("bravo"), Some(k), &h, b.clone()).await;
-                let on_ghost = s.call(&method, &fill("ghost"), Some(k), &h, b.clone()).await;
-                assert_eq!(on_b.status, StatusCode::FORBIDDEN, "{what}: alpha's {sc} key on bravo");
-                assert_eq!(on_b.body, on_ghost.body, "{what}: 403 must not reveal existence");
+                let on_b = s
+                    .call(&method, &fill("bravo"), Some(k), &h, b.clone())
+                    .await;
+                let on_ghost = s
+                    .call(&method, &fill("ghost"), Some(k), &h, b.clone())
+                    .await;
+                assert_eq!(
+                    on_b.status,
+                    StatusCode::FORBIDDEN,
+                    "{what}: alpha's {sc} key on bravo"
+                );
+                assert_eq!(
+                    on_b.body, on_ghost.body,
+                    "{what}: 403 must not reveal existence"
+                );
                 assert_eq!(on_b.code(), "forbidden");
                 let text = String::from_utf8_lossy(&on_b.body);
                 assert!(!text.contains(&session_id) && !text.contains(&event_id));
@@ -302,13 +332,20 @@ async fn isolation_matrix_over_every_route() {
             let (h, b) = body("bravo");
             let a = s.call(&method, &fill("bravo"), Some(&s.root), &h, b).await;
             if scopes.contains("tenant:admin") {
-                assert!(a.status.as_u16() < 400 || a.status == StatusCode::NOT_FOUND, "{what} as root: {}", a.status);
+                assert!(
+                    a.status.as_u16() < 400 || a.status == StatusCode::NOT_FOUND,
+                    "{what} as root: {}",
+                    a.status
+                );
             } else {
                 assert_eq!(a.status, StatusCode::FORBIDDEN, "{what} as root");
             }
         }
     }
-    assert!(exercised >= 18, "only {exercised} operations in the route table");
+    assert!(
+        exercised >= 18,
+        "only {exercised} operations in the route table"
+    );
 }
 
 fn rand_id() -> String {
@@ -350,7 +387,12 @@ async fn bad_input_is_refused_whole_and_named() {
         }
     };
     // Malformed JSON.
-    let a = post("application/json", b"{\"schema_version\": \"1\",".to_vec(), None).await;
+    let a = post(
+        "application/json",
+        b"{\"schema_version\": \"1\",".to_vec(),
+        None,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(a.code(), "invalid_event");
     // Wrong type and unknown field: named by path.
@@ -367,26 +409,59 @@ async fn bad_input_is_refused_whole_and_named() {
     lines.extend_from_slice(b"{\"schema_version\":\"1\",\"event_type\":\"model.decision\"}\n");
     let a = post("application/x-ndjson", lines, None).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(a.json()["error"]["details"].as_array().unwrap().iter().all(|d| d["line"] == 4), "{}", a.json());
+    assert!(
+        a.json()["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["line"] == 4),
+        "{}",
+        a.json()
+    );
     // Invalid UTF-8.
     let mut bad = good[0].to_string().into_bytes();
     let i = bad.iter().position(|&b| b == b'"').unwrap() + 1;
     bad.insert(i, 0xff);
     let a = post("application/json", bad, None).await;
-    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
     // Oversized body, oversized after gzip, too many events.
     let a = post("application/x-ndjson", vec![b' '; 65 << 10], None).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let a = post("application/x-ndjson", gzip(&vec![b'\n'; 1 << 20]), Some(("content-encoding", "gzip"))).await;
-    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(
+        "application/x-ndjson",
+        gzip(&vec![b'\n'; 1 << 20]),
+        Some(("content-encoding", "gzip")),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
     let a = post("application/x-ndjson", nd(&events("acme", 51)), None).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(a.code(), "batch_too_large");
     // Bad gzip, unknown encoding, unknown content type.
-    let a = post("application/x-ndjson", b"not gzip at all".to_vec(), Some(("content-encoding", "gzip"))).await;
+    let a = post(
+        "application/x-ndjson",
+        b"not gzip at all".to_vec(),
+        Some(("content-encoding", "gzip")),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(a.code(), "bad_gzip");
-    let a = post("application/x-ndjson", nd(&good), Some(("content-encoding", "br"))).await;
+    let a = post(
+        "application/x-ndjson",
+        nd(&good),
+        Some(("content-encoding", "br")),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let a = post("text/csv", nd(&good), None).await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -394,14 +469,24 @@ async fn bad_input_is_refused_whole_and_named() {
     let mut e = good[0].clone();
     e["tenant_id"] = json!("bravo");
     let a = post("application/json", e.to_string().into_bytes(), None).await;
-    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
     // Nothing of all that was stored.
     assert_eq!(s.size("acme"), 0);
     // Unknown query parameters and bad values are named.
     let r = s.key("acme", &["events:read"]).await;
     let a = s.get("/v1/tenants/acme/events?sesion_id=x", &r).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.json()["error"]["message"].as_str().unwrap().contains("sesion_id"));
+    assert!(
+        a.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sesion_id")
+    );
     let a = s.get("/v1/tenants/acme/events?from=yesterday", &r).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     let a = s.get("/v1/tenants/acme/events?limit=0", &r).await;
@@ -409,21 +494,43 @@ async fn bad_input_is_refused_whole_and_named() {
     let a = s.get("/v1/tenants/acme/anomalies?kind=nope", &r).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     // Bad admin bodies.
-    let a = s.post_json("/v1/tenants", &s.root, json!({"tenant": "x"})).await;
+    let a = s
+        .post_json("/v1/tenants", &s.root, json!({"tenant": "x"}))
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    let a = s.post_json("/v1/tenants", &s.root, json!({"tenant_id": "Not Valid"})).await;
+    let a = s
+        .post_json("/v1/tenants", &s.root, json!({"tenant_id": "Not Valid"}))
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    let a = s.post_json("/v1/tenants/acme/keys", &s.root, json!({"scopes": ["events:everything"]})).await;
+    let a = s
+        .post_json(
+            "/v1/tenants/acme/keys",
+            &s.root,
+            json!({"scopes": ["events:everything"]}),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     // Unknown route and method: JSON errors.
     let a = s.get("/v1/nothing", &r).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.code(), "not_found");
-    let a = s.call("PUT", "/v1/tenants/acme/events", Some(&r), &[], Vec::new()).await;
+    let a = s
+        .call("PUT", "/v1/tenants/acme/events", Some(&r), &[], Vec::new())
+        .await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
     // Gzip'd NDJSON that is fine is accepted.
-    let a = post("application/x-ndjson", gzip(&nd(&good)), Some(("content-encoding", "gzip"))).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(
+        "application/x-ndjson",
+        gzip(&nd(&good)),
+        Some(("content-encoding", "gzip")),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
     assert_eq!(s.size("acme"), 3);
 }
 
@@ -441,7 +548,9 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     // Read your writes: the session is complete right after the acknowledgement.
     let sid = evs[0]["session_id"].as_str().unwrap();
     let in_session = evs.iter().filter(|e| e["session_id"] == sid).count();
-    let a = s.get(&format!("/v1/tenants/acme/sessions/{sid}?limit=1000"), &r).await;
+    let a = s
+        .get(&format!("/v1/tenants/acme/sessions/{sid}?limit=1000"), &r)
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     let v = a.json();
     assert_eq!(v["total"], json!(in_session));
@@ -452,34 +561,58 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     let hash = stored.as_object_mut().unwrap().remove("hash").unwrap();
     let bytes = agentrail_event::json::to_canonical_vec(&stored).unwrap();
     assert_eq!(
-        json!(agentrail_event::hash::to_hex(&agentrail_event::hash::sha256(&bytes))),
+        json!(agentrail_event::hash::to_hex(
+            &agentrail_event::hash::sha256(&bytes)
+        )),
         hash
     );
     // A writer cannot read, a reader cannot write.
-    assert_eq!(s.get("/v1/tenants/acme/events", &w).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(s.ingest_ndjson("acme", &r, &evs[..1]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.get("/v1/tenants/acme/events", &w).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.ingest_ndjson("acme", &r, &evs[..1]).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Replays return the original receipts; different content under a used id is a conflict.
     let a = s.ingest_ndjson("acme", &w, &evs[..10]).await;
     assert_eq!(a.status, StatusCode::OK);
-    for (got, want) in a.json()["receipts"].as_array().unwrap().iter().zip(&receipts) {
+    for (got, want) in a.json()["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&receipts)
+    {
         assert_eq!(got["seq"], want["seq"]);
         assert_eq!(got["hash"], want["hash"]);
         assert_eq!(got["replayed"], json!(true));
     }
     let mut changed = evs[5].clone();
     changed["attributes"] = json!({"edited": "yes"});
-    let a = s.ingest_ndjson("acme", &w, &[evs[0].clone(), changed]).await;
+    let a = s
+        .ingest_ndjson("acme", &w, &[evs[0].clone(), changed])
+        .await;
     assert_eq!(a.status, StatusCode::CONFLICT);
     assert_eq!(s.size("acme"), 200);
     // Proofs: JSON verifies against the signed checkpoint; tlog text parses.
     let cp = s.get("/v1/tenants/acme/checkpoint", &r).await;
     assert_eq!(cp.status, StatusCode::OK);
     let vkey = s.get("/v1/tenants/acme/verifier-key", &r).await;
-    let verifier: agentrail_note::Verifier =
-        String::from_utf8(vkey.body).unwrap().trim().parse().unwrap();
+    let verifier: agentrail_note::Verifier = String::from_utf8(vkey.body)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let (checkpoint, _) = agentrail_note::open_checkpoint(&cp.body, &verifier, &[]).unwrap();
     let p = s
-        .get(&format!("/v1/tenants/acme/proofs/inclusion?seq=7&tree_size={}", checkpoint.size), &r)
+        .get(
+            &format!(
+                "/v1/tenants/acme/proofs/inclusion?seq=7&tree_size={}",
+                checkpoint.size
+            ),
+            &r,
+        )
         .await;
     assert_eq!(p.status, StatusCode::OK);
     let pv = p.json();
@@ -490,29 +623,59 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
         .map(|h| agentrail_event::hash::from_hex(h.as_str().unwrap()).unwrap())
         .collect();
     let leaf = agentrail_event::hash::from_hex(pv["leaf_hash"].as_str().unwrap()).unwrap();
-    agentrail_merkle::verify_inclusion(7, checkpoint.size, &leaf, &proof, &checkpoint.root).unwrap();
+    agentrail_merkle::verify_inclusion(7, checkpoint.size, &leaf, &proof, &checkpoint.root)
+        .unwrap();
     let t = s
-        .get(&format!("/v1/tenants/acme/proofs/inclusion?event_id={}&format=tlog", evs[7]["event_id"].as_str().unwrap()), &r)
+        .get(
+            &format!(
+                "/v1/tenants/acme/proofs/inclusion?event_id={}&format=tlog",
+                evs[7]["event_id"].as_str().unwrap()
+            ),
+            &r,
+        )
         .await;
     assert_eq!(t.status, StatusCode::OK);
     agentrail_note::TlogProof::parse(&t.body).unwrap();
-    let c = s.get("/v1/tenants/acme/proofs/consistency?from=10", &r).await;
-    assert_eq!(c.status, StatusCode::OK, "{}", String::from_utf8_lossy(&c.body));
-    let a = s.get("/v1/tenants/acme/proofs/inclusion?seq=100000", &r).await;
+    let c = s
+        .get("/v1/tenants/acme/proofs/consistency?from=10", &r)
+        .await;
+    assert_eq!(
+        c.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&c.body)
+    );
+    let a = s
+        .get("/v1/tenants/acme/proofs/inclusion?seq=100000", &r)
+        .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     // Revocation works at once.
     let admin = s.key("acme", &["tenant:admin"]).await;
     let list = s.get("/v1/tenants/acme/keys", &admin).await.json();
     let reader_id = agentrail_server::keys::key_id_of(&r).unwrap();
     assert!(list.to_string().contains(reader_id));
-    assert!(!list.to_string().contains(&r), "a listing never shows a key");
+    assert!(
+        !list.to_string().contains(&r),
+        "a listing never shows a key"
+    );
     let a = s
-        .call("DELETE", &format!("/v1/tenants/acme/keys/{reader_id}"), Some(&admin), &[], Vec::new())
+        .call(
+            "DELETE",
+            &format!("/v1/tenants/acme/keys/{reader_id}"),
+            Some(&admin),
+            &[],
+            Vec::new(),
+        )
         .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
-    assert_eq!(s.get("/v1/tenants/acme/events", &r).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/v1/tenants/acme/events", &r).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // The access log holds every read, chained, with who and how many.
-    let log = s.get("/v1/tenants/acme/access-log?limit=1000", &admin).await;
+    let log = s
+        .get("/v1/tenants/acme/access-log?limit=1000", &admin)
+        .await;
     assert_eq!(log.status, StatusCode::OK);
     let recs = log.json()["records"].as_array().unwrap().clone();
     let session_read = recs
@@ -522,7 +685,10 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     assert_eq!(session_read["result_count"], json!(in_session));
     assert_eq!(session_read["who"]["key_id"], json!(reader_id));
     assert_eq!(session_read["params"]["session_id"], json!(sid));
-    assert!(recs.iter().any(|x| x["endpoint"] == "GET /v1/tenants/{tenant}/proofs/inclusion"));
+    assert!(
+        recs.iter()
+            .any(|x| x["endpoint"] == "GET /v1/tenants/{tenant}/proofs/inclusion")
+    );
     for pair in recs.windows(2) {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
@@ -531,7 +697,10 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     let text = String::from_utf8(m.body).unwrap();
     // 200 new events and 10 replays acknowledged.
     assert!(text.contains("agentrail_ingest_events_total 210"), "{text}");
-    assert!(text.contains("agentrail_ingest_replayed_events_total 10"), "{text}");
+    assert!(
+        text.contains("agentrail_ingest_replayed_events_total 10"),
+        "{text}"
+    );
     assert!(text.contains("agentrail_index_lag_events"));
 }
 
@@ -549,7 +718,9 @@ async fn a_saturated_sequencer_answers_503_with_retry_after() {
     for _ in 0..24 {
         let batch: Vec<Value> = generator.by_ref().take(200).collect();
         let (s, w) = (s.clone(), w.clone());
-        tasks.push(tokio::spawn(async move { s.ingest_ndjson("acme", &w, &batch).await }));
+        tasks.push(tokio::spawn(async move {
+            s.ingest_ndjson("acme", &w, &batch).await
+        }));
     }
     let (mut ok, mut busy) = (0u64, 0u64);
     for t in tasks {
@@ -564,8 +735,15 @@ async fn a_saturated_sequencer_answers_503_with_retry_after() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert!(busy > 0, "24 concurrent appends through 1 slot never saturated");
-    assert_eq!(s.size("acme"), ok * 200, "exactly the acknowledged batches are stored");
+    assert!(
+        busy > 0,
+        "24 concurrent appends through 1 slot never saturated"
+    );
+    assert_eq!(
+        s.size("acme"),
+        ok * 200,
+        "exactly the acknowledged batches are stored"
+    );
 }
 
 #[test]
@@ -577,7 +755,9 @@ fn committed_openapi_document_is_current() {
         if std::env::var_os("AGENTRAIL_BLESS").is_some() {
             std::fs::write(path, &want).unwrap();
         } else {
-            panic!("openapi.json is stale: run `AGENTRAIL_BLESS=1 cargo test -p agentrail-server --test api committed_openapi_document_is_current`");
+            panic!(
+                "openapi.json is stale: run `AGENTRAIL_BLESS=1 cargo test -p agentrail-server --test api committed_openapi_document_is_current`"
+            );
         }
     }
 }

@@ -144,7 +144,10 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
         .find_map(|e| e["payload"]["model"]["name"].as_str())
     {
         let v = reader.get_json(&format!("{base}/models/{}?limit=10", enc(model)))?;
-        println!("decisions of model {model} by version: {}", v["counts_by_version"]);
+        println!(
+            "decisions of model {model} by version: {}",
+            v["counts_by_version"]
+        );
     }
 
     println!("\n== 3. verify, don't trust: an inclusion proof checked here, offline");
@@ -193,8 +196,14 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
         .collect();
     let leaf = agentrail_merkle::leaf_hash(&bytes);
     let ok = hash == claimed
-        && agentrail_merkle::verify_inclusion(seq, checkpoint.size, &leaf, &proof, &checkpoint.root)
-            .is_ok();
+        && agentrail_merkle::verify_inclusion(
+            seq,
+            checkpoint.size,
+            &leaf,
+            &proof,
+            &checkpoint.root,
+        )
+        .is_ok();
     println!(
         "event {tool_call} (seq {seq}): recomputed hash matches: {}; {}-hash proof against the signed root: {}",
         hash == claimed,
@@ -215,7 +224,9 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
                 .unwrap_or_default()
         );
     }
-    println!("\nnext: agentrail query --tenant {tenant} session {session}   (with AGENTRAIL_KEY set to a reader key)");
+    println!(
+        "\nnext: agentrail query --tenant {tenant} session {session}   (with AGENTRAIL_KEY set to a reader key)"
+    );
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

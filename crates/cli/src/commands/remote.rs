@@ -51,7 +51,7 @@ pub fn key_revoke(r: &Remote, tenant: &str, key_id: &str) -> anyhow::Result<Exit
 pub fn key_list(r: &Remote, tenant: &str) -> anyhow::Result<ExitCode> {
     let v = Client::new(r).get_json(&format!("/v1/tenants/{}/keys", enc(tenant)))?;
     let empty = vec![];
-    println!("{:<18} {:<20} {:<40} {}", "KEY ID", "NAME", "SCOPES", "STATE");
+    println!("{:<18} {:<20} {:<40} STATE", "KEY ID", "NAME", "SCOPES");
     for k in v["keys"].as_array().unwrap_or(&empty) {
         let scopes: Vec<&str> = k["scopes"]
             .as_array()
@@ -108,7 +108,9 @@ pub fn ingest(
             }
             progress.finish();
             eprintln!("error: {err}");
-            eprintln!("{acked} events were acknowledged before this batch; this batch was not stored");
+            eprintln!(
+                "{acked} events were acknowledged before this batch; this batch was not stored"
+            );
             return Ok(false);
         }
         let v = a.json()?;
@@ -177,7 +179,6 @@ pub fn ingest(
             p.finish();
         }
     }
-    drop(send);
     eprintln!("{acked} events acknowledged durable");
     Ok(ExitCode::SUCCESS)
 }
@@ -294,8 +295,8 @@ fn event_line(e: &Value) -> String {
 
 fn table(events: &[Value]) {
     println!(
-        "{:>8}  {:<30}  {:<22} {:<28} {}",
-        "SEQ", "OCCURRED_AT", "TYPE", "EVENT_ID", "ABOUT"
+        "{:>8}  {:<30}  {:<22} {:<28} ABOUT",
+        "SEQ", "OCCURRED_AT", "TYPE", "EVENT_ID"
     );
     for e in events {
         println!("{}", event_line(e));
@@ -433,8 +434,8 @@ pub fn query(
         }
         Query::Reviews { .. } => {
             println!(
-                "{:>8}  {:<10} {:<16} {:>10}  {}",
-                "SEQ", "DECISION", "REVIEWER", "LATENCY", "PROPOSED"
+                "{:>8}  {:<10} {:<16} {:>10}  PROPOSED",
+                "SEQ", "DECISION", "REVIEWER", "LATENCY"
             );
             for rv in v["reviews"].as_array().unwrap_or(&empty) {
                 println!(
@@ -448,7 +449,7 @@ pub fn query(
             }
         }
         Query::Anomalies { .. } => {
-            println!("{:>8}  {:<26} {:<28} {}", "SEQ", "KIND", "EVENT_ID", "DETAIL");
+            println!("{:>8}  {:<26} {:<28} DETAIL", "SEQ", "KIND", "EVENT_ID");
             for a in v["anomalies"].as_array().unwrap_or(&empty) {
                 println!(
                     "{:>8}  {:<26} {:<28} {}",

@@ -42,7 +42,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("agentrail listening on {url}");
         match &opened.new_root_key {
             Some(key) => {
-                println!("root key (shown once; also saved 0600 in {}):", opened.root_key_file.display());
+                println!(
+                    "root key (shown once; also saved 0600 in {}):",
+                    opened.root_key_file.display()
+                );
                 println!("  {key}");
                 println!("try:  export AGENTRAIL_URL={url} AGENTRAIL_KEY={key}");
             }

@@ -1,5 +1,6 @@
 //! `agentrail verify --data-dir DIR [--tenant T]`: offline, read-only verification of every
-//! record, hash, chain, session chain, causal link, tree node and signed checkpoint.
+//! record, hash, chain, session chain, causal link, tree node and signed checkpoint, and the
+//! chain of each tenant's access log.
 
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
@@ -58,6 +59,29 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
         }
         for n in &r.notes {
             println!("{t}: note: {n}");
+        }
+        // The access log (who read what) is hash-chained on its own.
+        let access = data_dir
+            .join("tenants")
+            .join(t.as_str())
+            .join("access")
+            .join("log");
+        if access.exists() {
+            match agentrail_ledger::scan_chain_log(&access) {
+                Ok(scan) => println!(
+                    "{t}: access log ok: {} records chained{}",
+                    scan.records,
+                    if scan.file_len > scan.valid_len {
+                        " (a torn tail will be cut on the next start)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => {
+                    failed += 1;
+                    println!("{t}: access log FAILED: {e}");
+                }
+            }
         }
     }
     let secs = start.elapsed().as_secs_f64().max(1e-9);
