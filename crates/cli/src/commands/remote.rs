@@ -285,7 +285,7 @@ fn event_line(e: &Value) -> String {
     };
     format!(
         "{:>8}  {:<30}  {:<22} {:<28} {}",
-        e["seq"],
+        e["seq"].as_u64().unwrap_or(0),
         e["occurred_at"].as_str().unwrap_or(""),
         e["event_type"].as_str().unwrap_or(""),
         e["event_id"].as_str().unwrap_or(""),
@@ -440,10 +440,12 @@ pub fn query(
             for rv in v["reviews"].as_array().unwrap_or(&empty) {
                 println!(
                     "{:>8}  {:<10} {:<16} {:>8}ms  {}",
-                    rv["event"]["seq"],
+                    rv["event"]["seq"].as_u64().unwrap_or(0),
                     rv["decision"].as_str().unwrap_or(""),
                     rv["reviewer"].as_str().unwrap_or(""),
-                    rv["latency_ms"],
+                    rv["latency_ms"]
+                        .as_i64()
+                        .map_or("-".into(), |l| l.to_string()),
                     rv["proposed_event_id"].as_str().unwrap_or("")
                 );
             }
@@ -453,7 +455,7 @@ pub fn query(
             for a in v["anomalies"].as_array().unwrap_or(&empty) {
                 println!(
                     "{:>8}  {:<26} {:<28} {}",
-                    a["seq"],
+                    a["seq"].as_u64().unwrap_or(0),
                     a["kind"].as_str().unwrap_or(""),
                     a["event_id"].as_str().unwrap_or(""),
                     a["detail"]

@@ -1,0 +1,217 @@
+//! The client commands against a running `agentrail serve`: demo, tenant/key administration,
+//! streaming ingest (and its error report), queries.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+
+struct Server {
+    child: Child,
+    url: String,
+    root: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentrail"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("agentrail listening on ")
+        .unwrap()
+        .to_owned();
+    let printed: Vec<String> = lines.by_ref().take(2).map(|l| l.unwrap()).collect();
+    std::thread::spawn(move || for _ in lines {});
+    let root = std::fs::read_to_string(data.join("system/root.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        printed[1].contains(&root),
+        "the root key is printed on the first start"
+    );
+    Server {
+        child,
+        url,
+        root,
+        _dir: dir,
+    }
+}
+
+fn run(s: &Server, key: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentrail"))
+        .args(args)
+        .env("AGENTRAIL_URL", &s.url)
+        .env("AGENTRAIL_KEY", key)
+        .output()
+        .unwrap()
+}
+
+fn created_key(o: &Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn demo_runs_and_verifies_a_proof() {
+    let s = serve();
+    let o = run(&s, &s.root, &["demo", "--tenants", "2", "--events", "600"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("VERIFIED"), "{out}");
+    assert!(out.contains("HTTP 403"), "{out}");
+    // Again: idempotent.
+    let o = run(&s, &s.root, &["demo", "--tenants", "2", "--events", "600"]);
+    assert!(o.status.success());
+}
+
+#[test]
+fn administer_ingest_and_query() {
+    let s = serve();
+    assert!(
+        run(&s, &s.root, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    let o = run(&s, &s.root, &["tenant", "create", "acme"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("409"));
+    let w = created_key(&run(
+        &s,
+        &s.root,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "events:write",
+        ],
+    ));
+    let r = created_key(&run(
+        &s,
+        &s.root,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "events:read",
+            "--name",
+            "auditor",
+        ],
+    ));
+    let list = run(&s, &s.root, &["key", "list", "--tenant", "acme"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("auditor"));
+
+    // A file whose 3rd batch has a bad line: two batches land, the error names the line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let mut f = std::fs::File::create(&file).unwrap();
+    for (i, e) in agentrail_testkit::Generator::new(1, "acme", 4)
+        .take(25)
+        .enumerate()
+    {
+        if i == 22 {
+            writeln!(
+                f,
+                r#"{{"schema_version":"1","event_type":"model.decision"}}"#
+            )
+            .unwrap();
+        }
+        writeln!(f, "{e}").unwrap();
+    }
+    drop(f);
+    let o = run(
+        &s,
+        &w,
+        &["ingest", "--tenant", "acme", "--batch-size", "10"]
+            .into_iter()
+            .chain([file.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("422") && err.contains("\"line\":3") && err.contains("starting at line 21"),
+        "{err}"
+    );
+    assert!(err.contains("20 events were acknowledged"), "{err}");
+
+    // Fix the file: the rest goes in (the first 20 are idempotent replays).
+    let text = std::fs::read_to_string(&file).unwrap();
+    let fixed: String = text
+        .lines()
+        .filter(|l| !l.contains(r#"{"schema_version":"1","event_type":"model.decision"}"#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, fixed).unwrap();
+    let o = run(
+        &s,
+        &w,
+        &[
+            "ingest",
+            "--tenant",
+            "acme",
+            "--receipts",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 25);
+
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let sid = first["session_id"].as_str().unwrap();
+    let o = run(&s, &r, &["query", "--tenant", "acme", "session", sid]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("chain unbroken"),
+        "{out}"
+    );
+    let o = run(
+        &s,
+        &r,
+        &[
+            "query",
+            "--tenant",
+            "acme",
+            "--json",
+            "events",
+            "--event-type",
+            "tool.invocation",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event_type"] == "tool.invocation")
+    );
+    // A writer key cannot query.
+    let o = run(&s, &w, &["query", "--tenant", "acme", "session", sid]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"));
+}
