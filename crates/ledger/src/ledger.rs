@@ -71,6 +71,8 @@ impl Config {
 }
 
 pub const DEFAULT_ORIGIN_PREFIX: &str = "agentrail.local";
+/// What [`Ledger::sign_statement`] signs: export manifests and integrity reports.
+pub const STATEMENT_KINDS: [&str; 2] = ["export", "integrity-report"];
 const KEY_FILE: &str = "system/log.key";
 const VKEY_FILE: &str = "system/log.vkey";
 const ORIGIN_FILE: &str = "system/origin";
@@ -374,6 +376,41 @@ impl Ledger {
 
     pub fn root_at(&self, tenant: &TenantId, size: u64) -> Result<Hash, ReadError> {
         self.tenant(tenant, false)?.root_at(size)
+    }
+
+    /// The compact range `[0, size)` of a tenant's tree: the roots of its perfect subtrees,
+    /// largest first (what an export carries so the range after it can be tied to a root).
+    pub fn frontier(&self, tenant: &TenantId, size: u64) -> Result<Vec<Hash>, ReadError> {
+        self.tenant(tenant, false)?.frontier(size)
+    }
+
+    /// Signs a statement about a tenant as a C2SP signed note with the log key. Its first line
+    /// is `<origin>/<kind>`, which can never be a checkpoint's origin line (tenant ids hold no
+    /// `/`), so a statement cannot pass for a checkpoint. `kind` is one of [`STATEMENT_KINDS`].
+    pub fn sign_statement(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        body: &[String],
+    ) -> Result<String, String> {
+        if !STATEMENT_KINDS.contains(&kind) {
+            return Err(format!("unknown statement kind {kind:?}"));
+        }
+        let mut text = format!("{}/{kind}\n", self.origin(tenant));
+        for line in body {
+            if line.is_empty() || line.contains('\n') {
+                return Err("statement lines must be non-empty single lines".into());
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        agentrail_note::Note::new(&text).map_err(|e| e.to_string())?;
+        let sig = self.inner.ctx.signer.sign(&text);
+        Ok(agentrail_note::Note {
+            text,
+            signatures: vec![sig],
+        }
+        .to_text())
     }
 
     /// RFC 6962 inclusion proof of leaf `seq` in the tree of `size` (O(log n) node reads).

@@ -1188,6 +1188,22 @@ impl Tenant {
         agentrail_merkle::root(&TreeFile(&tree), size).map_err(|e| self.tree_err(e))
     }
 
+    /// The compact range `[0, size)`: roots of its perfect subtrees, largest first.
+    pub fn frontier(&self, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let (_, _, tree, cur) = self.snapshot();
+        if size > cur {
+            return Err(ReadError::BadSizes {
+                tenant: self.id.to_string(),
+                from: size,
+                to: size,
+                size: cur,
+            });
+        }
+        agentrail_merkle::Frontier::from_reader(&TreeFile(&tree), size)
+            .map(|f| f.hashes())
+            .map_err(|e| self.tree_err(e))
+    }
+
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
         let (_, _, tree, cur) = self.snapshot();
         if size > cur || seq >= size {

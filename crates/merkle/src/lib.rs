@@ -343,6 +343,24 @@ impl Frontier {
         self.size
     }
 
+    /// The roots of the perfect subtrees, largest (leftmost) first: the compact range `[0, size)`.
+    pub fn hashes(&self) -> Vec<Hash> {
+        self.nodes.iter().map(|(_, h)| *h).collect()
+    }
+
+    /// The frontier of a tree of `size` leaves from [`Frontier::hashes`]; `None` when the number
+    /// of hashes is not the number of perfect subtrees of `size` (one per set bit).
+    pub fn from_hashes(size: u64, hashes: &[Hash]) -> Option<Frontier> {
+        if hashes.len() != size.count_ones() as usize {
+            return None;
+        }
+        let levels = (0..64u32).rev().filter(|l| size & (1u64 << l) != 0);
+        Some(Frontier {
+            size,
+            nodes: levels.zip(hashes.iter().copied()).collect(),
+        })
+    }
+
     /// Appends a leaf hash; calls `completed(level, index, hash)` for every perfect subtree it
     /// completes, the leaf itself (level 0) first.
     pub fn push(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {

@@ -1,0 +1,455 @@
+//! Writing an export: stream a seq range out of the ledger into bounded-size files, then the
+//! signed manifest. Memory stays bounded (events are read in chunks; a Parquet row group at a
+//! time). Idempotent: the first run records its plan (range and checkpoint) in `job.json`, a
+//! re-run after a crash follows the same plan and writes byte-identical files and manifest;
+//! `manifest.json` is written last, atomically, and is the commit point.
+
+use crate::manifest::{FORMAT, FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest};
+use agentrail_event::TenantId;
+use agentrail_event::hash::to_hex;
+use agentrail_ledger::{Ledger, StoredEvent};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Default size at which a data file is closed and the next one started.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
+const CHUNK: usize = 4096;
+const ROW_GROUP: usize = 16_384;
+const JOB_FILE: &str = "job.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Read(#[from] agentrail_ledger::ReadError),
+    #[error("{0}")]
+    Bad(String),
+    #[error("parquet: {0}")]
+    Parquet(String),
+    #[error("the export was cancelled; running it again finishes it")]
+    Cancelled,
+    #[error("{dir} holds an export of a different request ({reason}); use another directory")]
+    Mismatch { dir: PathBuf, reason: String },
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub tenant: TenantId,
+    pub selection: Selection,
+    pub format: FileFormat,
+    pub max_file_bytes: u64,
+}
+
+/// The plan of an export, fixed by the first run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Job {
+    tenant: String,
+    format: FileFormat,
+    selection: Selection,
+    first_seq: u64,
+    end_seq: u64,
+    checkpoint_size: u64,
+    checkpoint: String,
+    max_file_bytes: u64,
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
+    let path = path.to_path_buf();
+    move |source| ExportError::Io { op, path, source }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(bytes).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("rename", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ExportError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))
+}
+
+fn received_at(ev: &StoredEvent) -> Option<jiff::Timestamp> {
+    let v: serde_json::Value = serde_json::from_slice(&ev.bytes).ok()?;
+    v.get("received_at")?.as_str()?.parse().ok()
+}
+
+/// The first seq in `[0, size)` whose `received_at` is ≥ `t` (received_at never decreases).
+fn seq_at(
+    ledger: &Ledger,
+    tenant: &TenantId,
+    size: u64,
+    t: jiff::Timestamp,
+) -> Result<u64, ExportError> {
+    let (mut lo, mut hi) = (0u64, size);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let ev = ledger.read(tenant, mid)?;
+        let at = received_at(&ev)
+            .ok_or_else(|| ExportError::Bad(format!("seq {mid} has no received_at")))?;
+        if at < t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+fn plan(ledger: &Ledger, req: &ExportRequest) -> Result<Job, ExportError> {
+    let t = &req.tenant;
+    let cp = match ledger.latest_checkpoint(t)? {
+        Some(cp) if cp.size == ledger.size(t)? => cp,
+        _ => ledger
+            .checkpoint(t)
+            .map_err(|e| ExportError::Bad(format!("signing a checkpoint: {e}")))?,
+    };
+    let size = cp.size;
+    let parse = |name: &str, s: &Option<String>| -> Result<Option<jiff::Timestamp>, ExportError> {
+        s.as_deref()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    ExportError::Bad(format!("{name} {s:?} is not an RFC 3339 timestamp"))
+                })
+            })
+            .transpose()
+    };
+    let mut first = req.selection.from_seq.unwrap_or(0).min(size);
+    let mut end = req.selection.to_seq.unwrap_or(size).min(size);
+    if let Some(from) = parse("from", &req.selection.from)? {
+        first = first.max(seq_at(ledger, t, size, from)?);
+    }
+    if let Some(to) = parse("to", &req.selection.to)? {
+        end = end.min(seq_at(ledger, t, size, to)?);
+    }
+    let end = end.max(first);
+    Ok(Job {
+        tenant: t.to_string(),
+        format: req.format,
+        selection: req.selection.clone(),
+        first_seq: first,
+        end_seq: end,
+        checkpoint_size: size,
+        checkpoint: cp.text,
+        max_file_bytes: req.max_file_bytes.max(1),
+    })
+}
+
+/// One open data file.
+enum Sink {
+    Ndjson(BufWriter<File>),
+    Parquet(Box<parquet::arrow::ArrowWriter<File>>, Vec<StoredEvent>),
+}
+
+struct OpenFile {
+    name: String,
+    tmp: PathBuf,
+    first_seq: u64,
+    count: u64,
+    bytes: u64,
+    sink: Sink,
+}
+
+fn parquet_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("session_id", DataType::Utf8, true),
+        Field::new("agent_id", DataType::Utf8, true),
+        Field::new("subject_id", DataType::Utf8, true),
+        Field::new("occurred_at", DataType::Utf8, true),
+        Field::new("received_at", DataType::Utf8, false),
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("stored", DataType::Utf8, false),
+    ]))
+}
+
+fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
+    let mut cols: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(events.len()); 7];
+    let mut stored = Vec::with_capacity(events.len());
+    for ev in events {
+        let v: serde_json::Value = serde_json::from_slice(&ev.bytes)
+            .map_err(|e| ExportError::Bad(format!("seq {}: {e}", ev.seq)))?;
+        for (i, k) in [
+            "event_id",
+            "event_type",
+            "session_id",
+            "agent_id",
+            "subject_id",
+            "occurred_at",
+            "received_at",
+        ]
+        .iter()
+        .enumerate()
+        {
+            cols[i].push(v.get(*k).and_then(|x| x.as_str()).map(str::to_owned));
+        }
+        stored.push(
+            String::from_utf8(ev.bytes.clone())
+                .map_err(|_| ExportError::Bad(format!("seq {} is not UTF-8", ev.seq)))?,
+        );
+    }
+    let text = |c: &Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(c.clone())) };
+    let cols_out: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from(events.iter().map(|e| e.seq).collect::<Vec<_>>())),
+        text(&cols[0]),
+        text(&cols[1]),
+        text(&cols[2]),
+        text(&cols[3]),
+        text(&cols[4]),
+        text(&cols[5]),
+        text(&cols[6]),
+        Arc::new(StringArray::from(
+            events.iter().map(|e| to_hex(&e.hash)).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(stored)),
+    ];
+    RecordBatch::try_new(parquet_schema(), cols_out).map_err(|e| ExportError::Parquet(e.to_string()))
+}
+
+impl OpenFile {
+    fn create(dir: &Path, format: FileFormat, first_seq: u64) -> Result<OpenFile, ExportError> {
+        let name = format!("events-{first_seq:020}.{}", format.extension());
+        let tmp = dir.join(format!("{name}.part"));
+        let f = File::create(&tmp).map_err(io("create", &tmp))?;
+        let sink = match format {
+            FileFormat::Ndjson => Sink::Ndjson(BufWriter::with_capacity(1 << 20, f)),
+            FileFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROW_GROUP))
+                    .set_created_by("agentrail".into())
+                    .build();
+                let w = parquet::arrow::ArrowWriter::try_new(f, parquet_schema(), Some(props))
+                    .map_err(|e| ExportError::Parquet(e.to_string()))?;
+                Sink::Parquet(Box::new(w), Vec::new())
+            }
+        };
+        Ok(OpenFile {
+            name,
+            tmp,
+            first_seq,
+            count: 0,
+            bytes: 0,
+            sink,
+        })
+    }
+
+    fn push(&mut self, ev: StoredEvent) -> Result<(), ExportError> {
+        self.count += 1;
+        self.bytes += ev.bytes.len() as u64 + 1;
+        match &mut self.sink {
+            Sink::Ndjson(w) => {
+                w.write_all(&ev.bytes)
+                    .and_then(|()| w.write_all(b"\n"))
+                    .map_err(io("write", &self.tmp))?;
+            }
+            Sink::Parquet(w, pending) => {
+                pending.push(ev);
+                if pending.len() >= ROW_GROUP {
+                    let batch = record_batch(pending)?;
+                    pending.clear();
+                    w.write(&batch)
+                        .map_err(|e| ExportError::Parquet(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes, fsyncs, renames into place; returns the manifest entry.
+    fn finish(self, dir: &Path) -> Result<FileEntry, ExportError> {
+        let file = match self.sink {
+            Sink::Ndjson(w) => w
+                .into_inner()
+                .map_err(|e| ExportError::Io {
+                    op: "flush",
+                    path: self.tmp.clone(),
+                    source: e.into_error(),
+                })?,
+            Sink::Parquet(mut w, pending) => {
+                if !pending.is_empty() {
+                    let batch = record_batch(&pending)?;
+                    w.write(&batch)
+                        .map_err(|e| ExportError::Parquet(e.to_string()))?;
+                }
+                w.into_inner()
+                    .map_err(|e| ExportError::Parquet(e.to_string()))?
+            }
+        };
+        file.sync_all().map_err(io("sync", &self.tmp))?;
+        drop(file);
+        let path = dir.join(&self.name);
+        fs::rename(&self.tmp, &path).map_err(io("rename", &path))?;
+        let (sha, bytes) = file_sha256(&path)?;
+        Ok(FileEntry {
+            name: self.name,
+            first_seq: self.first_seq,
+            count: self.count,
+            bytes,
+            sha256: sha,
+        })
+    }
+}
+
+/// Hex SHA-256 and length of a file, streamed.
+pub fn file_sha256(path: &Path) -> Result<(String, u64), ExportError> {
+    let mut f = File::open(path).map_err(io("open", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = std::io::Read::read(&mut f, &mut buf).map_err(io("read", path))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Writes (or finishes, after a crash or a cancel) an export into `dir`. `progress(done, total)`
+/// is called as events are written; returning `false` cancels.
+pub fn export(
+    ledger: &Ledger,
+    req: &ExportRequest,
+    dir: &Path,
+    mut progress: impl FnMut(u64, u64) -> bool,
+) -> Result<SignedManifest, ExportError> {
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let job_path = dir.join(JOB_FILE);
+    let job: Job = match fs::read(&job_path) {
+        Ok(b) => {
+            let job: Job = serde_json::from_slice(&b)
+                .map_err(|e| ExportError::Bad(format!("{}: {e}", job_path.display())))?;
+            if job.tenant != req.tenant.as_str()
+                || job.format != req.format
+                || job.selection != req.selection
+            {
+                return Err(ExportError::Mismatch {
+                    dir: dir.to_path_buf(),
+                    reason: "tenant, format or selection differ".into(),
+                });
+            }
+            job
+        }
+        Err(_) if manifest_path.exists() => {
+            let b = fs::read(&manifest_path).map_err(io("read", &manifest_path))?;
+            let m: SignedManifest = serde_json::from_slice(&b)
+                .map_err(|e| ExportError::Bad(format!("{}: {e}", manifest_path.display())))?;
+            if m.manifest.tenant != req.tenant.as_str()
+                || m.manifest.file_format != req.format
+                || m.manifest.selection != req.selection
+            {
+                return Err(ExportError::Mismatch {
+                    dir: dir.to_path_buf(),
+                    reason: "tenant, format or selection differ".into(),
+                });
+            }
+            return Ok(m); // already complete
+        }
+        Err(_) => {
+            let job = plan(ledger, req)?;
+            let b = serde_json::to_vec_pretty(&job).map_err(|e| ExportError::Bad(e.to_string()))?;
+            write_atomic(&job_path, &b)?;
+            job
+        }
+    };
+    let t = &req.tenant;
+    let total = job.end_seq - job.first_seq;
+    let mut files = Vec::new();
+    let mut open: Option<OpenFile> = None;
+    let mut seq = job.first_seq;
+    if !progress(0, total) {
+        return Err(ExportError::Cancelled);
+    }
+    while seq < job.end_seq {
+        let want = ((job.end_seq - seq) as usize).min(CHUNK);
+        let chunk = ledger.read_range(t, seq, want)?;
+        if chunk.is_empty() {
+            return Err(ExportError::Bad(format!("the ledger ended at seq {seq}")));
+        }
+        for ev in chunk {
+            if open.as_ref().is_some_and(|f| f.bytes >= job.max_file_bytes) {
+                if let Some(f) = open.take() {
+                    files.push(f.finish(dir)?);
+                }
+            }
+            if open.is_none() {
+                open = Some(OpenFile::create(dir, job.format, ev.seq)?);
+            }
+            if let Some(f) = open.as_mut() {
+                f.push(ev)?;
+            }
+            seq += 1;
+        }
+        if !progress(seq - job.first_seq, total) {
+            return Err(ExportError::Cancelled);
+        }
+    }
+    if let Some(f) = open.take() {
+        files.push(f.finish(dir)?);
+    }
+    let prev_hash = if job.first_seq > 0 {
+        Some(to_hex(&ledger.read(t, job.first_seq - 1)?.hash))
+    } else {
+        None
+    };
+    let frontier = ledger.frontier(t, job.first_seq)?.iter().map(to_hex).collect();
+    let consistency = if job.end_seq > 0 && job.end_seq < job.checkpoint_size {
+        ledger
+            .consistency_proof(t, job.end_seq, job.checkpoint_size)?
+            .iter()
+            .map(to_hex)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        tenant: job.tenant.clone(),
+        origin: ledger.origin(t),
+        file_format: job.format,
+        selection: job.selection.clone(),
+        first_seq: job.first_seq,
+        end_seq: job.end_seq,
+        count: total,
+        prev_hash,
+        files,
+        frontier,
+        checkpoint: job.checkpoint.clone(),
+        consistency,
+    };
+    let statement = manifest.statement().map_err(ExportError::Bad)?;
+    let signature = ledger
+        .sign_statement(t, "export", &[statement])
+        .map_err(ExportError::Bad)?;
+    let signed = SignedManifest {
+        manifest,
+        signature,
+    };
+    let bytes = serde_json::to_vec_pretty(&signed).map_err(|e| ExportError::Bad(e.to_string()))?;
+    write_atomic(&manifest_path, &bytes)?;
+    fs::remove_file(&job_path).map_err(io("remove", &job_path))?;
+    sync_dir(dir)?;
+    Ok(signed)
+}
