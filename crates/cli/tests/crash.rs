@@ -118,7 +118,10 @@ fn acknowledged_events_survive_sigkill() {
         let ledger = Ledger::open(cfg).unwrap();
         if !ledger.exists(&tenant) {
             // Killed before it created the tenant (a loaded machine): nothing was acknowledged.
-            assert!(acknowledged.is_empty(), "iteration {it}: the tenant vanished");
+            assert!(
+                acknowledged.is_empty(),
+                "iteration {it}: the tenant vanished"
+            );
             continue;
         }
         let size = ledger.size(&tenant).unwrap();

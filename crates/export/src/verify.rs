@@ -47,13 +47,19 @@ pub enum VerifyExportError {
         reason: String,
     },
     #[error("the events are not the leaves {first}..{end} of the signed tree: {reason}")]
-    Tree { first: u64, end: u64, reason: String },
+    Tree {
+        first: u64,
+        end: u64,
+        reason: String,
+    },
 }
 
 fn hashes(v: &[String], what: &str) -> Result<Vec<Hash>, VerifyExportError> {
     v.iter()
         .map(|h| {
-            from_hex(h).ok_or_else(|| VerifyExportError::Manifest(format!("{what}: {h:?} is not a hex SHA-256")))
+            from_hex(h).ok_or_else(|| {
+                VerifyExportError::Manifest(format!("{what}: {h:?} is not a hex SHA-256"))
+            })
         })
         .collect()
 }
@@ -87,7 +93,10 @@ impl Walk {
         if v.get("tenant_id").and_then(Value::as_str) != Some(self.tenant.as_str()) {
             return Err(bad(format!("tenant_id is not {:?}", self.tenant)));
         }
-        let prev = v.get("prev_hash").and_then(Value::as_str).map(str::to_owned);
+        let prev = v
+            .get("prev_hash")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if prev != self.prev {
             return Err(bad(format!(
                 "prev_hash {prev:?} is not the previous event's hash {:?}: the chain is broken",
@@ -105,12 +114,16 @@ impl Walk {
 /// Verifies the export in `dir` with the tenant's verifier key.
 pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyExportError> {
     let path = dir.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| VerifyExportError::Manifest(format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| VerifyExportError::Manifest(format!("cannot read: {e}")))?;
     let signed: SignedManifest = serde_json::from_slice(&bytes)
         .map_err(|e| VerifyExportError::Manifest(format!("not a manifest: {e}")))?;
     let m: &Manifest = &signed.manifest;
     if m.format != FORMAT {
-        return Err(VerifyExportError::Manifest(format!("unknown format {:?}", m.format)));
+        return Err(VerifyExportError::Manifest(format!(
+            "unknown format {:?}",
+            m.format
+        )));
     }
     // 1. The signature commits to every field of the manifest.
     let (note, _) = agentrail_note::open(signed.signature.as_bytes(), &[key])
@@ -142,7 +155,10 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
     }
     let frontier = hashes(&m.frontier, "frontier")?;
     let frontier = Frontier::from_hashes(m.first_seq, &frontier).ok_or_else(|| {
-        VerifyExportError::Manifest(format!("frontier does not have one hash per perfect subtree of {}", m.first_seq))
+        VerifyExportError::Manifest(format!(
+            "frontier does not have one hash per perfect subtree of {}",
+            m.first_seq
+        ))
     })?;
     let mut walk = Walk {
         seq: m.first_seq,
@@ -155,9 +171,15 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
     for f in &m.files {
         let fp = dir.join(&f.name);
         if f.name.contains('/') || f.name.contains("..") {
-            return Err(VerifyExportError::File { file: f.name.clone(), reason: "not a plain file name".into() });
+            return Err(VerifyExportError::File {
+                file: f.name.clone(),
+                reason: "not a plain file name".into(),
+            });
         }
-        let ferr = |reason: String| VerifyExportError::File { file: f.name.clone(), reason };
+        let ferr = |reason: String| VerifyExportError::File {
+            file: f.name.clone(),
+            reason,
+        };
         let (sha, len) = file_sha256(&fp).map_err(|e| ferr(e.to_string()))?;
         if sha != f.sha256 || len != f.bytes {
             return Err(ferr(format!(
@@ -166,7 +188,10 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
             )));
         }
         if walk.seq != f.first_seq {
-            return Err(ferr(format!("starts at seq {} but the previous file ended at {}", f.first_seq, walk.seq)));
+            return Err(ferr(format!(
+                "starts at seq {} but the previous file ended at {}",
+                f.first_seq, walk.seq
+            )));
         }
         let before = walk.seq;
         match m.file_format {
@@ -180,9 +205,10 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
             }
             FileFormat::Parquet => {
                 let file = std::fs::File::open(&fp).map_err(|e| ferr(e.to_string()))?;
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.with_batch_size(8192).build())
-                    .map_err(|e| ferr(format!("not a readable Parquet file: {e}")))?;
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .and_then(|b| b.with_batch_size(8192).build())
+                        .map_err(|e| ferr(format!("not a readable Parquet file: {e}")))?;
                 let mut row = 0u64;
                 for batch in reader {
                     let batch = batch.map_err(|e| ferr(format!("Parquet: {e}")))?;
@@ -210,7 +236,11 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
             }
         }
         if walk.seq - before != f.count {
-            return Err(ferr(format!("holds {} events, the manifest says {}", walk.seq - before, f.count)));
+            return Err(ferr(format!(
+                "holds {} events, the manifest says {}",
+                walk.seq - before,
+                f.count
+            )));
         }
         total += len;
     }
@@ -223,15 +253,26 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
     }
     // 4. The leaves are those of the signed tree.
     let root = walk.frontier.root();
-    let tree = |reason: String| VerifyExportError::Tree { first: m.first_seq, end: m.end_seq, reason };
+    let tree = |reason: String| VerifyExportError::Tree {
+        first: m.first_seq,
+        end: m.end_seq,
+        reason,
+    };
     if m.end_seq == cp.size {
         if root != cp.root {
-            return Err(tree("the recomputed root is not the checkpoint's root".into()));
+            return Err(tree(
+                "the recomputed root is not the checkpoint's root".into(),
+            ));
         }
     } else if m.end_seq > 0 {
         let proof = hashes(&m.consistency, "consistency")?;
-        agentrail_merkle::verify_consistency(m.end_seq, cp.size, &root, &cp.root, &proof)
-            .map_err(|e| tree(format!("the consistency proof to the checkpoint fails: {e}")))?;
+        agentrail_merkle::verify_consistency(m.end_seq, cp.size, &root, &cp.root, &proof).map_err(
+            |e| {
+                tree(format!(
+                    "the consistency proof to the checkpoint fails: {e}"
+                ))
+            },
+        )?;
     }
     Ok(ExportReport {
         tenant: m.tenant.clone(),

@@ -4,7 +4,9 @@
 //! re-run after a crash follows the same plan and writes byte-identical files and manifest;
 //! `manifest.json` is written last, atomically, and is the commit point.
 
-use crate::manifest::{FORMAT, FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest};
+use crate::manifest::{
+    FORMAT, FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest,
+};
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::{Ledger, StoredEvent};
@@ -182,7 +184,8 @@ fn parquet_schema() -> Arc<Schema> {
 }
 
 fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
-    let mut cols: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(events.len()); 7];
+    let mut cols: Vec<Vec<Option<String>>> =
+        (0..7).map(|_| Vec::with_capacity(events.len())).collect();
     let mut stored = Vec::with_capacity(events.len());
     for ev in events {
         let v: serde_json::Value = serde_json::from_slice(&ev.bytes)
@@ -208,7 +211,9 @@ fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
     }
     let text = |c: &Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(c.clone())) };
     let cols_out: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from(events.iter().map(|e| e.seq).collect::<Vec<_>>())),
+        Arc::new(UInt64Array::from(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        )),
         text(&cols[0]),
         text(&cols[1]),
         text(&cols[2]),
@@ -221,7 +226,8 @@ fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
         )),
         Arc::new(StringArray::from(stored)),
     ];
-    RecordBatch::try_new(parquet_schema(), cols_out).map_err(|e| ExportError::Parquet(e.to_string()))
+    RecordBatch::try_new(parquet_schema(), cols_out)
+        .map_err(|e| ExportError::Parquet(e.to_string()))
 }
 
 impl OpenFile {
@@ -277,13 +283,11 @@ impl OpenFile {
     /// Flushes, fsyncs, renames into place; returns the manifest entry.
     fn finish(self, dir: &Path) -> Result<FileEntry, ExportError> {
         let file = match self.sink {
-            Sink::Ndjson(w) => w
-                .into_inner()
-                .map_err(|e| ExportError::Io {
-                    op: "flush",
-                    path: self.tmp.clone(),
-                    source: e.into_error(),
-                })?,
+            Sink::Ndjson(w) => w.into_inner().map_err(|e| ExportError::Io {
+                op: "flush",
+                path: self.tmp.clone(),
+                source: e.into_error(),
+            })?,
             Sink::Parquet(mut w, pending) => {
                 if !pending.is_empty() {
                     let batch = record_batch(&pending)?;
@@ -389,10 +393,10 @@ pub fn export(
             return Err(ExportError::Bad(format!("the ledger ended at seq {seq}")));
         }
         for ev in chunk {
-            if open.as_ref().is_some_and(|f| f.bytes >= job.max_file_bytes) {
-                if let Some(f) = open.take() {
-                    files.push(f.finish(dir)?);
-                }
+            if open.as_ref().is_some_and(|f| f.bytes >= job.max_file_bytes)
+                && let Some(f) = open.take()
+            {
+                files.push(f.finish(dir)?);
             }
             if open.is_none() {
                 open = Some(OpenFile::create(dir, job.format, ev.seq)?);
@@ -414,7 +418,11 @@ pub fn export(
     } else {
         None
     };
-    let frontier = ledger.frontier(t, job.first_seq)?.iter().map(to_hex).collect();
+    let frontier = ledger
+        .frontier(t, job.first_seq)?
+        .iter()
+        .map(to_hex)
+        .collect();
     let consistency = if job.end_seq > 0 && job.end_seq < job.checkpoint_size {
         ledger
             .consistency_proof(t, job.end_seq, job.checkpoint_size)?

@@ -47,7 +47,13 @@ fn data_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("events-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("events-")
+        })
         .collect();
     v.sort();
     v
@@ -63,20 +69,57 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
         ..Selection::default()
     };
     let nd = tmp.path().join("nd");
-    let m = export(&ledger, &req("acme", FileFormat::Ndjson, sel.clone()), &nd, |_, _| true).unwrap();
-    assert_eq!((m.manifest.first_seq, m.manifest.end_seq, m.manifest.count), (700, 2900, 2200));
-    assert!(m.manifest.files.len() > 3, "files are split at the size bound");
+    let m = export(
+        &ledger,
+        &req("acme", FileFormat::Ndjson, sel.clone()),
+        &nd,
+        |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(
+        (m.manifest.first_seq, m.manifest.end_seq, m.manifest.count),
+        (700, 2900, 2200)
+    );
+    assert!(
+        m.manifest.files.len() > 3,
+        "files are split at the size bound"
+    );
     let r = check(&nd, &ledger).unwrap();
     assert_eq!(r.events, 2200);
     let pq = tmp.path().join("pq");
-    export(&ledger, &req("acme", FileFormat::Parquet, sel.clone()), &pq, |_, _| true).unwrap();
+    export(
+        &ledger,
+        &req("acme", FileFormat::Parquet, sel.clone()),
+        &pq,
+        |_, _| true,
+    )
+    .unwrap();
     check(&pq, &ledger).unwrap();
     // The whole tenant, from 0 to the head (the checkpoint's size itself).
     let all = tmp.path().join("all");
-    export(&ledger, &req("acme", FileFormat::Ndjson, Selection::default()), &all, |_, _| true).unwrap();
+    export(
+        &ledger,
+        &req("acme", FileFormat::Ndjson, Selection::default()),
+        &all,
+        |_, _| true,
+    )
+    .unwrap();
     assert_eq!(check(&all, &ledger).unwrap().events, 3000);
     let other = tmp.path().join("other");
-    export(&ledger, &req("other", FileFormat::Ndjson, Selection { from_seq: Some(700), ..Selection::default() }), &other, |_, _| true).unwrap();
+    export(
+        &ledger,
+        &req(
+            "other",
+            FileFormat::Ndjson,
+            Selection {
+                from_seq: Some(700),
+                ..Selection::default()
+            },
+        ),
+        &other,
+        |_, _| true,
+    )
+    .unwrap();
 
     let tamper = |name: &str, src: &Path, f: &dyn Fn(&Path), expect: &str| {
         let d = tmp.path().join(format!("t-{name}"));
@@ -86,42 +129,83 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
         assert!(e.contains(expect), "{name}: {e}");
     };
     let first = |d: &Path| data_files(d)[1].clone();
-    tamper("flip", &nd, &|d| {
-        let p = first(d);
-        let mut b = std::fs::read(&p).unwrap();
-        b[100] ^= 1;
-        std::fs::write(&p, b).unwrap();
-    }, "the file was changed");
-    tamper("drop-line", &nd, &|d| {
-        let p = first(d);
-        let t = std::fs::read_to_string(&p).unwrap();
-        let kept: String = t.lines().skip(1).map(|l| format!("{l}\n")).collect();
-        std::fs::write(&p, kept).unwrap();
-    }, "the file was changed");
-    tamper("reorder", &nd, &|d| {
-        let p = first(d);
-        let t = std::fs::read_to_string(&p).unwrap();
-        let mut lines: Vec<&str> = t.lines().collect();
-        lines.swap(3, 4);
-        std::fs::write(&p, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
-    }, "the file was changed");
-    tamper("edit-manifest", &nd, &|d| {
-        let p = d.join("manifest.json");
-        let t = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(&p, t.replacen("\"count\": 2200", "\"count\": 2199", 1)).unwrap();
-    }, "signed statement does not match");
-    tamper("other-tenant-file", &nd, &|d| {
-        let theirs = data_files(&other)[0].clone();
-        std::fs::copy(&theirs, d.join(theirs.file_name().unwrap())).unwrap();
-    }, "the file was changed");
-    tamper("truncate-parquet", &pq, &|d| {
-        let p = first(d);
-        let b = std::fs::read(&p).unwrap();
-        std::fs::write(&p, &b[..b.len() / 2]).unwrap();
-    }, "the file was changed");
-    tamper("missing-file", &nd, &|d| std::fs::remove_file(first(d)).unwrap(), "events-");
+    tamper(
+        "flip",
+        &nd,
+        &|d| {
+            let p = first(d);
+            let mut b = std::fs::read(&p).unwrap();
+            b[100] ^= 1;
+            std::fs::write(&p, b).unwrap();
+        },
+        "the file was changed",
+    );
+    tamper(
+        "drop-line",
+        &nd,
+        &|d| {
+            let p = first(d);
+            let t = std::fs::read_to_string(&p).unwrap();
+            let kept: String = t.lines().skip(1).map(|l| format!("{l}\n")).collect();
+            std::fs::write(&p, kept).unwrap();
+        },
+        "the file was changed",
+    );
+    tamper(
+        "reorder",
+        &nd,
+        &|d| {
+            let p = first(d);
+            let t = std::fs::read_to_string(&p).unwrap();
+            let mut lines: Vec<&str> = t.lines().collect();
+            lines.swap(3, 4);
+            std::fs::write(
+                &p,
+                lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+            )
+            .unwrap();
+        },
+        "the file was changed",
+    );
+    tamper(
+        "edit-manifest",
+        &nd,
+        &|d| {
+            let p = d.join("manifest.json");
+            let t = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(&p, t.replacen("\"count\": 2200", "\"count\": 2199", 1)).unwrap();
+        },
+        "signed statement does not match",
+    );
+    tamper(
+        "other-tenant-file",
+        &nd,
+        &|d| {
+            let theirs = data_files(&other)[0].clone();
+            std::fs::copy(&theirs, d.join(theirs.file_name().unwrap())).unwrap();
+        },
+        "the file was changed",
+    );
+    tamper(
+        "truncate-parquet",
+        &pq,
+        &|d| {
+            let p = first(d);
+            let b = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+        },
+        "the file was changed",
+    );
+    tamper(
+        "missing-file",
+        &nd,
+        &|d| std::fs::remove_file(first(d)).unwrap(),
+        "events-",
+    );
     // A wrong key: nothing verifies.
-    let wrong = agentrail_note::Signer::from_seed(&ledger.verifier().name().to_owned(), [9; 32]).unwrap().verifier();
+    let wrong = agentrail_note::Signer::from_seed(ledger.verifier().name(), [9; 32])
+        .unwrap()
+        .verifier();
     let e = verify_export(&nd, &wrong).unwrap_err();
     assert!(matches!(e, VerifyExportError::Signature(_)), "{e}");
 
@@ -132,20 +216,29 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
         let t = std::fs::read_to_string(&p).unwrap();
         let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
         edit(&mut lines);
-        std::fs::write(&p, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(
+            &p,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
         let mpath = d.join("manifest.json");
-        let mut m: SignedManifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        let mut m: SignedManifest =
+            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
         let (sha, len) = agentrail_export::file_sha256(&p).unwrap();
         m.manifest.files[0].sha256 = sha;
         m.manifest.files[0].bytes = len;
         let tenant = TenantId::parse(&m.manifest.tenant).unwrap();
-        m.signature = ledger.sign_statement(&tenant, "export", &[m.manifest.statement().unwrap()]).unwrap();
+        m.signature = ledger
+            .sign_statement(&tenant, "export", &[m.manifest.statement().unwrap()])
+            .unwrap();
         std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
         check(d, &ledger).unwrap_err()
     };
     let d = tmp.path().join("deep-edit");
     copy_dir(&nd, &d);
-    let e = resign(&d, &|l| l[5] = l[5].replacen("\"agent_id\":\"", "\"agent_id\":\"x", 1));
+    let e = resign(&d, &|l| {
+        l[5] = l[5].replacen("\"agent_id\":\"", "\"agent_id\":\"x", 1)
+    });
     assert!(e.contains("chain is broken") || e.contains("root"), "{e}");
     let d = tmp.path().join("deep-swap");
     copy_dir(&nd, &d);
@@ -158,7 +251,10 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
         let n = l.len() - 1;
         l[n] = l[n].replacen("\"agent_id\":\"", "\"agent_id\":\"x", 1);
     });
-    assert!(e.contains("chain is broken") || e.contains("consistency proof") || e.contains("root"), "{e}");
+    assert!(
+        e.contains("chain is broken") || e.contains("consistency proof") || e.contains("root"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -191,13 +287,20 @@ fn a_rerun_after_a_crash_writes_the_same_files_and_manifest() {
     // The re-run follows its recorded plan: byte-identical to the reference.
     export(&ledger, &r, &crashed, |_, _| true).unwrap();
     let names = |d: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         v.sort();
         v
     };
     assert_eq!(names(&crashed), names(&reference));
     for n in names(&reference) {
-        assert_eq!(std::fs::read(crashed.join(&n)).unwrap(), std::fs::read(reference.join(&n)).unwrap(), "{n}");
+        assert_eq!(
+            std::fs::read(crashed.join(&n)).unwrap(),
+            std::fs::read(reference.join(&n)).unwrap(),
+            "{n}"
+        );
     }
     check(&crashed, &ledger).unwrap();
 }

@@ -37,7 +37,8 @@ pub use chainlog::{ChainLog, ChainLogError, ChainRecord, scan_chain_log};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
 pub use ledger::{
-    Config, DEFAULT_ORIGIN_PREFIX, DEFAULT_SEGMENT_SIZE, Ledger, STATEMENT_KINDS, list_tenants, read_verifier,
+    Config, DEFAULT_ORIGIN_PREFIX, DEFAULT_SEGMENT_SIZE, Ledger, STATEMENT_KINDS, list_tenants,
+    read_verifier,
 };
 pub use tenant::{Receipt, SignedCheckpoint, StoredEvent};
 pub use verify::{TenantReport, verify_tenant};

@@ -29,6 +29,7 @@ use utoipa_axum::routes;
         (name = "queries", description = "the auditor's questions"),
         (name = "proofs", description = "checkpoints and Merkle proofs"),
         (name = "admin", description = "tenants, keys, access log"),
+        (name = "exports", description = "signed exports an auditor verifies offline"),
         (name = "ops", description = "health and metrics")
     )
 )]
@@ -55,6 +56,9 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(inclusion))
         .routes(routes!(consistency))
         .routes(routes!(access_log))
+        .routes(routes!(create_export))
+        .routes(routes!(get_export))
+        .routes(routes!(export_file))
 }
 
 fn with_security(mut api: OpenApi) -> OpenApi {

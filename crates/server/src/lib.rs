@@ -21,6 +21,7 @@
 pub mod access;
 pub mod app;
 pub mod error;
+pub mod exports;
 pub mod indexer;
 pub mod keys;
 pub mod metrics;

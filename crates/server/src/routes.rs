@@ -1599,3 +1599,167 @@ pub async fn access_log(
     })
     .await
 }
+
+// ---- exports ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExport {
+    /// `ndjson` (default) or `parquet`.
+    #[serde(default)]
+    pub format: Option<String>,
+    pub from_seq: Option<u64>,
+    /// Exclusive.
+    pub to_seq: Option<u64>,
+    /// RFC 3339 on `received_at`, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339 on `received_at`, exclusive.
+    pub to: Option<String>,
+    /// A named destination: exports only what it has not received (the range is ignored).
+    pub destination: Option<String>,
+    /// Data files are closed at this size (default 256 MiB).
+    pub max_file_bytes: Option<u64>,
+}
+
+fn new_export_id() -> Result<String, ApiError> {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(e.to_string()))?;
+    let ms = jiff::Timestamp::now().as_millisecond();
+    Ok(format!("exp-{ms}-{}", hex::encode(b)))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/exports", tag = "exports",
+    params(("tenant" = String, Path)),
+    request_body = CreateExport,
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 202, description = "the export runs in the background", body = crate::exports::ExportStatus),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_export(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<crate::exports::ExportStatus>), ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::Export])?;
+    let req: CreateExport = if body.is_empty() {
+        json_body(b"{}")?
+    } else {
+        json_body(&body)?
+    };
+    let format = match req.format.as_deref() {
+        None => agentrail_export::FileFormat::Ndjson,
+        Some(f) => agentrail_export::FileFormat::parse(f)
+            .ok_or_else(|| ApiError::bad_request(format!("format {f:?}: use ndjson or parquet")))?,
+    };
+    for (name, v) in [("from", &req.from), ("to", &req.to)] {
+        if let Some(v) = v
+            && v.parse::<jiff::Timestamp>().is_err()
+        {
+            return Err(ApiError::bad_request(format!(
+                "{name} {v:?} is not an RFC 3339 timestamp"
+            )));
+        }
+    }
+    if let Some(d) = &req.destination
+        && !crate::exports::valid_name(d)
+    {
+        return Err(ApiError::bad_request(
+            "destination must be 1-64 of [a-z0-9_-]",
+        ));
+    }
+    let job = crate::exports::JobRequest {
+        format,
+        selection: agentrail_export::Selection {
+            from_seq: req.from_seq,
+            to_seq: req.to_seq,
+            from: req.from,
+            to: req.to,
+        },
+        max_file_bytes: req
+            .max_file_bytes
+            .unwrap_or(agentrail_export::DEFAULT_MAX_FILE_BYTES)
+            .max(4096),
+        destination: req.destination,
+    };
+    let params = serde_json::to_value(&job).unwrap_or(Value::Null);
+    let id = new_export_id()?;
+    blocking(move || {
+        let id = s.exports.start(s.ledger.clone(), &tenant, job, id)?;
+        record(
+            &s,
+            &caller,
+            &tenant,
+            "POST /v1/tenants/{tenant}/exports",
+            with(params, "export_id", id.clone()),
+            0,
+        )?;
+        Ok((StatusCode::ACCEPTED, Json(s.exports.status(&tenant, &id)?)))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/exports/{export_id}", tag = "exports",
+    params(("tenant" = String, Path), ("export_id" = String, Path)),
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 200, description = "progress, and the files and manifest once done", body = crate::exports::ExportStatus),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_export(
+    State(s): S,
+    Caller(caller): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Json<crate::exports::ExportStatus>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::Export])?;
+    blocking(move || Ok(Json(s.exports.status(&tenant, &id)?))).await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/exports/{export_id}/files/{name}", tag = "exports",
+    params(("tenant" = String, Path), ("export_id" = String, Path), ("name" = String, Path)),
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 200, description = "the file's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn export_file(
+    State(s): S,
+    Caller(caller): Caller,
+    Path((t, id, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::Export])?;
+    let st = s.clone();
+    let path = {
+        let (tenant, id, name) = (tenant.clone(), id.clone(), name.clone());
+        blocking(move || {
+            let path = st.exports.file(&tenant, &id, &name)?;
+            let n = st
+                .exports
+                .status(&tenant, &id)?
+                .manifest
+                .and_then(|m| {
+                    m["manifest"]["files"]
+                        .as_array()?
+                        .iter()
+                        .find(|f| f["name"] == name.as_str())
+                        .and_then(|f| f["count"].as_u64())
+                })
+                .unwrap_or(0);
+            record(
+                &st,
+                &caller,
+                &tenant,
+                "GET /v1/tenants/{tenant}/exports/{export_id}/files/{name}",
+                json!({"export_id": id, "name": name}),
+                n,
+            )?;
+            Ok(path)
+        })
+        .await?
+    };
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}

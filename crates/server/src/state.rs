@@ -79,6 +79,7 @@ pub struct AppState {
     pub keys: KeyStore,
     pub indexer: Indexer,
     pub access: AccessLogs,
+    pub exports: crate::exports::Exports,
     pub metrics: Metrics,
     pub append_slots: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
@@ -139,6 +140,7 @@ impl AppState {
         let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes);
         let state = AppState {
             access: AccessLogs::new(&cfg.data_dir),
+            exports: crate::exports::Exports::new(&cfg.data_dir),
             append_slots: Arc::new(Semaphore::new(cfg.max_inflight_appends.max(1))),
             metrics: Metrics::default(),
             cfg,
@@ -149,8 +151,10 @@ impl AppState {
             admin: Mutex::new(()),
             unsigned_since: Mutex::new(HashMap::new()),
         };
+        let state = Arc::new(state);
+        state.exports.resume_interrupted(state.ledger.clone());
         Ok(Opened {
-            state: Arc::new(state),
+            state,
             new_root_key,
             root_key_file,
         })
@@ -236,6 +240,7 @@ impl AppState {
 
     /// Clean shutdown: stop indexing, sign final checkpoints.
     pub fn shutdown(&self) {
+        self.exports.stop();
         self.indexer.stop();
         if let Err(e) = self.ledger.close() {
             tracing::error!(error = %e, "closing the ledger");
