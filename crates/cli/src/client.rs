@@ -225,6 +225,13 @@ impl Progress {
         }
     }
 
+    /// Sets the absolute position (and the total, which a server may learn late).
+    pub fn set(&mut self, done: u64, total: u64) {
+        self.total = total;
+        self.done = 0;
+        self.add(done);
+    }
+
     pub fn add(&mut self, n: u64) {
         self.done += n;
         if self.tty {

@@ -161,6 +161,41 @@ enum Command {
         #[command(subcommand)]
         query: commands::remote::Query,
     },
+    /// Export a tenant's events (a seq or time range) from a running server as NDJSON or Parquet
+    /// with a signed manifest, and download the files (export key).
+    Export {
+        #[arg(long, env = "AGENTRAIL_TENANT")]
+        tenant: String,
+        /// RFC 3339 on received_at, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 on received_at, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Exclusive.
+        #[arg(long)]
+        to_seq: Option<u64>,
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "parquet"])]
+        format: String,
+        /// A named destination: export only what it has not received yet.
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// Verify an export directory offline (no server, no data directory): the manifest's
+    /// signature, every file's SHA-256, every event's hash, the chain, and that the events are the
+    /// leaves of the signed tree. Exits 1 naming what failed.
+    VerifyExport {
+        dir: PathBuf,
+        /// The tenant's verifier key (GET /v1/tenants/{t}/verifier-key).
+        #[arg(long)]
+        key: String,
+    },
     /// Drive a running server with a realistic multi-tenant agent workload, then print example
     /// queries and their answers (needs the root key).
     Demo {
@@ -287,6 +322,30 @@ fn main() -> ExitCode {
             remote,
             query,
         } => commands::remote::query(&remote, &tenant, query, json, limit),
+        Command::Export {
+            tenant,
+            from,
+            to,
+            from_seq,
+            to_seq,
+            format,
+            destination,
+            out,
+            remote,
+        } => commands::export::export(
+            &remote,
+            commands::export::ExportArgs {
+                tenant: &tenant,
+                from,
+                to,
+                from_seq,
+                to_seq,
+                format: &format,
+                destination,
+                out: &out,
+            },
+        ),
+        Command::VerifyExport { dir, key } => commands::export::verify_export(&dir, &key),
         Command::Demo {
             remote,
             tenants,

@@ -215,3 +215,159 @@ fn administer_ingest_and_query() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("403"));
 }
+
+#[test]
+fn export_download_and_verify_offline_then_incrementally() {
+    let s = serve();
+    assert!(
+        run(&s, &s.root, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    let w = created_key(&run(
+        &s,
+        &s.root,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "events:write",
+        ],
+    ));
+    let x = created_key(&run(
+        &s,
+        &s.root,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "export,verify",
+        ],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let all: Vec<serde_json::Value> = agentrail_testkit::Generator::new(2, "acme", 4)
+        .take(1500)
+        .collect();
+    let write = |evs: &[serde_json::Value]| {
+        let text: String = evs.iter().map(|e| format!("{e}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+    };
+    write(&all[..1000]);
+    assert!(
+        run(
+            &s,
+            &w,
+            &["ingest", "--tenant", "acme", file.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    let key = {
+        let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+        agent
+            .get(format!("{}/v1/tenants/acme/verifier-key", s.url))
+            .header("Authorization", format!("Bearer {x}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    for format in ["ndjson", "parquet"] {
+        let out = dir.path().join(format!("export-{format}"));
+        let o = run(
+            &s,
+            &x,
+            &[
+                "export",
+                "--tenant",
+                "acme",
+                "--format",
+                format,
+                "--from-seq",
+                "100",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v = Command::new(env!("CARGO_BIN_EXE_agentrail"))
+            .args(["verify-export", out.to_str().unwrap(), "--key", &key])
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+        assert!(String::from_utf8_lossy(&v.stdout).contains("900 events"));
+        // Tampered: exit 1 and the file is named.
+        let data = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("events-"))
+            .unwrap();
+        let mut b = std::fs::read(&data).unwrap();
+        b[10] ^= 0x20;
+        std::fs::write(&data, b).unwrap();
+        let v = Command::new(env!("CARGO_BIN_EXE_agentrail"))
+            .args(["verify-export", out.to_str().unwrap(), "--key", &key])
+            .output()
+            .unwrap();
+        assert_eq!(v.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&v.stdout).contains("events-"));
+    }
+    // A named destination: the first run takes everything, the second only what is new.
+    let d1 = dir.path().join("d1");
+    let o = run(
+        &s,
+        &x,
+        &[
+            "export",
+            "--tenant",
+            "acme",
+            "--destination",
+            "siem",
+            "--out",
+            d1.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1000 events (seq 0..1000)"));
+    write(&all[1000..]);
+    assert!(
+        run(
+            &s,
+            &w,
+            &["ingest", "--tenant", "acme", file.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    let d2 = dir.path().join("d2");
+    let o = run(
+        &s,
+        &x,
+        &[
+            "export",
+            "--tenant",
+            "acme",
+            "--destination",
+            "siem",
+            "--out",
+            d2.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("500 events (seq 1000..1500)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_agentrail"))
+        .args(["verify-export", d2.to_str().unwrap(), "--key", &key])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}

@@ -1,5 +1,6 @@
 pub mod canonicalize;
 pub mod demo;
+pub mod export;
 pub mod hash;
 pub mod ingest;
 pub mod prove;
