@@ -30,6 +30,7 @@ use utoipa_axum::routes;
         (name = "proofs", description = "checkpoints and Merkle proofs"),
         (name = "admin", description = "tenants, keys, access log"),
         (name = "exports", description = "signed exports an auditor verifies offline"),
+        (name = "integrity", description = "the integrity verifier and its signed reports"),
         (name = "ops", description = "health and metrics")
     )
 )]
@@ -59,6 +60,8 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(create_export))
         .routes(routes!(get_export))
         .routes(routes!(export_file))
+        .routes(routes!(verify_now))
+        .routes(routes!(integrity_reports))
 }
 
 fn with_security(mut api: OpenApi) -> OpenApi {

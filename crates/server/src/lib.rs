@@ -23,6 +23,7 @@ pub mod app;
 pub mod error;
 pub mod exports;
 pub mod indexer;
+pub mod integrity;
 pub mod keys;
 pub mod metrics;
 pub mod routes;

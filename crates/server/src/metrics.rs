@@ -45,6 +45,8 @@ pub struct Metrics {
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
     pub open_tenants: Gauge,
     pub access_records: Counter,
+    pub integrity_failures: Gauge,
+    pub integrity_failing_tenants: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -137,8 +139,22 @@ impl Default for Metrics {
             "audit.access records written",
             access_records.clone(),
         );
+        let integrity_failures = Gauge::default();
+        registry.register(
+            "integrity_failed_runs",
+            "Integrity verifications that failed since the start",
+            integrity_failures.clone(),
+        );
+        let integrity_failing_tenants = Gauge::default();
+        registry.register(
+            "integrity_failing_tenants",
+            "Tenants whose latest integrity verification failed",
+            integrity_failing_tenants.clone(),
+        );
         Metrics {
             registry,
+            integrity_failures,
+            integrity_failing_tenants,
             http_requests,
             http_duration,
             ingest_events,

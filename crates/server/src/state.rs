@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub clock_skew_bound_ms: i64,
     /// Origins of checkpoints are `<origin_prefix>/tenants/<id>`; fixed at the first start.
     pub origin_prefix: Option<String>,
+    /// Every tenant is re-verified this often (0: never; on demand only).
+    pub verify_interval_ms: u64,
+    /// Integrity failures are POSTed (JSON) here.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,8 @@ impl Default for ServerConfig {
             checkpoint_interval_ms: 1_000,
             clock_skew_bound_ms: 60_000,
             origin_prefix: None,
+            verify_interval_ms: 600_000,
+            webhook_url: None,
         }
     }
 }
@@ -80,6 +86,7 @@ pub struct AppState {
     pub indexer: Indexer,
     pub access: AccessLogs,
     pub exports: crate::exports::Exports,
+    pub integrity: Arc<crate::integrity::Integrity>,
     pub metrics: Metrics,
     pub append_slots: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
@@ -138,9 +145,20 @@ impl AppState {
             new_root_key = Some(key);
         }
         let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes);
+        let integrity = Arc::new(crate::integrity::Integrity::open(
+            &cfg.data_dir,
+            cfg.webhook_url.clone(),
+        )?);
+        if cfg.verify_interval_ms > 0 {
+            integrity.start_schedule(
+                ledger.clone(),
+                Duration::from_millis(cfg.verify_interval_ms),
+            );
+        }
         let state = AppState {
             access: AccessLogs::new(&cfg.data_dir),
             exports: crate::exports::Exports::new(&cfg.data_dir),
+            integrity,
             append_slots: Arc::new(Semaphore::new(cfg.max_inflight_appends.max(1))),
             metrics: Metrics::default(),
             cfg,
@@ -236,10 +254,19 @@ impl AppState {
             oldest = oldest.max(now.duration_since(entry.1).as_secs_f64());
         }
         self.metrics.checkpoint_age_seconds.set(oldest);
+        self.metrics.integrity_failures.set(
+            self.integrity
+                .failures
+                .load(std::sync::atomic::Ordering::Relaxed) as i64,
+        );
+        self.metrics
+            .integrity_failing_tenants
+            .set(self.integrity.failing.lock().map(|f| f.len()).unwrap_or(0) as i64);
     }
 
     /// Clean shutdown: stop indexing, sign final checkpoints.
     pub fn shutdown(&self) {
+        self.integrity.stop();
         self.exports.stop();
         self.indexer.stop();
         if let Err(e) = self.ledger.close() {

@@ -1,0 +1,316 @@
+//! The integrity verifier (DESIGN.md §7): on a schedule and on demand, per tenant, re-verify the
+//! ledger files (every record, hash, chain, Merkle node, checkpoint signature and root) and check
+//! that the tree is consistent with the one verified last time (so history cannot be rewritten
+//! between runs, even consistently). Each run writes a signed integrity report to the system
+//! ledger (`<data-dir>/system/integrity/log`, a hash-chained `ChainLog`). A failure is logged at
+//! error level, counted in metrics, and POSTed to the configured webhook.
+//!
+//! Each report verifies offline with the log's verifier key: its `signature` is a C2SP signed
+//! note `<origin>/integrity-report\nsha256 <hex of the RFC 8785 bytes of "report">\n`.
+
+use crate::error::ApiError;
+use agentrail_event::TenantId;
+use agentrail_event::hash::{from_hex, sha256, to_hex};
+use agentrail_ledger::{ChainLog, Ledger, read_origin_prefix, verify_tenant};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The integrity verifier of a server.
+#[derive(Debug)]
+pub struct Integrity {
+    log: ChainLog,
+    /// Report seqs per tenant, oldest first.
+    by_tenant: Mutex<HashMap<String, Vec<u64>>>,
+    /// Per tenant: the size and root verified last (from the reports).
+    verified: Mutex<HashMap<String, (u64, String)>>,
+    /// One verification per tenant at a time.
+    running: Mutex<()>,
+    pub webhook: Option<String>,
+    pub failures: AtomicU64,
+    pub failing: Mutex<std::collections::BTreeSet<String>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    started: AtomicBool,
+}
+
+/// Why a report is what it is: `schedule` or `on_demand`.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Schedule,
+    OnDemand,
+}
+
+impl Integrity {
+    pub fn open(data_dir: &Path, webhook: Option<String>) -> Result<Integrity, String> {
+        let log = ChainLog::open(&data_dir.join("system").join("integrity").join("log"))
+            .map_err(|e| format!("opening the integrity log: {e}"))?;
+        let mut by_tenant: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut verified = HashMap::new();
+        let mut from = 0;
+        loop {
+            let recs = log.read(from, 4096).map_err(|e| e.to_string())?;
+            if recs.is_empty() {
+                break;
+            }
+            for r in &recs {
+                let v = r.value();
+                let rep = &v["report"];
+                if let Some(t) = rep["tenant"].as_str() {
+                    by_tenant.entry(t.to_owned()).or_default().push(r.seq);
+                    if rep["result"] == "ok"
+                        && let (Some(size), Some(root)) =
+                            (rep["to_size"].as_u64(), rep["root"].as_str())
+                    {
+                        verified.insert(t.to_owned(), (size, root.to_owned()));
+                    }
+                }
+            }
+            from = recs.last().map_or(from, |r| r.seq + 1);
+        }
+        Ok(Integrity {
+            log,
+            by_tenant: Mutex::new(by_tenant),
+            verified: Mutex::new(verified),
+            running: Mutex::new(()),
+            webhook,
+            failures: AtomicU64::new(0),
+            failing: Mutex::new(Default::default()),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Verifies a tenant now and records a signed report; returns the stored record.
+    pub fn run(
+        &self,
+        ledger: &Ledger,
+        tenant: &TenantId,
+        trigger: Trigger,
+        now: &str,
+    ) -> Result<Value, ApiError> {
+        let _one = lock(&self.running);
+        let started = Instant::now();
+        let data_dir = ledger.data_dir();
+        let prefix = read_origin_prefix(data_dir)
+            .map_err(|e| ApiError::internal(format!("reading the origin: {e}")))?;
+        let previous = lock(&self.verified).get(tenant.as_str()).cloned();
+        let r = verify_tenant(data_dir, tenant, ledger.verifier(), &prefix);
+        let mut failure = r.failure.as_ref().map(|d| d.to_string());
+        // The tree verified now must extend the one verified last time.
+        if failure.is_none()
+            && let Some((size, root)) = &previous
+        {
+            failure = self.extends(ledger, tenant, *size, root, r.events, &r.root);
+        }
+        let checkpoint = ledger
+            .latest_checkpoint(tenant)
+            .ok()
+            .flatten()
+            .map(|c| c.text);
+        let report = json!({
+            "tenant": tenant.as_str(),
+            "origin": ledger.origin(tenant),
+            "trigger": match trigger { Trigger::Schedule => "schedule", Trigger::OnDemand => "on_demand" },
+            "from_size": previous.as_ref().map_or(0, |p| p.0),
+            "to_size": r.events,
+            "root": to_hex(&r.root),
+            "result": if failure.is_none() { "ok" } else { "failed" },
+            "failure": failure,
+            "notes": r.notes,
+            "checkpoint": checkpoint,
+            "verified_at": now,
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "bytes": r.bytes,
+        });
+        let digest = {
+            let bytes = agentrail_event::json::to_canonical_vec(&report)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            to_hex(&sha256(&bytes))
+        };
+        let signature = ledger
+            .sign_statement(tenant, "integrity-report", &[format!("sha256 {digest}")])
+            .map_err(ApiError::internal)?;
+        let mut rec = Map::new();
+        rec.insert("report".into(), report.clone());
+        rec.insert("signature".into(), Value::String(signature));
+        let stored = self.log.append(rec)?;
+        lock(&self.by_tenant)
+            .entry(tenant.to_string())
+            .or_default()
+            .push(stored.seq);
+        let value = stored.value();
+        if report["result"] == "ok" {
+            lock(&self.verified).insert(tenant.to_string(), (r.events, to_hex(&r.root)));
+            lock(&self.failing).remove(tenant.as_str());
+            tracing::info!(%tenant, events = r.events, "integrity verified");
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            lock(&self.failing).insert(tenant.to_string());
+            tracing::error!(%tenant, failure = %report["failure"], "INTEGRITY FAILURE");
+            self.notify(&value);
+        }
+        Ok(value)
+    }
+
+    /// `None` if the tree of `size`/`root` (verified earlier) is a prefix of the one now.
+    fn extends(
+        &self,
+        ledger: &Ledger,
+        tenant: &TenantId,
+        size: u64,
+        root: &str,
+        now_size: u64,
+        now_root: &[u8; 32],
+    ) -> Option<String> {
+        if now_size < size {
+            return Some(format!(
+                "the tree shrank from {size} events (verified earlier) to {now_size}"
+            ));
+        }
+        let old = from_hex(root)?;
+        if size == 0 {
+            return None;
+        }
+        if size == now_size {
+            return (&old != now_root)
+                .then(|| format!("the root at size {size} changed since it was verified"));
+        }
+        match ledger.consistency_proof(tenant, size, now_size) {
+            Ok(p) => agentrail_merkle::verify_consistency(size, now_size, &old, now_root, &p)
+                .err()
+                .map(|e| {
+                    format!("the tree is not an extension of the one verified at size {size}: {e}")
+                }),
+            Err(e) => Some(format!("cannot prove consistency with size {size}: {e}")),
+        }
+    }
+
+    fn notify(&self, record: &Value) {
+        let Some(url) = &self.webhook else { return };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let body = json!({"event": "integrity.failure", "record": record}).to_string();
+        match agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+        {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                tracing::error!(%url, status = r.status().as_u16(), "the integrity webhook refused")
+            }
+            Err(e) => tracing::error!(%url, error = %e, "cannot reach the integrity webhook"),
+        }
+    }
+
+    /// Reports of a tenant after `cursor` (a report seq), oldest first.
+    pub fn reports(
+        &self,
+        tenant: &TenantId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+        let seqs: Vec<u64> = lock(&self.by_tenant)
+            .get(tenant.as_str())
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|s| after.is_none_or(|a| *s > a))
+                    .take(limit + 1)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let more = seqs.len() > limit;
+        let mut out = Vec::new();
+        for s in seqs.iter().take(limit) {
+            if let Some(r) = self.log.read(*s, 1)?.first() {
+                out.push(r.value());
+            }
+        }
+        let next = more
+            .then(|| seqs.get(limit.saturating_sub(1)).map(u64::to_string))
+            .flatten();
+        Ok((out, next))
+    }
+
+    /// Starts the scheduled verification of every tenant every `every` (a thread).
+    pub fn start_schedule(self: &Arc<Self>, ledger: Arc<Ledger>, every: Duration) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("integrity".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let (m, cv) = &*stop;
+                        let g = lock(m);
+                        let (g, _) = cv
+                            .wait_timeout(g, every)
+                            .unwrap_or_else(|e| e.into_inner());
+                        if *g {
+                            return;
+                        }
+                    }
+                    let Some(me) = me.upgrade() else { return };
+                    let Ok(tenants) = ledger.tenants() else { continue };
+                    for t in tenants {
+                        if *lock(&stop.0) {
+                            return;
+                        }
+                        let now = agentrail_ledger::clock::format_timestamp(jiff::Timestamp::now());
+                        if let Err(e) = me.run(&ledger, &t, Trigger::Schedule, &now) {
+                            tracing::error!(tenant = %t, error = %e.message, "scheduled verification could not run");
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the integrity verifier");
+        }
+    }
+
+    pub fn stop(&self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+    }
+}
+
+/// Checks a stored integrity record offline with the log's verifier key; returns the report.
+pub fn verify_report(record: &Value, key: &agentrail_note::Verifier) -> Result<Value, String> {
+    let report = record
+        .get("report")
+        .ok_or("the record has no report")?
+        .clone();
+    let sig = record
+        .get("signature")
+        .and_then(Value::as_str)
+        .ok_or("the record has no signature")?;
+    let (note, _) =
+        agentrail_note::open(sig.as_bytes(), &[key]).map_err(|e| format!("signature: {e}"))?;
+    let bytes = agentrail_event::json::to_canonical_vec(&report).map_err(|e| e.to_string())?;
+    let origin = report["origin"]
+        .as_str()
+        .ok_or("the report has no origin")?;
+    let want = format!(
+        "{origin}/integrity-report\nsha256 {}\n",
+        to_hex(&sha256(&bytes))
+    );
+    if note.text != want {
+        return Err("the signed statement does not match this report".into());
+    }
+    Ok(report)
+}
