@@ -27,6 +27,26 @@ pub struct AccessLogs {
     open: Mutex<HashMap<TenantId, Arc<ChainLog>>>,
 }
 
+/// Numbers a canonical (RFC 8785) record cannot hold exactly become strings.
+fn json_safe(v: Value) -> Value {
+    const MAX_SAFE: u64 = (1 << 53) - 1;
+    match v {
+        Value::Number(n) => {
+            let exact = n.as_u64().is_some_and(|x| x <= MAX_SAFE)
+                || n.as_i64().is_some_and(|x| x.unsigned_abs() <= MAX_SAFE)
+                || (n.is_f64() && n.as_f64().is_some_and(f64::is_finite));
+            if exact {
+                Value::Number(n)
+            } else {
+                Value::String(n.to_string())
+            }
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(json_safe).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, json_safe(v))).collect()),
+        other => other,
+    }
+}
+
 /// One read to record.
 #[derive(Debug)]
 pub struct Access<'a> {
@@ -79,7 +99,7 @@ impl AccessLogs {
             }),
         );
         m.insert("endpoint".into(), json!(a.endpoint));
-        m.insert("params".into(), a.params);
+        m.insert("params".into(), json_safe(a.params));
         m.insert("result_count".into(), json!(a.result_count));
         Ok(self.log(tenant)?.append(m)?)
     }

@@ -1661,6 +1661,11 @@ pub async fn create_export(
             )));
         }
     }
+    for (name, v) in [("from_seq", req.from_seq), ("to_seq", req.to_seq)] {
+        if v.is_some_and(|v| v > (1 << 53) - 1) {
+            return Err(ApiError::bad_request(format!("{name} is beyond any seq")));
+        }
+    }
     if let Some(d) = &req.destination
         && !crate::exports::valid_name(d)
     {

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Interop against a running `agentrail serve` (the debug binary the tests built):
+# 1. schemathesis (PyPI) fuzzes the OpenAPI document it serves: no 5xx, no response that violates
+#    the document;
+# 2. a Parquet export is read back with pyarrow (PyPI) and compared with the NDJSON export.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${AGENTRAIL_BIN:-target/debug/agentrail}
+work=$(mktemp -d)
+port=${SCHEMATHESIS_PORT:-7799}
+"$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  [ -s "$work/data/system/root.key" ] && curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.1
+done
+url="http://127.0.0.1:$port"
+export AGENTRAIL_URL="$url" AGENTRAIL_KEY="$(cat "$work/data/system/root.key")"
+"$bin" tenant create st >/dev/null
+key=$("$bin" key create --tenant st --scope events:write,events:read,export,verify,pii:reveal,tenant:admin --name schemathesis 2>/dev/null \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+AGENTRAIL_KEY="$key" "$bin" ingest --tenant st examples/events.ndjson >/dev/null
+export ST_KEY="$key"
+
+# Parquet read by an independent reader.
+
+python3 - "$work/gen.ndjson" <<'PY'
+import json, sys, random
+random.seed(7)
+with open(sys.argv[1], "w") as f:
+    for i in range(3000):
+        f.write(json.dumps({"schema_version": "1", "event_id": f"pa-{i}", "event_type": "tool.invocation",
+            "session_id": f"s-{i % 17}", "payload": {"tool": {"name": "lookup"}, "status": {"outcome": "ok"},
+            "output": "é" * random.randint(1, 300)}}) + "\n")
+PY
+AGENTRAIL_KEY="$key" "$bin" ingest --tenant st "$work/gen.ndjson" >/dev/null
+AGENTRAIL_KEY="$key" "$bin" export --tenant st --format ndjson --out "$work/nd" >/dev/null
+AGENTRAIL_KEY="$key" "$bin" export --tenant st --format parquet --out "$work/pq" >/dev/null
+python3 .ci/pyarrow_check.py "$work/nd" "$work/pq"
+python3 -m schemathesis.cli --config-file .ci/schemathesis.toml run "$url/openapi.json" \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --workers 1 --phases examples,coverage,fuzzing
