@@ -11,7 +11,6 @@ use agentrail_event::hash::{from_hex, sha256, to_hex};
 use agentrail_merkle::{Frontier, Hash, leaf_hash};
 use agentrail_note::Verifier;
 use arrow_array::{Array, StringArray, UInt64Array};
-use serde_json::Value;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -64,6 +63,57 @@ fn hashes(v: &[String], what: &str) -> Result<Vec<Hash>, VerifyExportError> {
         .collect()
 }
 
+/// The fields of a stored event the verifier reads (serde skips the rest without building it).
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    seq: Option<u64>,
+    #[serde(borrow)]
+    tenant_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    prev_hash: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What checking one event on its own (in parallel) yields; the chain is checked in order after.
+struct Checked {
+    line: u64,
+    seq: Option<u64>,
+    tenant_ok: bool,
+    prev: Option<String>,
+    hash: Hash,
+    leaf: Hash,
+    error: Option<String>,
+}
+
+fn check_one(line: u64, bytes: &[u8], tenant: &str) -> Checked {
+    let mut c = Checked {
+        line,
+        seq: None,
+        tenant_ok: false,
+        prev: None,
+        hash: [0; 32],
+        leaf: [0; 32],
+        error: None,
+    };
+    if let Err(e) = agentrail_event::json::check_canonical(bytes) {
+        c.error = Some(format!("not the canonical (RFC 8785) stored form: {e}"));
+        return c;
+    }
+    match serde_json::from_slice::<Head>(bytes) {
+        Ok(h) => {
+            c.seq = h.seq;
+            c.tenant_ok = h.tenant_id.as_deref() == Some(tenant);
+            c.prev = h.prev_hash.map(|p| p.into_owned());
+        }
+        Err(e) => {
+            c.error = Some(format!("not a stored event: {e}"));
+            return c;
+        }
+    }
+    c.hash = sha256(bytes);
+    c.leaf = leaf_hash(bytes);
+    c
+}
+
 /// Checks the stored events of one file in order, feeding the chain and the frontier.
 struct Walk {
     seq: u64,
@@ -73,43 +123,65 @@ struct Walk {
 }
 
 impl Walk {
-    fn event(&mut self, file: &str, line: u64, bytes: &[u8]) -> Result<(), VerifyExportError> {
-        let bad = |reason: String| VerifyExportError::Event {
-            file: file.to_owned(),
-            line,
-            seq: self.seq,
-            reason,
+    /// Checks a batch of events (`(line, bytes)`) on both cores, then chains them in order.
+    fn batch(&mut self, file: &str, items: &[(u64, Vec<u8>)]) -> Result<(), VerifyExportError> {
+        let tenant = self.tenant.as_str();
+        let half = items.len() / 2;
+        let (a, b) = items.split_at(half);
+        let checked: Vec<Checked> = if items.len() < 64 {
+            items
+                .iter()
+                .map(|(l, x)| check_one(*l, x, tenant))
+                .collect()
+        } else {
+            std::thread::scope(|s| {
+                let h = s.spawn(|| {
+                    a.iter()
+                        .map(|(l, x)| check_one(*l, x, tenant))
+                        .collect::<Vec<_>>()
+                });
+                let mut rb: Vec<Checked> =
+                    b.iter().map(|(l, x)| check_one(*l, x, tenant)).collect();
+                let mut ra = h.join().unwrap_or_default();
+                ra.append(&mut rb);
+                ra
+            })
         };
-        agentrail_event::json::check_canonical(bytes)
-            .map_err(|e| bad(format!("not the canonical (RFC 8785) stored form: {e}")))?;
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-        if v.get("seq").and_then(Value::as_u64) != Some(self.seq) {
-            return Err(bad(format!(
-                "expected seq {}, found {}",
-                self.seq,
-                v.get("seq").map_or("none".into(), Value::to_string)
-            )));
+        for c in checked {
+            let bad = |reason: String| VerifyExportError::Event {
+                file: file.to_owned(),
+                line: c.line,
+                seq: self.seq,
+                reason,
+            };
+            if let Some(e) = c.error {
+                return Err(bad(e));
+            }
+            if c.seq != Some(self.seq) {
+                return Err(bad(format!(
+                    "expected seq {}, found {}",
+                    self.seq,
+                    c.seq.map_or("none".into(), |s| s.to_string())
+                )));
+            }
+            if !c.tenant_ok {
+                return Err(bad(format!("tenant_id is not {:?}", self.tenant)));
+            }
+            if c.prev != self.prev {
+                return Err(bad(format!(
+                    "prev_hash {:?} is not the previous event's hash {:?}: the chain is broken",
+                    c.prev, self.prev
+                )));
+            }
+            self.frontier.push(c.leaf, |_, _, _| {});
+            self.prev = Some(to_hex(&c.hash));
+            self.seq += 1;
         }
-        if v.get("tenant_id").and_then(Value::as_str) != Some(self.tenant.as_str()) {
-            return Err(bad(format!("tenant_id is not {:?}", self.tenant)));
-        }
-        let prev = v
-            .get("prev_hash")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if prev != self.prev {
-            return Err(bad(format!(
-                "prev_hash {prev:?} is not the previous event's hash {:?}: the chain is broken",
-                self.prev
-            )));
-        }
-        let hash = to_hex(&sha256(bytes));
-        self.frontier.push(leaf_hash(bytes), |_, _, _| {});
-        self.prev = Some(hash);
-        self.seq += 1;
         Ok(())
     }
 }
+
+const BATCH: usize = 8192;
 
 /// Verifies the export in `dir` with the tenant's verifier key.
 pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyExportError> {
@@ -198,10 +270,16 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
             FileFormat::Ndjson => {
                 let file = std::fs::File::open(&fp).map_err(|e| ferr(e.to_string()))?;
                 let reader = std::io::BufReader::with_capacity(1 << 20, file);
+                let mut items = Vec::with_capacity(BATCH);
                 for (i, line) in reader.split(b'\n').enumerate() {
                     let line = line.map_err(|e| ferr(e.to_string()))?;
-                    walk.event(&f.name, i as u64 + 1, &line)?;
+                    items.push((i as u64 + 1, line));
+                    if items.len() == BATCH {
+                        walk.batch(&f.name, &items)?;
+                        items.clear();
+                    }
                 }
+                walk.batch(&f.name, &items)?;
             }
             FileFormat::Parquet => {
                 let file = std::fs::File::open(&fp).map_err(|e| ferr(e.to_string()))?;
@@ -220,18 +298,21 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
                         .column_by_name("seq")
                         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
                         .ok_or_else(|| ferr("no u64 column `seq`".into()))?;
+                    let mut items = Vec::with_capacity(batch.num_rows());
                     for i in 0..batch.num_rows() {
                         row += 1;
-                        if stored.is_null(i) || seqs.value(i) != walk.seq {
+                        let want = walk.seq + items.len() as u64;
+                        if stored.is_null(i) || seqs.value(i) != want {
                             return Err(VerifyExportError::Event {
                                 file: f.name.clone(),
                                 line: row,
-                                seq: walk.seq,
+                                seq: want,
                                 reason: "the seq column does not match the expected seq".into(),
                             });
                         }
-                        walk.event(&f.name, row, stored.value(i).as_bytes())?;
+                        items.push((row, stored.value(i).as_bytes().to_vec()));
                     }
+                    walk.batch(&f.name, &items)?;
                 }
             }
         }

@@ -183,44 +183,44 @@ fn parquet_schema() -> Arc<Schema> {
     ]))
 }
 
+/// The structural columns of a stored event (serde skips the rest without building it).
+#[derive(Deserialize)]
+struct Cols {
+    event_id: Option<String>,
+    event_type: Option<String>,
+    session_id: Option<String>,
+    agent_id: Option<String>,
+    subject_id: Option<String>,
+    occurred_at: Option<String>,
+    received_at: Option<String>,
+}
+
 fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
-    let mut cols: Vec<Vec<Option<String>>> =
-        (0..7).map(|_| Vec::with_capacity(events.len())).collect();
+    let mut rows = Vec::with_capacity(events.len());
     let mut stored = Vec::with_capacity(events.len());
     for ev in events {
-        let v: serde_json::Value = serde_json::from_slice(&ev.bytes)
+        let c: Cols = serde_json::from_slice(&ev.bytes)
             .map_err(|e| ExportError::Bad(format!("seq {}: {e}", ev.seq)))?;
-        for (i, k) in [
-            "event_id",
-            "event_type",
-            "session_id",
-            "agent_id",
-            "subject_id",
-            "occurred_at",
-            "received_at",
-        ]
-        .iter()
-        .enumerate()
-        {
-            cols[i].push(v.get(*k).and_then(|x| x.as_str()).map(str::to_owned));
-        }
+        rows.push(c);
         stored.push(
-            String::from_utf8(ev.bytes.clone())
+            std::str::from_utf8(&ev.bytes)
                 .map_err(|_| ExportError::Bad(format!("seq {} is not UTF-8", ev.seq)))?,
         );
     }
-    let text = |c: &Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(c.clone())) };
+    let col = |f: fn(&Cols) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
     let cols_out: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from(
             events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         )),
-        text(&cols[0]),
-        text(&cols[1]),
-        text(&cols[2]),
-        text(&cols[3]),
-        text(&cols[4]),
-        text(&cols[5]),
-        text(&cols[6]),
+        col(|c| c.event_id.as_deref()),
+        col(|c| c.event_type.as_deref()),
+        col(|c| c.session_id.as_deref()),
+        col(|c| c.agent_id.as_deref()),
+        col(|c| c.subject_id.as_deref()),
+        col(|c| c.occurred_at.as_deref()),
+        col(|c| c.received_at.as_deref()),
         Arc::new(StringArray::from(
             events.iter().map(|e| to_hex(&e.hash)).collect::<Vec<_>>(),
         )),
