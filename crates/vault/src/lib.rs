@@ -1,0 +1,187 @@
+//! Keys and privacy (DESIGN.md §4): a master key wrapping per-tenant (versioned) and per-subject
+//! data keys, field sealing with XChaCha20-Poly1305 bound to tenant, event id and field path,
+//! PII/secret detectors, stable per-tenant tokens (HMAC-SHA256), and crypto-shredding.
+//!
+//! What it is not (yet): it is not wired into the ingest path, the index or exports; the token
+//! vault (token → encrypted value, for reveals) and retention policies are the next steps.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use agentrail_vault::{Vault, seal_field, open_field};
+//! let dir = tempfile::tempdir()?;
+//! let vault = Vault::open(dir.path(), None)?;
+//! let v = serde_json::json!({"messages": ["my card is 4111 1111 1111 1111"]});
+//! let sealed = seal_field(&vault, "acme", Some("cust-9"), "evt-1", "payload.prompt", &v, "now")?;
+//! assert_eq!(open_field(&vault, "acme", "evt-1", "payload.prompt", &sealed)?, v);
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod detect;
+pub mod keys;
+pub mod seal;
+pub mod token;
+
+pub use detect::{Detectors, Kind, Match, detect};
+pub use keys::{KeyRef, Vault, VaultError};
+pub use seal::{is_sealed, open_field, seal_field};
+pub use token::{Tokenized, token_for, tokenize_str, tokenize_value};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vault() -> (tempfile::TempDir, Vault) {
+        let d = tempfile::tempdir().unwrap();
+        let v = Vault::open(d.path(), None).unwrap();
+        (d, v)
+    }
+
+    #[test]
+    fn master_key_file_is_private_and_reused() {
+        let (d, v) = vault();
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.path().join("system/master.key");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let sealed =
+            seal_field(&v, "acme", None, "e1", "payload.output", &json!("x"), "t").unwrap();
+        drop(v);
+        let v = Vault::open(d.path(), None).unwrap();
+        assert_eq!(
+            open_field(&v, "acme", "e1", "payload.output", &sealed).unwrap(),
+            json!("x")
+        );
+        // Another master key cannot unwrap the data keys.
+        let other = Vault::open(d.path(), Some(&hex::encode([7u8; 32]))).unwrap();
+        assert!(open_field(&other, "acme", "e1", "payload.output", &sealed).is_err());
+    }
+
+    #[test]
+    fn tampered_or_moved_ciphertexts_do_not_open() {
+        let (_d, v) = vault();
+        let val = json!({"system": "be nice", "messages": ["hi"]});
+        let sealed = seal_field(&v, "acme", Some("u1"), "e1", "payload.prompt", &val, "t").unwrap();
+        assert!(is_sealed(&sealed));
+        assert!(!sealed.to_string().contains("be nice"));
+        // Moved to another event, another field, another tenant.
+        for (t, e, p) in [
+            ("acme", "e2", "payload.prompt"),
+            ("acme", "e1", "payload.output"),
+            ("beta", "e1", "payload.prompt"),
+        ] {
+            assert!(open_field(&v, t, e, p, &sealed).is_err(), "{t} {e} {p}");
+        }
+        // A flipped ciphertext byte.
+        let mut bad = sealed.clone();
+        let ct = bad["$enc"]["ct"].as_str().unwrap().to_owned();
+        let mut raw =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &ct).unwrap();
+        raw[3] ^= 1;
+        bad["$enc"]["ct"] = json!(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            raw
+        ));
+        assert!(matches!(
+            open_field(&v, "acme", "e1", "payload.prompt", &bad),
+            Err(VaultError::Decrypt)
+        ));
+    }
+
+    #[test]
+    fn rotation_keeps_old_data_readable_and_shredding_erases_one_subject() {
+        let (_d, v) = vault();
+        let old = seal_field(&v, "acme", None, "e1", "payload.output", &json!("old"), "t").unwrap();
+        let kid = v.rotate("acme", "t2").unwrap();
+        assert_eq!(kid, "t:acme:v2");
+        let new = seal_field(&v, "acme", None, "e2", "payload.output", &json!("new"), "t").unwrap();
+        assert_eq!(new["$enc"]["kid"], json!("t:acme:v2"));
+        assert_eq!(
+            open_field(&v, "acme", "e1", "payload.output", &old).unwrap(),
+            json!("old")
+        );
+        let a = seal_field(
+            &v,
+            "acme",
+            Some("alice"),
+            "e3",
+            "payload.prompt",
+            &json!("alice's"),
+            "t",
+        )
+        .unwrap();
+        let b = seal_field(
+            &v,
+            "acme",
+            Some("bob"),
+            "e4",
+            "payload.prompt",
+            &json!("bob's"),
+            "t",
+        )
+        .unwrap();
+        assert!(
+            v.shred_subject("acme", "alice", "2026-11-26T00:00:00Z")
+                .unwrap()
+        );
+        assert_eq!(
+            open_field(&v, "acme", "e3", "payload.prompt", &a).unwrap(),
+            json!({"$erased": {"reason": "crypto-shredded", "at": "2026-11-26T00:00:00Z"}})
+        );
+        assert_eq!(
+            open_field(&v, "acme", "e4", "payload.prompt", &b).unwrap(),
+            json!("bob's")
+        );
+        // New data for alice gets a new key; the old stays erased.
+        seal_field(
+            &v,
+            "acme",
+            Some("alice"),
+            "e5",
+            "payload.prompt",
+            &json!("again"),
+            "t",
+        )
+        .unwrap();
+        assert!(
+            open_field(&v, "acme", "e3", "payload.prompt", &a)
+                .unwrap()
+                .get("$erased")
+                .is_some()
+        );
+        v.shred_tenant("acme").unwrap();
+        assert!(
+            open_field(&v, "acme", "e4", "payload.prompt", &b)
+                .unwrap()
+                .get("$erased")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn tokens_are_stable_per_tenant_and_differ_across_tenants() {
+        let (_d, v) = vault();
+        let ka = v.token_key("acme", "t").unwrap();
+        let kb = v.token_key("beta", "t").unwrap();
+        assert_eq!(ka, v.token_key("acme", "t").unwrap());
+        let d = Detectors::default();
+        let mut out = Vec::new();
+        let mut val = json!({"messages": ["mail jane@example.com, card 4111 1111 1111 1111", "again jane@example.com"]});
+        tokenize_value(&ka, &d, &mut val, &mut out);
+        let text = val.to_string();
+        assert!(
+            !text.contains("jane@example.com") && !text.contains("4111"),
+            "{text}"
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].token, out[2].token, "same value, same token");
+        assert!(out[0].token.starts_with("tok_email_") && out[1].token.starts_with("tok_card_"));
+        assert_ne!(
+            token_for(&ka, "email", "jane@example.com"),
+            token_for(&kb, "email", "jane@example.com")
+        );
+    }
+}

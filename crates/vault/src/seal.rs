@@ -1,0 +1,69 @@
+//! Sealing a sensitive field: its JSON value is replaced by
+//! `{"$enc": {"alg", "kid", "nonce", "ct"}}` (base64), encrypted under the subject's key (the
+//! tenant's when the event has no subject) with associated data = tenant, event id and field path.
+//! What the ledger hashes is this sealed form. After crypto-shredding, opening yields
+//! `{"$erased": {"reason", "at"}}` instead of the content.
+
+use crate::keys::{ALG, KeyRef, Vault, VaultError, open_raw, seal_raw};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+fn aad(tenant: &str, event_id: &str, path: &str) -> Vec<u8> {
+    format!("agentrail-field/v1\0{tenant}\0{event_id}\0{path}").into_bytes()
+}
+
+/// Seals one field value.
+pub fn seal_field(
+    vault: &Vault,
+    tenant: &str,
+    subject: Option<&str>,
+    event_id: &str,
+    path: &str,
+    value: &Value,
+    now: &str,
+) -> Result<Value, VaultError> {
+    let who = subject.map_or(KeyRef::Tenant, |s| KeyRef::Subject(s.to_owned()));
+    let (kid, key) = vault.current_key(tenant, &who, now)?;
+    let plain = serde_json::to_vec(value).map_err(|_| VaultError::Decrypt)?;
+    let (nonce, ct) = seal_raw(&key, &plain, &aad(tenant, event_id, path))?;
+    Ok(json!({"$enc": {"alg": ALG, "kid": kid, "nonce": B64.encode(nonce), "ct": B64.encode(ct)}}))
+}
+
+/// Whether a value is a sealed field.
+pub fn is_sealed(v: &Value) -> bool {
+    v.get("$enc").is_some() && v.as_object().is_some_and(|m| m.len() == 1)
+}
+
+/// Opens a sealed field: the plaintext value, or `$erased` if its key was shredded. A tampered
+/// or moved ciphertext is an error.
+pub fn open_field(
+    vault: &Vault,
+    tenant: &str,
+    event_id: &str,
+    path: &str,
+    sealed: &Value,
+) -> Result<Value, VaultError> {
+    let e = &sealed["$enc"];
+    let (Some(kid), Some(nonce), Some(ct)) =
+        (e["kid"].as_str(), e["nonce"].as_str(), e["ct"].as_str())
+    else {
+        return Err(VaultError::Decrypt);
+    };
+    let key = match vault.key(tenant, kid) {
+        Ok(k) => k,
+        Err(VaultError::Shredded(_)) => {
+            let subject = crate::keys::subject_of(tenant, kid);
+            let at = match subject {
+                Some(s) => vault.shredded_at(tenant, s)?,
+                None => None,
+            };
+            return Ok(json!({"$erased": {"reason": "crypto-shredded", "at": at}}));
+        }
+        Err(e) => return Err(e),
+    };
+    let nonce = B64.decode(nonce).map_err(|_| VaultError::Decrypt)?;
+    let ct = B64.decode(ct).map_err(|_| VaultError::Decrypt)?;
+    let plain = open_raw(&key, &nonce, &ct, &aad(tenant, event_id, path))?;
+    serde_json::from_slice(&plain).map_err(|_| VaultError::Decrypt)
+}
