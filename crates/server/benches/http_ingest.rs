@@ -5,8 +5,9 @@
 //! of session queries while ingest runs at full speed.
 //!
 //! `cargo bench -p agentrail-server --bench http_ingest [-- --batches 60 --connections 1,4,16
-//!  --url http://host:port --key ROOT_KEY]` (with `--url`, drives that server instead; its
-//!  index lag is then read from /metrics).
+//!  --no-privacy --url http://host:port --key ROOT_KEY]` (with `--url`, drives that server
+//!  instead; its index lag is then read from /metrics; `--no-privacy` stores sensitive fields in
+//!  clear, to measure what tokenizing and sealing cost).
 
 use agentrail_server::{AppState, ServerConfig, router};
 use agentrail_testkit::bench::{arg, percentile_ms};
@@ -157,6 +158,7 @@ fn main() {
         let cfg = ServerConfig {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".into(),
+            seal_sensitive_fields: !args.iter().any(|a| a == "--no-privacy"),
             ..ServerConfig::default()
         };
         let opened = AppState::open(cfg).expect("open");

@@ -31,6 +31,7 @@ use utoipa_axum::routes;
         (name = "admin", description = "tenants, keys, access log"),
         (name = "exports", description = "signed exports an auditor verifies offline"),
         (name = "integrity", description = "the integrity verifier and its signed reports"),
+        (name = "privacy", description = "token reveal and crypto-shredding"),
         (name = "ops", description = "health and metrics")
     )
 )]
@@ -62,6 +63,8 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(export_file))
         .routes(routes!(verify_now))
         .routes(routes!(integrity_reports))
+        .routes(routes!(reveal_tokens))
+        .routes(routes!(erase_subject))
 }
 
 fn with_security(mut api: OpenApi) -> OpenApi {

@@ -26,6 +26,7 @@ pub mod indexer;
 pub mod integrity;
 pub mod keys;
 pub mod metrics;
+pub mod privacy;
 pub mod routes;
 pub mod serve;
 pub mod state;

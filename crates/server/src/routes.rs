@@ -100,17 +100,38 @@ async fn blocking<T: Send + 'static>(
 
 // ---- shapes -----------------------------------------------------------------------------------
 
-/// A stored event as served: exactly the JSON whose RFC 8785 bytes were hashed, plus `hash`.
-fn served(row: &EventRow) -> Value {
-    let mut v = row.value();
-    if let Value::Object(m) = &mut v {
-        m.insert("hash".into(), Value::String(row.hash.clone()));
-    }
-    v
+/// How events are served: `view=stored` is exactly the JSON whose RFC 8785 bytes were hashed
+/// (plus `hash`); `view=decrypted` (the default) opens the sealed sensitive fields.
+#[derive(Clone)]
+struct Presenter {
+    state: Arc<AppState>,
+    tenant: String,
+    decrypt: bool,
 }
 
-fn served_all(rows: &[EventRow]) -> Vec<Value> {
-    rows.iter().map(served).collect()
+impl Presenter {
+    fn new(s: &Arc<AppState>, tenant: &TenantId, view: Option<View>) -> Presenter {
+        Presenter {
+            state: s.clone(),
+            tenant: tenant.to_string(),
+            decrypt: matches!(view.unwrap_or_default(), View::Decrypted),
+        }
+    }
+
+    fn one(&self, row: &EventRow) -> Value {
+        let mut v = row.value();
+        if self.decrypt {
+            self.state.privacy.open_event(&self.tenant, &mut v);
+        }
+        if let Value::Object(m) = &mut v {
+            m.insert("hash".into(), Value::String(row.hash.clone()));
+        }
+        v
+    }
+
+    fn all(&self, rows: &[EventRow]) -> Vec<Value> {
+        rows.iter().map(|r| self.one(r)).collect()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -686,6 +707,12 @@ pub async fn ingest(
             )
             .with_details(details));
         }
+        if st.cfg.seal_sensitive_fields {
+            let now = st.now();
+            for ev in &mut events {
+                st.privacy.protect(&tenant, ev, &now)?;
+            }
+        }
         let started = Instant::now();
         let receipts = st.ledger.append(&tenant, events).map_err(ApiError::from)?;
         st.metrics
@@ -894,6 +921,7 @@ pub async fn list_events(
         attributes,
     };
     let req = page(q.cursor, q.limit)?;
+    let pv = Presenter::new(&s, &tenant, q.view);
     read_query(
         s,
         caller,
@@ -906,7 +934,7 @@ pub async fn list_events(
             let n = p.items.len() as u64;
             Ok((
                 EventsPage {
-                    events: served_all(&p.items),
+                    events: pv.all(&p.items),
                     next_cursor: p.next_cursor,
                 },
                 n,
@@ -946,6 +974,7 @@ pub async fn get_event(
     let q: EventQuery = params(&uri)?;
     let params = with(query_json(&uri), "event_id", event_id.clone());
     let wait = read_wait(&s, &headers)?;
+    let pv = Presenter::new(&s, &tenant, q.view);
     blocking(move || {
         let id = event_id.clone();
         let (row, indexed) = s.indexer.query(&tenant, wait, move |ix| ix.event(&id))?;
@@ -966,7 +995,7 @@ pub async fn get_event(
         Ok((
             [(INDEXED_SIZE, indexed.to_string())],
             Json(EventBody {
-                event: served(&row),
+                event: pv.one(&row),
                 proof,
             }),
         ))
@@ -1011,6 +1040,7 @@ async fn causal(
         Direction::Effects => "GET /v1/tenants/{tenant}/events/{event_id}/effects",
     };
     let params = with(query_json(&uri), "event_id", event_id.clone());
+    let pv = Presenter::new(&s, &tenant, q.view);
     read_query(s, caller, tenant, &headers, endpoint, params, move |ix| {
         let g = ix.causal(&event_id, direction, depth, max_nodes)?;
         let n = g.nodes.len() as u64;
@@ -1023,7 +1053,7 @@ async fn causal(
                     Direction::Effects => "effects".into(),
                 },
                 depth: g.depth,
-                nodes: served_all(&g.nodes),
+                nodes: pv.all(&g.nodes),
                 edges: g.edges.iter().map(|e| v(e)).collect(),
                 dangling: g.dangling.iter().map(|d| v(d)).collect(),
                 truncated: g.truncated,
@@ -1110,6 +1140,7 @@ pub async fn session(
     let q: PageQuery = params(&uri)?;
     let req = page(q.cursor, q.limit)?;
     let params = with(query_json(&uri), "session_id", session_id.clone());
+    let pv = Presenter::new(&s, &tenant, q.view);
     read_query(
         s,
         caller,
@@ -1125,7 +1156,7 @@ pub async fn session(
                     session_id: r.session_id,
                     total: r.total,
                     chain: r.chain.json(),
-                    events: r.events.iter().map(|e| served(&e.row)).collect(),
+                    events: r.events.iter().map(|e| pv.one(&e.row)).collect(),
                     next_cursor: r.next_cursor,
                 },
                 n,
@@ -1175,6 +1206,7 @@ pub async fn reviews(
         range: range(q.time_field, q.from.as_deref(), q.to.as_deref())?,
     };
     let req = page(q.cursor, q.limit)?;
+    let pv = Presenter::new(&s, &tenant, q.view);
     read_query(
         s,
         caller,
@@ -1196,7 +1228,7 @@ pub async fn reviews(
                                 "reviewer": r.reviewer,
                                 "latency_ms": r.latency_ms,
                                 "proposed_event_id": r.proposed_event_id,
-                                "event": served(&r.row),
+                                "event": pv.one(&r.row),
                             })
                         })
                         .collect(),
@@ -1350,6 +1382,7 @@ pub async fn model(
     };
     let req = page(q.cursor, q.limit)?;
     let params = with(query_json(&uri), "model", name);
+    let pv = Presenter::new(&s, &tenant, q.view);
     read_query(
         s,
         caller,
@@ -1363,8 +1396,8 @@ pub async fn model(
             Ok((
                 ModelBody {
                     counts_by_version: m.counts_by_version.iter().map(|c| c.json()).collect(),
-                    decisions: served_all(&m.decisions),
-                    caused: served_all(&m.caused),
+                    decisions: pv.all(&m.decisions),
+                    caused: pv.all(&m.caused),
                     next_cursor: m.next_cursor,
                 },
                 n,
@@ -1852,6 +1885,140 @@ pub async fn integrity_reports(
         Ok(Json(IntegrityPage {
             reports: reports.into_iter().map(integrity_record).collect(),
             next_cursor: next,
+        }))
+    })
+    .await
+}
+
+// ---- privacy ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevealRequest {
+    /// Tokens (`tok_<type>_<id>`) to reveal; at most 1000.
+    pub tokens: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevealedToken {
+    pub token: String,
+    /// The original value; `{"$erased": …}` once its subject was erased; null if unknown.
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevealBody {
+    pub values: Vec<RevealedToken>,
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens/reveal", tag = "privacy",
+    params(("tenant" = String, Path)),
+    request_body = RevealRequest,
+    security(("bearer" = ["pii:reveal"])),
+    responses(
+        (status = 200, description = "the values behind the tokens (the reveal is written to the access log)", body = RevealBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn reveal_tokens(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RevealBody>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::PiiReveal])?;
+    let req: RevealRequest = json_body(&body)?;
+    if req.tokens.len() > 1000 {
+        return Err(ApiError::bad_request("at most 1000 tokens per request"));
+    }
+    blocking(move || {
+        let values = s.privacy.reveal(&tenant, &req.tokens)?;
+        let found = values.iter().filter(|(_, v)| v.is_some()).count() as u64;
+        record(
+            &s,
+            &caller,
+            &tenant,
+            "POST /v1/tenants/{tenant}/tokens/reveal",
+            json!({"tokens": req.tokens}),
+            found,
+        )?;
+        Ok(Json(RevealBody {
+            values: values
+                .into_iter()
+                .map(|(token, value)| RevealedToken { token, value })
+                .collect(),
+        }))
+    })
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureBody {
+    pub subject_id: String,
+    pub erased_at: String,
+    /// Whether the subject had a key (had sealed content).
+    pub had_key: bool,
+    /// The receipt of the `custom.subject.erased` event recorded in the tenant's ledger.
+    pub receipt: ReceiptJson,
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/subjects/{subject_id}", tag = "privacy",
+    params(("tenant" = String, Path), ("subject_id" = String, Path)),
+    security(("bearer" = ["tenant:admin"])),
+    responses(
+        (status = 200, description = "the subject's keys are destroyed: its content reads as $erased everywhere; proofs and checkpoints still verify", body = ErasureBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn erase_subject(
+    State(s): S,
+    Caller(caller): Caller,
+    Path((t, subject)): Path<(String, String)>,
+) -> Result<Json<ErasureBody>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
+    if subject.is_empty() || subject.len() > 256 || subject.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "subject_id must be 1-256 characters without control characters",
+        ));
+    }
+    blocking(move || {
+        let now = s.now();
+        let had_key = s
+            .privacy
+            .vault
+            .shred_subject(tenant.as_str(), &subject, &now)
+            .map_err(|e| ApiError::internal(format!("vault: {e}")))?;
+        let ev = json!({
+            "schema_version": "1",
+            "event_type": "custom.subject.erased",
+            "occurred_at": now,
+            "actor": {"id": caller.key_id, "type": "service"},
+            "payload": {"subject_id": subject, "erased_at": now, "method": "crypto-shredding"},
+        });
+        let valid = agentrail_event::validate_value(ev).map_err(|e| {
+            ApiError::internal(format!(
+                "the erasure event does not validate: {:?}",
+                e.problems
+            ))
+        })?;
+        let receipts = s.ledger.append(&tenant, vec![valid])?;
+        if let Some(r) = receipts.last() {
+            s.indexer.appended(&tenant, r.seq + 1)?;
+        }
+        let r = receipts
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("no receipt for the erasure event"))?;
+        tracing::info!(%tenant, %subject, by = %caller.key_id, "subject erased");
+        Ok(Json(ErasureBody {
+            subject_id: subject,
+            erased_at: now,
+            had_key,
+            receipt: ReceiptJson {
+                event_id: r.event_id,
+                seq: r.seq,
+                hash: r.hash,
+                received_at: r.received_at,
+                replayed: r.replayed,
+            },
         }))
     })
     .await

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub verify_interval_ms: u64,
     /// Integrity failures are POSTed (JSON) here.
     pub webhook_url: Option<String>,
+    /// Tokenize and seal sensitive fields before they are stored (DESIGN.md §4). Turning it off
+    /// stores them in clear; only for measuring what privacy costs.
+    pub seal_sensitive_fields: bool,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             origin_prefix: None,
             verify_interval_ms: 600_000,
             webhook_url: None,
+            seal_sensitive_fields: true,
         }
     }
 }
@@ -87,6 +91,7 @@ pub struct AppState {
     pub access: AccessLogs,
     pub exports: crate::exports::Exports,
     pub integrity: Arc<crate::integrity::Integrity>,
+    pub privacy: crate::privacy::Privacy,
     pub metrics: Metrics,
     pub append_slots: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
@@ -144,6 +149,8 @@ impl AppState {
                 .context(&format!("writing {}", root_key_file.display()))?;
             new_root_key = Some(key);
         }
+        let master = std::env::var("AGENTRAIL_MASTER_KEY").ok();
+        let privacy = crate::privacy::Privacy::open(&cfg.data_dir, master.as_deref())?;
         let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes);
         let integrity = Arc::new(crate::integrity::Integrity::open(
             &cfg.data_dir,
@@ -159,6 +166,7 @@ impl AppState {
             access: AccessLogs::new(&cfg.data_dir),
             exports: crate::exports::Exports::new(&cfg.data_dir),
             integrity,
+            privacy,
             append_slots: Arc::new(Semaphore::new(cfg.max_inflight_appends.max(1))),
             metrics: Metrics::default(),
             cfg,

@@ -98,6 +98,25 @@ pub fn seal_raw(
     Ok((nonce, ct))
 }
 
+/// Encrypts with a given nonce (which must never repeat for different plaintexts under a key).
+pub fn seal_raw_with_nonce(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    let cipher = XChaCha20Poly1305::new_from_slice(key).map_err(|_| VaultError::Decrypt)?;
+    cipher
+        .encrypt(
+            &XNonce::from(*nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| VaultError::Decrypt)
+}
+
 pub fn open_raw(
     key: &[u8; 32],
     nonce: &[u8],

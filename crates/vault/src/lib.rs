@@ -162,6 +162,18 @@ mod tests {
     }
 
     #[test]
+    fn sealing_is_deterministic_per_event_field_and_content() {
+        let (_d, v) = vault();
+        let a = seal_field(&v, "acme", None, "e1", "payload.output", &json!("x"), "t").unwrap();
+        let b = seal_field(&v, "acme", None, "e1", "payload.output", &json!("x"), "t").unwrap();
+        let c = seal_field(&v, "acme", None, "e1", "payload.output", &json!("y"), "t").unwrap();
+        let d = seal_field(&v, "acme", None, "e2", "payload.output", &json!("x"), "t").unwrap();
+        assert_eq!(a, b, "a replay seals to the same bytes");
+        assert_ne!(a["$enc"]["nonce"], c["$enc"]["nonce"]);
+        assert_ne!(a["$enc"]["nonce"], d["$enc"]["nonce"]);
+    }
+
+    #[test]
     fn tokens_are_stable_per_tenant_and_differ_across_tenants() {
         let (_d, v) = vault();
         let ka = v.token_key("acme", "t").unwrap();

@@ -4,13 +4,29 @@
 //! What the ledger hashes is this sealed form. After crypto-shredding, opening yields
 //! `{"$erased": {"reason", "at"}}` instead of the content.
 
-use crate::keys::{ALG, KeyRef, Vault, VaultError, open_raw, seal_raw};
+use crate::keys::{ALG, KeyRef, Vault, VaultError, open_raw, seal_raw_with_nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 fn aad(tenant: &str, event_id: &str, path: &str) -> Vec<u8> {
     format!("agentrail-field/v1\0{tenant}\0{event_id}\0{path}").into_bytes()
+}
+
+/// The nonce of a sealed field: HMAC-SHA256(key, aad ‖ plaintext), first 24 bytes (the SIV
+/// construction). The same content of the same field of the same event seals to the same bytes,
+/// so an idempotent replay is recognized as one; different content never shares a nonce.
+fn siv_nonce(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> [u8; 24] {
+    let mut n = [0u8; 24];
+    if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) {
+        mac.update(&(aad.len() as u64).to_le_bytes());
+        mac.update(aad);
+        mac.update(plain);
+        n.copy_from_slice(&mac.finalize().into_bytes()[..24]);
+    }
+    n
 }
 
 /// Seals one field value.
@@ -26,7 +42,9 @@ pub fn seal_field(
     let who = subject.map_or(KeyRef::Tenant, |s| KeyRef::Subject(s.to_owned()));
     let (kid, key) = vault.current_key(tenant, &who, now)?;
     let plain = serde_json::to_vec(value).map_err(|_| VaultError::Decrypt)?;
-    let (nonce, ct) = seal_raw(&key, &plain, &aad(tenant, event_id, path))?;
+    let aad = aad(tenant, event_id, path);
+    let nonce = siv_nonce(&key, &aad, &plain);
+    let ct = seal_raw_with_nonce(&key, &nonce, &plain, &aad)?;
     Ok(json!({"$enc": {"alg": ALG, "kid": kid, "nonce": B64.encode(nonce), "ct": B64.encode(ct)}}))
 }
 
