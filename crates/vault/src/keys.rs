@@ -1,24 +1,25 @@
 //! The key hierarchy (DESIGN.md §4): a master key (a 0600 file created on first start, or
 //! `AGENTRAIL_MASTER_KEY`) wraps one data key per tenant (versioned: rotation adds a version, new
 //! writes use it, old data stays readable), one per data subject, and the tenant's token key (the
-//! HMAC key of its PII tokens). Wrapped keys live in `<data-dir>/system/vault/<tenant>.json`,
-//! rewritten atomically. Crypto-shredding deletes a subject's key (or the whole file for a tenant):
+//! HMAC key of its PII tokens). Wrapped keys live in an append-only key log per tenant,
+//! `<data-dir>/system/vault/<tenant>.keys` (a new key is durable before it is used). Crypto-shredding deletes a subject's key (or the whole file for a tenant):
 //! what it encrypted can never be read again.
 //!
 //! AEAD: XChaCha20-Poly1305 (RustCrypto), random 192-bit nonces; the associated data binds a
 //! ciphertext to its tenant, event id and field path, so it cannot be moved.
 
+use agentrail_ledger::ChainLog;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub const ALG: &str = "XChaCha20-Poly1305";
 const WRAP_AAD: &str = "agentrail-vault/v1 wrap ";
@@ -138,8 +139,8 @@ pub struct Wrapped {
     pub created_at: String,
 }
 
-/// What `<tenant>.json` holds.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// The keys of one tenant, as replayed from its key log.
+#[derive(Debug, Default, Clone)]
 struct TenantKeys {
     /// `kid` → wrapped key; kids are `t:<tenant>:v<n>`.
     tenant_keys: BTreeMap<String, Wrapped>,
@@ -158,6 +159,98 @@ struct SubjectKey {
     key: Wrapped,
 }
 
+/// One record of a tenant's key log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum KeyRecord {
+    TenantKey {
+        kid: String,
+        key: Wrapped,
+    },
+    TokenKey {
+        key: Wrapped,
+    },
+    SubjectKey {
+        subject: String,
+        kid: String,
+        key: Wrapped,
+    },
+    Shred {
+        subject: String,
+        at: String,
+    },
+}
+
+impl TenantKeys {
+    fn apply(&mut self, r: KeyRecord) {
+        match r {
+            KeyRecord::TenantKey { kid, key } => {
+                self.tenant_keys.insert(kid.clone(), key);
+                self.current = Some(kid);
+            }
+            KeyRecord::TokenKey { key } => self.token_key = Some(key),
+            KeyRecord::SubjectKey { subject, kid, key } => {
+                self.subjects.insert(subject, SubjectKey { kid, key });
+            }
+            KeyRecord::Shred { subject, at } => {
+                self.subjects.remove(&subject);
+                self.shredded.insert(subject, at);
+            }
+        }
+    }
+
+    /// The records that rebuild this state (for compaction after a shred).
+    fn records(&self) -> Vec<KeyRecord> {
+        let mut out = Vec::new();
+        // Versions in order, the current one last.
+        let mut kids: Vec<(&String, &Wrapped)> = self
+            .tenant_keys
+            .iter()
+            .filter(|(k, _)| Some(*k) != self.current.as_ref())
+            .collect();
+        kids.sort_by_key(|(k, _)| {
+            k.rsplit_once(":v")
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        if let Some(c) = &self.current
+            && let Some(w) = self.tenant_keys.get(c)
+        {
+            kids.push((c, w));
+        }
+        for (kid, key) in kids {
+            out.push(KeyRecord::TenantKey {
+                kid: kid.clone(),
+                key: key.clone(),
+            });
+        }
+        if let Some(k) = &self.token_key {
+            out.push(KeyRecord::TokenKey { key: k.clone() });
+        }
+        for (subject, at) in &self.shredded {
+            out.push(KeyRecord::Shred {
+                subject: subject.clone(),
+                at: at.clone(),
+            });
+        }
+        for (subject, sk) in &self.subjects {
+            out.push(KeyRecord::SubjectKey {
+                subject: subject.clone(),
+                kid: sk.kid.clone(),
+                key: sk.key.clone(),
+            });
+        }
+        out
+    }
+}
+
+/// An open tenant: its key log, the replayed keys, and the keys already unwrapped.
+struct TenantState {
+    log: ChainLog,
+    keys: TenantKeys,
+    plain: HashMap<String, [u8; 32]>,
+}
+
 /// The subject a subject kid belongs to.
 pub fn subject_of<'a>(tenant: &str, kid: &'a str) -> Option<&'a str> {
     let rest = kid
@@ -167,13 +260,19 @@ pub fn subject_of<'a>(tenant: &str, kid: &'a str) -> Option<&'a str> {
     rest.rsplit_once(':').map(|(s, _)| s)
 }
 
-/// The vault of a data directory.
-#[derive(Debug)]
+/// The vault of a data directory. Each tenant's wrapped keys are in an append-only key log
+/// `system/vault/<tenant>.keys` (fsync'd before a new key is used); shredding rewrites the log
+/// without the destroyed key.
 pub struct Vault {
     master: [u8; 32],
     dir: PathBuf,
-    /// Serializes changes per process (files are rewritten whole).
-    write: Mutex<()>,
+    tenants: Mutex<HashMap<String, Arc<Mutex<TenantState>>>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vault({})", self.dir.display())
+    }
 }
 
 /// Where a key comes from, for a data key id.
@@ -181,6 +280,17 @@ pub struct Vault {
 pub enum KeyRef {
     Tenant,
     Subject(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn log_err(e: agentrail_ledger::ChainLogError) -> VaultError {
+    VaultError::Corrupt {
+        path: PathBuf::from("key log"),
+        reason: e.to_string(),
+    }
 }
 
 fn parse_master(s: &str) -> Result<[u8; 32], VaultError> {
@@ -219,32 +329,65 @@ impl Vault {
         Ok(Vault {
             master,
             dir,
-            write: Mutex::new(()),
+            tenants: Mutex::new(HashMap::new()),
         })
     }
 
     fn path(&self, tenant: &str) -> PathBuf {
-        self.dir.join(format!("{tenant}.json"))
+        self.dir.join(format!("{tenant}.keys"))
     }
 
-    fn load(&self, tenant: &str) -> Result<TenantKeys, VaultError> {
-        let p = self.path(tenant);
-        match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| VaultError::Corrupt {
-                path: p,
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TenantKeys::default()),
-            Err(e) => Err(io("read", &p)(e)),
+    fn state(&self, tenant: &str) -> Result<Arc<Mutex<TenantState>>, VaultError> {
+        let mut all = lock(&self.tenants);
+        if let Some(t) = all.get(tenant) {
+            return Ok(t.clone());
         }
+        let log = ChainLog::open(&self.path(tenant)).map_err(log_err)?;
+        let mut keys = TenantKeys::default();
+        let mut from = 0;
+        loop {
+            let recs = log.read(from, 4096).map_err(log_err)?;
+            let Some(last) = recs.last() else { break };
+            from = last.seq + 1;
+            for r in &recs {
+                let mut v = r.value();
+                if let Some(m) = v.as_object_mut() {
+                    for k in ["seq", "prev_hash", "hash"] {
+                        m.remove(k);
+                    }
+                }
+                let rec: KeyRecord =
+                    serde_json::from_value(v).map_err(|e| VaultError::Corrupt {
+                        path: self.path(tenant),
+                        reason: format!("record {}: {e}", r.seq),
+                    })?;
+                keys.apply(rec);
+            }
+        }
+        let st = Arc::new(Mutex::new(TenantState {
+            log,
+            keys,
+            plain: HashMap::new(),
+        }));
+        if all.len() >= 1024 {
+            all.retain(|_, v| Arc::strong_count(v) > 1);
+        }
+        all.insert(tenant.to_owned(), st.clone());
+        Ok(st)
     }
 
-    fn store(&self, tenant: &str, k: &TenantKeys) -> Result<(), VaultError> {
-        let b = serde_json::to_vec_pretty(k).map_err(|e| VaultError::Corrupt {
-            path: self.path(tenant),
+    /// Appends a record durably, then applies it.
+    fn record(&self, st: &mut TenantState, r: KeyRecord) -> Result<(), VaultError> {
+        let v = serde_json::to_value(&r).map_err(|e| VaultError::Corrupt {
+            path: self.dir.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.path(tenant), &b)
+        let serde_json::Value::Object(m) = v else {
+            return Err(VaultError::Decrypt);
+        };
+        st.log.append(m).map_err(log_err)?;
+        st.keys.apply(r);
+        Ok(())
     }
 
     fn wrap(&self, kid: &str, key: &[u8; 32], now: &str) -> Result<Wrapped, VaultError> {
@@ -256,7 +399,15 @@ impl Vault {
         })
     }
 
-    fn unwrap_key(&self, kid: &str, w: &Wrapped) -> Result<[u8; 32], VaultError> {
+    fn unwrap_key(
+        &self,
+        st: &mut TenantState,
+        kid: &str,
+        w: &Wrapped,
+    ) -> Result<[u8; 32], VaultError> {
+        if let Some(k) = st.plain.get(kid) {
+            return Ok(*k);
+        }
         let nonce = B64.decode(&w.nonce).map_err(|_| VaultError::Decrypt)?;
         let ct = B64.decode(&w.ct).map_err(|_| VaultError::Decrypt)?;
         let k = open_raw(
@@ -265,50 +416,60 @@ impl Vault {
             &ct,
             format!("{WRAP_AAD}{kid}").as_bytes(),
         )?;
-        k.try_into().map_err(|_| VaultError::Decrypt)
+        let k: [u8; 32] = k.try_into().map_err(|_| VaultError::Decrypt)?;
+        st.plain.insert(kid.to_owned(), k);
+        Ok(k)
     }
 
-    /// The key new data of `who` is encrypted with: `(kid, key)`, created on first use.
+    /// The key new data of `who` is encrypted with: `(kid, key)`, created (durably) on first use.
     pub fn current_key(
         &self,
         tenant: &str,
         who: &KeyRef,
         now: &str,
     ) -> Result<(String, [u8; 32]), VaultError> {
-        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut k = self.load(tenant)?;
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
         match who {
             KeyRef::Tenant => {
-                if let Some(kid) = &k.current
-                    && let Some(w) = k.tenant_keys.get(kid)
+                if let Some(kid) = st.keys.current.clone()
+                    && let Some(w) = st.keys.tenant_keys.get(&kid).cloned()
                 {
-                    return Ok((kid.clone(), self.unwrap_key(kid, w)?));
+                    let k = self.unwrap_key(&mut st, &kid, &w)?;
+                    return Ok((kid, k));
                 }
                 let kid = format!("t:{tenant}:v1");
                 let key = random::<32>()?;
-                k.tenant_keys
-                    .insert(kid.clone(), self.wrap(&kid, &key, now)?);
-                k.current = Some(kid.clone());
-                self.store(tenant, &k)?;
+                let w = self.wrap(&kid, &key, now)?;
+                self.record(
+                    &mut st,
+                    KeyRecord::TenantKey {
+                        kid: kid.clone(),
+                        key: w,
+                    },
+                )?;
+                st.plain.insert(kid.clone(), key);
                 Ok((kid, key))
             }
             KeyRef::Subject(s) => {
-                if let Some(sk) = k.subjects.get(s) {
-                    return Ok((sk.kid.clone(), self.unwrap_key(&sk.kid, &sk.key)?));
+                if let Some(sk) = st.keys.subjects.get(s).cloned() {
+                    let k = self.unwrap_key(&mut st, &sk.kid, &sk.key)?;
+                    return Ok((sk.kid, k));
                 }
                 // A shredded subject's later data gets a fresh key id: nothing old becomes
                 // readable (and the old data keeps its erasure date).
                 let kid = format!("s:{tenant}:{s}:{}", hex::encode(random::<6>()?));
                 let key = random::<32>()?;
-                let wrapped = self.wrap(&kid, &key, now)?;
-                k.subjects.insert(
-                    s.clone(),
-                    SubjectKey {
+                let w = self.wrap(&kid, &key, now)?;
+                self.record(
+                    &mut st,
+                    KeyRecord::SubjectKey {
+                        subject: s.clone(),
                         kid: kid.clone(),
-                        key: wrapped,
+                        key: w,
                     },
-                );
-                self.store(tenant, &k)?;
+                )?;
+                st.plain.insert(kid.clone(), key);
                 Ok((kid, key))
             }
         }
@@ -316,15 +477,16 @@ impl Vault {
 
     /// The key of an existing kid (to decrypt).
     pub fn key(&self, tenant: &str, kid: &str) -> Result<[u8; 32], VaultError> {
-        let k = self.load(tenant)?;
-        if let Some(w) = k.tenant_keys.get(kid) {
-            return self.unwrap_key(kid, w);
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
+        if let Some(w) = st.keys.tenant_keys.get(kid).cloned() {
+            return self.unwrap_key(&mut st, kid, &w);
         }
         if let Some(s) = subject_of(tenant, kid) {
-            if let Some(sk) = k.subjects.get(s)
+            if let Some(sk) = st.keys.subjects.get(s).cloned()
                 && sk.kid == kid
             {
-                return self.unwrap_key(kid, &sk.key);
+                return self.unwrap_key(&mut st, kid, &sk.key);
             }
             return Err(VaultError::Shredded(kid.to_owned()));
         }
@@ -336,55 +498,92 @@ impl Vault {
 
     /// Adds a new version of the tenant key; new data uses it, old data stays readable.
     pub fn rotate(&self, tenant: &str, now: &str) -> Result<String, VaultError> {
-        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut k = self.load(tenant)?;
-        let next = k.tenant_keys.len() + 1;
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
+        let next = st.keys.tenant_keys.len() + 1;
         let kid = format!("t:{tenant}:v{next}");
         let key = random::<32>()?;
-        k.tenant_keys
-            .insert(kid.clone(), self.wrap(&kid, &key, now)?);
-        k.current = Some(kid.clone());
-        self.store(tenant, &k)?;
+        let w = self.wrap(&kid, &key, now)?;
+        self.record(
+            &mut st,
+            KeyRecord::TenantKey {
+                kid: kid.clone(),
+                key: w,
+            },
+        )?;
+        st.plain.insert(kid.clone(), key);
         Ok(kid)
     }
 
     /// The tenant's token (HMAC) key, created on first use.
     pub fn token_key(&self, tenant: &str, now: &str) -> Result<[u8; 32], VaultError> {
-        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut k = self.load(tenant)?;
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
         let kid = format!("k:{tenant}:tokens");
-        if let Some(w) = &k.token_key {
-            return self.unwrap_key(&kid, w);
+        if let Some(w) = st.keys.token_key.clone() {
+            return self.unwrap_key(&mut st, &kid, &w);
         }
         let key = random::<32>()?;
-        k.token_key = Some(self.wrap(&kid, &key, now)?);
-        self.store(tenant, &k)?;
+        let w = self.wrap(&kid, &key, now)?;
+        self.record(&mut st, KeyRecord::TokenKey { key: w })?;
+        st.plain.insert(kid, key);
         Ok(key)
     }
 
-    /// Destroys a subject's key; returns whether it existed.
+    /// Destroys a subject's key: the key log is rewritten without it (atomically, durably);
+    /// returns whether it existed.
     pub fn shred_subject(
         &self,
         tenant: &str,
         subject: &str,
         now: &str,
     ) -> Result<bool, VaultError> {
-        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut k = self.load(tenant)?;
-        let existed = k.subjects.remove(subject).is_some();
-        k.shredded.insert(subject.to_owned(), now.to_owned());
-        self.store(tenant, &k)?;
-        Ok(existed)
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
+        let existed = st.keys.subjects.get(subject).cloned();
+        let mut keys = st.keys.clone();
+        keys.apply(KeyRecord::Shred {
+            subject: subject.to_owned(),
+            at: now.to_owned(),
+        });
+        let path = self.path(tenant);
+        let tmp = path.with_extension("keys.tmp");
+        let _ = fs::remove_file(&tmp);
+        let log = ChainLog::open(&tmp).map_err(log_err)?;
+        for r in keys.records() {
+            let serde_json::Value::Object(m) =
+                serde_json::to_value(&r).map_err(|e| VaultError::Corrupt {
+                    path: tmp.clone(),
+                    reason: e.to_string(),
+                })?
+            else {
+                return Err(VaultError::Decrypt);
+            };
+            log.append(m).map_err(log_err)?;
+        }
+        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", &self.dir))?;
+        st.log = log;
+        st.keys = keys;
+        if let Some(sk) = &existed {
+            st.plain.remove(&sk.kid);
+        }
+        Ok(existed.is_some())
     }
 
     /// When a subject was shredded, if it was.
     pub fn shredded_at(&self, tenant: &str, subject: &str) -> Result<Option<String>, VaultError> {
-        Ok(self.load(tenant)?.shredded.get(subject).cloned())
+        let st = self.state(tenant)?;
+        let st = lock(&st);
+        Ok(st.keys.shredded.get(subject).cloned())
     }
 
     /// Destroys every key of a tenant.
     pub fn shred_tenant(&self, tenant: &str) -> Result<(), VaultError> {
-        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = lock(&self.tenants);
+        all.remove(tenant);
         let p = self.path(tenant);
         match fs::remove_file(&p) {
             Ok(()) => {}
