@@ -182,7 +182,12 @@ fn main() {
     };
 
     println!(
-        "HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running"
+        "HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running, privacy {}",
+        if args.iter().any(|a| a == "--no-privacy") {
+            "off"
+        } else {
+            "on (tokenize + seal sensitive fields)"
+        }
     );
     println!(
         "| connections | events | avg event B | events/s | MB/s | p50 ms | p99 ms | index lag at end | index caught up after s |"

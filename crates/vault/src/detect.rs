@@ -77,6 +77,8 @@ impl Default for Detectors {
 }
 
 struct Patterns {
+    /// Every built-in pattern, to find in one pass which detectors need to run at all.
+    any: regex::RegexSet,
     email: Regex,
     phone: Regex,
     card: Regex,
@@ -92,7 +94,8 @@ fn patterns() -> &'static Patterns {
     P.get_or_init(|| {
         // These literals are fixed and tested; a failure to compile is a bug caught by any test.
         let re = |s: &str| Regex::new(s).unwrap_or_else(|e| panic!("detector regex {s}: {e}"));
-        Patterns {
+        let mut p = Patterns {
+            any: regex::RegexSet::empty(),
             email: re(r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}\b"),
             phone: re(
                 r"(?:\+[1-9]\d{0,2}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){1,4}\d{2,4}|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b|\b0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4}\b|\b0\d(?:[ .-]\d{2}){4}\b)",
@@ -115,7 +118,14 @@ fn patterns() -> &'static Patterns {
                     r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
                 ),
             ],
-        }
+        };
+        let mut all: Vec<&str> = [&p.email, &p.phone, &p.card, &p.iban, &p.ssn, &p.ipv4, &p.ipv6]
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        all.extend(p.secrets.iter().map(Regex::as_str));
+        p.any = regex::RegexSet::new(all).unwrap_or_else(|e| panic!("detector set: {e}"));
+        p
     })
 }
 
@@ -209,6 +219,10 @@ fn phone_ok(s: &str) -> bool {
 pub fn detect(text: &str, d: &Detectors) -> Vec<Match> {
     let p = patterns();
     let mut all: Vec<Match> = Vec::new();
+    // Most text holds nothing: one pass over it answers that for every built-in detector.
+    if d.custom.is_empty() && !p.any.is_match(text) {
+        return all;
+    }
     let on = |k: Kind| d.enabled.contains(&k);
     let mut push = |kind: Kind, re: &Regex, ok: &dyn Fn(&str) -> bool| {
         for m in re.find_iter(text) {
