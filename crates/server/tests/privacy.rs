@@ -245,6 +245,27 @@ async fn sealed_tokenized_revealable_and_erasable() {
     )
     .await;
     assert_eq!(v["events"][0]["payload"]["subject_id"], json!("alice"));
+    // Exports carry the sealed form: the erased subject stays erased in them, the other opens.
+    let out = dir.path().join("export-after-erasure");
+    let req = agentrail_export::ExportRequest {
+        tenant: agentrail_event::TenantId::parse("acme").unwrap(),
+        selection: agentrail_export::Selection::default(),
+        format: agentrail_export::FileFormat::Ndjson,
+        max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
+    };
+    let m = agentrail_export::export(&state.ledger, &req, &out, |_, _| true).unwrap();
+    agentrail_export::verify_export(&out, state.ledger.verifier()).unwrap();
+    let lines = std::fs::read_to_string(out.join(&m.manifest.files[0].name)).unwrap();
+    for line in lines.lines() {
+        let mut ev: Value = serde_json::from_str(line).unwrap();
+        let id = ev["event_id"].as_str().unwrap().to_owned();
+        state.privacy.open_event("acme", &mut ev);
+        match id.as_str() {
+            "e-alice" => assert!(ev["payload"]["prompt"]["$erased"].is_object(), "{ev}"),
+            "e-bob" => assert!(ev["payload"]["prompt"]["messages"][0].is_string(), "{ev}"),
+            _ => {}
+        }
+    }
     state.shutdown();
     let verifier = agentrail_ledger::read_verifier(dir.path()).unwrap();
     let prefix = agentrail_ledger::read_origin_prefix(dir.path()).unwrap();
