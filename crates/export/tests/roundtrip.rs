@@ -244,6 +244,11 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
     copy_dir(&nd, &d);
     let e = resign(&d, &|l| l.swap(1, 2));
     assert!(e.contains("expected seq"), "{e}");
+    // The same event written non-canonically (a space after a comma): its hash changes.
+    let d = tmp.path().join("deep-noncanonical");
+    copy_dir(&nd, &d);
+    let e = resign(&d, &|l| l[3] = l[3].replacen(",", ", ", 1));
+    assert!(e.contains("chain is broken"), "{e}");
     let d = tmp.path().join("deep-last");
     copy_dir(&nd, &d);
     // Edit the last event of the file: no later prev_hash catches it; only the tree can.
