@@ -65,6 +65,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(integrity_reports))
         .routes(routes!(reveal_tokens))
         .routes(routes!(erase_subject))
+        .routes(routes!(put_policy, get_policy))
 }
 
 fn with_security(mut api: OpenApi) -> OpenApi {

@@ -33,12 +33,157 @@ struct Tokens {
     known: HashMap<String, u64>,
 }
 
+/// A tenant's privacy and retention policy (`PUT /v1/tenants/{t}/policy`), stored at
+/// `tenants/<id>/policy.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Extra sensitive field paths per event type (`payload.…`), added to the default set.
+    #[serde(default)]
+    pub sensitive_fields: std::collections::BTreeMap<String, Vec<String>>,
+    /// Detectors switched on (true) or off (false); unnamed ones stay on. Names: email, phone,
+    /// card, iban, ssn, ip, secret.
+    #[serde(default)]
+    pub detectors: std::collections::BTreeMap<String, bool>,
+    /// Extra detectors: every match of `regex` becomes a `tok_<name>_…` token.
+    #[serde(default)]
+    pub custom_detectors: Vec<CustomDetector>,
+    /// Days after which sensitive content leaves the hot index (default 90).
+    #[serde(default = "default_hot")]
+    pub hot_content_days: u32,
+    /// Days structural metadata is kept (default 2555, seven years).
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// Suspends every purge while true.
+    #[serde(default)]
+    pub legal_hold: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetector {
+    /// `[a-z0-9_]{1,32}`: the token type.
+    pub name: String,
+    pub regex: String,
+}
+
+fn default_hot() -> u32 {
+    90
+}
+
+fn default_retention() -> u32 {
+    2555
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            sensitive_fields: Default::default(),
+            detectors: Default::default(),
+            custom_detectors: Vec::new(),
+            hot_content_days: default_hot(),
+            retention_days: default_retention(),
+            legal_hold: false,
+        }
+    }
+}
+
+impl Policy {
+    /// Every problem with a policy, as `{path, reason}`.
+    pub fn problems(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut bad =
+            |path: String, reason: String| out.push(json!({"path": path, "reason": reason}));
+        for (t, paths) in &self.sensitive_fields {
+            for (i, p) in paths.iter().enumerate() {
+                let ok = p.starts_with("payload.")
+                    && p.len() <= 200
+                    && p.split('.').all(|seg| {
+                        !seg.is_empty()
+                            && seg
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    });
+                if !ok {
+                    bad(
+                        format!("sensitive_fields.{t}[{i}]"),
+                        "must be a dotted path inside payload, e.g. payload.notes".into(),
+                    );
+                }
+            }
+        }
+        for name in self.detectors.keys() {
+            if agentrail_vault::Kind::parse(name).is_none() {
+                bad(
+                    format!("detectors.{name}"),
+                    "unknown detector: use email, phone, card, iban, ssn, ip or secret".into(),
+                );
+            }
+        }
+        for (i, c) in self.custom_detectors.iter().enumerate() {
+            if c.name.is_empty()
+                || c.name.len() > 32
+                || !c
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                bad(
+                    format!("custom_detectors[{i}].name"),
+                    "must be [a-z0-9_]{1,32}".into(),
+                );
+            }
+            match regex::Regex::new(&c.regex) {
+                Ok(r) if r.is_match("") => bad(
+                    format!("custom_detectors[{i}].regex"),
+                    "matches the empty string".into(),
+                ),
+                Ok(_) => {}
+                Err(e) => bad(format!("custom_detectors[{i}].regex"), e.to_string()),
+            }
+        }
+        if self.hot_content_days == 0 || self.retention_days == 0 {
+            bad("hot_content_days".into(), "days must be positive".into());
+        }
+        if self.hot_content_days > self.retention_days {
+            bad(
+                "hot_content_days".into(),
+                "cannot exceed retention_days".into(),
+            );
+        }
+        out
+    }
+
+    fn detectors(&self) -> Detectors {
+        let enabled = agentrail_vault::Kind::ALL
+            .into_iter()
+            .filter(|k| self.detectors.get(k.name()).copied().unwrap_or(true))
+            .collect();
+        let custom = self
+            .custom_detectors
+            .iter()
+            .filter_map(|c| {
+                regex::Regex::new(&c.regex)
+                    .ok()
+                    .map(|r| (c.name.clone(), r))
+            })
+            .collect();
+        Detectors { enabled, custom }
+    }
+}
+
+/// A policy with its compiled detectors.
+struct Compiled {
+    policy: Policy,
+    detectors: Detectors,
+}
+
 /// The privacy layer of a server.
 pub struct Privacy {
     pub vault: Vault,
-    detectors: Detectors,
     data_dir: PathBuf,
     tokens: Mutex<HashMap<TenantId, Arc<Mutex<Tokens>>>>,
+    policies: Mutex<HashMap<TenantId, Arc<Compiled>>>,
 }
 
 impl std::fmt::Debug for Privacy {
@@ -70,10 +215,58 @@ impl Privacy {
             Vault::open(data_dir, master_key).map_err(|e| format!("opening the vault: {e}"))?;
         Ok(Privacy {
             vault,
-            detectors: Detectors::default(),
             data_dir: data_dir.to_path_buf(),
             tokens: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn policy_path(&self, tenant: &TenantId) -> PathBuf {
+        self.data_dir
+            .join("tenants")
+            .join(tenant.as_str())
+            .join("policy.json")
+    }
+
+    fn compiled(&self, tenant: &TenantId) -> Result<Arc<Compiled>, ApiError> {
+        let mut all = lock(&self.policies);
+        if let Some(c) = all.get(tenant) {
+            return Ok(c.clone());
+        }
+        let policy: Policy = match std::fs::read(self.policy_path(tenant)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| ApiError::internal(format!("policy of {tenant}: {e}")))?,
+            Err(_) => Policy::default(),
+        };
+        let c = Arc::new(Compiled {
+            detectors: policy.detectors(),
+            policy,
+        });
+        if all.len() >= 1024 {
+            all.retain(|_, v| Arc::strong_count(v) > 1);
+        }
+        all.insert(tenant.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// The tenant's policy (the defaults until one is set).
+    pub fn policy(&self, tenant: &TenantId) -> Result<Policy, ApiError> {
+        Ok(self.compiled(tenant)?.policy.clone())
+    }
+
+    /// Stores a checked policy durably; it applies to events ingested from now on.
+    pub fn set_policy(&self, tenant: &TenantId, policy: Policy) -> Result<(), ApiError> {
+        let b =
+            serde_json::to_vec_pretty(&policy).map_err(|e| ApiError::internal(e.to_string()))?;
+        let path = self.policy_path(tenant);
+        crate::keys::write_atomic(&path, &b, 0o644)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+        let c = Arc::new(Compiled {
+            detectors: policy.detectors(),
+            policy,
+        });
+        lock(&self.policies).insert(tenant.clone(), c);
+        Ok(())
     }
 
     fn tokens(&self, tenant: &TenantId) -> Result<Arc<Mutex<Tokens>>, ApiError> {
@@ -122,7 +315,11 @@ impl Privacy {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let paths = sensitive_paths(&event_type);
+        let compiled = self.compiled(tenant)?;
+        let mut paths: Vec<&str> = sensitive_paths(&event_type).to_vec();
+        if let Some(extra) = compiled.policy.sensitive_fields.get(&event_type) {
+            paths.extend(extra.iter().map(String::as_str));
+        }
         if paths.is_empty() {
             return Ok(());
         }
@@ -152,7 +349,7 @@ impl Privacy {
             if is_sealed(v) {
                 continue;
             }
-            tokenize_value(&token_key, &self.detectors, v, &mut found);
+            tokenize_value(&token_key, &compiled.detectors, v, &mut found);
             let sealed = seal_field(
                 &self.vault,
                 tenant.as_str(),
@@ -206,30 +403,31 @@ impl Privacy {
         Ok(())
     }
 
-    /// Opens the sealed sensitive fields of a served event (in place).
+    /// Opens the sealed sensitive fields of a served event (in place): every `$enc` value inside
+    /// `payload` (the paths sealed at ingest, whatever the policy was then).
     pub fn open_event(&self, tenant: &str, v: &mut Value) {
-        let Some(m) = v.as_object_mut() else { return };
-        let event_type = m
-            .get("event_type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let event_id = m
+        let event_id = v
             .get("event_id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        for path in sensitive_paths(&event_type) {
-            let Some(field) = get_mut(m, path) else {
-                continue;
-            };
-            if !is_sealed(field) {
-                continue;
-            }
-            *field = match open_field(&self.vault, tenant, &event_id, path, field) {
+        if let Some(p) = v.get_mut("payload") {
+            self.open_sealed(tenant, &event_id, "payload", p);
+        }
+    }
+
+    fn open_sealed(&self, tenant: &str, event_id: &str, path: &str, v: &mut Value) {
+        if is_sealed(v) {
+            *v = match open_field(&self.vault, tenant, event_id, path, v) {
                 Ok(plain) => plain,
                 Err(e) => json!({"$unreadable": e.to_string()}),
             };
+            return;
+        }
+        if let Value::Object(m) = v {
+            for (k, child) in m.iter_mut() {
+                self.open_sealed(tenant, event_id, &format!("{path}.{k}"), child);
+            }
         }
     }
 

@@ -2023,3 +2023,52 @@ pub async fn erase_subject(
     })
     .await
 }
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "privacy",
+    params(("tenant" = String, Path)),
+    request_body = crate::privacy::Policy,
+    security(("bearer" = ["tenant:admin"])),
+    responses(
+        (status = 200, description = "the policy now in force for events ingested from now on", body = crate::privacy::Policy),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_policy(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::privacy::Policy>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
+    let policy: crate::privacy::Policy = json_body(&body)?;
+    let problems = policy.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_policy",
+            format!("{} problem(s) in the policy", problems.len()),
+        )
+        .with_details(problems));
+    }
+    blocking(move || {
+        s.privacy.set_policy(&tenant, policy.clone())?;
+        tracing::info!(%tenant, by = %caller.key_id, "policy set");
+        Ok(Json(policy))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/policy", tag = "privacy",
+    params(("tenant" = String, Path)),
+    security(("bearer" = ["tenant:admin"])),
+    responses(
+        (status = 200, description = "the tenant's policy (defaults until one is set)", body = crate::privacy::Policy),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_policy(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+) -> Result<Json<crate::privacy::Policy>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
+    blocking(move || Ok(Json(s.privacy.policy(&tenant)?))).await
+}

@@ -250,7 +250,7 @@ async fn isolation_matrix_over_every_route() {
                 p
             };
             let body = |tenant: &str| -> (Vec<(&str, &str)>, Vec<u8>) {
-                if method != "POST" {
+                if method != "POST" && method != "PUT" {
                     return (Vec::new(), Vec::new());
                 }
                 let b = if template.ends_with("/events") {

@@ -245,6 +245,49 @@ async fn sealed_tokenized_revealable_and_erasable() {
     )
     .await;
     assert_eq!(v["events"][0]["payload"]["subject_id"], json!("alice"));
+    // Policy: bad ones are refused with every problem named; a good one adds a sensitive path
+    // and a custom detector, and turns the email detector off.
+    let (st, v) = call(&app, "PUT", "/v1/tenants/acme/policy", admin, json!({
+        "sensitive_fields": {"custom.note": ["notes"]}, "detectors": {"fax": true},
+        "custom_detectors": [{"name": "emp", "regex": "("}], "hot_content_days": 400, "retention_days": 30})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["details"].as_array().unwrap().len(), 4, "{v}");
+    let (st, v) = call(
+        &app,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        admin,
+        json!({
+        "sensitive_fields": {"custom.note": ["payload.text"]}, "detectors": {"email": false},
+        "custom_detectors": [{"name": "emp", "regex": "EMP-[0-9]{6}"}]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["hot_content_days"], json!(90));
+    let note = json!({"schema_version": "1", "event_id": "n1", "event_type": "custom.note",
+        "payload": {"text": "EMP-004211 wrote to carol@example.org", "kind": "memo"}});
+    let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", w, note).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, stored) = call(
+        &app,
+        "GET",
+        "/v1/tenants/acme/events/n1?view=stored",
+        r,
+        Value::Null,
+    )
+    .await;
+    assert!(
+        stored["event"]["payload"]["text"]["$enc"].is_object(),
+        "{stored}"
+    );
+    assert_eq!(stored["event"]["payload"]["kind"], json!("memo"));
+    let (_, v) = call(&app, "GET", "/v1/tenants/acme/events/n1", r, Value::Null).await;
+    let text = v["event"]["payload"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("tok_emp_") && text.ends_with("carol@example.org"),
+        "{text}"
+    );
+
     // Exports carry the sealed form: the erased subject stays erased in them, the other opens.
     let out = dir.path().join("export-after-erasure");
     let req = agentrail_export::ExportRequest {
@@ -276,5 +319,5 @@ async fn sealed_tokenized_revealable_and_erasable() {
         &prefix,
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.events, 3);
+    assert_eq!(report.events, 4);
 }
