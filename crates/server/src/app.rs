@@ -65,6 +65,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(integrity_reports))
         .routes(routes!(reveal_tokens))
         .routes(routes!(erase_subject))
+        .routes(routes!(erase_tenant_content))
         .routes(routes!(put_policy, get_policy))
 }
 

@@ -2072,3 +2072,70 @@ pub async fn get_policy(
     let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
     blocking(move || Ok(Json(s.privacy.policy(&tenant)?))).await
 }
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/content", tag = "privacy",
+    params(("tenant" = String, Path)),
+    security(("bearer" = ["root"])),
+    responses(
+        (status = 200, description = "every key of the tenant is destroyed: all its sealed content reads as $erased; the ledger, proofs and checkpoints stay and verify", body = ErasureBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn erase_tenant_content(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+) -> Result<Json<ErasureBody>, ApiError> {
+    if !caller.is_root() {
+        return Err(ApiError::forbidden(
+            "only the root key erases a whole tenant",
+        ));
+    }
+    let tenant = TenantId::parse(&t).map_err(ApiError::bad_request)?;
+    blocking(move || {
+        if !s.ledger.exists(&tenant) {
+            return Err(ApiError::not_found(format!(
+                "tenant {tenant} does not exist"
+            )));
+        }
+        let now = s.now();
+        s.privacy
+            .vault
+            .shred_tenant(tenant.as_str())
+            .map_err(|e| ApiError::internal(format!("vault: {e}")))?;
+        let ev = json!({
+            "schema_version": "1",
+            "event_type": "custom.tenant.erased",
+            "occurred_at": now,
+            "actor": {"id": caller.key_id, "type": "service"},
+            "payload": {"erased_at": now, "method": "crypto-shredding"},
+        });
+        let valid = agentrail_event::validate_value(ev).map_err(|e| {
+            ApiError::internal(format!(
+                "the erasure event does not validate: {:?}",
+                e.problems
+            ))
+        })?;
+        let receipts = s.ledger.append(&tenant, vec![valid])?;
+        if let Some(r) = receipts.last() {
+            s.indexer.appended(&tenant, r.seq + 1)?;
+        }
+        let r = receipts
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("no receipt for the erasure event"))?;
+        tracing::warn!(%tenant, by = %caller.key_id, "all content of the tenant erased");
+        Ok(Json(ErasureBody {
+            subject_id: "*".into(),
+            erased_at: now,
+            had_key: true,
+            receipt: ReceiptJson {
+                event_id: r.event_id,
+                seq: r.seq,
+                hash: r.hash,
+                received_at: r.received_at,
+                replayed: r.replayed,
+            },
+        }))
+    })
+    .await
+}

@@ -309,6 +309,33 @@ async fn sealed_tokenized_revealable_and_erasable() {
             _ => {}
         }
     }
+    // The whole tenant (root only): everything reads erased, the ledger still verifies.
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            "/v1/tenants/acme/content",
+            admin,
+            Value::Null
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (st, v) = call(
+        &app,
+        "DELETE",
+        "/v1/tenants/acme/content",
+        &root,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = call(&app, "GET", "/v1/tenants/acme/events/e-bob", r, Value::Null).await;
+    assert!(
+        v["event"]["payload"]["prompt"]["$erased"].is_object(),
+        "{v}"
+    );
     state.shutdown();
     let verifier = agentrail_ledger::read_verifier(dir.path()).unwrap();
     let prefix = agentrail_ledger::read_origin_prefix(dir.path()).unwrap();
@@ -319,5 +346,5 @@ async fn sealed_tokenized_revealable_and_erasable() {
         &prefix,
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.events, 4);
+    assert_eq!(report.events, 5);
 }
