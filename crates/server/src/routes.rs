@@ -1961,6 +1961,45 @@ pub struct ErasureBody {
     pub receipt: ReceiptJson,
 }
 
+/// Appends an erasure event (`custom.subject.erased` / `custom.tenant.erased`) to the tenant's
+/// ledger and returns its receipt: the erasure itself is part of the audit trail.
+fn record_erasure(
+    s: &AppState,
+    tenant: &TenantId,
+    caller: &Principal,
+    event_type: &str,
+    payload: Value,
+) -> Result<ReceiptJson, ApiError> {
+    let ev = json!({
+        "schema_version": "1",
+        "event_type": event_type,
+        "occurred_at": s.now(),
+        "actor": {"id": caller.key_id, "type": "service"},
+        "payload": payload,
+    });
+    let valid = agentrail_event::validate_value(ev).map_err(|e| {
+        ApiError::internal(format!(
+            "the erasure event does not validate: {:?}",
+            e.problems
+        ))
+    })?;
+    let receipts = s.ledger.append(tenant, vec![valid])?;
+    if let Some(r) = receipts.last() {
+        s.indexer.appended(tenant, r.seq + 1)?;
+    }
+    let r = receipts
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("no receipt for the erasure event"))?;
+    Ok(ReceiptJson {
+        event_id: r.event_id,
+        seq: r.seq,
+        hash: r.hash,
+        received_at: r.received_at,
+        replayed: r.replayed,
+    })
+}
+
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/subjects/{subject_id}", tag = "privacy",
     params(("tenant" = String, Path), ("subject_id" = String, Path)),
     security(("bearer" = ["tenant:admin"])),
@@ -1986,39 +2025,19 @@ pub async fn erase_subject(
             .vault
             .shred_subject(tenant.as_str(), &subject, &now)
             .map_err(|e| ApiError::internal(format!("vault: {e}")))?;
-        let ev = json!({
-            "schema_version": "1",
-            "event_type": "custom.subject.erased",
-            "occurred_at": now,
-            "actor": {"id": caller.key_id, "type": "service"},
-            "payload": {"subject_id": subject, "erased_at": now, "method": "crypto-shredding"},
-        });
-        let valid = agentrail_event::validate_value(ev).map_err(|e| {
-            ApiError::internal(format!(
-                "the erasure event does not validate: {:?}",
-                e.problems
-            ))
-        })?;
-        let receipts = s.ledger.append(&tenant, vec![valid])?;
-        if let Some(r) = receipts.last() {
-            s.indexer.appended(&tenant, r.seq + 1)?;
-        }
-        let r = receipts
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::internal("no receipt for the erasure event"))?;
+        let receipt = record_erasure(
+            &s,
+            &tenant,
+            &caller,
+            "custom.subject.erased",
+            json!({"subject_id": subject, "erased_at": now, "method": "crypto-shredding"}),
+        )?;
         tracing::info!(%tenant, %subject, by = %caller.key_id, "subject erased");
         Ok(Json(ErasureBody {
             subject_id: subject,
             erased_at: now,
             had_key,
-            receipt: ReceiptJson {
-                event_id: r.event_id,
-                seq: r.seq,
-                hash: r.hash,
-                received_at: r.received_at,
-                replayed: r.replayed,
-            },
+            receipt,
         }))
     })
     .await
@@ -2102,39 +2121,19 @@ pub async fn erase_tenant_content(
             .vault
             .shred_tenant(tenant.as_str())
             .map_err(|e| ApiError::internal(format!("vault: {e}")))?;
-        let ev = json!({
-            "schema_version": "1",
-            "event_type": "custom.tenant.erased",
-            "occurred_at": now,
-            "actor": {"id": caller.key_id, "type": "service"},
-            "payload": {"erased_at": now, "method": "crypto-shredding"},
-        });
-        let valid = agentrail_event::validate_value(ev).map_err(|e| {
-            ApiError::internal(format!(
-                "the erasure event does not validate: {:?}",
-                e.problems
-            ))
-        })?;
-        let receipts = s.ledger.append(&tenant, vec![valid])?;
-        if let Some(r) = receipts.last() {
-            s.indexer.appended(&tenant, r.seq + 1)?;
-        }
-        let r = receipts
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::internal("no receipt for the erasure event"))?;
+        let receipt = record_erasure(
+            &s,
+            &tenant,
+            &caller,
+            "custom.tenant.erased",
+            json!({"erased_at": now, "method": "crypto-shredding"}),
+        )?;
         tracing::warn!(%tenant, by = %caller.key_id, "all content of the tenant erased");
         Ok(Json(ErasureBody {
             subject_id: "*".into(),
             erased_at: now,
             had_key: true,
-            receipt: ReceiptJson {
-                event_id: r.event_id,
-                seq: r.seq,
-                hash: r.hash,
-                received_at: r.received_at,
-                replayed: r.replayed,
-            },
+            receipt,
         }))
     })
     .await
