@@ -73,12 +73,11 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportErr
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("rename", path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    agentrail_ledger::files::write_atomic(path, bytes, 0o644).map_err(|e| ExportError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ExportError> {

@@ -121,3 +121,39 @@ pub fn make_read_only(path: &Path) -> io::Result<()> {
 pub fn tenant_dir(data_dir: &Path, tenant: &str) -> PathBuf {
     data_dir.join("tenants").join(tenant)
 }
+
+/// Why [`write_atomic`] failed: the step, the file and the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {path}: {source}")]
+pub struct WriteFileError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+/// Replaces a small file durably and atomically: write `<path>.tmp` with `mode`, fsync, rename,
+/// fsync the directory. Readers see the old file or the new one, never a part. Used for keys,
+/// manifests, policies and other small state files across the workspace.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |op: &'static str, p: &Path| {
+        let path = p.to_path_buf();
+        move |source| WriteFileError { op, path, source }
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err("create", &tmp))?;
+    f.write_all(bytes).map_err(err("write", &tmp))?;
+    f.sync_all().map_err(err("sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(err("rename", path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err("sync", dir))
+}

@@ -11,8 +11,6 @@ use agentrail_merkle::Hash;
 use agentrail_note::{Signer, Verifier};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -114,23 +112,11 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Ledge
 
 /// Writes a file durably and atomically with mode 0600 (keys) or 0644.
 fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerOpenError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(contents).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("rename", path))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("sync", dir))?;
-    }
-    Ok(())
+    crate::files::write_atomic(path, contents, mode).map_err(|e| LedgerOpenError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Loads the data directory's origin prefix and signing key, creating them on first open.

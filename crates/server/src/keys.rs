@@ -7,9 +7,7 @@ use agentrail_event::hash::{sha256, to_hex};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -159,23 +157,7 @@ pub fn key_id_of(key: &str) -> Option<&str> {
         .then_some(id)
 }
 
-/// Writes a file atomically and durably with the given mode.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
+pub(crate) use agentrail_ledger::files::write_atomic;
 
 impl KeyStore {
     /// Opens `<data_dir>/system/keys.json` (an empty store if it does not exist yet).
@@ -227,10 +209,10 @@ impl KeyStore {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.path, &bytes, 0o600).map_err(|source| KeyStoreError::Io {
-            op: "write",
-            path: self.path.clone(),
-            source,
+        write_atomic(&self.path, &bytes, 0o600).map_err(|e| KeyStoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
         })?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = file.keys;
         Ok(out)
