@@ -1,8 +1,10 @@
 //! The client commands against a running `agentrail serve`: demo, tenant/key administration,
 //! streaming ingest (and its error report), queries.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Output};
 
 struct Server {
     child: Child,
@@ -21,22 +23,7 @@ impl Drop for Server {
 fn serve() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentrail"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .strip_prefix("agentrail listening on ")
-        .unwrap()
-        .to_owned();
-    let printed: Vec<String> = lines.by_ref().take(2).map(|l| l.unwrap()).collect();
-    std::thread::spawn(move || for _ in lines {});
+    let (child, url, printed) = common::spawn_server(&data, 2);
     let root = std::fs::read_to_string(data.join("system/root.key"))
         .unwrap()
         .trim()

@@ -5,12 +5,13 @@
 //!
 //! AGENTRAIL_SERVER_CRASH_ITERATIONS sets the number of kills (default 5).
 
+mod common;
+
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::{Config, Ledger};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,22 +27,7 @@ fn agent() -> ureq::Agent {
 
 /// Starts the server on a free port; returns it and its base URL once it listens.
 fn serve(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentrail"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .strip_prefix("agentrail listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
-    // Keep draining stdout so the server never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
+    let (child, url, _) = common::spawn_server(data, 0);
     (child, url)
 }
 
