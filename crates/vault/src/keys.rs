@@ -407,6 +407,22 @@ impl Vault {
         Ok(k)
     }
 
+    /// Creates a key under `kid`: random, wrapped by the master key, recorded durably (by the
+    /// record `make` builds from the wrapped key), and kept unwrapped.
+    fn create_key(
+        &self,
+        st: &mut TenantState,
+        kid: &str,
+        now: &str,
+        make: impl FnOnce(Wrapped) -> KeyRecord,
+    ) -> Result<[u8; 32], VaultError> {
+        let key = random::<32>()?;
+        let w = self.wrap(kid, &key, now)?;
+        self.record(st, make(w))?;
+        st.plain.insert(kid.to_owned(), key);
+        Ok(key)
+    }
+
     /// The key new data of `who` is encrypted with: `(kid, key)`, created (durably) on first use.
     pub fn current_key(
         &self,
@@ -425,16 +441,10 @@ impl Vault {
                     return Ok((kid, k));
                 }
                 let kid = format!("t:{tenant}:v1");
-                let key = random::<32>()?;
-                let w = self.wrap(&kid, &key, now)?;
-                self.record(
-                    &mut st,
-                    KeyRecord::TenantKey {
-                        kid: kid.clone(),
-                        key: w,
-                    },
-                )?;
-                st.plain.insert(kid.clone(), key);
+                let key = self.create_key(&mut st, &kid, now, |w| KeyRecord::TenantKey {
+                    kid: kid.clone(),
+                    key: w,
+                })?;
                 Ok((kid, key))
             }
             KeyRef::Subject(s) => {
@@ -445,17 +455,11 @@ impl Vault {
                 // A shredded subject's later data gets a fresh key id: nothing old becomes
                 // readable (and the old data keeps its erasure date).
                 let kid = format!("s:{tenant}:{s}:{}", hex::encode(random::<6>()?));
-                let key = random::<32>()?;
-                let w = self.wrap(&kid, &key, now)?;
-                self.record(
-                    &mut st,
-                    KeyRecord::SubjectKey {
-                        subject: s.clone(),
-                        kid: kid.clone(),
-                        key: w,
-                    },
-                )?;
-                st.plain.insert(kid.clone(), key);
+                let key = self.create_key(&mut st, &kid, now, |w| KeyRecord::SubjectKey {
+                    subject: s.clone(),
+                    kid: kid.clone(),
+                    key: w,
+                })?;
                 Ok((kid, key))
             }
         }
@@ -488,16 +492,10 @@ impl Vault {
         let mut st = lock(&st);
         let next = st.keys.tenant_keys.len() + 1;
         let kid = format!("t:{tenant}:v{next}");
-        let key = random::<32>()?;
-        let w = self.wrap(&kid, &key, now)?;
-        self.record(
-            &mut st,
-            KeyRecord::TenantKey {
-                kid: kid.clone(),
-                key: w,
-            },
-        )?;
-        st.plain.insert(kid.clone(), key);
+        self.create_key(&mut st, &kid, now, |w| KeyRecord::TenantKey {
+            kid: kid.clone(),
+            key: w,
+        })?;
         Ok(kid)
     }
 
@@ -509,11 +507,7 @@ impl Vault {
         if let Some(w) = st.keys.token_key.clone() {
             return self.unwrap_key(&mut st, &kid, &w);
         }
-        let key = random::<32>()?;
-        let w = self.wrap(&kid, &key, now)?;
-        self.record(&mut st, KeyRecord::TokenKey { key: w })?;
-        st.plain.insert(kid, key);
-        Ok(key)
+        self.create_key(&mut st, &kid, now, |w| KeyRecord::TokenKey { key: w })
     }
 
     /// Destroys a subject's key: the key log is rewritten without it (atomically, durably);
