@@ -7,7 +7,8 @@
 //! applied the ledger in the same transaction as the rows, catches up on open, and can be deleted
 //! and rebuilt at any time ([`reindex`]); the ledger stays the only source of truth.
 //!
-//! What it is not: no HTTP, no writes to the ledger, no decryption (the vault sits above).
+//! What it is not: no HTTP, no writes to the ledger, no decryption: the vault sits above and
+//! hands in a [`ContentSource`] that opens the tokenized content the index may hold for search.
 //!
 //! ```no_run
 //! use agentrail_index::{PageReq, TenantIndex};
@@ -32,4 +33,6 @@ pub use query::{
     EventFilter, EventRow, ModelAttribution, ModelQuery, Page, PageReq, ReviewQuery, ReviewRow,
     SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
 };
-pub use store::{TenantIndex, index_path, reindex};
+pub use store::{
+    Content, ContentFn, ContentSource, Cutoffs, Purged, TenantIndex, index_path, reindex,
+};

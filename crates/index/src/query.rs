@@ -568,6 +568,8 @@ pub struct EventFilter {
     pub review_decision: Option<String>,
     /// `attributes.<key>` equals the value (non-strings compared as their JSON text).
     pub attributes: Vec<(String, String)>,
+    /// Events whose hot content holds this PII token (`tok_<type>_<id>`).
+    pub token: Option<String>,
 }
 
 impl TenantIndex {
@@ -707,6 +709,12 @@ impl TenantIndex {
             );
             w.params.push(Where::text(k));
             w.params.push(Where::text(v));
+        }
+        if let Some(t) = &f.token {
+            w.push(
+                "e.seq IN (SELECT seq FROM tokens WHERE token = ?)",
+                Where::text(t),
+            );
         }
         page_of(self, "events e", w, req, |_, row| Ok(row), "")
     }

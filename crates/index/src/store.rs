@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -93,7 +93,64 @@ CREATE TABLE IF NOT EXISTS attrs (
     seq INTEGER NOT NULL,
     PRIMARY KEY (key, value, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attrs_seq ON attrs(seq);
+-- The hot content: an event's sensitive fields as the content source opened them (tokenized,
+-- never raw PII), `{path: value}`, while within the tenant's hot_content_days; and the tokens in
+-- them, for search by token. Erasure and the retention job delete these rows (secure_delete).
+CREATE TABLE IF NOT EXISTS content (
+    seq INTEGER PRIMARY KEY,
+    subject_id TEXT,
+    received_ns INTEGER NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS content_subject ON content(subject_id) WHERE subject_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS content_received ON content(received_ns);
+CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (token, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tokens_seq ON tokens(seq);
 ";
+
+/// What the index may hold of one event's sensitive content: the opened, tokenized fields
+/// (`{path: value}`) and the tokens that occur in them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    pub fields: Value,
+    pub tokens: Vec<String>,
+}
+
+/// Opens the content of a stored event for the index (the vault sits above this crate); `None`
+/// when it has none that may be held (no sealed fields, or their keys were shredded).
+pub type ContentFn = dyn Fn(&TenantId, &Value) -> Option<Content> + Send + Sync;
+
+/// A [`ContentFn`] a [`TenantIndex`] applies with.
+#[derive(Clone)]
+pub struct ContentSource(pub std::sync::Arc<ContentFn>);
+
+impl std::fmt::Debug for ContentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentSource")
+    }
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Purged {
+    /// Events whose content left the index.
+    pub content: u64,
+    /// Events whose rows left the index entirely.
+    pub events: u64,
+}
+
+/// The retention cutoffs an index applies: content of events received before `content_ns`, and
+/// every row of events received before `events_ns`, is not held (nanoseconds since the epoch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cutoffs {
+    pub content_ns: i64,
+    pub events_ns: i64,
+}
 
 /// The query store of one tenant.
 #[derive(Debug)]
@@ -102,6 +159,8 @@ pub struct TenantIndex {
     pub(crate) tenant: TenantId,
     path: PathBuf,
     applied: u64,
+    content: Option<ContentSource>,
+    cutoffs: Cutoffs,
 }
 
 /// Where a tenant's index lives.
@@ -156,7 +215,7 @@ impl TenantIndex {
         // consistency; the next catch-up re-applies them from the ledger.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;
-             PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
+             PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF; PRAGMA secure_delete=ON;",
         )
         .map_err(sql)?;
         let version: Option<i64> = conn
@@ -186,25 +245,43 @@ impl TenantIndex {
         }
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?1), ('applied', 0)",
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?1), ('applied', 0),
+               ('content_cutoff_ns', 0), ('events_cutoff_ns', 0)",
             params![SCHEMA_VERSION],
         )
         .map_err(sql)?;
-        let applied: i64 = conn
-            .query_row("SELECT value FROM meta WHERE key = 'applied'", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql)?;
+        let meta = |key: &str| -> Result<i64, IndexError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .map_err(sql)
+        };
+        let applied = meta("applied")?;
+        let cutoffs = Cutoffs {
+            content_ns: meta("content_cutoff_ns")?,
+            events_ns: meta("events_cutoff_ns")?,
+        };
         Ok(TenantIndex {
             conn,
             tenant: tenant.clone(),
             path: path.to_path_buf(),
             applied: u64::try_from(applied).unwrap_or(0),
+            content: None,
+            cutoffs,
         })
     }
 
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
+    }
+
+    /// Events applied from now on get their content from `source` (the server passes one that
+    /// opens sealed fields with the vault; without one, no content is held).
+    pub fn set_content_source(&mut self, source: Option<ContentSource>) {
+        self.content = source;
+    }
+
+    /// The retention cutoffs this index applies.
+    pub fn cutoffs(&self) -> Cutoffs {
+        self.cutoffs
     }
 
     pub fn path(&self) -> &Path {
@@ -277,6 +354,15 @@ impl TenantIndex {
                        first_seq = min(first_seq, excluded.first_seq)",
                 )
                 .map_err(sql)?;
+            let mut content = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO content (seq, subject_id, received_ns, fields)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            let mut token = tx
+                .prepare_cached("INSERT OR IGNORE INTO tokens (token, seq) VALUES (?1, ?2)")
+                .map_err(sql)?;
             let mut expect = self.applied;
             for ev in events {
                 if ev.seq != expect {
@@ -329,6 +415,29 @@ impl TenantIndex {
                 let received = str_at(&v, &["received_at"])
                     .and_then(ts_ns)
                     .ok_or_else(|| bad("stored event has no valid received_at".into()))?;
+                if received < self.cutoffs.events_ns {
+                    // Beyond the tenant's retention: the ledger keeps it, the index does not.
+                    expect += 1;
+                    continue;
+                }
+                if received >= self.cutoffs.content_ns
+                    && let Some(src) = &self.content
+                    && let Some(c) = (src.0)(&self.tenant, &v)
+                {
+                    content
+                        .execute(rusqlite::params![
+                            ev.seq as i64,
+                            str_at(&v, &["subject_id"]),
+                            received,
+                            c.fields.to_string()
+                        ])
+                        .map_err(sql)?;
+                    for t in &c.tokens {
+                        token
+                            .execute(rusqlite::params![t, ev.seq as i64])
+                            .map_err(sql)?;
+                    }
+                }
                 let session_prev = str_at(&v, &["session_prev_hash"])
                     .and_then(agentrail_event::hash::from_hex)
                     .map(|h| h.to_vec());
@@ -451,6 +560,125 @@ impl TenantIndex {
         Ok(self.applied - start)
     }
 
+    /// Drops the content (and tokens) of events received before `before_ns`, and of every event
+    /// applied later that was received before it. Cutoffs only move forward.
+    pub fn purge_content(&mut self, before_ns: i64) -> Result<u64, IndexError> {
+        self.purge(Cutoffs {
+            content_ns: before_ns,
+            events_ns: self.cutoffs.events_ns,
+        })
+        .map(|p| p.content)
+    }
+
+    /// Applies retention cutoffs: content before `c.content_ns`, whole rows before
+    /// `c.events_ns`, now and for events applied later (also after a rebuild: the cutoffs are
+    /// kept). Cutoffs only move forward. Deleted rows are overwritten (`secure_delete`) and the
+    /// write-ahead log is truncated, so the purged content is gone from the files too.
+    pub fn purge(&mut self, c: Cutoffs) -> Result<Purged, IndexError> {
+        let sql = |e: rusqlite::Error| IndexError::sql("purge the index", e);
+        let new = Cutoffs {
+            content_ns: c.content_ns.max(self.cutoffs.content_ns).max(c.events_ns),
+            events_ns: c.events_ns.max(self.cutoffs.events_ns),
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        // received_at never decreases along seq, so "received before" is a seq prefix.
+        let bound = |ns: i64| -> Result<i64, IndexError> {
+            tx.query_row(
+                "SELECT coalesce(min(seq), (SELECT value FROM meta WHERE key = 'applied'))
+                 FROM events WHERE received_ns >= ?1",
+                [ns],
+                |r| r.get(0),
+            )
+            .map_err(sql)
+        };
+        let content_bound = bound(new.content_ns)?;
+        tx.execute("DELETE FROM tokens WHERE seq < ?1", [content_bound])
+            .map_err(sql)?;
+        let content = tx
+            .execute("DELETE FROM content WHERE seq < ?1", [content_bound])
+            .map_err(sql)? as u64;
+        let mut events = 0;
+        if new.events_ns > self.cutoffs.events_ns {
+            let b = bound(new.events_ns)?;
+            for q in [
+                "DELETE FROM causes WHERE child_seq < ?1",
+                "DELETE FROM dangling WHERE child_seq < ?1",
+                "DELETE FROM rejected_executions WHERE seq < ?1",
+                "DELETE FROM attrs WHERE seq < ?1",
+                "DELETE FROM tool_minutes WHERE first_seq < ?1",
+            ] {
+                tx.execute(q, [b]).map_err(sql)?;
+            }
+            events = tx
+                .execute("DELETE FROM events WHERE seq < ?1", [b])
+                .map_err(sql)? as u64;
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'content_cutoff_ns'",
+            [new.content_ns],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'events_cutoff_ns'",
+            [new.events_ns],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.cutoffs = new;
+        if content + events > 0 {
+            self.truncate_wal()?;
+        }
+        Ok(Purged { content, events })
+    }
+
+    /// Drops the content and tokens of one data subject (`None`: of every event), after its
+    /// keys were shredded; the source no longer opens them, so nothing comes back on a
+    /// rebuild. Returns how many events lost their content.
+    pub fn erase_content(&mut self, subject: Option<&str>) -> Result<u64, IndexError> {
+        let sql = |e: rusqlite::Error| IndexError::sql("erase content from the index", e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        let n = match subject {
+            Some(s) => {
+                tx.execute(
+                    "DELETE FROM tokens WHERE seq IN (SELECT seq FROM content WHERE subject_id = ?1)",
+                    [s],
+                )
+                .map_err(sql)?;
+                tx.execute("DELETE FROM content WHERE subject_id = ?1", [s])
+                    .map_err(sql)?
+            }
+            None => {
+                tx.execute("DELETE FROM tokens", []).map_err(sql)?;
+                tx.execute("DELETE FROM content", []).map_err(sql)?
+            }
+        };
+        tx.commit().map_err(sql)?;
+        self.truncate_wal()?;
+        Ok(n as u64)
+    }
+
+    /// Copies the write-ahead log into the database and empties it, so that overwritten
+    /// (deleted) content is not left in old log frames. Readers still on an older snapshot can
+    /// hold the log; it is retried briefly, then left to the next purge.
+    fn truncate_wal(&self) -> Result<(), IndexError> {
+        for attempt in 0..50 {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(|e| IndexError::sql("checkpoint the index", e))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10 * (attempt + 1)));
+        }
+        Err(IndexError::Apply {
+            seq: self.applied,
+            reason: "readers kept the index's write-ahead log busy; its purged pages are \
+                     overwritten at the next checkpoint"
+                .into(),
+        })
+    }
+
     /// Bytes the index takes on disk (database and write-ahead log).
     pub fn size_on_disk(&self) -> u64 {
         ["", "-wal"]
@@ -471,12 +699,20 @@ impl TenantIndex {
 }
 
 /// Deletes a tenant's index and rebuilds it from the ledger.
+/// The retention cutoffs of the old index are kept; `content` opens sealed content (see
+/// [`TenantIndex::set_content_source`]).
 pub fn reindex(
     ledger: &Ledger,
     data_dir: &Path,
     tenant: &TenantId,
+    content: Option<ContentSource>,
 ) -> Result<TenantIndex, IndexError> {
     let path = index_path(data_dir, tenant);
+    let cutoffs = if path.exists() {
+        TenantIndex::open_at(&path, tenant)?.cutoffs()
+    } else {
+        Cutoffs::default()
+    };
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", path.display()));
         if p.exists() {
@@ -484,6 +720,8 @@ pub fn reindex(
         }
     }
     let mut idx = TenantIndex::open_at(&path, tenant)?;
+    idx.set_content_source(content);
+    idx.purge(cutoffs)?;
     idx.catch_up(ledger)?;
     Ok(idx)
 }

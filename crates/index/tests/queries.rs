@@ -520,7 +520,7 @@ fn a_rebuilt_index_answers_every_query_identically() {
     index.catch_up(&ledger).unwrap();
     let before = answers(&index);
     drop(index);
-    let rebuilt = reindex(&ledger, dir.path(), &t).unwrap();
+    let rebuilt = reindex(&ledger, dir.path(), &t, None).unwrap();
     assert_eq!(rebuilt.applied(), 800);
     assert_eq!(answers(&rebuilt), before);
     // Reopening the same index needs no work; opening it caught up sees new events.
@@ -793,4 +793,157 @@ fn a_larger_workload_exercises_every_anomaly_and_still_matches_the_scan() {
         );
     }
     check_all_queries(&index, &all, 42);
+}
+
+/// A content source for tests: what it "opens" is `hot-<event id>-content` (the stored prompt is
+/// in clear here, the server's source opens sealed fields), with the words of the prompt that
+/// start with `tok_` as its tokens.
+fn prompt_source() -> ContentSource {
+    ContentSource(Arc::new(|_t: &TenantId, v: &Value| {
+        let prompt = v["payload"].get("prompt")?.clone();
+        let tokens = prompt
+            .to_string()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("tok_"))
+            .map(str::to_owned)
+            .collect();
+        let opened = format!("hot-{}-content", v["event_id"].as_str()?);
+        Some(Content {
+            fields: json!({ "payload.prompt": opened }),
+            tokens,
+        })
+    }))
+}
+
+fn search(index: &TenantIndex, token: &str) -> Vec<u64> {
+    index
+        .events(
+            &EventFilter {
+                token: Some(token.into()),
+                ..Default::default()
+            },
+            &PageReq::first(MAX),
+        )
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+fn bytes_of_index(dir: &Path, t: &TenantId) -> Vec<u8> {
+    let p = index_path(dir, t);
+    let mut all = Vec::new();
+    for s in ["", "-wal"] {
+        if let Ok(b) = std::fs::read(format!("{}{s}", p.display())) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open_ledger(dir.path());
+    let t = tenant("acme");
+    // One event a day for 10 days; subjects alternate; every prompt holds a token and a marker.
+    let events = (0..10).map(|i| {
+        json!({"schema_version": "1", "event_id": format!("e{i}"), "event_type": "model.decision",
+            "session_id": "s", "subject_id": if i % 2 == 0 { "alice" } else { "bob" },
+            "occurred_at": format!("2026-08-{:02}T00:00:00Z", i + 1),
+            "payload": {"model": {"name": "m"},
+                "prompt": {"messages": [format!("mail tok_email_{i} and tok_email_all")]}}})
+    });
+    for ev in events {
+        // One append per event, so received_at follows the days.
+        ingest(&ledger, &clock, &t, [ev]);
+    }
+    let mut index = TenantIndex::open(dir.path(), &t).unwrap();
+    index.set_content_source(Some(prompt_source()));
+    index.catch_up(&ledger).unwrap();
+    assert_eq!(search(&index, "tok_email_3"), vec![3]);
+    assert_eq!(search(&index, "tok_email_all").len(), 10);
+    assert!(search(&index, "tok_email_none").is_empty());
+    assert!(contains(&bytes_of_index(dir.path(), &t), "hot-e3-content"));
+
+    // Content of events received before Aug 5 leaves; their rows stay.
+    let aug5 = "2026-08-05T00:00:00Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_nanosecond() as i64;
+    assert_eq!(index.purge_content(aug5).unwrap(), 4);
+    assert_eq!(search(&index, "tok_email_all"), vec![4, 5, 6, 7, 8, 9]);
+    assert!(search(&index, "tok_email_3").is_empty());
+    assert_eq!(
+        index
+            .events(&EventFilter::default(), &PageReq::first(MAX))
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
+    let bytes = bytes_of_index(dir.path(), &t);
+    assert!(
+        !contains(&bytes, "hot-e3-content"),
+        "purged content left in the files"
+    );
+    assert!(contains(&bytes, "hot-e4-content"));
+
+    // Erasing bob drops his content only.
+    assert_eq!(index.erase_content(Some("bob")).unwrap(), 3);
+    assert_eq!(search(&index, "tok_email_all"), vec![4, 6, 8]);
+    let bytes = bytes_of_index(dir.path(), &t);
+    assert!(!contains(&bytes, "hot-e5-content"));
+    assert!(contains(&bytes, "hot-e6-content"));
+
+    // Retention of the rows themselves: events received before Aug 3 leave the index.
+    let aug3 = aug5 - 2 * 86_400_000_000_000;
+    let purged = index
+        .purge(Cutoffs {
+            content_ns: 0,
+            events_ns: aug3,
+        })
+        .unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            content: 0,
+            events: 2
+        }
+    );
+    let seqs: Vec<u64> = index
+        .events(&EventFilter::default(), &PageReq::first(MAX))
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (2..10).collect::<Vec<_>>());
+    // Cutoffs never move back, and a rebuild keeps them (the erased subject's content would come
+    // back only if the source still opened it; the server's does not after shredding).
+    index.purge(Cutoffs::default()).unwrap();
+    assert_eq!(
+        index.cutoffs(),
+        Cutoffs {
+            content_ns: aug5,
+            events_ns: aug3
+        }
+    );
+    drop(index);
+    let rebuilt = reindex(&ledger, dir.path(), &t, Some(prompt_source())).unwrap();
+    assert_eq!(rebuilt.applied(), 10);
+    assert_eq!(search(&rebuilt, "tok_email_all"), vec![4, 5, 6, 7, 8, 9]);
+    assert_eq!(
+        rebuilt
+            .events(&EventFilter::default(), &PageReq::first(MAX))
+            .unwrap()
+            .items
+            .len(),
+        8
+    );
 }

@@ -13,18 +13,77 @@ use std::sync::{Arc, Mutex};
 
 /// Where a tenant's access log lives.
 pub fn access_log_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
-    data_dir
-        .join("tenants")
-        .join(tenant.as_str())
-        .join("access")
-        .join("log")
+    TenantLogs::path(data_dir, tenant, "access")
+}
+
+/// One kind of per-tenant chain log (`<data-dir>/tenants/<id>/<kind>/log`), opened on first use
+/// and kept open while used.
+#[derive(Debug)]
+pub struct TenantLogs {
+    data_dir: PathBuf,
+    kind: &'static str,
+    open: Mutex<HashMap<TenantId, Arc<ChainLog>>>,
+}
+
+impl TenantLogs {
+    pub fn new(data_dir: &Path, kind: &'static str) -> TenantLogs {
+        TenantLogs {
+            data_dir: data_dir.to_path_buf(),
+            kind,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn path(data_dir: &Path, tenant: &TenantId, kind: &str) -> PathBuf {
+        data_dir
+            .join("tenants")
+            .join(tenant.as_str())
+            .join(kind)
+            .join("log")
+    }
+
+    pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = open.get(tenant) {
+            return Ok(l.clone());
+        }
+        let path = TenantLogs::path(&self.data_dir, tenant, self.kind);
+        let log = Arc::new(ChainLog::open(&path)?);
+        if open.len() >= 1024 {
+            open.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        open.insert(tenant.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// A page of a tenant's records, oldest first, after the record `cursor` names (a seq);
+    /// the cursor of the next page when there is one.
+    pub fn page(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+        let from = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("cursor {c:?} is not one of ours")))?
+                .saturating_add(1),
+        };
+        let log = self.log(tenant)?;
+        let recs = log.read(from, limit)?;
+        let next = (recs.len() == limit && from + (limit as u64) < log.records())
+            .then(|| recs.last().map(|r| r.seq.to_string()))
+            .flatten();
+        Ok((recs.iter().map(|r| r.value()).collect(), next))
+    }
 }
 
 /// The open access logs of a data directory.
 #[derive(Debug)]
 pub struct AccessLogs {
-    data_dir: PathBuf,
-    open: Mutex<HashMap<TenantId, Arc<ChainLog>>>,
+    logs: TenantLogs,
 }
 
 /// Numbers a canonical (RFC 8785) record cannot hold exactly become strings.
@@ -61,22 +120,22 @@ pub struct Access<'a> {
 impl AccessLogs {
     pub fn new(data_dir: &Path) -> AccessLogs {
         AccessLogs {
-            data_dir: data_dir.to_path_buf(),
-            open: Mutex::new(HashMap::new()),
+            logs: TenantLogs::new(data_dir, "access"),
         }
     }
 
     pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ApiError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(l) = open.get(tenant) {
-            return Ok(l.clone());
-        }
-        let log = Arc::new(ChainLog::open(&access_log_path(&self.data_dir, tenant))?);
-        if open.len() >= 1024 {
-            open.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        open.insert(tenant.clone(), log.clone());
-        Ok(log)
+        self.logs.log(tenant)
+    }
+
+    /// A page of a tenant's access records (see [`TenantLogs::page`]).
+    pub fn page(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+        self.logs.page(tenant, cursor, limit)
     }
 
     /// Appends the record of one read; returns once it is durable.

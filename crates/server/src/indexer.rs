@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use agentrail_event::TenantId;
-use agentrail_index::{IndexError, TenantIndex};
+use agentrail_index::{ContentSource, Cutoffs, IndexError, Purged, TenantIndex};
 use agentrail_ledger::Ledger;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +59,7 @@ struct Inner {
     queue_cv: Condvar,
     stop: AtomicBool,
     max_open: usize,
+    content: Option<ContentSource>,
 }
 
 /// The background indexer of a server.
@@ -74,8 +75,9 @@ impl std::fmt::Debug for Indexer {
 }
 
 impl Indexer {
-    /// Starts the indexer thread. `max_open`: tenants whose index connections are kept open.
-    pub fn start(ledger: Arc<Ledger>, max_open: usize) -> Indexer {
+    /// Starts the indexer thread. `max_open`: tenants whose index connections are kept open;
+    /// `content`: opens the (tokenized) sensitive content the index holds for search.
+    pub fn start(ledger: Arc<Ledger>, max_open: usize, content: Option<ContentSource>) -> Indexer {
         let inner = Arc::new(Inner {
             ledger,
             tenants: Mutex::new(HashMap::new()),
@@ -83,6 +85,7 @@ impl Indexer {
             queue_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             max_open: max_open.max(1),
+            content,
         });
         let worker = inner.clone();
         let thread = std::thread::Builder::new()
@@ -166,6 +169,31 @@ impl Indexer {
         Ok((out?, covered))
     }
 
+    /// Runs `f` on the tenant's index writer (between the indexer's batches).
+    fn with_writer<T>(
+        &self,
+        tenant: &TenantId,
+        f: impl FnOnce(&mut TenantIndex) -> Result<T, IndexError>,
+    ) -> Result<T, ApiError> {
+        let h = self.handle(tenant)?;
+        let mut w = lock(&h.writer);
+        let index = w
+            .as_mut()
+            .ok_or_else(|| ApiError::internal(format!("the index of {tenant} is closed")))?;
+        Ok(f(index)?)
+    }
+
+    /// Drops a data subject's content (every subject's: `None`) from the tenant's index, after
+    /// its keys were shredded.
+    pub fn erase_content(&self, tenant: &TenantId, subject: Option<&str>) -> Result<u64, ApiError> {
+        self.with_writer(tenant, |ix| ix.erase_content(subject))
+    }
+
+    /// Applies retention cutoffs to the tenant's index.
+    pub fn purge(&self, tenant: &TenantId, cutoffs: Cutoffs) -> Result<Purged, ApiError> {
+        self.with_writer(tenant, |ix| ix.purge(cutoffs))
+    }
+
     /// Total and largest lag over the tenants with open handles.
     pub fn lag(&self) -> (u64, u64) {
         let tenants = lock(&self.inner.tenants);
@@ -202,7 +230,8 @@ impl Inner {
         if let Some(h) = tenants.get(tenant) {
             return Ok(h.clone());
         }
-        let writer = TenantIndex::open(self.ledger.data_dir(), tenant)?;
+        let mut writer = TenantIndex::open(self.ledger.data_dir(), tenant)?;
+        writer.set_content_source(self.content.clone());
         let applied = writer.applied();
         let h = Arc::new(TenantHandle {
             tenant: tenant.clone(),

@@ -15,8 +15,8 @@ use agentrail_ledger::{ChainLog, Ledger, read_origin_prefix, verify_tenant};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -36,8 +36,7 @@ pub struct Integrity {
     pub webhook: Option<String>,
     pub failures: AtomicU64,
     pub failing: Mutex<std::collections::BTreeSet<String>>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    started: AtomicBool,
+    schedule: crate::schedule::Schedule,
 }
 
 /// Why a report is what it is: `schedule` or `on_demand`.
@@ -82,8 +81,7 @@ impl Integrity {
             webhook,
             failures: AtomicU64::new(0),
             failing: Mutex::new(Default::default()),
-            stop: Arc::new((Mutex::new(false), Condvar::new())),
-            started: AtomicBool::new(false),
+            schedule: Default::default(),
         })
     }
 
@@ -245,47 +243,29 @@ impl Integrity {
 
     /// Starts the scheduled verification of every tenant every `every` (a thread).
     pub fn start_schedule(self: &Arc<Self>, ledger: Arc<Ledger>, every: Duration) {
-        if self.started.swap(true, Ordering::AcqRel) {
-            return;
-        }
         let me = Arc::downgrade(self);
-        let stop = self.stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("integrity".into())
-            .spawn(move || {
-                loop {
-                    {
-                        let (m, cv) = &*stop;
-                        let g = lock(m);
-                        let (g, _) = cv
-                            .wait_timeout(g, every)
-                            .unwrap_or_else(|e| e.into_inner());
-                        if *g {
-                            return;
-                        }
-                    }
-                    let Some(me) = me.upgrade() else { return };
-                    let Ok(tenants) = ledger.tenants() else { continue };
-                    for t in tenants {
-                        if *lock(&stop.0) {
-                            return;
-                        }
-                        let now = agentrail_ledger::clock::format_timestamp(jiff::Timestamp::now());
-                        if let Err(e) = me.run(&ledger, &t, Trigger::Schedule, &now) {
-                            tracing::error!(tenant = %t, error = %e.message, "scheduled verification could not run");
-                        }
-                    }
+        self.schedule.start("integrity", every, move |stopped| {
+            let Some(me) = me.upgrade() else {
+                return false;
+            };
+            let Ok(tenants) = ledger.tenants() else {
+                return true;
+            };
+            for t in tenants {
+                if stopped() {
+                    return false;
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the integrity verifier");
-        }
+                let now = agentrail_ledger::clock::format_timestamp(jiff::Timestamp::now());
+                if let Err(e) = me.run(&ledger, &t, Trigger::Schedule, &now) {
+                    tracing::error!(tenant = %t, error = %e.message, "scheduled verification could not run");
+                }
+            }
+            true
+        });
     }
 
     pub fn stop(&self) {
-        let (m, cv) = &*self.stop;
-        *lock(m) = true;
-        cv.notify_all();
+        self.schedule.stop();
     }
 }
 

@@ -27,7 +27,9 @@ pub mod integrity;
 pub mod keys;
 pub mod metrics;
 pub mod privacy;
+pub mod retention;
 pub mod routes;
+pub mod schedule;
 pub mod serve;
 pub mod state;
 

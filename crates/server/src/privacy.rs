@@ -10,6 +10,7 @@
 use crate::error::ApiError;
 use agentrail_event::model::DEFAULT_SENSITIVE_FIELDS;
 use agentrail_event::{TenantId, ValidEvent};
+use agentrail_index::{Content, ContentSource};
 use agentrail_ledger::ChainLog;
 use agentrail_vault::{
     Detectors, Tokenized, Vault, is_sealed, open_field, seal_field, tokenize_value,
@@ -180,7 +181,7 @@ struct Compiled {
 
 /// The privacy layer of a server.
 pub struct Privacy {
-    pub vault: Vault,
+    pub vault: Arc<Vault>,
     data_dir: PathBuf,
     tokens: Mutex<HashMap<TenantId, Arc<Mutex<Tokens>>>>,
     policies: Mutex<HashMap<TenantId, Arc<Compiled>>>,
@@ -190,6 +191,15 @@ impl std::fmt::Debug for Privacy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Privacy")
     }
+}
+
+/// An index [`ContentSource`] over a vault (the server's, or one the offline `reindex` opens).
+pub fn content_source(vault: Arc<Vault>) -> ContentSource {
+    ContentSource(Arc::new(move |tenant: &TenantId, stored: &Value| {
+        let fields = agentrail_vault::sealed_content(&vault, tenant.as_str(), stored)?;
+        let tokens = agentrail_vault::find_tokens(&fields.to_string());
+        Some(Content { fields, tokens })
+    }))
 }
 
 /// The sensitive field paths of an event type.
@@ -214,11 +224,17 @@ impl Privacy {
         let vault =
             Vault::open(data_dir, master_key).map_err(|e| format!("opening the vault: {e}"))?;
         Ok(Privacy {
-            vault,
+            vault: Arc::new(vault),
             data_dir: data_dir.to_path_buf(),
             tokens: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// What the query index may hold of an event's sealed content: the opened (tokenized)
+    /// fields and their tokens, for search by token; nothing of a shredded subject.
+    pub fn content_source(&self) -> ContentSource {
+        content_source(self.vault.clone())
     }
 
     fn policy_path(&self, tenant: &TenantId) -> PathBuf {
@@ -412,22 +428,7 @@ impl Privacy {
             .unwrap_or_default()
             .to_owned();
         if let Some(p) = v.get_mut("payload") {
-            self.open_sealed(tenant, &event_id, "payload", p);
-        }
-    }
-
-    fn open_sealed(&self, tenant: &str, event_id: &str, path: &str, v: &mut Value) {
-        if is_sealed(v) {
-            *v = match open_field(&self.vault, tenant, event_id, path, v) {
-                Ok(plain) => plain,
-                Err(e) => json!({"$unreadable": e.to_string()}),
-            };
-            return;
-        }
-        if let Value::Object(m) = v {
-            for (k, child) in m.iter_mut() {
-                self.open_sealed(tenant, event_id, &format!("{path}.{k}"), child);
-            }
+            agentrail_vault::open_sealed(&self.vault, tenant, &event_id, "payload", p);
         }
     }
 

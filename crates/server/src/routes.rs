@@ -868,6 +868,9 @@ pub struct EventsQuery {
     pub classification: Option<String>,
     /// `key=value`: events whose `attributes.key` equals value.
     pub attribute: Option<String>,
+    /// A PII token (`tok_<type>_<id>`): events whose sensitive content held that value, while
+    /// the content is in the hot index (the tenant's `hot_content_days`).
+    pub token: Option<String>,
     /// RFC 3339, inclusive.
     pub from: Option<String>,
     /// RFC 3339, exclusive.
@@ -919,6 +922,7 @@ pub async fn list_events(
         model_name: q.model,
         review_decision: q.decision,
         attributes,
+        token: q.token,
     };
     let req = page(q.cursor, q.limit)?;
     let pv = Presenter::new(&s, &tenant, q.view);
@@ -1603,31 +1607,20 @@ pub async fn access_log(
     let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
     let q: AccessLogQuery = params(&uri)?;
     let req = page(q.cursor, q.limit)?;
-    let from = match &req.cursor {
-        None => 0,
-        Some(c) => c
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("cursor {c:?} is not one of ours")))?
-            .saturating_add(1),
-    };
     let params = query_json(&uri);
     blocking(move || {
-        let log = s.access.log(&tenant)?;
-        let recs = log.read(from, req.limit)?;
-        let next = (recs.len() == req.limit && from + (req.limit as u64) < log.records())
-            .then(|| recs.last().map(|r| r.seq.to_string()))
-            .flatten();
+        let (records, next_cursor) = s.access.page(&tenant, req.cursor.as_deref(), req.limit)?;
         record(
             &s,
             &caller,
             &tenant,
             "GET /v1/tenants/{tenant}/access-log",
             params,
-            recs.len() as u64,
+            records.len() as u64,
         )?;
         Ok(Json(AccessLogPage {
-            records: recs.iter().map(|r| r.value()).collect(),
-            next_cursor: next,
+            records,
+            next_cursor,
         }))
     })
     .await
@@ -1963,13 +1956,17 @@ pub struct ErasureBody {
 
 /// Appends an erasure event (`custom.subject.erased` / `custom.tenant.erased`) to the tenant's
 /// ledger and returns its receipt: the erasure itself is part of the audit trail.
+/// After the keys are shredded: drops the erased content from the index (`subject` `None`: all
+/// of it), then records the erasure as an event in the tenant's ledger.
 fn record_erasure(
     s: &AppState,
     tenant: &TenantId,
     caller: &Principal,
+    subject: Option<&str>,
     event_type: &str,
     payload: Value,
 ) -> Result<ReceiptJson, ApiError> {
+    s.indexer.erase_content(tenant, subject)?;
     let ev = json!({
         "schema_version": "1",
         "event_type": event_type,
@@ -2029,6 +2026,7 @@ pub async fn erase_subject(
             &s,
             &tenant,
             &caller,
+            Some(&subject),
             "custom.subject.erased",
             json!({"subject_id": subject, "erased_at": now, "method": "crypto-shredding"}),
         )?;
@@ -2092,6 +2090,62 @@ pub async fn get_policy(
     blocking(move || Ok(Json(s.privacy.policy(&tenant)?))).await
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionRunsPage {
+    /// `retention.run` records, oldest first, each chained to the one before (`seq`,
+    /// `prev_hash`, `hash`).
+    #[schema(value_type = Vec<Object>)]
+    pub runs: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/retention-runs", tag = "privacy",
+    params(("tenant" = String, Path)),
+    security(("bearer" = ["tenant:admin"])),
+    responses(
+        (status = 200, description = "the tenant's retention policy was applied to its index now (or skipped under legal hold); the run's record", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn run_retention(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
+    blocking(move || {
+        let v = s
+            .retention
+            .run(&s, &tenant, crate::retention::Trigger::OnDemand)?;
+        Ok(Json(v))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/retention-runs", tag = "privacy",
+    params(("tenant" = String, Path), AccessLogQuery),
+    security(("bearer" = ["tenant:admin"])),
+    responses(
+        (status = 200, description = "the tenant's retention runs, oldest first", body = RetentionRunsPage),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retention_runs(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+    uri: Uri,
+) -> Result<Json<RetentionRunsPage>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
+    let q: AccessLogQuery = params(&uri)?;
+    let req = page(q.cursor, q.limit)?;
+    blocking(move || {
+        let (runs, next_cursor) = s
+            .retention
+            .runs(&tenant, req.cursor.as_deref(), req.limit)?;
+        Ok(Json(RetentionRunsPage { runs, next_cursor }))
+    })
+    .await
+}
+
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/content", tag = "privacy",
     params(("tenant" = String, Path)),
     security(("bearer" = ["root"])),
@@ -2125,6 +2179,7 @@ pub async fn erase_tenant_content(
             &s,
             &tenant,
             &caller,
+            None,
             "custom.tenant.erased",
             json!({"erased_at": now, "method": "crypto-shredding"}),
         )?;

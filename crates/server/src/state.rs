@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub verify_interval_ms: u64,
     /// Integrity failures are POSTed (JSON) here.
     pub webhook_url: Option<String>,
+    /// Every tenant's retention policy is applied this often (0: never; on demand only).
+    pub retention_interval_ms: u64,
     /// Tokenize and seal sensitive fields before they are stored (DESIGN.md §4). Turning it off
     /// stores them in clear; only for measuring what privacy costs.
     pub seal_sensitive_fields: bool,
@@ -67,6 +69,7 @@ impl Default for ServerConfig {
             origin_prefix: None,
             verify_interval_ms: 600_000,
             webhook_url: None,
+            retention_interval_ms: 3_600_000,
             seal_sensitive_fields: true,
         }
     }
@@ -92,6 +95,7 @@ pub struct AppState {
     pub exports: crate::exports::Exports,
     pub integrity: Arc<crate::integrity::Integrity>,
     pub privacy: crate::privacy::Privacy,
+    pub retention: crate::retention::Retention,
     pub metrics: Metrics,
     pub append_slots: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
@@ -125,6 +129,12 @@ mod anyhow_free {
 impl AppState {
     /// Opens (creating on first start) the data directory: ledger, keys, root key.
     pub fn open(cfg: ServerConfig) -> Result<Opened, String> {
+        AppState::open_with_clock(cfg, Arc::new(SystemClock))
+    }
+
+    /// [`AppState::open`] with another clock for `received_at`, key and retention times (tests
+    /// move a `ManualClock` to check what happens months later).
+    pub fn open_with_clock(cfg: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened, String> {
         std::fs::create_dir_all(cfg.data_dir.join("system"))
             .context(&format!("creating {}", cfg.data_dir.display()))?;
         let mut lc = agentrail_ledger::Config::new(&cfg.data_dir);
@@ -132,12 +142,12 @@ impl AppState {
         lc.max_open_tenants = cfg.max_open_tenants;
         lc.checkpoint_interval = Some(Duration::from_millis(cfg.checkpoint_interval_ms.max(10)));
         lc.clock_skew_bound_ms = cfg.clock_skew_bound_ms;
+        lc.clock = clock.clone();
         let ledger = Arc::new(Ledger::open(lc).context("opening the ledger")?);
         for note in ledger.take_recovery_notes() {
             tracing::warn!(%note, "recovery");
         }
         let keys = KeyStore::open(&cfg.data_dir).context("opening the key store")?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let root_key_file = cfg.data_dir.join("system").join("root.key");
         let mut new_root_key = None;
         if !keys.has_root() {
@@ -151,7 +161,8 @@ impl AppState {
         }
         let master = std::env::var("AGENTRAIL_MASTER_KEY").ok();
         let privacy = crate::privacy::Privacy::open(&cfg.data_dir, master.as_deref())?;
-        let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes);
+        let content = cfg.seal_sensitive_fields.then(|| privacy.content_source());
+        let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes, content);
         let integrity = Arc::new(crate::integrity::Integrity::open(
             &cfg.data_dir,
             cfg.webhook_url.clone(),
@@ -165,6 +176,7 @@ impl AppState {
         let state = AppState {
             access: AccessLogs::new(&cfg.data_dir),
             exports: crate::exports::Exports::new(&cfg.data_dir),
+            retention: crate::retention::Retention::new(&cfg.data_dir),
             integrity,
             privacy,
             append_slots: Arc::new(Semaphore::new(cfg.max_inflight_appends.max(1))),
@@ -179,6 +191,12 @@ impl AppState {
         };
         let state = Arc::new(state);
         state.exports.resume_interrupted(state.ledger.clone());
+        if state.cfg.retention_interval_ms > 0 {
+            state.retention.start_schedule(
+                Arc::downgrade(&state),
+                Duration::from_millis(state.cfg.retention_interval_ms),
+            );
+        }
         Ok(Opened {
             state,
             new_root_key,
@@ -275,6 +293,7 @@ impl AppState {
     /// Clean shutdown: stop indexing, sign final checkpoints.
     pub fn shutdown(&self) {
         self.integrity.stop();
+        self.retention.stop();
         self.exports.stop();
         self.indexer.stop();
         if let Err(e) = self.ledger.close() {

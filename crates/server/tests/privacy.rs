@@ -39,6 +39,8 @@ const ALICE_EMAIL: &str = "alice.liddell@wonderland.example";
 const ALICE_CARD: &str = "4111 1111 1111 1111";
 const BOB_EMAIL: &str = "bob.builder@construct.example";
 const SECRET: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+/// Alice's own words: not detected as PII, so in the hot index (tokenized content) until erased.
+const ALICE_PHRASE: &str = "I-live-at-the-rabbit-hole-by-the-old-oak";
 
 fn decision(id: &str, subject: &str, text: &str) -> Value {
     json!({"schema_version": "1", "event_id": id, "event_type": "model.decision", "session_id": "s1",
@@ -102,7 +104,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         decision(
             "e-alice",
             "alice",
-            &format!("my email is {ALICE_EMAIL} and card {ALICE_CARD}")
+            &format!("my email is {ALICE_EMAIL} and card {ALICE_CARD} {ALICE_PHRASE}")
         ),
         decision(
             "e-bob",
@@ -148,6 +150,24 @@ async fn sealed_tokenized_revealable_and_erasable() {
     .await;
     assert!(stored["event"]["payload"]["prompt"]["$enc"]["ct"].is_string());
     let email_token = text.split_whitespace().nth(3).unwrap().to_owned();
+    // The index holds the tokenized content: searching by token finds the event.
+    let (st, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/tenants/acme/events?token={email_token}"),
+        r,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["events"][0]["event_id"], json!("e-alice"));
+    let mut hits = Vec::new();
+    files_containing(dir.path(), ALICE_PHRASE, &mut hits);
+    assert!(
+        hits.iter().all(|h| h.contains("index.sqlite")) && !hits.is_empty(),
+        "{hits:?}"
+    );
 
     // No file anywhere holds the plaintexts.
     for needle in [ALICE_EMAIL, "4111 1111 1111 1111", BOB_EMAIL, SECRET] {
@@ -226,6 +246,22 @@ async fn sealed_tokenized_revealable_and_erasable() {
     )
     .await;
     assert!(v["values"][0]["value"]["$erased"].is_object(), "{v}");
+    // Gone from the index too: no search by her token finds her event, and no file holds her
+    // words any more (the index overwrites deleted rows and truncates its write-ahead log).
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/tenants/acme/events?token={email_token}"),
+        r,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["events"], json!([]), "{v}");
+    for needle in [ALICE_PHRASE, ALICE_EMAIL] {
+        let mut hits = Vec::new();
+        files_containing(dir.path(), needle, &mut hits);
+        assert!(hits.is_empty(), "{needle} found in {hits:?} after erasure");
+    }
     // Bob's content is intact.
     let (_, v) = call(&app, "GET", "/v1/tenants/acme/events/e-bob", r, Value::Null).await;
     assert!(
@@ -347,4 +383,204 @@ async fn sealed_tokenized_revealable_and_erasable() {
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
     assert_eq!(report.events, 5);
+}
+
+/// Retention: with a manual clock, content older than `hot_content_days` leaves the index (no
+/// search by token finds it; the event itself still reads decrypted from the ledger), rows older
+/// than `retention_days` leave the index, legal hold suspends both, every run is logged in a
+/// chain, and the ledger still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
+    const DAY_MS: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(agentrail_ledger::ManualClock::at("2026-01-01T00:00:00Z"));
+    let opened = AppState::open_with_clock(
+        ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            retention_interval_ms: 0,
+            verify_interval_ms: 0,
+            ..ServerConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let root = opened.new_root_key.clone().unwrap();
+    let app = router(opened.state);
+    call(
+        &app,
+        "POST",
+        "/v1/tenants",
+        &root,
+        json!({"tenant_id": "acme"}),
+    )
+    .await;
+    let mut keys = Vec::new();
+    for scope in ["events:write", "events:read", "tenant:admin", "verify"] {
+        let (_, v) = call(
+            &app,
+            "POST",
+            "/v1/tenants/acme/keys",
+            &root,
+            json!({"scopes": [scope]}),
+        )
+        .await;
+        keys.push(v["key"].as_str().unwrap().to_owned());
+    }
+    let (w, r, admin, verifier) = (&keys[0], &keys[1], &keys[2], &keys[3]);
+    let now = |c: &agentrail_ledger::ManualClock| {
+        agentrail_ledger::clock::format_timestamp(agentrail_ledger::Clock::now(c))
+    };
+    let ingest = async |id: &str, email: &str| {
+        let mut ev = decision(id, "s1", &format!("write to {email}"));
+        ev["occurred_at"] = json!(now(&clock));
+        let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", w, ev).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/events/{id}"),
+            r,
+            Value::Null,
+        )
+        .await;
+        let text = v["event"]["payload"]["prompt"]["messages"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        text.split_whitespace().nth(2).unwrap().to_owned()
+    };
+    let old_token = ingest("old", "old@example.com").await;
+    clock.advance_ms(60 * DAY_MS);
+    let mid_token = ingest("mid", "mid@example.com").await;
+    clock.advance_ms(40 * DAY_MS);
+    let found = async |token: &str| {
+        let (st, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/events?token={token}"),
+            r,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found(&old_token).await, vec!["old"]);
+    assert_eq!(found(&mid_token).await, vec!["mid"]);
+    // Tenant admins only.
+    assert_eq!(
+        call(
+            &app,
+            "POST",
+            "/v1/tenants/acme/retention-runs",
+            r,
+            Value::Null
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Day 100, default policy (90 hot days): the old event's content leaves the index.
+    let (st, run) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/retention-runs",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{run}");
+    assert_eq!(run["outcome"], json!("applied"));
+    assert_eq!(run["purged"], json!({"content": 1, "events": 0}), "{run}");
+    assert_eq!(
+        run["content_received_before"],
+        json!("2026-01-11T00:00:00.000000000Z")
+    );
+    assert!(found(&old_token).await.is_empty());
+    assert_eq!(found(&mid_token).await, vec!["mid"]);
+    // The structure stays, and the ledger's ciphertext still opens.
+    let (st, v) = call(&app, "GET", "/v1/tenants/acme/events/old", r, Value::Null).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(
+        v["event"]["payload"]["prompt"]["messages"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("write to tok_email_"),
+        "{v}"
+    );
+
+    // Legal hold: nothing is purged, whatever the days say.
+    let (st, v) = call(
+        &app,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        admin,
+        json!({"hot_content_days": 1, "retention_days": 30, "legal_hold": true}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, run) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/retention-runs",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(run["outcome"], json!("skipped_legal_hold"), "{run}");
+    assert_eq!(found(&mid_token).await, vec!["mid"]);
+
+    // Hold lifted: the mid event's content goes (older than 1 day), and both rows (older than 30
+    // days) leave the index; the ledger keeps them and still verifies.
+    call(
+        &app,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        admin,
+        json!({"hot_content_days": 1, "retention_days": 30}),
+    )
+    .await;
+    let (_, run) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/retention-runs",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(run["purged"], json!({"content": 1, "events": 2}), "{run}");
+    assert!(found(&mid_token).await.is_empty());
+    let (_, v) = call(&app, "GET", "/v1/tenants/acme/events", r, Value::Null).await;
+    assert_eq!(v["events"], json!([]), "{v}");
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/verify",
+        verifier,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["report"]["result"], json!("ok"), "{v}");
+
+    // Every run is in the tenant's chained run log.
+    let (st, v) = call(
+        &app,
+        "GET",
+        "/v1/tenants/acme/retention-runs",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{v}");
+    assert_eq!(runs[1]["prev_hash"], runs[0]["hash"]);
+    assert_eq!(runs[2]["policy"]["retention_days"], json!(30));
 }

@@ -2,8 +2,8 @@
 //! data keys, field sealing with XChaCha20-Poly1305 bound to tenant, event id and field path,
 //! PII/secret detectors, stable per-tenant tokens (HMAC-SHA256), and crypto-shredding.
 //!
-//! What it is not (yet): it is not wired into the ingest path, the index or exports; the token
-//! vault (token → encrypted value, for reveals) and retention policies are the next steps.
+//! The server wires it into ingest (tokenize, then seal), reads (`view=decrypted`), the index
+//! (`sealed_content`: the tokenized content it may hold for search) and erasure.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,8 +24,8 @@ pub mod token;
 
 pub use detect::{Detectors, Kind, Match, detect};
 pub use keys::{KeyRef, Vault, VaultError};
-pub use seal::{is_sealed, open_field, seal_field};
-pub use token::{Tokenized, token_for, tokenize_str, tokenize_value};
+pub use seal::{is_sealed, open_field, open_sealed, seal_field, sealed_content};
+pub use token::{Tokenized, find_tokens, token_for, tokenize_str, tokenize_value};
 
 #[cfg(test)]
 mod tests {
@@ -195,5 +195,49 @@ mod tests {
             token_for(&ka, "email", "jane@example.com"),
             token_for(&kb, "email", "jane@example.com")
         );
+    }
+
+    #[test]
+    fn sealed_content_holds_what_still_opens_and_tokens_are_found() {
+        let (_d, v) = vault();
+        let k = v.token_key("acme", "t").unwrap();
+        let mut found = Vec::new();
+        let mut prompt = json!({"messages": ["write to jane@example.com about order 42"]});
+        tokenize_value(&k, &Detectors::default(), &mut prompt, &mut found);
+        let tok = found[0].token.clone();
+        let ev = |id: &str, subject: Option<&str>| {
+            json!({"event_id": id, "payload": {
+                "prompt": seal_field(&v, "acme", subject, id, "payload.prompt", &prompt, "t").unwrap(),
+                "model": {"name": "m"},
+            }})
+        };
+        let a = ev("e1", Some("alice"));
+        let b = ev("e2", None);
+        let content = sealed_content(&v, "acme", &a).unwrap();
+        assert_eq!(content, json!({"payload.prompt": prompt}));
+        assert_eq!(find_tokens(&content.to_string()), vec![tok.clone()]);
+        assert!(!content.to_string().contains("jane@"));
+        v.shred_subject("acme", "alice", "t2").unwrap();
+        assert_eq!(sealed_content(&v, "acme", &a), None);
+        assert!(sealed_content(&v, "acme", &b).is_some());
+        // Opening in place shows the erasure.
+        let mut shown = a.clone();
+        assert_eq!(
+            open_sealed(&v, "acme", "e1", "payload", &mut shown["payload"]),
+            0
+        );
+        assert_eq!(shown["payload"]["prompt"]["$erased"]["at"], "t2");
+        assert_eq!(shown["payload"]["model"]["name"], "m");
+    }
+
+    #[test]
+    fn find_tokens_takes_whole_tokens_once() {
+        let t = format!("tok_email_{}", "ab".repeat(16));
+        let c = format!("tok_custom_id_{}", "0".repeat(32));
+        let text = format!(
+            "{t} and {c}, again {t}; not tok_email_{}x nor tok_email_12",
+            "ab".repeat(16)
+        );
+        assert_eq!(find_tokens(&text), vec![t, c]);
     }
 }

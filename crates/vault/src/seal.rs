@@ -85,3 +85,76 @@ pub fn open_field(
     let plain = open_raw(&key, &nonce, &ct, &aad(tenant, event_id, path))?;
     serde_json::from_slice(&plain).map_err(|_| VaultError::Decrypt)
 }
+
+/// Opens, in place, every sealed value inside `v` (found at `path`, e.g. `payload`): the plaintext,
+/// `$erased` after crypto-shredding, or `{"$unreadable": reason}` for a damaged ciphertext.
+/// Returns how many values were opened to content (not erased, not unreadable).
+pub fn open_sealed(
+    vault: &Vault,
+    tenant: &str,
+    event_id: &str,
+    path: &str,
+    v: &mut Value,
+) -> usize {
+    if is_sealed(v) {
+        let mut opened = 0;
+        *v = match open_field(vault, tenant, event_id, path, v) {
+            Ok(plain) => {
+                if plain.get("$erased").is_none() {
+                    opened = 1;
+                }
+                plain
+            }
+            Err(e) => json!({"$unreadable": e.to_string()}),
+        };
+        return opened;
+    }
+    match v {
+        Value::Object(m) => m
+            .iter_mut()
+            .map(|(k, child)| open_sealed(vault, tenant, event_id, &format!("{path}.{k}"), child))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// The sealed content of a stored event, opened: `{field path: tokenized value}` for every sealed
+/// field inside `payload` whose key still exists (`None` when there is none). This is what the
+/// query index may hold for search: tokenized, so no detected PII is in it, and nothing of
+/// a shredded subject.
+pub fn sealed_content(vault: &Vault, tenant: &str, stored: &Value) -> Option<Value> {
+    let event_id = stored.get("event_id").and_then(Value::as_str)?;
+    let mut out = serde_json::Map::new();
+    collect(
+        vault,
+        tenant,
+        event_id,
+        "payload",
+        stored.get("payload")?,
+        &mut out,
+    );
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+fn collect(
+    vault: &Vault,
+    tenant: &str,
+    event_id: &str,
+    path: &str,
+    v: &Value,
+    out: &mut serde_json::Map<String, Value>,
+) {
+    if is_sealed(v) {
+        if let Ok(plain) = open_field(vault, tenant, event_id, path, v)
+            && plain.get("$erased").is_none()
+        {
+            out.insert(path.to_owned(), plain);
+        }
+        return;
+    }
+    if let Value::Object(m) = v {
+        for (k, child) in m {
+            collect(vault, tenant, event_id, &format!("{path}.{k}"), child, out);
+        }
+    }
+}

@@ -69,3 +69,27 @@ pub fn tokenize_value(key: &[u8; 32], d: &Detectors, v: &mut Value, out: &mut Ve
         _ => {}
     }
 }
+
+/// The tokens (`tok_<type>_<32 hex>`) that occur in a text, each once, in order of first
+/// occurrence.
+pub fn find_tokens(text: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = RE
+        .get_or_init(|| regex::Regex::new(r"tok_[a-z0-9_]{1,32}_[0-9a-f]{32}").ok())
+        .as_ref()
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for m in re.find_iter(text) {
+        // A token never continues into more word characters.
+        let next = text[m.end()..].chars().next();
+        if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        if !out.iter().any(|t| t == m.as_str()) {
+            out.push(m.as_str().to_owned());
+        }
+    }
+    out
+}

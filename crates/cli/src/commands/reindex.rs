@@ -24,9 +24,19 @@ pub fn run(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
     cfg.checkpoint_interval = None;
     let ledger = Ledger::open(cfg)
         .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
+    // The index holds the tokenized content of sealed fields for search: it needs the vault
+    // (the master key from AGENTRAIL_MASTER_KEY or system/master.key), as the server does.
+    let master = std::env::var("AGENTRAIL_MASTER_KEY").ok();
+    let content = if master.is_some() || data_dir.join("system").join("master.key").exists() {
+        let privacy = agentrail_server::privacy::Privacy::open(data_dir, master.as_deref())
+            .map_err(|e| anyhow!(e))?;
+        Some(privacy.content_source())
+    } else {
+        None
+    };
     for t in &tenants {
         let start = Instant::now();
-        let index = agentrail_index::reindex(&ledger, data_dir, t)
+        let index = agentrail_index::reindex(&ledger, data_dir, t, content.clone())
             .with_context(|| format!("rebuilding the index of tenant {t}"))?;
         let secs = start.elapsed().as_secs_f64();
         println!(

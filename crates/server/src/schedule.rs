@@ -1,0 +1,62 @@
+//! A background job that runs every interval on its own thread until it is stopped: the
+//! integrity verifier and the retention job use it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One scheduled job.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    started: AtomicBool,
+}
+
+impl Schedule {
+    /// Runs `tick` every `every` (the first run after one interval) on a thread named `name`.
+    /// `tick` gets a function telling whether the job was stopped meanwhile (to leave a long run
+    /// early) and returns false to end the job. A second start does nothing.
+    pub fn start(
+        &self,
+        name: &str,
+        every: Duration,
+        mut tick: impl FnMut(&dyn Fn() -> bool) -> bool + Send + 'static,
+    ) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                loop {
+                    {
+                        let (m, cv) = &*stop;
+                        let g = lock(m);
+                        let (g, _) = cv.wait_timeout(g, every).unwrap_or_else(|e| e.into_inner());
+                        if *g {
+                            return;
+                        }
+                    }
+                    let stopped = || *lock(&stop.0);
+                    if !tick(&stopped) {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(job = name, error = %e, "cannot start a background job");
+        }
+    }
+
+    /// Stops the job (a run in progress ends at its next check).
+    pub fn stop(&self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+    }
+}
