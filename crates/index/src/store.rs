@@ -161,6 +161,9 @@ pub struct TenantIndex {
     applied: u64,
     content: Option<ContentSource>,
     cutoffs: Cutoffs,
+    /// A purge or erasure could not truncate the write-ahead log yet (readers held it): the
+    /// next apply tries again, so deleted content does not stay in old log frames.
+    wal_dirty: bool,
 }
 
 /// Where a tenant's index lives.
@@ -266,6 +269,7 @@ impl TenantIndex {
             applied: u64::try_from(applied).unwrap_or(0),
             content: None,
             cutoffs,
+            wal_dirty: false,
         })
     }
 
@@ -536,6 +540,9 @@ impl TenantIndex {
         }
         tx.commit().map_err(sql)?;
         self.applied += events.len() as u64;
+        if self.wal_dirty {
+            self.truncate_wal(1)?;
+        }
         Ok(())
     }
 
@@ -626,7 +633,7 @@ impl TenantIndex {
         tx.commit().map_err(sql)?;
         self.cutoffs = new;
         if content + events > 0 {
-            self.truncate_wal()?;
+            self.truncate_wal(20)?;
         }
         Ok(Purged { content, events })
     }
@@ -653,30 +660,29 @@ impl TenantIndex {
             }
         };
         tx.commit().map_err(sql)?;
-        self.truncate_wal()?;
+        self.truncate_wal(20)?;
         Ok(n as u64)
     }
 
     /// Copies the write-ahead log into the database and empties it, so that overwritten
     /// (deleted) content is not left in old log frames. Readers still on an older snapshot can
-    /// hold the log; it is retried briefly, then left to the next purge.
-    fn truncate_wal(&self) -> Result<(), IndexError> {
-        for attempt in 0..50 {
+    /// hold the log: after `attempts` tries it is left to the next apply (`wal_dirty`).
+    fn truncate_wal(&mut self, attempts: u64) -> Result<(), IndexError> {
+        for attempt in 0..attempts {
             let busy: i64 = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .map_err(|e| IndexError::sql("checkpoint the index", e))?;
             if busy == 0 {
+                self.wal_dirty = false;
                 return Ok(());
             }
-            std::thread::sleep(std::time::Duration::from_millis(10 * (attempt + 1)));
+            if attempt + 1 < attempts {
+                std::thread::sleep(std::time::Duration::from_millis(5 * (attempt + 1)));
+            }
         }
-        Err(IndexError::Apply {
-            seq: self.applied,
-            reason: "readers kept the index's write-ahead log busy; its purged pages are \
-                     overwritten at the next checkpoint"
-                .into(),
-        })
+        self.wal_dirty = true;
+        Ok(())
     }
 
     /// Bytes the index takes on disk (database and write-ahead log).

@@ -1,8 +1,9 @@
 //! Privacy on the ingest and read paths (DESIGN.md §4), using the vault crate: before an event is
 //! sequenced, the strings of its sensitive fields (the default set of its event type) are
 //! PII-tokenized and each field is then sealed under the subject's key (the tenant's when the event
-//! has no `subject_id`). The ledger, and so the hash, the Merkle tree, the index and exports, only
-//! ever hold the sealed form. Reads with `view=decrypted` open the fields again (or show
+//! has no `subject_id`). The ledger, and so the hash, the Merkle tree and exports, only ever hold
+//! the sealed form; the index holds the tokenized form while it is hot (`content_source`), for
+//! search by token. Reads with `view=decrypted` open the fields again (or show
 //! `$erased` after crypto-shredding). Each token's value is kept in the tenant's token vault
 //! (`tenants/<id>/tokens/log`, a chain log of values sealed under the same subject/tenant key), so
 //! shredding a subject also makes its token values unreadable.

@@ -238,6 +238,10 @@ pub enum Query {
         tool: Option<String>,
         #[arg(long)]
         decision: Option<String>,
+        /// A PII token (`tok_<type>_<id>`): events whose content held that value (while it
+        /// is in the hot index).
+        #[arg(long)]
+        token: Option<String>,
         #[arg(long)]
         from: Option<String>,
         #[arg(long)]
@@ -368,6 +372,7 @@ pub fn query(
             model,
             tool,
             decision,
+            token,
             from,
             to,
         } => format!(
@@ -381,6 +386,7 @@ pub fn query(
                     ("model", model.clone()),
                     ("tool", tool.clone()),
                     ("decision", decision.clone()),
+                    ("token", token.clone()),
                     ("from", from.clone()),
                     ("to", to.clone())
                 ],
