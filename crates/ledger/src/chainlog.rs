@@ -282,34 +282,62 @@ impl ChainLog {
 
     /// Appends a record (its `seq` and `prev_hash` are set here; any given are replaced) and
     /// returns it once durable.
-    pub fn append(&self, mut record: Map<String, Value>) -> Result<ChainRecord, ChainLogError> {
+    pub fn append(&self, record: Map<String, Value>) -> Result<ChainRecord, ChainLogError> {
+        self.append_all(vec![record])?
+            .pop()
+            .ok_or_else(|| ChainLogError::BadRecord("no record appended".into()))
+    }
+
+    /// Appends records in order with one write and one fsync; returns them once all are
+    /// durable. Nothing is appended if one of them is refused.
+    pub fn append_all(
+        &self,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<Vec<ChainRecord>, ChainLogError> {
         let mut st = self.lock();
         if st.poisoned {
             return Err(ChainLogError::Poisoned {
                 path: self.path.clone(),
             });
         }
-        let seq = st.next_seq;
-        record.insert("seq".into(), Value::from(seq));
-        record.insert(
-            "prev_hash".into(),
-            st.last_hash
-                .as_ref()
-                .map_or(Value::Null, |h| Value::String(to_hex(h))),
-        );
-        let payload = to_canonical_vec(&Value::Object(record))
-            .map_err(|e| ChainLogError::BadRecord(e.to_string()))?;
-        if payload.len() > MAX_CHAIN_RECORD {
-            return Err(ChainLogError::BadRecord(format!(
-                "record is {} bytes, above the limit of {MAX_CHAIN_RECORD}",
-                payload.len()
-            )));
+        let mut next_seq = st.next_seq;
+        let mut last_hash = st.last_hash;
+        let mut bytes = Vec::new();
+        let mut out = Vec::with_capacity(records.len());
+        let mut offsets = Vec::with_capacity(records.len());
+        for mut record in records {
+            record.insert("seq".into(), Value::from(next_seq));
+            record.insert(
+                "prev_hash".into(),
+                last_hash
+                    .as_ref()
+                    .map_or(Value::Null, |h| Value::String(to_hex(h))),
+            );
+            let payload = to_canonical_vec(&Value::Object(record))
+                .map_err(|e| ChainLogError::BadRecord(e.to_string()))?;
+            if payload.len() > MAX_CHAIN_RECORD {
+                return Err(ChainLogError::BadRecord(format!(
+                    "record is {} bytes, above the limit of {MAX_CHAIN_RECORD}",
+                    payload.len()
+                )));
+            }
+            offsets.push(st.len + bytes.len() as u64);
+            bytes.extend_from_slice(&frame(&payload));
+            let hash = sha256(&payload);
+            last_hash = Some(hash);
+            out.push(ChainRecord {
+                seq: next_seq,
+                hash,
+                bytes: payload,
+            });
+            next_seq += 1;
         }
-        let bytes = frame(&payload);
-        let offset = st.len;
+        if out.is_empty() {
+            return Ok(out);
+        }
         let written = st
             .file
-            .write_all_at(&bytes, offset)
+            .write_all_at(&bytes, st.len)
             .and_then(|()| st.file.sync_data());
         if let Err(e) = written {
             // Never retry an fsync and carry on: refuse until reopened (which re-reads the file).
@@ -320,18 +348,15 @@ impl ChainLog {
                 source: e,
             });
         }
-        if seq.is_multiple_of(SPARSE) {
-            st.sparse.push(offset);
+        for (r, offset) in out.iter().zip(offsets) {
+            if r.seq.is_multiple_of(SPARSE) {
+                st.sparse.push(offset);
+            }
         }
         st.len += bytes.len() as u64;
-        st.next_seq += 1;
-        let hash = sha256(&payload);
-        st.last_hash = Some(hash);
-        Ok(ChainRecord {
-            seq,
-            hash,
-            bytes: payload,
-        })
+        st.next_seq = next_seq;
+        st.last_hash = last_hash;
+        Ok(out)
     }
 
     /// Up to `limit` records from `from` on.
@@ -402,9 +427,18 @@ mod tests {
         let path = dir.path().join("a/log");
         let log = ChainLog::open(&path).unwrap();
         let mut hashes = Vec::new();
-        for i in 0..600 {
+        for i in 0..300 {
             hashes.push(log.append(rec(i)).unwrap().hash);
         }
+        // The rest in batches (one write and fsync each), crossing sparse-index boundaries.
+        for chunk in (300..600).collect::<Vec<_>>().chunks(70) {
+            let recs = log
+                .append_all(chunk.iter().map(|&i| rec(i)).collect())
+                .unwrap();
+            assert_eq!(recs[0].seq, chunk[0]);
+            hashes.extend(recs.iter().map(|r| r.hash));
+        }
+        assert!(log.append_all(Vec::new()).unwrap().is_empty());
         let got = log.read(255, 3).unwrap();
         assert_eq!(
             got.iter().map(|r| r.seq).collect::<Vec<_>>(),
@@ -412,6 +446,9 @@ mod tests {
         );
         assert_eq!(got[1].value()["prev_hash"], json!(to_hex(&hashes[255])));
         assert_eq!(got[1].value()["hash"], json!(to_hex(&hashes[256])));
+        let got = log.read(511, 2).unwrap();
+        assert_eq!(got[1].value()["prev_hash"], json!(to_hex(&hashes[511])));
+        assert_eq!(got[1].value()["seq"], json!(512));
         drop(log);
         assert_eq!(check_reopen(&path).unwrap(), 600);
         let log = ChainLog::open(&path).unwrap();

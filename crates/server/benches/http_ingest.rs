@@ -5,9 +5,11 @@
 //! of session queries while ingest runs at full speed.
 //!
 //! `cargo bench -p agentrail-server --bench http_ingest [-- --batches 60 --connections 1,4,16
-//!  --no-privacy --url http://host:port --key ROOT_KEY]` (with `--url`, drives that server
-//!  instead; its index lag is then read from /metrics; `--no-privacy` stores sensitive fields in
-//!  clear, to measure what tokenizing and sealing cost).
+//!  --no-privacy --pii-rate 0.3 --url http://host:port --key ROOT_KEY]` (with `--url`, drives
+//!  that server instead; its index lag is then read from /metrics; `--no-privacy` stores
+//!  sensitive fields in clear, to measure what tokenizing and sealing cost; `--pii-rate`: the
+//!  share of prompts quoting personal data — the subject's email, in a quarter of them also a
+//!  phone and a card number seen once — default 0.3).
 
 use agentrail_server::{AppState, ServerConfig, router};
 use agentrail_testkit::bench::{arg, percentile_ms};
@@ -115,9 +117,10 @@ impl Target {
 }
 
 /// NDJSON bodies of `BATCH` events each, and their total bytes.
-fn bodies(tenant: &str, batches: usize) -> (Vec<Vec<u8>>, usize) {
+fn bodies(tenant: &str, batches: usize, pii_rate: f64) -> (Vec<Vec<u8>>, usize) {
     let profile = Profile {
         text_bytes: 700,
+        pii_rate,
         ..Profile::default()
     };
     let mut g = Generator::with_profile(42, tenant, 64, profile);
@@ -145,6 +148,9 @@ fn main() {
         .split(',')
         .filter_map(|s| s.parse().ok())
         .collect();
+    let pii_rate: f64 = arg(&args, "--pii-rate")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.3);
     let _dir;
     let _rt;
     let target = if let Some(url) = arg(&args, "--url") {
@@ -182,7 +188,8 @@ fn main() {
     };
 
     println!(
-        "HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running, privacy {}",
+        "HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running, {:.0}% of prompts with personal data, privacy {}",
+        pii_rate * 100.0,
         if args.iter().any(|a| a == "--no-privacy") {
             "off"
         } else {
@@ -196,7 +203,7 @@ fn main() {
     for &n in &conns {
         let tenant = format!("bench-{n}-{}", std::process::id());
         let (writer, _) = target.tenant(&tenant);
-        let (bodies, bytes) = bodies(&tenant, batches);
+        let (bodies, bytes) = bodies(&tenant, batches, pii_rate);
         let bodies = Arc::new(bodies);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
@@ -250,7 +257,7 @@ fn main() {
     // Session queries while 4 connections ingest at full speed.
     let tenant = format!("bench-q-{}", std::process::id());
     let (writer, reader) = target.tenant(&tenant);
-    let (bodies, _) = bodies(&tenant, batches);
+    let (bodies, _) = bodies(&tenant, batches, pii_rate);
     let sessions: Vec<String> = {
         let first = String::from_utf8_lossy(&bodies[0]).into_owned();
         let mut s: Vec<String> = first

@@ -318,13 +318,45 @@ impl Privacy {
         Ok(t)
     }
 
-    /// Tokenizes and seals the sensitive fields of an event in place (assigning its event id
-    /// first: the id is part of every field's associated data).
-    pub fn protect(
+    /// Tokenizes and seals the sensitive fields of a batch of events in place (assigning event
+    /// ids first: the id is part of every field's associated data). New subject keys and new
+    /// token values of the whole batch are each made durable with one append.
+    pub fn protect_batch(
         &self,
         tenant: &TenantId,
+        events: &mut [ValidEvent],
+        now: &str,
+    ) -> Result<(), ApiError> {
+        let subjects: Vec<&str> = events
+            .iter()
+            .filter_map(|ev| ev.value.get("subject_id").and_then(Value::as_str))
+            .collect();
+        self.vault
+            .ensure_subject_keys(tenant.as_str(), &subjects, now)
+            .map_err(vault_err)?;
+        let compiled = self.compiled(tenant)?;
+        let token_key = self
+            .vault
+            .token_key(tenant.as_str(), now)
+            .map_err(vault_err)?;
+        let mut found: Vec<(Option<String>, Tokenized)> = Vec::new();
+        for ev in events.iter_mut() {
+            self.protect(tenant, &compiled, &token_key, ev, now, &mut found)?;
+        }
+        if !found.is_empty() {
+            self.keep_tokens(tenant, found, now)?;
+        }
+        Ok(())
+    }
+
+    fn protect(
+        &self,
+        tenant: &TenantId,
+        compiled: &Compiled,
+        token_key: &[u8; 32],
         ev: &mut ValidEvent,
         now: &str,
+        found: &mut Vec<(Option<String>, Tokenized)>,
     ) -> Result<(), ApiError> {
         let event_type = ev
             .value
@@ -332,7 +364,6 @@ impl Privacy {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let compiled = self.compiled(tenant)?;
         let mut paths: Vec<&str> = sensitive_paths(&event_type).to_vec();
         if let Some(extra) = compiled.policy.sensitive_fields.get(&event_type) {
             paths.extend(extra.iter().map(String::as_str));
@@ -354,11 +385,7 @@ impl Privacy {
             .get("subject_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let token_key = self
-            .vault
-            .token_key(tenant.as_str(), now)
-            .map_err(vault_err)?;
-        let mut found: Vec<Tokenized> = Vec::new();
+        let mut here: Vec<Tokenized> = Vec::new();
         for path in paths {
             let Some(v) = get_mut(&mut ev.value, path) else {
                 continue;
@@ -366,7 +393,7 @@ impl Privacy {
             if is_sealed(v) {
                 continue;
             }
-            tokenize_value(&token_key, &compiled.detectors, v, &mut found);
+            tokenize_value(token_key, &compiled.detectors, v, &mut here);
             let sealed = seal_field(
                 &self.vault,
                 tenant.as_str(),
@@ -379,30 +406,30 @@ impl Privacy {
             .map_err(vault_err)?;
             *v = sealed;
         }
-        if !found.is_empty() {
-            self.keep_tokens(tenant, subject.as_deref(), found, now)?;
-        }
+        found.extend(here.into_iter().map(|t| (subject.clone(), t)));
         Ok(())
     }
 
+    /// Keeps the values of tokens not seen before in the tenant's token vault, each sealed under
+    /// its subject's key (the tenant's without one), with one durable append.
     fn keep_tokens(
         &self,
         tenant: &TenantId,
-        subject: Option<&str>,
-        found: Vec<Tokenized>,
+        found: Vec<(Option<String>, Tokenized)>,
         now: &str,
     ) -> Result<(), ApiError> {
         let tokens = self.tokens(tenant)?;
         let mut t = lock(&tokens);
         let mut seen = HashSet::new();
-        for f in found {
+        let mut records = Vec::new();
+        for (subject, f) in found {
             if t.known.contains_key(&f.token) || !seen.insert(f.token.clone()) {
                 continue;
             }
             let sealed = seal_field(
                 &self.vault,
                 tenant.as_str(),
-                subject,
+                subject.as_deref(),
                 "token",
                 &f.token,
                 &Value::String(f.value),
@@ -414,8 +441,12 @@ impl Privacy {
             m.insert("type".into(), json!(f.label));
             m.insert("subject_id".into(), json!(subject));
             m.insert("value".into(), sealed);
-            let rec = t.log.append(m)?;
-            t.known.insert(f.token, rec.seq);
+            records.push(m);
+        }
+        for rec in t.log.append_all(records)? {
+            if let Some(tok) = rec.value()["token"].as_str() {
+                t.known.insert(tok.to_owned(), rec.seq);
+            }
         }
         Ok(())
     }

@@ -709,9 +709,7 @@ pub async fn ingest(
         }
         if st.cfg.seal_sensitive_fields {
             let now = st.now();
-            for ev in &mut events {
-                st.privacy.protect(&tenant, ev, &now)?;
-            }
+            st.privacy.protect_batch(&tenant, &mut events, &now)?;
         }
         let started = Instant::now();
         let receipts = st.ledger.append(&tenant, events).map_err(ApiError::from)?;

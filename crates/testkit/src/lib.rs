@@ -97,6 +97,9 @@ pub struct Profile {
     pub gap_ms: u64,
     /// Bytes of prompt/output text per model decision (mean).
     pub text_bytes: usize,
+    /// Share of prompts that quote personal data: the subject's email (the same value each time)
+    /// and, in a quarter of them, a phone number and a (Luhn-valid) card number seen once.
+    pub pii_rate: f64,
 }
 
 impl Default for Profile {
@@ -113,6 +116,7 @@ impl Default for Profile {
             skew_rate: 0.01,
             gap_ms: 700,
             text_bytes: 300,
+            pii_rate: 0.0,
         }
     }
 }
@@ -195,6 +199,37 @@ impl Generator {
         s
     }
 
+    /// Personal data a user would paste into a prompt.
+    fn pii(&mut self, subject: &str) -> String {
+        let mut s = format!(" - reach me at {subject}@mail.example.com");
+        if self.rng.chance(0.25) {
+            let mut digits: Vec<u8> = vec![4];
+            digits.extend((0..14).map(|_| self.rng.below(10) as u8));
+            // The Luhn check digit that makes the 16 digits valid.
+            let sum: u32 = digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, &d)| {
+                    let d = u32::from(d);
+                    if i % 2 == 0 {
+                        let x = d * 2;
+                        if x > 9 { x - 9 } else { x }
+                    } else {
+                        d
+                    }
+                })
+                .sum();
+            digits.push(((10 - sum % 10) % 10) as u8);
+            let card: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+            s.push_str(&format!(
+                ", call +1 415 555 {:04}, my card is {card}",
+                self.rng.below(10_000)
+            ));
+        }
+        s
+    }
+
     /// Builds one whole session (and a sub-agent's, if spawned) as a queue of events.
     fn session(&mut self) -> VecDeque<Value> {
         let sid = format!("sess-{}", self.next_session);
@@ -244,7 +279,10 @@ impl Generator {
                     self.rng.below(1000)
                 )));
             }
-            let prompt = self.text();
+            let mut prompt = self.text();
+            if self.profile.pii_rate > 0.0 && self.rng.chance(self.profile.pii_rate) {
+                prompt.push_str(&self.pii(&subject));
+            }
             let output = self.text();
             let ev = json!({"event_id": decision_id, "event_type": "model.decision", "session_id": sid,
                        "agent_id": agent, "subject_id": subject, "caused_by": causes,

@@ -362,17 +362,26 @@ impl Vault {
         Ok(st)
     }
 
-    /// Appends a record durably, then applies it.
-    fn record(&self, st: &mut TenantState, r: KeyRecord) -> Result<(), VaultError> {
-        let v = serde_json::to_value(&r).map_err(|e| VaultError::Corrupt {
-            path: self.dir.clone(),
-            reason: e.to_string(),
-        })?;
-        let serde_json::Value::Object(m) = v else {
-            return Err(VaultError::Decrypt);
-        };
-        st.log.append(m).map_err(log_err)?;
-        st.keys.apply(r);
+    /// Appends records durably (one write and fsync), then applies them.
+    fn record(&self, st: &mut TenantState, records: Vec<KeyRecord>) -> Result<(), VaultError> {
+        let maps = records
+            .iter()
+            .map(|r| match serde_json::to_value(r) {
+                Ok(serde_json::Value::Object(m)) => Ok(m),
+                Ok(_) => Err(VaultError::Corrupt {
+                    path: self.dir.clone(),
+                    reason: "a key record is not an object".into(),
+                }),
+                Err(e) => Err(VaultError::Corrupt {
+                    path: self.dir.clone(),
+                    reason: e.to_string(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        st.log.append_all(maps).map_err(log_err)?;
+        for r in records {
+            st.keys.apply(r);
+        }
         Ok(())
     }
 
@@ -418,7 +427,7 @@ impl Vault {
     ) -> Result<[u8; 32], VaultError> {
         let key = random::<32>()?;
         let w = self.wrap(kid, &key, now)?;
-        self.record(st, make(w))?;
+        self.record(st, vec![make(w)])?;
         st.plain.insert(kid.to_owned(), key);
         Ok(key)
     }
@@ -463,6 +472,41 @@ impl Vault {
                 Ok((kid, key))
             }
         }
+    }
+
+    /// Creates the keys of the subjects that have none yet with one durable append (an ingest
+    /// batch meeting many new subjects pays one fsync, not one each).
+    pub fn ensure_subject_keys(
+        &self,
+        tenant: &str,
+        subjects: &[&str],
+        now: &str,
+    ) -> Result<(), VaultError> {
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
+        let mut records = Vec::new();
+        let mut plain = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for s in subjects {
+            if st.keys.subjects.contains_key(*s) || !seen.insert(*s) {
+                continue;
+            }
+            let kid = format!("s:{tenant}:{s}:{}", hex::encode(random::<6>()?));
+            let key = random::<32>()?;
+            let r = KeyRecord::SubjectKey {
+                subject: (*s).to_owned(),
+                kid: kid.clone(),
+                key: self.wrap(&kid, &key, now)?,
+            };
+            records.push(r);
+            plain.push((kid, key));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.record(&mut st, records)?;
+        st.plain.extend(plain);
+        Ok(())
     }
 
     /// The key of an existing kid (to decrypt).

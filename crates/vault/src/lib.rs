@@ -240,4 +240,36 @@ mod tests {
         );
         assert_eq!(find_tokens(&text), vec![t, c]);
     }
+
+    #[test]
+    fn generated_personal_data_is_what_the_detectors_find() {
+        let profile = agentrail_testkit::Profile {
+            pii_rate: 1.0,
+            ..Default::default()
+        };
+        let g = agentrail_testkit::Generator::with_profile(7, "acme", 8, profile);
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        let mut prompts = 0;
+        for ev in g.take(2000) {
+            let Some(text) = ev["payload"]["prompt"]["messages"][0]["content"].as_str() else {
+                continue;
+            };
+            prompts += 1;
+            let found = detect(text, &Detectors::default());
+            for m in &found {
+                *kinds.entry(m.label.clone()).or_default() += 1;
+            }
+            let has_card = text.contains("my card is");
+            assert_eq!(
+                found.iter().filter(|m| m.label == "card").count(),
+                usize::from(has_card),
+                "{text}"
+            );
+        }
+        assert_eq!(kinds["email"], prompts, "{kinds:?}");
+        assert!(
+            kinds["card"] > prompts / 8 && kinds["phone"] == kinds["card"],
+            "{kinds:?}"
+        );
+    }
 }
