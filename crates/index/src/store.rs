@@ -113,11 +113,11 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_seq ON tokens(seq);
 ";
 
-/// What the index may hold of one event's sensitive content: the opened, tokenized fields
-/// (`{path: value}`) and the tokens that occur in them.
+/// What the index may hold of one event's sensitive content: the opened, tokenized fields as
+/// JSON text (`{"<path>": value, …}`) and the tokens that occur in them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Content {
-    pub fields: Value,
+    pub fields: String,
     pub tokens: Vec<String>,
 }
 
@@ -433,7 +433,7 @@ impl TenantIndex {
                             ev.seq as i64,
                             str_at(&v, &["subject_id"]),
                             received,
-                            c.fields.to_string()
+                            c.fields
                         ])
                         .map_err(sql)?;
                     for t in &c.tokens {

@@ -809,7 +809,7 @@ fn prompt_source() -> ContentSource {
             .collect();
         let opened = format!("hot-{}-content", v["event_id"].as_str()?);
         Some(Content {
-            fields: json!({ "payload.prompt": opened }),
+            fields: json!({ "payload.prompt": opened }).to_string(),
             tokens,
         })
     }))

@@ -68,6 +68,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(erase_tenant_content))
         .routes(routes!(put_policy, get_policy))
         .routes(routes!(run_retention, retention_runs))
+        .routes(routes!(rotate_data_key))
 }
 
 fn with_security(mut api: OpenApi) -> OpenApi {

@@ -197,8 +197,8 @@ impl std::fmt::Debug for Privacy {
 /// An index [`ContentSource`] over a vault (the server's, or one the offline `reindex` opens).
 pub fn content_source(vault: Arc<Vault>) -> ContentSource {
     ContentSource(Arc::new(move |tenant: &TenantId, stored: &Value| {
-        let fields = agentrail_vault::sealed_content(&vault, tenant.as_str(), stored)?;
-        let tokens = agentrail_vault::find_tokens(&fields.to_string());
+        let fields = agentrail_vault::sealed_content(&vault, tenant.as_str(), stored)?.to_string();
+        let tokens = agentrail_vault::find_tokens(&fields);
         Some(Content { fields, tokens })
     }))
 }

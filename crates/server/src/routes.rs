@@ -2089,6 +2089,42 @@ pub async fn get_policy(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedKey {
+    /// The id of the tenant data key new content is sealed with from now on (`t:<tenant>:v<n>`).
+    pub kid: String,
+    pub rotated_at: String,
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/data-keys/rotate", tag = "privacy",
+    params(("tenant" = String, Path)),
+    security(("bearer" = ["tenant:admin"])),
+    responses(
+        (status = 200, description = "a new version of the tenant's data key (wrapped by the master key, durable) seals new content without a subject from now on; content sealed under earlier versions stays readable", body = RotatedKey),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rotate_data_key(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+) -> Result<Json<RotatedKey>, ApiError> {
+    let tenant = tenant_for(&s, &caller, &t, &[Scope::TenantAdmin])?;
+    blocking(move || {
+        let now = s.now();
+        let kid = s
+            .privacy
+            .vault
+            .rotate(tenant.as_str(), &now)
+            .map_err(|e| ApiError::internal(format!("vault: {e}")))?;
+        tracing::info!(%tenant, %kid, by = %caller.key_id, "tenant data key rotated");
+        Ok(Json(RotatedKey {
+            kid,
+            rotated_at: now,
+        }))
+    })
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RetentionRunsPage {
     /// `retention.run` records, oldest first, each chained to the one before (`seq`,
     /// `prev_hash`, `hash`).

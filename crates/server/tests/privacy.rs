@@ -324,6 +324,53 @@ async fn sealed_tokenized_revealable_and_erasable() {
         "{text}"
     );
 
+    // Rotating the tenant's data key: new content without a subject is sealed under the new
+    // version, older content stays readable.
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/data-keys/rotate",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let new_kid = v["kid"].as_str().unwrap().to_owned();
+    assert!(new_kid.starts_with("t:acme:v"), "{v}");
+    let note2 = json!({"schema_version": "1", "event_id": "n2", "event_type": "custom.note",
+        "payload": {"text": "after rotation", "kind": "memo"}});
+    let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", w, note2).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let kid_of = async |id: &str| {
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/events/{id}?view=stored"),
+            r,
+            Value::Null,
+        )
+        .await;
+        v["event"]["payload"]["text"]["$enc"]["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(kid_of("n2").await, new_kid);
+    assert_ne!(kid_of("n1").await, new_kid);
+    let text_of = async |id: &str| {
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/events/{id}"),
+            r,
+            Value::Null,
+        )
+        .await;
+        v["event"]["payload"]["text"].as_str().unwrap().to_owned()
+    };
+    assert!(text_of("n1").await.starts_with("tok_emp_"));
+    assert_eq!(text_of("n2").await, "after rotation");
+
     // Exports carry the sealed form: the erased subject stays erased in them, the other opens.
     let out = dir.path().join("export-after-erasure");
     let req = agentrail_export::ExportRequest {
@@ -382,7 +429,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         &prefix,
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.events, 5);
+    assert_eq!(report.events, 6);
 }
 
 /// Retention: with a manual clock, content older than `hot_content_days` leaves the index (no

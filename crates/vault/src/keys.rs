@@ -457,6 +457,11 @@ impl Vault {
                 Ok((kid, key))
             }
             KeyRef::Subject(s) => {
+                if let Some(sk) = st.keys.subjects.get(s)
+                    && let Some(k) = st.plain.get(&sk.kid)
+                {
+                    return Ok((sk.kid.clone(), *k));
+                }
                 if let Some(sk) = st.keys.subjects.get(s).cloned() {
                     let k = self.unwrap_key(&mut st, &sk.kid, &sk.key)?;
                     return Ok((sk.kid, k));
@@ -513,6 +518,10 @@ impl Vault {
     pub fn key(&self, tenant: &str, kid: &str) -> Result<[u8; 32], VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
+        // Unwrapped keys are only kept while they exist (shredding removes them).
+        if let Some(k) = st.plain.get(kid) {
+            return Ok(*k);
+        }
         if let Some(w) = st.keys.tenant_keys.get(kid).cloned() {
             return self.unwrap_key(&mut st, kid, &w);
         }
