@@ -263,6 +263,30 @@ impl ChainLog {
         })
     }
 
+    /// Replaces the log at `path` by one holding `records` (re-chained from seq 0), atomically:
+    /// written and fsync'd beside it, renamed over it, the directory synced. For logs whose
+    /// entries must be destroyed (shredded keys, erased token values); a crash leaves either the
+    /// old log or the new one. Returns the new log, open.
+    pub fn rewrite(
+        path: &Path,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<ChainLog, ChainLogError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".rewrite");
+        let tmp = path.with_file_name(name);
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", &tmp)(e)),
+        }
+        let log = ChainLog::open(&tmp)?;
+        log.append_all(records)?;
+        drop(log);
+        std::fs::rename(&tmp, path).map_err(io("rename", path))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        ChainLog::open(path)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -456,6 +480,17 @@ mod tests {
         assert_eq!(r.seq, 600);
         assert_eq!(r.value()["prev_hash"], json!(to_hex(&hashes[599])));
         assert!(log.read(601, 10).unwrap().is_empty());
+        drop(log);
+        // A rewrite keeps only what it is given, re-chained from 0, atomically.
+        let log = ChainLog::rewrite(&path, vec![rec(7), rec(9)]).unwrap();
+        let all = log.read(0, 10).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].value()["prev_hash"], Value::Null);
+        assert_eq!(all[1].value()["prev_hash"], json!(to_hex(&all[0].hash)));
+        assert_eq!(log.append(rec(10)).unwrap().seq, 2);
+        drop(log);
+        assert_eq!(check_reopen(&path).unwrap(), 3);
+        assert!(!dir.path().join("a/log.rewrite").exists());
     }
 
     #[test]

@@ -29,10 +29,30 @@ fn vault_err(e: agentrail_vault::VaultError) -> ApiError {
     ApiError::internal(format!("vault: {e}"))
 }
 
-/// A tenant's token vault: token → seq of its record.
+/// A tenant's token vault: token → seq of its latest record, and whether that record holds the
+/// value (a value record) or says it was erased (a tombstone).
 struct Tokens {
     log: ChainLog,
-    known: HashMap<String, u64>,
+    known: HashMap<String, (u64, bool)>,
+}
+
+impl Tokens {
+    fn load(log: ChainLog) -> Result<Tokens, ApiError> {
+        let mut known = HashMap::new();
+        let mut from = 0;
+        loop {
+            let recs = log.read(from, 4096)?;
+            let Some(last) = recs.last() else { break };
+            from = last.seq + 1;
+            for r in &recs {
+                let v = r.value();
+                if let Some(t) = v["token"].as_str() {
+                    known.insert(t.to_owned(), (r.seq, v.get("value").is_some()));
+                }
+            }
+        }
+        Ok(Tokens { log, known })
+    }
 }
 
 /// A tenant's privacy and retention policy (`PUT /v1/tenants/{t}/policy`), stored at
@@ -297,20 +317,7 @@ impl Privacy {
             .join(tenant.as_str())
             .join("tokens")
             .join("log");
-        let log = ChainLog::open(&path)?;
-        let mut known = HashMap::new();
-        let mut from = 0;
-        loop {
-            let recs = log.read(from, 4096)?;
-            let Some(last) = recs.last() else { break };
-            from = last.seq + 1;
-            for r in &recs {
-                if let Some(t) = r.value()["token"].as_str() {
-                    known.insert(t.to_owned(), r.seq);
-                }
-            }
-        }
-        let t = Arc::new(Mutex::new(Tokens { log, known }));
+        let t = Arc::new(Mutex::new(Tokens::load(ChainLog::open(&path)?)?));
         if all.len() >= 256 {
             all.retain(|_, v| Arc::strong_count(v) > 1);
         }
@@ -423,7 +430,9 @@ impl Privacy {
         let mut seen = HashSet::new();
         let mut records = Vec::new();
         for (subject, f) in found {
-            if t.known.contains_key(&f.token) || !seen.insert(f.token.clone()) {
+            // A value erased with its subject is kept again when it comes back with new content.
+            let live = t.known.get(&f.token).is_some_and(|(_, live)| *live);
+            if live || !seen.insert(f.token.clone()) {
                 continue;
             }
             let sealed = seal_field(
@@ -445,7 +454,7 @@ impl Privacy {
         }
         for rec in t.log.append_all(records)? {
             if let Some(tok) = rec.value()["token"].as_str() {
-                t.known.insert(tok.to_owned(), rec.seq);
+                t.known.insert(tok.to_owned(), (rec.seq, true));
             }
         }
         Ok(())
@@ -464,6 +473,51 @@ impl Privacy {
         }
     }
 
+    /// Destroys the token values of a subject (`None`: of every subject) after its keys were
+    /// shredded: the token vault is rewritten (atomically) with a tombstone `{token, erased_at}`
+    /// in place of each, so neither the value nor the token's link to the subject remains.
+    pub fn erase_tokens(
+        &self,
+        tenant: &TenantId,
+        subject: Option<&str>,
+        at: &str,
+    ) -> Result<u64, ApiError> {
+        let store = self.tokens(tenant)?;
+        let mut t = lock(&store);
+        let mut records = Vec::new();
+        let mut erased = 0;
+        let mut from = 0;
+        loop {
+            let recs = t.log.read(from, 4096)?;
+            let Some(last) = recs.last() else { break };
+            from = last.seq + 1;
+            for r in recs {
+                let Value::Object(mut m) = r.value() else {
+                    continue;
+                };
+                for k in ["seq", "prev_hash", "hash"] {
+                    m.remove(k);
+                }
+                let hit = m.contains_key("value")
+                    && subject
+                        .is_none_or(|s| m.get("subject_id").and_then(Value::as_str) == Some(s));
+                if hit {
+                    erased += 1;
+                    let mut tomb = Map::new();
+                    tomb.insert("token".into(), m["token"].clone());
+                    tomb.insert("erased_at".into(), json!(at));
+                    m = tomb;
+                }
+                records.push(m);
+            }
+        }
+        if erased > 0 {
+            let path = t.log.path().to_path_buf();
+            *t = Tokens::load(ChainLog::rewrite(&path, records)?)?;
+        }
+        Ok(erased)
+    }
+
     /// The values of tokens (`$erased` once the subject's key is gone; `None` if unknown).
     pub fn reveal(
         &self,
@@ -476,16 +530,20 @@ impl Privacy {
         for tok in tokens {
             let value = match t.known.get(tok) {
                 None => None,
-                Some(seq) => {
+                Some((seq, _)) => {
                     let recs = t.log.read(*seq, 1)?;
                     match recs.first() {
                         None => None,
                         Some(r) => {
                             let v = r.value();
-                            Some(
-                                open_field(&self.vault, tenant.as_str(), "token", tok, &v["value"])
-                                    .map_err(vault_err)?,
-                            )
+                            match v.get("value") {
+                                None => Some(json!({"$erased": {
+                                    "reason": "crypto-shredded", "at": v["erased_at"]}})),
+                                Some(sealed) => Some(
+                                    open_field(&self.vault, tenant.as_str(), "token", tok, sealed)
+                                        .map_err(vault_err)?,
+                                ),
+                            }
                         }
                     }
                 }

@@ -1965,6 +1965,7 @@ fn record_erasure(
     payload: Value,
 ) -> Result<ReceiptJson, ApiError> {
     s.indexer.erase_content(tenant, subject)?;
+    s.privacy.erase_tokens(tenant, subject, &s.now())?;
     let ev = json!({
         "schema_version": "1",
         "event_type": event_type,

@@ -246,6 +246,16 @@ async fn sealed_tokenized_revealable_and_erasable() {
     )
     .await;
     assert!(v["values"][0]["value"]["$erased"].is_object(), "{v}");
+    // The token vault no longer links her tokens to her (tombstones replaced the records).
+    let tokens_log = std::fs::read(dir.path().join("tenants/acme/tokens/log")).unwrap();
+    let has = |needle: &str| {
+        tokens_log
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    assert!(!has("\"subject_id\":\"alice\""));
+    assert!(has("\"subject_id\":\"bob\""));
+    assert!(has(&email_token));
     // Gone from the index too: no search by her token finds her event, and no file holds her
     // words any more (the index overwrites deleted rows and truncates its write-ahead log).
     let (_, v) = call(
@@ -262,6 +272,29 @@ async fn sealed_tokenized_revealable_and_erasable() {
         files_containing(dir.path(), needle, &mut hits);
         assert!(hits.is_empty(), "{needle} found in {hits:?} after erasure");
     }
+    // The same value coming back with a new subject is revealable again (a new record).
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/events",
+        w,
+        decision(
+            "e-alice-2",
+            "alice-2",
+            &format!("my email is {ALICE_EMAIL}"),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/tokens/reveal",
+        reveal,
+        json!({"tokens": [email_token]}),
+    )
+    .await;
+    assert_eq!(v["values"][0]["value"], json!(ALICE_EMAIL), "{v}");
     // Bob's content is intact.
     let (_, v) = call(&app, "GET", "/v1/tenants/acme/events/e-bob", r, Value::Null).await;
     assert!(
@@ -429,7 +462,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         &prefix,
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.events, 6);
+    assert_eq!(report.events, 7);
 }
 
 /// Retention: with a manual clock, content older than `hot_content_days` leaves the index (no

@@ -362,9 +362,12 @@ impl Vault {
         Ok(st)
     }
 
-    /// Appends records durably (one write and fsync), then applies them.
-    fn record(&self, st: &mut TenantState, records: Vec<KeyRecord>) -> Result<(), VaultError> {
-        let maps = records
+    /// Key records as the JSON objects the key log holds.
+    fn to_maps(
+        &self,
+        records: &[KeyRecord],
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, VaultError> {
+        records
             .iter()
             .map(|r| match serde_json::to_value(r) {
                 Ok(serde_json::Value::Object(m)) => Ok(m),
@@ -377,8 +380,14 @@ impl Vault {
                     reason: e.to_string(),
                 }),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        st.log.append_all(maps).map_err(log_err)?;
+            .collect()
+    }
+
+    /// Appends records durably (one write and fsync), then applies them.
+    fn record(&self, st: &mut TenantState, records: Vec<KeyRecord>) -> Result<(), VaultError> {
+        st.log
+            .append_all(self.to_maps(&records)?)
+            .map_err(log_err)?;
         for r in records {
             st.keys.apply(r);
         }
@@ -579,25 +588,8 @@ impl Vault {
             subject: subject.to_owned(),
             at: now.to_owned(),
         });
-        let path = self.path(tenant);
-        let tmp = path.with_extension("keys.tmp");
-        let _ = fs::remove_file(&tmp);
-        let log = ChainLog::open(&tmp).map_err(log_err)?;
-        for r in keys.records() {
-            let serde_json::Value::Object(m) =
-                serde_json::to_value(&r).map_err(|e| VaultError::Corrupt {
-                    path: tmp.clone(),
-                    reason: e.to_string(),
-                })?
-            else {
-                return Err(VaultError::Decrypt);
-            };
-            log.append(m).map_err(log_err)?;
-        }
-        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync", &self.dir))?;
+        let records = self.to_maps(&keys.records())?;
+        let log = ChainLog::rewrite(&self.path(tenant), records).map_err(log_err)?;
         st.log = log;
         st.keys = keys;
         if let Some(sk) = &existed {
