@@ -664,3 +664,56 @@ async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
     assert_eq!(runs[1]["prev_hash"], runs[0]["hash"]);
     assert_eq!(runs[2]["policy"]["retention_days"], json!(30));
 }
+
+/// The retention job runs by itself on its schedule, for every tenant, and logs each run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_on_its_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = AppState::open(ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        retention_interval_ms: 50,
+        verify_interval_ms: 0,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let root = opened.new_root_key.clone().unwrap();
+    let state = opened.state.clone();
+    let app = router(opened.state);
+    call(
+        &app,
+        "POST",
+        "/v1/tenants",
+        &root,
+        json!({"tenant_id": "acme"}),
+    )
+    .await;
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/keys",
+        &root,
+        json!({"scopes": ["tenant:admin"]}),
+    )
+    .await;
+    let admin = v["key"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, v) = call(
+            &app,
+            "GET",
+            "/v1/tenants/acme/retention-runs",
+            &admin,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        if let Some(run) = v["runs"].as_array().unwrap().first() {
+            assert_eq!(run["trigger"], json!("schedule"), "{run}");
+            assert_eq!(run["outcome"], json!("applied"), "{run}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled run");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    state.shutdown();
+}
