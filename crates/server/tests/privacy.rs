@@ -717,3 +717,91 @@ async fn retention_runs_on_its_schedule() {
     }
     state.shutdown();
 }
+
+/// A ciphertext changed in the ledger (even re-framed with valid checksums, as a careful forger
+/// would) changes the event's hash: the next event's `prev_hash` and the signed tree root no
+/// longer match, and verification fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_ciphertext_breaks_the_hash() {
+    use agentrail_ledger::frame::{HEADER_LEN, RecordRead, encode_record, read_record};
+    let dir = tempfile::tempdir().unwrap();
+    let opened = AppState::open(ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        verify_interval_ms: 0,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let root = opened.new_root_key.clone().unwrap();
+    let state = opened.state.clone();
+    let app = router(opened.state);
+    call(
+        &app,
+        "POST",
+        "/v1/tenants",
+        &root,
+        json!({"tenant_id": "acme"}),
+    )
+    .await;
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/keys",
+        &root,
+        json!({"scopes": ["events:write"]}),
+    )
+    .await;
+    let w = v["key"].as_str().unwrap().to_owned();
+    let evs = json!([
+        decision("t1", "alice", "first"),
+        decision("t2", "bob", "second")
+    ]);
+    let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", &w, evs).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    state.shutdown();
+    drop(app);
+    drop(state);
+
+    let t = agentrail_event::TenantId::parse("acme").unwrap();
+    let verify = || {
+        agentrail_ledger::verify_tenant(
+            dir.path(),
+            &t,
+            &agentrail_ledger::read_verifier(dir.path()).unwrap(),
+            &agentrail_ledger::read_origin_prefix(dir.path()).unwrap(),
+        )
+    };
+    assert!(verify().failure.is_none());
+    let seg_dir = dir.path().join("tenants/acme/ledger");
+    let seg = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap().windows(4).any(|w| w == b"\"t1\""))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut at = HEADER_LEN;
+    loop {
+        let RecordRead::Record { seq, payload, next } = read_record(&bytes, at, 0) else {
+            panic!("no record of t1 in {}", seg.display());
+        };
+        let mut stored: Value = serde_json::from_slice(payload).unwrap();
+        if stored["event_id"] == json!("t1") {
+            let ct = stored["payload"]["prompt"]["$enc"]["ct"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let flipped = if ct.starts_with('A') { "B" } else { "A" };
+            stored["payload"]["prompt"]["$enc"]["ct"] = json!(format!("{flipped}{}", &ct[1..]));
+            let forged = agentrail_event::json::to_canonical_vec(&stored).unwrap();
+            assert_eq!(forged.len(), payload.len());
+            let mut framed = Vec::new();
+            encode_record(seq, &forged, &mut framed);
+            bytes[at..next].copy_from_slice(&framed);
+            break;
+        }
+        at = next;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+    let report = verify();
+    let failure = format!("{:?}", report.failure.expect("tampering must be found"));
+    assert!(failure.contains("hash"), "{failure}");
+}
