@@ -429,6 +429,7 @@ impl Privacy {
         let mut t = lock(&tokens);
         let mut seen = HashSet::new();
         let mut records = Vec::new();
+        let mut kept = Vec::new();
         for (subject, f) in found {
             // A value erased with its subject is kept again when it comes back with new content.
             let live = t.known.get(&f.token).is_some_and(|(_, live)| *live);
@@ -446,16 +447,15 @@ impl Privacy {
             )
             .map_err(vault_err)?;
             let mut m = Map::new();
-            m.insert("token".into(), json!(f.token));
+            m.insert("token".into(), json!(&f.token));
             m.insert("type".into(), json!(f.label));
             m.insert("subject_id".into(), json!(subject));
             m.insert("value".into(), sealed);
             records.push(m);
+            kept.push(f.token);
         }
-        for rec in t.log.append_all(records)? {
-            if let Some(tok) = rec.value()["token"].as_str() {
-                t.known.insert(tok.to_owned(), (rec.seq, true));
-            }
+        for (rec, tok) in t.log.append_all(records)?.into_iter().zip(kept) {
+            t.known.insert(tok, (rec.seq, true));
         }
         Ok(())
     }
