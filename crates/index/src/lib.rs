@@ -34,5 +34,5 @@ pub use query::{
     SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
 };
 pub use store::{
-    Content, ContentFn, ContentSource, Cutoffs, Purged, TenantIndex, index_path, reindex,
+    Content, ContentFn, ContentSource, Cutoffs, ErasedFn, Purged, TenantIndex, index_path, reindex,
 };

@@ -125,9 +125,17 @@ pub struct Content {
 /// when it has none that may be held (no sealed fields, or their keys were shredded).
 pub type ContentFn = dyn Fn(&TenantId, &Value) -> Option<Content> + Send + Sync;
 
-/// A [`ContentFn`] a [`TenantIndex`] applies with.
+/// The data subjects of a tenant whose keys were shredded.
+pub type ErasedFn = dyn Fn(&TenantId) -> Vec<String> + Send + Sync;
+
+/// How a [`TenantIndex`] gets the content it may hold, and which subjects were erased (their
+/// content is dropped when the source is set, in case an erasure was interrupted after its keys
+/// were shredded).
 #[derive(Clone)]
-pub struct ContentSource(pub std::sync::Arc<ContentFn>);
+pub struct ContentSource {
+    pub open: std::sync::Arc<ContentFn>,
+    pub erased: std::sync::Arc<ErasedFn>,
+}
 
 impl std::fmt::Debug for ContentSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -278,9 +286,17 @@ impl TenantIndex {
     }
 
     /// Events applied from now on get their content from `source` (the server passes one that
-    /// opens sealed fields with the vault; without one, no content is held).
-    pub fn set_content_source(&mut self, source: Option<ContentSource>) {
+    /// opens sealed fields with the vault; without one, no content is held). Content of the
+    /// subjects the source says were erased is dropped now.
+    pub fn set_content_source(&mut self, source: Option<ContentSource>) -> Result<(), IndexError> {
+        if let Some(src) = &source {
+            let erased = (src.erased)(&self.tenant);
+            if !erased.is_empty() {
+                self.erase_subjects(&erased)?;
+            }
+        }
         self.content = source;
+        Ok(())
     }
 
     /// The retention cutoffs this index applies.
@@ -426,7 +442,7 @@ impl TenantIndex {
                 }
                 if received >= self.cutoffs.content_ns
                     && let Some(src) = &self.content
-                    && let Some(c) = (src.0)(&self.tenant, &v)
+                    && let Some(c) = (src.open)(&self.tenant, &v)
                 {
                     content
                         .execute(rusqlite::params![
@@ -632,7 +648,7 @@ impl TenantIndex {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.cutoffs = new;
-        if content + events > 0 {
+        if content + events > 0 || self.wal_dirty {
             self.truncate_wal(20)?;
         }
         Ok(Purged { content, events })
@@ -642,25 +658,43 @@ impl TenantIndex {
     /// keys were shredded; the source no longer opens them, so nothing comes back on a
     /// rebuild. Returns how many events lost their content.
     pub fn erase_content(&mut self, subject: Option<&str>) -> Result<u64, IndexError> {
+        match subject {
+            Some(s) => self.erase_subjects(&[s.to_owned()]),
+            None => {
+                let sql = |e: rusqlite::Error| IndexError::sql("erase content from the index", e);
+                let tx = self.conn.transaction().map_err(sql)?;
+                tx.execute("DELETE FROM tokens", []).map_err(sql)?;
+                let n = tx.execute("DELETE FROM content", []).map_err(sql)?;
+                tx.commit().map_err(sql)?;
+                self.truncate_wal(20)?;
+                Ok(n as u64)
+            }
+        }
+    }
+
+    /// Drops the content and tokens of these data subjects, in one transaction.
+    fn erase_subjects(&mut self, subjects: &[String]) -> Result<u64, IndexError> {
         let sql = |e: rusqlite::Error| IndexError::sql("erase content from the index", e);
         let tx = self.conn.transaction().map_err(sql)?;
-        let n = match subject {
-            Some(s) => {
-                tx.execute(
+        let mut n = 0;
+        {
+            let mut tokens = tx
+                .prepare_cached(
                     "DELETE FROM tokens WHERE seq IN (SELECT seq FROM content WHERE subject_id = ?1)",
-                    [s],
                 )
                 .map_err(sql)?;
-                tx.execute("DELETE FROM content WHERE subject_id = ?1", [s])
-                    .map_err(sql)?
+            let mut content = tx
+                .prepare_cached("DELETE FROM content WHERE subject_id = ?1")
+                .map_err(sql)?;
+            for s in subjects {
+                tokens.execute([s]).map_err(sql)?;
+                n += content.execute([s]).map_err(sql)?;
             }
-            None => {
-                tx.execute("DELETE FROM tokens", []).map_err(sql)?;
-                tx.execute("DELETE FROM content", []).map_err(sql)?
-            }
-        };
+        }
         tx.commit().map_err(sql)?;
-        self.truncate_wal(20)?;
+        if n > 0 {
+            self.truncate_wal(20)?;
+        }
         Ok(n as u64)
     }
 
@@ -704,18 +738,22 @@ impl TenantIndex {
     }
 }
 
-/// Deletes a tenant's index and rebuilds it from the ledger.
-/// The retention cutoffs of the old index are kept; `content` opens sealed content (see
-/// [`TenantIndex::set_content_source`]).
+/// Deletes a tenant's index and rebuilds it from the ledger. The retention cutoffs of the old
+/// index (if it still opens) or `cutoffs`, whichever are further, are kept; `content` opens
+/// sealed content (see [`TenantIndex::set_content_source`]).
 pub fn reindex(
     ledger: &Ledger,
     data_dir: &Path,
     tenant: &TenantId,
     content: Option<ContentSource>,
+    cutoffs: Cutoffs,
 ) -> Result<TenantIndex, IndexError> {
     let path = index_path(data_dir, tenant);
-    let cutoffs = if path.exists() {
-        TenantIndex::open_at(&path, tenant)?.cutoffs()
+    let old = if path.exists() {
+        // A damaged index is what a rebuild is for: its cutoffs are then the caller's.
+        TenantIndex::open_at(&path, tenant)
+            .map(|ix| ix.cutoffs())
+            .unwrap_or_default()
     } else {
         Cutoffs::default()
     };
@@ -726,8 +764,11 @@ pub fn reindex(
         }
     }
     let mut idx = TenantIndex::open_at(&path, tenant)?;
-    idx.set_content_source(content);
-    idx.purge(cutoffs)?;
+    idx.set_content_source(content)?;
+    idx.purge(Cutoffs {
+        content_ns: old.content_ns.max(cutoffs.content_ns),
+        events_ns: old.events_ns.max(cutoffs.events_ns),
+    })?;
     idx.catch_up(ledger)?;
     Ok(idx)
 }

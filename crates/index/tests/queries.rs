@@ -520,7 +520,7 @@ fn a_rebuilt_index_answers_every_query_identically() {
     index.catch_up(&ledger).unwrap();
     let before = answers(&index);
     drop(index);
-    let rebuilt = reindex(&ledger, dir.path(), &t, None).unwrap();
+    let rebuilt = reindex(&ledger, dir.path(), &t, None, Cutoffs::default()).unwrap();
     assert_eq!(rebuilt.applied(), 800);
     assert_eq!(answers(&rebuilt), before);
     // Reopening the same index needs no work; opening it caught up sees new events.
@@ -798,8 +798,9 @@ fn a_larger_workload_exercises_every_anomaly_and_still_matches_the_scan() {
 /// A content source for tests: what it "opens" is `hot-<event id>-content` (the stored prompt is
 /// in clear here, the server's source opens sealed fields), with the words of the prompt that
 /// start with `tok_` as its tokens.
-fn prompt_source() -> ContentSource {
-    ContentSource(Arc::new(|_t: &TenantId, v: &Value| {
+fn prompt_source(erased: &[&str]) -> ContentSource {
+    let erased: Vec<String> = erased.iter().map(|s| s.to_string()).collect();
+    let open = Arc::new(|_t: &TenantId, v: &Value| {
         let prompt = v["payload"].get("prompt")?.clone();
         let tokens = prompt
             .to_string()
@@ -812,7 +813,11 @@ fn prompt_source() -> ContentSource {
             fields: json!({ "payload.prompt": opened }).to_string(),
             tokens,
         })
-    }))
+    });
+    ContentSource {
+        open,
+        erased: Arc::new(move |_| erased.clone()),
+    }
 }
 
 fn search(index: &TenantIndex, token: &str) -> Vec<u64> {
@@ -864,7 +869,7 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         ingest(&ledger, &clock, &t, [ev]);
     }
     let mut index = TenantIndex::open(dir.path(), &t).unwrap();
-    index.set_content_source(Some(prompt_source()));
+    index.set_content_source(Some(prompt_source(&[]))).unwrap();
     index.catch_up(&ledger).unwrap();
     assert_eq!(search(&index, "tok_email_3"), vec![3]);
     assert_eq!(search(&index, "tok_email_all").len(), 10);
@@ -935,9 +940,45 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         }
     );
     drop(index);
-    let rebuilt = reindex(&ledger, dir.path(), &t, Some(prompt_source())).unwrap();
+    let rebuilt = reindex(
+        &ledger,
+        dir.path(),
+        &t,
+        Some(prompt_source(&[])),
+        Cutoffs::default(),
+    )
+    .unwrap();
     assert_eq!(rebuilt.applied(), 10);
     assert_eq!(search(&rebuilt, "tok_email_all"), vec![4, 5, 6, 7, 8, 9]);
+    // A source that knows bob was erased drops his content when it is set (an erasure that was
+    // interrupted after shredding his keys is completed here).
+    let mut rebuilt = rebuilt;
+    rebuilt
+        .set_content_source(Some(prompt_source(&["bob"])))
+        .unwrap();
+    assert_eq!(search(&rebuilt, "tok_email_all"), vec![4, 6, 8]);
+    drop(rebuilt);
+    // A damaged index is rebuilt, with the cutoffs the caller knows.
+    std::fs::write(index_path(dir.path(), &t), b"not a database").unwrap();
+    let _ = std::fs::remove_file(format!("{}-wal", index_path(dir.path(), &t).display()));
+    let rebuilt = reindex(
+        &ledger,
+        dir.path(),
+        &t,
+        None,
+        Cutoffs {
+            content_ns: aug5,
+            events_ns: aug3,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        rebuilt.cutoffs(),
+        Cutoffs {
+            content_ns: aug5,
+            events_ns: aug3
+        }
+    );
     assert_eq!(
         rebuilt
             .events(&EventFilter::default(), &PageReq::first(MAX))

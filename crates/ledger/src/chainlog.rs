@@ -263,28 +263,47 @@ impl ChainLog {
         })
     }
 
-    /// Replaces the log at `path` by one holding `records` (re-chained from seq 0), atomically:
-    /// written and fsync'd beside it, renamed over it, the directory synced. For logs whose
+    /// Replaces this log's records by `records` (re-chained from seq 0), atomically: written
+    /// and fsync'd beside the file, renamed over it, the directory synced. For logs whose
     /// entries must be destroyed (shredded keys, erased token values); a crash leaves either the
-    /// old log or the new one. Returns the new log, open.
-    pub fn rewrite(
-        path: &Path,
-        records: Vec<Map<String, Value>>,
-    ) -> Result<ChainLog, ChainLogError> {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
+    /// old log or the new one. Once the rename happened this log reads the new records, even if
+    /// syncing the directory then fails (the error is returned and the log refuses appends until
+    /// reopened).
+    pub fn replace_all(&self, records: Vec<Map<String, Value>>) -> Result<(), ChainLogError> {
+        let mut st = self.lock();
+        if st.poisoned {
+            return Err(ChainLogError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(".rewrite");
-        let tmp = path.with_file_name(name);
+        let tmp = self.path.with_file_name(name);
         match std::fs::remove_file(&tmp) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("remove", &tmp)(e)),
         }
-        let log = ChainLog::open(&tmp)?;
-        log.append_all(records)?;
-        drop(log);
-        std::fs::rename(&tmp, path).map_err(io("rename", path))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        ChainLog::open(path)
+        let new = ChainLog::open(&tmp)?;
+        new.append_all(records)?;
+        let new_state = std::mem::replace(
+            &mut *new.lock(),
+            State {
+                file: st.file.try_clone().map_err(io("open", &self.path))?,
+                len: 0,
+                next_seq: 0,
+                last_hash: None,
+                sparse: Vec::new(),
+                poisoned: true,
+            },
+        );
+        std::fs::rename(&tmp, &self.path).map_err(io("rename", &self.path))?;
+        *st = new_state;
+        if let Err(e) = sync_dir(self.path.parent().unwrap_or(Path::new("."))) {
+            st.poisoned = true;
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -482,7 +501,8 @@ mod tests {
         assert!(log.read(601, 10).unwrap().is_empty());
         drop(log);
         // A rewrite keeps only what it is given, re-chained from 0, atomically.
-        let log = ChainLog::rewrite(&path, vec![rec(7), rec(9)]).unwrap();
+        let log = ChainLog::open(&path).unwrap();
+        log.replace_all(vec![rec(7), rec(9)]).unwrap();
         let all = log.read(0, 10).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].value()["prev_hash"], Value::Null);

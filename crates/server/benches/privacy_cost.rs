@@ -165,7 +165,7 @@ fn main() {
     let t = Instant::now();
     let mut tokens = 0;
     for v in &stored {
-        if let Some(c) = (source.0)(&fresh, v) {
+        if let Some(c) = (source.open)(&fresh, v) {
             tokens += c.tokens.len();
         }
     }

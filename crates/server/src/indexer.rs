@@ -60,7 +60,11 @@ struct Inner {
     stop: AtomicBool,
     max_open: usize,
     content: Option<ContentSource>,
+    cutoffs: Option<Arc<CutoffsFn>>,
 }
+
+/// The retention cutoffs a tenant's index must apply (from its latest retention run).
+pub type CutoffsFn = dyn Fn(&TenantId) -> Cutoffs + Send + Sync;
 
 /// The background indexer of a server.
 pub struct Indexer {
@@ -76,8 +80,15 @@ impl std::fmt::Debug for Indexer {
 
 impl Indexer {
     /// Starts the indexer thread. `max_open`: tenants whose index connections are kept open;
-    /// `content`: opens the (tokenized) sensitive content the index holds for search.
-    pub fn start(ledger: Arc<Ledger>, max_open: usize, content: Option<ContentSource>) -> Indexer {
+    /// `content`: opens the (tokenized) sensitive content the index holds for search;
+    /// `cutoffs`: the retention cutoffs an index applies when it is opened (it may have been
+    /// rebuilt since the last retention run).
+    pub fn start(
+        ledger: Arc<Ledger>,
+        max_open: usize,
+        content: Option<ContentSource>,
+        cutoffs: Option<Arc<CutoffsFn>>,
+    ) -> Indexer {
         let inner = Arc::new(Inner {
             ledger,
             tenants: Mutex::new(HashMap::new()),
@@ -86,6 +97,7 @@ impl Indexer {
             stop: AtomicBool::new(false),
             max_open: max_open.max(1),
             content,
+            cutoffs,
         });
         let worker = inner.clone();
         let thread = std::thread::Builder::new()
@@ -231,7 +243,10 @@ impl Inner {
             return Ok(h.clone());
         }
         let mut writer = TenantIndex::open(self.ledger.data_dir(), tenant)?;
-        writer.set_content_source(self.content.clone());
+        writer.set_content_source(self.content.clone())?;
+        if let Some(cutoffs) = &self.cutoffs {
+            writer.purge(cutoffs(tenant))?;
+        }
         let applied = writer.applied();
         let h = Arc::new(TenantHandle {
             tenant: tenant.clone(),

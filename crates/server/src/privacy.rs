@@ -38,6 +38,11 @@ struct Tokens {
 
 impl Tokens {
     fn load(log: ChainLog) -> Result<Tokens, ApiError> {
+        let known = Tokens::index(&log)?;
+        Ok(Tokens { log, known })
+    }
+
+    fn index(log: &ChainLog) -> Result<HashMap<String, (u64, bool)>, ApiError> {
         let mut known = HashMap::new();
         let mut from = 0;
         loop {
@@ -51,7 +56,7 @@ impl Tokens {
                 }
             }
         }
-        Ok(Tokens { log, known })
+        Ok(known)
     }
 }
 
@@ -206,6 +211,7 @@ pub struct Privacy {
     data_dir: PathBuf,
     tokens: Mutex<HashMap<TenantId, Arc<Mutex<Tokens>>>>,
     policies: Mutex<HashMap<TenantId, Arc<Compiled>>>,
+    gates: Mutex<HashMap<TenantId, Arc<std::sync::RwLock<()>>>>,
 }
 
 impl std::fmt::Debug for Privacy {
@@ -216,11 +222,22 @@ impl std::fmt::Debug for Privacy {
 
 /// An index [`ContentSource`] over a vault (the server's, or one the offline `reindex` opens).
 pub fn content_source(vault: Arc<Vault>) -> ContentSource {
-    ContentSource(Arc::new(move |tenant: &TenantId, stored: &Value| {
-        let fields = agentrail_vault::sealed_content(&vault, tenant.as_str(), stored)?.to_string();
-        let tokens = agentrail_vault::find_tokens(&fields);
-        Some(Content { fields, tokens })
-    }))
+    let v = vault.clone();
+    ContentSource {
+        open: Arc::new(move |tenant: &TenantId, stored: &Value| {
+            let fields = agentrail_vault::sealed_content(&v, tenant.as_str(), stored)?.to_string();
+            let tokens = agentrail_vault::find_tokens(&fields);
+            Some(Content { fields, tokens })
+        }),
+        erased: Arc::new(move |tenant: &TenantId| {
+            vault
+                .shredded_subjects(tenant.as_str())
+                .unwrap_or_else(|e| {
+                    tracing::error!(%tenant, error = %e, "cannot list the erased subjects");
+                    Vec::new()
+                })
+        }),
+    }
 }
 
 /// The sensitive field paths of an event type.
@@ -249,7 +266,25 @@ impl Privacy {
             data_dir: data_dir.to_path_buf(),
             tokens: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The tenant's erasure gate: an ingest holds it shared from sealing until its events are
+    /// appended, an erasure holds it exclusively from shredding until its event is recorded, so
+    /// no event of an erased subject is sealed under a key made after the erasure began, and no
+    /// token value is kept again behind it.
+    pub fn erasure_gate(&self, tenant: &TenantId) -> Arc<std::sync::RwLock<()>> {
+        let mut all = lock(&self.gates);
+        if let Some(g) = all.get(tenant) {
+            return g.clone();
+        }
+        if all.len() >= 1024 {
+            all.retain(|_, g| Arc::strong_count(g) > 1);
+        }
+        let g = Arc::new(std::sync::RwLock::new(()));
+        all.insert(tenant.clone(), g.clone());
+        g
     }
 
     /// What the query index may hold of an event's sealed content: the opened (tokenized)
@@ -512,8 +547,17 @@ impl Privacy {
             }
         }
         if erased > 0 {
-            let path = t.log.path().to_path_buf();
-            *t = Tokens::load(ChainLog::rewrite(&path, records)?)?;
+            // In memory first: no reveal answers with an erased value, whatever happens below.
+            for m in &records {
+                if let Some(tok) = m.get("token").and_then(Value::as_str)
+                    && !m.contains_key("value")
+                    && let Some(k) = t.known.get_mut(tok)
+                {
+                    k.1 = false;
+                }
+            }
+            t.log.replace_all(records)?;
+            t.known = Tokens::index(&t.log)?;
         }
         Ok(erased)
     }
@@ -530,21 +574,15 @@ impl Privacy {
         for tok in tokens {
             let value = match t.known.get(tok) {
                 None => None,
-                Some((seq, _)) => {
-                    let recs = t.log.read(*seq, 1)?;
-                    match recs.first() {
-                        None => None,
-                        Some(r) => {
-                            let v = r.value();
-                            match v.get("value") {
-                                None => Some(json!({"$erased": {
-                                    "reason": "crypto-shredded", "at": v["erased_at"]}})),
-                                Some(sealed) => Some(
-                                    open_field(&self.vault, tenant.as_str(), "token", tok, sealed)
-                                        .map_err(vault_err)?,
-                                ),
-                            }
-                        }
+                Some((seq, live)) => {
+                    let v = t.log.read(*seq, 1)?.first().map(|r| r.value());
+                    match v.as_ref().and_then(|v| v.get("value")) {
+                        Some(sealed) if *live => Some(
+                            open_field(&self.vault, tenant.as_str(), "token", tok, sealed)
+                                .map_err(vault_err)?,
+                        ),
+                        _ => Some(json!({"$erased": {"reason": "crypto-shredded",
+                            "at": v.as_ref().map_or(Value::Null, |v| v["erased_at"].clone())}})),
                     }
                 }
             };

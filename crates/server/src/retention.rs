@@ -109,6 +109,35 @@ impl Retention {
         Ok(v)
     }
 
+    /// The cutoffs of the tenant's latest applied run (none before the first): what an index
+    /// rebuilt from the ledger, or opened after an upgrade rebuilt it, must apply again.
+    pub fn cutoffs(&self, tenant: &TenantId) -> Result<Cutoffs, ApiError> {
+        let log = self.logs.log(tenant)?;
+        let mut end = log.records();
+        while end > 0 {
+            let from = end.saturating_sub(64);
+            let recs = log.read(from, (end - from) as usize)?;
+            for r in recs.iter().rev() {
+                let v = r.value();
+                let ns = |k: &str| {
+                    v[k].as_str()
+                        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                        .map(|t| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MIN))
+                };
+                if let (Some(content_ns), Some(events_ns)) =
+                    (ns("content_received_before"), ns("events_received_before"))
+                {
+                    return Ok(Cutoffs {
+                        content_ns,
+                        events_ns,
+                    });
+                }
+            }
+            end = from;
+        }
+        Ok(Cutoffs::default())
+    }
+
     /// A page of the tenant's runs, oldest first.
     pub fn runs(
         &self,

@@ -707,12 +707,15 @@ pub async fn ingest(
             )
             .with_details(details));
         }
+        let gate = st.privacy.erasure_gate(&tenant);
+        let sealing = gate.read().unwrap_or_else(|e| e.into_inner());
         if st.cfg.seal_sensitive_fields {
             let now = st.now();
             st.privacy.protect_batch(&tenant, &mut events, &now)?;
         }
         let started = Instant::now();
         let receipts = st.ledger.append(&tenant, events).map_err(ApiError::from)?;
+        drop(sealing);
         st.metrics
             .ingest_append_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -2015,6 +2018,8 @@ pub async fn erase_subject(
         ));
     }
     blocking(move || {
+        let gate = s.privacy.erasure_gate(&tenant);
+        let _erasing = gate.write().unwrap_or_else(|e| e.into_inner());
         let now = s.now();
         let had_key = s
             .privacy
@@ -2205,6 +2210,8 @@ pub async fn erase_tenant_content(
                 "tenant {tenant} does not exist"
             )));
         }
+        let gate = s.privacy.erasure_gate(&tenant);
+        let _erasing = gate.write().unwrap_or_else(|e| e.into_inner());
         let now = s.now();
         s.privacy
             .vault

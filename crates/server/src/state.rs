@@ -95,7 +95,7 @@ pub struct AppState {
     pub exports: crate::exports::Exports,
     pub integrity: Arc<crate::integrity::Integrity>,
     pub privacy: crate::privacy::Privacy,
-    pub retention: crate::retention::Retention,
+    pub retention: Arc<crate::retention::Retention>,
     pub metrics: Metrics,
     pub append_slots: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
@@ -162,7 +162,15 @@ impl AppState {
         let master = std::env::var("AGENTRAIL_MASTER_KEY").ok();
         let privacy = crate::privacy::Privacy::open(&cfg.data_dir, master.as_deref())?;
         let content = cfg.seal_sensitive_fields.then(|| privacy.content_source());
-        let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes, content);
+        let retention = Arc::new(crate::retention::Retention::new(&cfg.data_dir));
+        let r = retention.clone();
+        let cutoffs: Arc<crate::indexer::CutoffsFn> = Arc::new(move |t: &TenantId| {
+            r.cutoffs(t).unwrap_or_else(|e| {
+                tracing::error!(tenant = %t, error = %e.message, "cannot read the retention cutoffs");
+                Default::default()
+            })
+        });
+        let indexer = Indexer::start(ledger.clone(), cfg.max_open_indexes, content, Some(cutoffs));
         let integrity = Arc::new(crate::integrity::Integrity::open(
             &cfg.data_dir,
             cfg.webhook_url.clone(),
@@ -176,7 +184,7 @@ impl AppState {
         let state = AppState {
             access: AccessLogs::new(&cfg.data_dir),
             exports: crate::exports::Exports::new(&cfg.data_dir),
-            retention: crate::retention::Retention::new(&cfg.data_dir),
+            retention,
             integrity,
             privacy,
             append_slots: Arc::new(Semaphore::new(cfg.max_inflight_appends.max(1))),

@@ -805,3 +805,106 @@ async fn a_tampered_ciphertext_breaks_the_hash() {
     let failure = format!("{:?}", report.failure.expect("tampering must be found"));
     assert!(failure.contains("hash"), "{failure}");
 }
+
+/// Ingest of a subject racing with its erasure: every event of the subject sequenced before the
+/// erasure event reads `$erased`, every one after it reads in clear (new content, new key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasure_racing_with_ingest_leaves_nothing_readable_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = AppState::open(ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        verify_interval_ms: 0,
+        retention_interval_ms: 0,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let root = opened.new_root_key.clone().unwrap();
+    let app = router(opened.state);
+    call(
+        &app,
+        "POST",
+        "/v1/tenants",
+        &root,
+        json!({"tenant_id": "acme"}),
+    )
+    .await;
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/keys",
+        &root,
+        json!({"scopes": ["events:write", "events:read", "tenant:admin"]}),
+    )
+    .await;
+    let key = v["key"].as_str().unwrap().to_owned();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (app, key) = (app.clone(), key.clone());
+        writers.push(tokio::spawn(async move {
+            for b in 0..15 {
+                let evs: Vec<Value> = (0..10)
+                    .map(|i| {
+                        decision(
+                            &format!("r-{w}-{b}-{i}"),
+                            "racer",
+                            "racer@example.com says hi",
+                        )
+                    })
+                    .collect();
+                let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", &key, json!(evs)).await;
+                assert_eq!(st, StatusCode::OK, "{v}");
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (st, v) = call(
+        &app,
+        "DELETE",
+        "/v1/tenants/acme/subjects/racer",
+        &key,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let erased_at = v["receipt"]["seq"].as_u64().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut cursor = String::new();
+    let (mut before, mut after) = (0, 0);
+    loop {
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/events?event_type=model.decision&limit=1000{cursor}"),
+            &key,
+            Value::Null,
+        )
+        .await;
+        for e in v["events"].as_array().unwrap() {
+            let seq = e["seq"].as_u64().unwrap();
+            let prompt = &e["payload"]["prompt"];
+            if seq < erased_at {
+                before += 1;
+                assert!(
+                    prompt["$erased"].is_object(),
+                    "seq {seq} before the erasure at {erased_at} reads {prompt}"
+                );
+            } else {
+                after += 1;
+                assert!(
+                    prompt["messages"][0]
+                        .as_str()
+                        .unwrap()
+                        .contains("tok_email_"),
+                    "seq {seq}: {prompt}"
+                );
+            }
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(before + after, 600);
+}

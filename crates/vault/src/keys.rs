@@ -589,12 +589,13 @@ impl Vault {
             at: now.to_owned(),
         });
         let records = self.to_maps(&keys.records())?;
-        let log = ChainLog::rewrite(&self.path(tenant), records).map_err(log_err)?;
-        st.log = log;
+        // In memory first: whatever happens to the file below, this process never uses the
+        // key again (an error tells the caller to retry, which rewrites the file).
         st.keys = keys;
         if let Some(sk) = &existed {
             st.plain.remove(&sk.kid);
         }
+        st.log.replace_all(records).map_err(log_err)?;
         Ok(existed.is_some())
     }
 
@@ -605,15 +606,28 @@ impl Vault {
         Ok(st.keys.shredded.get(subject).cloned())
     }
 
-    /// Destroys every key of a tenant.
+    /// The subjects whose keys were shredded.
+    pub fn shredded_subjects(&self, tenant: &str) -> Result<Vec<String>, VaultError> {
+        let st = self.state(tenant)?;
+        let st = lock(&st);
+        Ok(st.keys.shredded.keys().cloned().collect())
+    }
+
+    /// Destroys every key of a tenant (with any copy an interrupted rewrite left beside it).
     pub fn shred_tenant(&self, tenant: &str) -> Result<(), VaultError> {
         let mut all = lock(&self.tenants);
         all.remove(tenant);
         let p = self.path(tenant);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("remove", &p)(e)),
+        for p in [
+            p.clone(),
+            p.with_extension("keys.rewrite"),
+            p.with_extension("keys.tmp"),
+        ] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &p)(e)),
+            }
         }
         File::open(&self.dir)
             .and_then(|d| d.sync_all())

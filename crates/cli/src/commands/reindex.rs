@@ -34,9 +34,12 @@ pub fn run(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let retention = agentrail_server::retention::Retention::new(data_dir);
     for t in &tenants {
         let start = Instant::now();
-        let index = agentrail_index::reindex(&ledger, data_dir, t, content.clone())
+        // The cutoffs of the tenant's latest retention run: purged content stays purged.
+        let cutoffs = retention.cutoffs(t).map_err(|e| anyhow!(e.message))?;
+        let index = agentrail_index::reindex(&ledger, data_dir, t, content.clone(), cutoffs)
             .with_context(|| format!("rebuilding the index of tenant {t}"))?;
         let secs = start.elapsed().as_secs_f64();
         println!(
