@@ -29,11 +29,20 @@ fn vault_err(e: agentrail_vault::VaultError) -> ApiError {
     ApiError::internal(format!("vault: {e}"))
 }
 
-/// A tenant's token vault: token → seq of its latest record, and whether that record holds the
-/// value (a value record) or says it was erased (a tombstone).
+/// A tenant's token vault: for each token, its records — one value record per data subject
+/// that mentioned the value (sealed under that subject's key, the tenant's without one), and
+/// tombstones where a subject's copy was erased.
 struct Tokens {
     log: ChainLog,
-    known: HashMap<String, (u64, bool)>,
+    known: HashMap<String, Vec<TokenCopy>>,
+}
+
+#[derive(Debug, Clone)]
+struct TokenCopy {
+    subject: Option<String>,
+    seq: u64,
+    /// A value record (not a tombstone) whose subject was not erased.
+    live: bool,
 }
 
 impl Tokens {
@@ -42,8 +51,8 @@ impl Tokens {
         Ok(Tokens { log, known })
     }
 
-    fn index(log: &ChainLog) -> Result<HashMap<String, (u64, bool)>, ApiError> {
-        let mut known = HashMap::new();
+    fn index(log: &ChainLog) -> Result<HashMap<String, Vec<TokenCopy>>, ApiError> {
+        let mut known: HashMap<String, Vec<TokenCopy>> = HashMap::new();
         let mut from = 0;
         loop {
             let recs = log.read(from, 4096)?;
@@ -52,11 +61,22 @@ impl Tokens {
             for r in &recs {
                 let v = r.value();
                 if let Some(t) = v["token"].as_str() {
-                    known.insert(t.to_owned(), (r.seq, v.get("value").is_some()));
+                    known.entry(t.to_owned()).or_default().push(TokenCopy {
+                        subject: v["subject_id"].as_str().map(str::to_owned),
+                        seq: r.seq,
+                        live: v.get("value").is_some(),
+                    });
                 }
             }
         }
         Ok(known)
+    }
+
+    /// Whether `subject`'s copy of the token's value is kept.
+    fn has_live(&self, token: &str, subject: Option<&str>) -> bool {
+        self.known
+            .get(token)
+            .is_some_and(|c| c.iter().any(|c| c.live && c.subject.as_deref() == subject))
     }
 }
 
@@ -466,9 +486,12 @@ impl Privacy {
         let mut records = Vec::new();
         let mut kept = Vec::new();
         for (subject, f) in found {
-            // A value erased with its subject is kept again when it comes back with new content.
-            let live = t.known.get(&f.token).is_some_and(|(_, live)| *live);
-            if live || !seen.insert(f.token.clone()) {
+            // Each subject's copy is kept under its own key, so erasing one subject leaves the
+            // value revealable for the others' content, and a value erased with its subject is
+            // kept again when it comes back with new content.
+            if t.has_live(&f.token, subject.as_deref())
+                || !seen.insert((f.token.clone(), subject.clone()))
+            {
                 continue;
             }
             let sealed = seal_field(
@@ -487,10 +510,14 @@ impl Privacy {
             m.insert("subject_id".into(), json!(subject));
             m.insert("value".into(), sealed);
             records.push(m);
-            kept.push(f.token);
+            kept.push((f.token, subject));
         }
-        for (rec, tok) in t.log.append_all(records)?.into_iter().zip(kept) {
-            t.known.insert(tok, (rec.seq, true));
+        for (rec, (tok, subject)) in t.log.append_all(records)?.into_iter().zip(kept) {
+            t.known.entry(tok).or_default().push(TokenCopy {
+                subject,
+                seq: rec.seq,
+                live: true,
+            });
         }
         Ok(())
     }
@@ -548,12 +575,11 @@ impl Privacy {
         }
         if erased > 0 {
             // In memory first: no reveal answers with an erased value, whatever happens below.
-            for m in &records {
-                if let Some(tok) = m.get("token").and_then(Value::as_str)
-                    && !m.contains_key("value")
-                    && let Some(k) = t.known.get_mut(tok)
-                {
-                    k.1 = false;
+            for copies in t.known.values_mut() {
+                for c in copies {
+                    if subject.is_none_or(|s| c.subject.as_deref() == Some(s)) {
+                        c.live = false;
+                    }
                 }
             }
             t.log.replace_all(records)?;
@@ -562,7 +588,8 @@ impl Privacy {
         Ok(erased)
     }
 
-    /// The values of tokens (`$erased` once the subject's key is gone; `None` if unknown).
+    /// The values of tokens: from any subject's copy that still opens; `$erased` once every
+    /// copy was erased; `None` if unknown.
     pub fn reveal(
         &self,
         tenant: &TenantId,
@@ -572,20 +599,32 @@ impl Privacy {
         let t = lock(&store);
         let mut out = Vec::new();
         for tok in tokens {
-            let value = match t.known.get(tok) {
-                None => None,
-                Some((seq, live)) => {
-                    let v = t.log.read(*seq, 1)?.first().map(|r| r.value());
-                    match v.as_ref().and_then(|v| v.get("value")) {
-                        Some(sealed) if *live => Some(
-                            open_field(&self.vault, tenant.as_str(), "token", tok, sealed)
-                                .map_err(vault_err)?,
-                        ),
-                        _ => Some(json!({"$erased": {"reason": "crypto-shredded",
-                            "at": v.as_ref().map_or(Value::Null, |v| v["erased_at"].clone())}})),
+            let copies = t.known.get(tok).map(Vec::as_slice).unwrap_or_default();
+            let mut value = None;
+            // The first live copy that still opens; else the erasure.
+            for c in copies.iter().filter(|c| c.live) {
+                let rec = t.log.read(c.seq, 1)?;
+                if let Some(sealed) = rec.first().map(|r| r.value()["value"].clone()) {
+                    let v = open_field(&self.vault, tenant.as_str(), "token", tok, &sealed)
+                        .map_err(vault_err)?;
+                    let erased = v.get("$erased").is_some();
+                    value = Some(v);
+                    if !erased {
+                        break;
                     }
                 }
-            };
+            }
+            if value.is_none() && !copies.is_empty() {
+                let at = match copies.iter().rev().find(|c| !c.live) {
+                    Some(c) => t
+                        .log
+                        .read(c.seq, 1)?
+                        .first()
+                        .map_or(Value::Null, |r| r.value()["erased_at"].clone()),
+                    None => Value::Null,
+                };
+                value = Some(json!({"$erased": {"reason": "crypto-shredded", "at": at}}));
+            }
             out.push((tok.clone(), value));
         }
         Ok(out)

@@ -272,6 +272,68 @@ async fn sealed_tokenized_revealable_and_erasable() {
         files_containing(dir.path(), needle, &mut hits);
         assert!(hits.is_empty(), "{needle} found in {hits:?} after erasure");
     }
+    // A value two subjects mentioned: erasing one leaves the other's copy revealable.
+    let shared = "shared.inbox@team.example";
+    for (id, subj) in [("sh-carl", "carl"), ("sh-dana", "dana")] {
+        let (st, v) = call(
+            &app,
+            "POST",
+            "/v1/tenants/acme/events",
+            w,
+            decision(id, subj, &format!("cc {shared}")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (_, v) = call(
+        &app,
+        "GET",
+        "/v1/tenants/acme/events/sh-carl",
+        r,
+        Value::Null,
+    )
+    .await;
+    let shared_token = v["event"]["payload"]["prompt"]["messages"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("cc ")
+        .to_owned();
+    let (st, _) = call(
+        &app,
+        "DELETE",
+        "/v1/tenants/acme/subjects/carl",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/tokens/reveal",
+        reveal,
+        json!({"tokens": [shared_token]}),
+    )
+    .await;
+    assert_eq!(v["values"][0]["value"], json!(shared), "{v}");
+    let (st, _) = call(
+        &app,
+        "DELETE",
+        "/v1/tenants/acme/subjects/dana",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/tokens/reveal",
+        reveal,
+        json!({"tokens": [shared_token]}),
+    )
+    .await;
+    assert!(v["values"][0]["value"]["$erased"].is_object(), "{v}");
     // The same value coming back with a new subject is revealable again (a new record).
     let (st, v) = call(
         &app,
@@ -462,7 +524,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         &prefix,
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.events, 7);
+    assert_eq!(report.events, 11);
 }
 
 /// Retention: with a manual clock, content older than `hot_content_days` leaves the index (no
