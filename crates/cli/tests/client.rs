@@ -358,3 +358,72 @@ fn export_download_and_verify_offline_then_incrementally() {
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
+
+/// Search by PII token, through a stop, an offline `agentrail reindex` (which opens the vault to
+/// rebuild the hot content) and a restart.
+#[test]
+fn search_by_token_survives_an_offline_reindex() {
+    let mut s = serve();
+    assert!(
+        run(&s, &s.root, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    let k = created_key(&run(
+        &s,
+        &s.root,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "events:write,events:read",
+        ],
+    ));
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/events.ndjson");
+    let o = run(&s, &k, &["ingest", "--tenant", "acme", examples]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one = run(&s, &k, &["query", "--tenant", "acme", "events", "--json"]);
+    let text = String::from_utf8_lossy(&one.stdout).to_string();
+    let at = text
+        .find("tok_email_")
+        .expect("the example's email is tokenized");
+    let token = text[at..at + "tok_email_".len() + 32].to_owned();
+    let found = |s: &Server| {
+        let o = run(
+            s,
+            &k,
+            &[
+                "query", "--tenant", "acme", "events", "--token", &token, "--json",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found(&s), vec!["evt-0002"]);
+
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let data = s._dir.path().join("data");
+    let re = Command::new(env!("CARGO_BIN_EXE_agentrail"))
+        .args(["reindex", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        re.status.success(),
+        "{}",
+        String::from_utf8_lossy(&re.stderr)
+    );
+    let (child, url, _) = common::spawn_server(&data, 0);
+    s.child = child;
+    s.url = url;
+    assert_eq!(found(&s), vec!["evt-0002"]);
+}
