@@ -2215,7 +2215,7 @@ pub async fn erase_tenant_content(
         let now = s.now();
         s.privacy
             .vault
-            .shred_tenant(tenant.as_str())
+            .shred_tenant(tenant.as_str(), &now)
             .map_err(|e| ApiError::internal(format!("vault: {e}")))?;
         let receipt = record_erasure(
             &s,

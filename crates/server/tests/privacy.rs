@@ -514,6 +514,32 @@ async fn sealed_tokenized_revealable_and_erasable() {
         v["event"]["payload"]["prompt"]["$erased"].is_object(),
         "{v}"
     );
+    // New content after it gets new keys; the old tenant-key content stays erased (the new
+    // key never takes a destroyed key's id).
+    let note3 = json!({"schema_version": "1", "event_id": "n3", "event_type": "custom.note",
+        "payload": {"text": "after the tenant erasure", "kind": "memo"}});
+    let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", w, note3).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = call(&app, "GET", "/v1/tenants/acme/events/n3", r, Value::Null).await;
+    assert_eq!(
+        v["event"]["payload"]["text"],
+        json!("after the tenant erasure"),
+        "{v}"
+    );
+    for id in ["n1", "n2"] {
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/events/{id}"),
+            r,
+            Value::Null,
+        )
+        .await;
+        assert!(
+            v["event"]["payload"]["text"]["$erased"]["at"].is_string(),
+            "{v}"
+        );
+    }
     state.shutdown();
     let verifier = agentrail_ledger::read_verifier(dir.path()).unwrap();
     let prefix = agentrail_ledger::read_origin_prefix(dir.path()).unwrap();
@@ -524,7 +550,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         &prefix,
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.events, 11);
+    assert_eq!(report.events, 12);
 }
 
 /// Retention: with a manual clock, content older than `hot_content_days` leaves the index (no

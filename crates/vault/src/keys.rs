@@ -137,6 +137,11 @@ struct TenantKeys {
     subjects: BTreeMap<String, SubjectKey>,
     /// subject id → when it was shredded.
     shredded: BTreeMap<String, String>,
+    /// Tenant key versions ever created (new versions continue after a whole-tenant shred, so
+    /// no new key ever takes the kid of a destroyed one).
+    versions: u64,
+    /// When every key of the tenant was last destroyed.
+    tenant_shredded_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,12 +170,26 @@ enum KeyRecord {
         subject: String,
         at: String,
     },
+    /// Every key of the tenant destroyed (its subjects count as shredded); tenant key versions
+    /// continue after `versions`.
+    TenantShred {
+        at: String,
+        versions: u64,
+    },
+}
+
+/// The version of a tenant kid `t:<tenant>:v<n>`.
+fn version_of(kid: &str) -> u64 {
+    kid.rsplit_once(":v")
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 impl TenantKeys {
     fn apply(&mut self, r: KeyRecord) {
         match r {
             KeyRecord::TenantKey { kid, key } => {
+                self.versions = self.versions.max(version_of(&kid));
                 self.tenant_keys.insert(kid.clone(), key);
                 self.current = Some(kid);
             }
@@ -182,23 +201,36 @@ impl TenantKeys {
                 self.subjects.remove(&subject);
                 self.shredded.insert(subject, at);
             }
+            KeyRecord::TenantShred { at, versions } => {
+                let subjects = std::mem::take(&mut self.subjects);
+                for subject in subjects.into_keys() {
+                    self.shredded.insert(subject, at.clone());
+                }
+                self.tenant_keys.clear();
+                self.current = None;
+                self.token_key = None;
+                self.versions = self.versions.max(versions);
+                self.tenant_shredded_at = Some(at);
+            }
         }
     }
 
     /// The records that rebuild this state (for compaction after a shred).
     fn records(&self) -> Vec<KeyRecord> {
         let mut out = Vec::new();
+        if let Some(at) = &self.tenant_shredded_at {
+            out.push(KeyRecord::TenantShred {
+                at: at.clone(),
+                versions: self.versions,
+            });
+        }
         // Versions in order, the current one last.
         let mut kids: Vec<(&String, &Wrapped)> = self
             .tenant_keys
             .iter()
             .filter(|(k, _)| Some(*k) != self.current.as_ref())
             .collect();
-        kids.sort_by_key(|(k, _)| {
-            k.rsplit_once(":v")
-                .and_then(|(_, n)| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        });
+        kids.sort_by_key(|(k, _)| version_of(k));
         if let Some(c) = &self.current
             && let Some(w) = self.tenant_keys.get(c)
         {
@@ -458,7 +490,7 @@ impl Vault {
                     let k = self.unwrap_key(&mut st, &kid, &w)?;
                     return Ok((kid, k));
                 }
-                let kid = format!("t:{tenant}:v1");
+                let kid = format!("t:{tenant}:v{}", st.keys.versions + 1);
                 let key = self.create_key(&mut st, &kid, now, |w| KeyRecord::TenantKey {
                     kid: kid.clone(),
                     key: w,
@@ -552,8 +584,7 @@ impl Vault {
     pub fn rotate(&self, tenant: &str, now: &str) -> Result<String, VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
-        let next = st.keys.tenant_keys.len() + 1;
-        let kid = format!("t:{tenant}:v{next}");
+        let kid = format!("t:{tenant}:v{}", st.keys.versions + 1);
         self.create_key(&mut st, &kid, now, |w| KeyRecord::TenantKey {
             kid: kid.clone(),
             key: w,
@@ -613,13 +644,21 @@ impl Vault {
         Ok(st.keys.shredded.keys().cloned().collect())
     }
 
-    /// Destroys every key of a tenant (with any copy an interrupted rewrite left beside it).
-    pub fn shred_tenant(&self, tenant: &str) -> Result<(), VaultError> {
-        let mut all = lock(&self.tenants);
-        all.remove(tenant);
+    /// Destroys every key of a tenant: its key log is rewritten (atomically) to one record
+    /// saying so (with any copy an interrupted rewrite left beside it removed); its subjects
+    /// count as shredded, and new keys never reuse a destroyed key's id.
+    pub fn shred_tenant(&self, tenant: &str, now: &str) -> Result<(), VaultError> {
+        let st = self.state(tenant)?;
+        let mut st = lock(&st);
+        st.keys.apply(KeyRecord::TenantShred {
+            at: now.to_owned(),
+            versions: 0,
+        });
+        st.plain.clear();
+        let records = self.to_maps(&st.keys.records())?;
+        st.log.replace_all(records).map_err(log_err)?;
         let p = self.path(tenant);
         for p in [
-            p.clone(),
             p.with_extension("keys.rewrite"),
             p.with_extension("keys.tmp"),
         ] {
@@ -629,8 +668,13 @@ impl Vault {
                 Err(e) => return Err(io("remove", &p)(e)),
             }
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync", &self.dir))
+        Ok(())
+    }
+
+    /// When every key of the tenant was last destroyed, if ever.
+    pub fn tenant_shredded_at(&self, tenant: &str) -> Result<Option<String>, VaultError> {
+        let st = self.state(tenant)?;
+        let st = lock(&st);
+        Ok(st.keys.tenant_shredded_at.clone())
     }
 }

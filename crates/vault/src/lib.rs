@@ -152,12 +152,37 @@ mod tests {
                 .get("$erased")
                 .is_some()
         );
-        v.shred_tenant("acme").unwrap();
+        // Content under the tenant key, then the whole tenant shredded.
+        let t1 = seal_field(&v, "acme", None, "e7", "payload.output", &json!("t"), "t").unwrap();
+        v.shred_tenant("acme", "t9").unwrap();
         assert!(
             open_field(&v, "acme", "e4", "payload.prompt", &b)
                 .unwrap()
                 .get("$erased")
                 .is_some()
+        );
+        assert_eq!(
+            open_field(&v, "acme", "e7", "payload.output", &t1).unwrap(),
+            json!({"$erased": {"reason": "crypto-shredded", "at": "t9"}})
+        );
+        // New content gets new key ids: the old content stays erased (not unreadable), also
+        // after the vault is reopened.
+        let t2 = seal_field(&v, "acme", None, "e6", "payload.output", &json!("new"), "t").unwrap();
+        assert_ne!(t2["$enc"]["kid"], t1["$enc"]["kid"]);
+        drop(v);
+        let v = Vault::open(_d.path(), None).unwrap();
+        assert_eq!(
+            open_field(&v, "acme", "e6", "payload.output", &t2).unwrap(),
+            json!("new")
+        );
+        assert_eq!(
+            open_field(&v, "acme", "e7", "payload.output", &t1).unwrap()["$erased"]["at"],
+            json!("t9")
+        );
+        assert!(
+            v.shredded_subjects("acme")
+                .unwrap()
+                .contains(&"bob".to_owned())
         );
     }
 

@@ -74,7 +74,7 @@ pub fn open_field(
             let subject = crate::keys::subject_of(tenant, kid);
             let at = match subject {
                 Some(s) => vault.shredded_at(tenant, s)?,
-                None => None,
+                None => vault.tenant_shredded_at(tenant)?,
             };
             return Ok(json!({"$erased": {"reason": "crypto-shredded", "at": at}}));
         }
