@@ -306,20 +306,23 @@ fn export_download_and_verify_offline_then_incrementally() {
         assert!(String::from_utf8_lossy(&v.stdout).contains("events-"));
     }
     // A named destination: the first run takes everything, the second only what is new.
+    let to_siem = |out: &std::path::Path| {
+        run(
+            &s,
+            &x,
+            &[
+                "export",
+                "--tenant",
+                "acme",
+                "--destination",
+                "siem",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
     let d1 = dir.path().join("d1");
-    let o = run(
-        &s,
-        &x,
-        &[
-            "export",
-            "--tenant",
-            "acme",
-            "--destination",
-            "siem",
-            "--out",
-            d1.to_str().unwrap(),
-        ],
-    );
+    let o = to_siem(&d1);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("1000 events (seq 0..1000)"));
     write(&all[1000..]);
@@ -333,19 +336,7 @@ fn export_download_and_verify_offline_then_incrementally() {
         .success()
     );
     let d2 = dir.path().join("d2");
-    let o = run(
-        &s,
-        &x,
-        &[
-            "export",
-            "--tenant",
-            "acme",
-            "--destination",
-            "siem",
-            "--out",
-            d2.to_str().unwrap(),
-        ],
-    );
+    let o = to_siem(&d2);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("500 events (seq 1000..1500)"),
@@ -399,13 +390,7 @@ fn search_by_token_survives_an_offline_reindex() {
             ],
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event_id"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
+        agentrail_testkit::event_ids(&serde_json::from_slice(&o.stdout).unwrap())
     };
     assert_eq!(found(&s), vec!["evt-0002"]);
 

@@ -83,7 +83,7 @@ impl TenantLogs {
 /// The open access logs of a data directory.
 #[derive(Debug)]
 pub struct AccessLogs {
-    logs: TenantLogs,
+    pub logs: TenantLogs,
 }
 
 /// Numbers a canonical (RFC 8785) record cannot hold exactly become strings.
@@ -126,16 +126,6 @@ impl AccessLogs {
 
     pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ApiError> {
         self.logs.log(tenant)
-    }
-
-    /// A page of a tenant's access records (see [`TenantLogs::page`]).
-    pub fn page(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
-        self.logs.page(tenant, cursor, limit)
     }
 
     /// Appends the record of one read; returns once it is durable.

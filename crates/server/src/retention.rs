@@ -25,7 +25,8 @@ const DAY_NS: i128 = 86_400 * 1_000_000_000;
 /// The retention job of a server.
 #[derive(Debug)]
 pub struct Retention {
-    logs: TenantLogs,
+    /// The run logs (`GET …/retention-runs` pages them).
+    pub logs: TenantLogs,
     /// One run at a time.
     running: Mutex<()>,
     schedule: crate::schedule::Schedule,
@@ -136,16 +137,6 @@ impl Retention {
             end = from;
         }
         Ok(Cutoffs::default())
-    }
-
-    /// A page of the tenant's runs, oldest first.
-    pub fn runs(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
-        self.logs.page(tenant, cursor, limit)
     }
 
     /// Runs every tenant's retention every `every`.

@@ -1610,7 +1610,10 @@ pub async fn access_log(
     let req = page(q.cursor, q.limit)?;
     let params = query_json(&uri);
     blocking(move || {
-        let (records, next_cursor) = s.access.page(&tenant, req.cursor.as_deref(), req.limit)?;
+        let (records, next_cursor) =
+            s.access
+                .logs
+                .page(&tenant, req.cursor.as_deref(), req.limit)?;
         record(
             &s,
             &caller,
@@ -2178,9 +2181,10 @@ pub async fn retention_runs(
     let q: AccessLogQuery = params(&uri)?;
     let req = page(q.cursor, q.limit)?;
     blocking(move || {
-        let (runs, next_cursor) = s
-            .retention
-            .runs(&tenant, req.cursor.as_deref(), req.limit)?;
+        let (runs, next_cursor) =
+            s.retention
+                .logs
+                .page(&tenant, req.cursor.as_deref(), req.limit)?;
         Ok(Json(RetentionRunsPage { runs, next_cursor }))
     })
     .await

@@ -35,6 +35,65 @@ async fn call(
     (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
+/// A server on a fresh data directory whose root key created tenant `acme`.
+struct Acme {
+    dir: tempfile::TempDir,
+    state: std::sync::Arc<AppState>,
+    app: axum::Router,
+    root: String,
+}
+
+async fn acme(
+    tune: impl FnOnce(&mut ServerConfig),
+    clock: Option<std::sync::Arc<dyn agentrail_ledger::Clock>>,
+) -> Acme {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..ServerConfig::default()
+    };
+    tune(&mut cfg);
+    let opened = match clock {
+        Some(c) => AppState::open_with_clock(cfg, c),
+        None => AppState::open(cfg),
+    }
+    .unwrap();
+    let root = opened.new_root_key.clone().unwrap();
+    let state = opened.state.clone();
+    let app = router(opened.state);
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants",
+        &root,
+        json!({"tenant_id": "acme"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    Acme {
+        dir,
+        state,
+        app,
+        root,
+    }
+}
+
+impl Acme {
+    /// A new key of `acme` with these scopes.
+    async fn key(&self, scopes: &[&str]) -> String {
+        let (st, v) = call(
+            &self.app,
+            "POST",
+            "/v1/tenants/acme/keys",
+            &self.root,
+            json!({ "scopes": scopes }),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v["key"].as_str().unwrap().to_owned()
+    }
+}
+
 const ALICE_EMAIL: &str = "alice.liddell@wonderland.example";
 const ALICE_CARD: &str = "4111 1111 1111 1111";
 const BOB_EMAIL: &str = "bob.builder@construct.example";
@@ -66,40 +125,45 @@ fn files_containing(dir: &std::path::Path, needle: &str, hits: &mut Vec<String>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_tokenized_revealable_and_erasable() {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = AppState::open(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    })
-    .unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let state = opened.state.clone();
-    let app = router(opened.state);
-    assert_eq!(
-        call(
+    let env = acme(|_| {}, None).await;
+    let keys = [
+        env.key(&["events:write"]).await,
+        env.key(&["events:read"]).await,
+        env.key(&["pii:reveal"]).await,
+        env.key(&["tenant:admin"]).await,
+    ];
+    let (w, r, reveal, admin) = (&keys[0], &keys[1], &keys[2], &keys[3]);
+    let Acme {
+        dir,
+        state,
+        app,
+        root,
+    } = env;
+    // What a `pii:reveal` key gets for one token; erasing a subject (tenant admin).
+    let reveal_one = async |token: &str| {
+        let (st, v) = call(
             &app,
             "POST",
-            "/v1/tenants",
-            &root,
-            json!({"tenant_id": "acme"})
-        )
-        .await
-        .0,
-        StatusCode::CREATED
-    );
-    let mut keys = Vec::new();
-    for scope in ["events:write", "events:read", "pii:reveal", "tenant:admin"] {
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/tenants/acme/keys",
-            &root,
-            json!({"scopes": [scope]}),
+            "/v1/tenants/acme/tokens/reveal",
+            reveal,
+            json!({ "tokens": [token] }),
         )
         .await;
-        keys.push(v["key"].as_str().unwrap().to_owned());
-    }
-    let (w, r, reveal, admin) = (&keys[0], &keys[1], &keys[2], &keys[3]);
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["values"][0]["value"].clone()
+    };
+    let erase = async |subject: &str| {
+        let (st, v) = call(
+            &app,
+            "DELETE",
+            &format!("/v1/tenants/acme/subjects/{subject}"),
+            admin,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v
+    };
     let events = json!([
         decision(
             "e-alice",
@@ -211,16 +275,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
     assert!(log.to_string().contains("/tokens/reveal"));
 
     // Erase alice.
-    let (st, v) = call(
-        &app,
-        "DELETE",
-        "/v1/tenants/acme/subjects/alice",
-        admin,
-        Value::Null,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["had_key"], json!(true));
+    assert_eq!(erase("alice").await["had_key"], json!(true));
     let (_, v) = call(
         &app,
         "GET",
@@ -237,15 +292,8 @@ async fn sealed_tokenized_revealable_and_erasable() {
         v["event"]["payload"]["output"]["$erased"].is_object(),
         "{v}"
     );
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/tokens/reveal",
-        reveal,
-        json!({"tokens": [email_token]}),
-    )
-    .await;
-    assert!(v["values"][0]["value"]["$erased"].is_object(), "{v}");
+    let v = reveal_one(&email_token).await;
+    assert!(v["$erased"].is_object(), "{v}");
     // The token vault no longer links her tokens to her (tombstones replaced the records).
     let tokens_log = std::fs::read(dir.path().join("tenants/acme/tokens/log")).unwrap();
     let has = |needle: &str| {
@@ -298,42 +346,12 @@ async fn sealed_tokenized_revealable_and_erasable() {
         .unwrap()
         .trim_start_matches("cc ")
         .to_owned();
-    let (st, _) = call(
-        &app,
-        "DELETE",
-        "/v1/tenants/acme/subjects/carl",
-        admin,
-        Value::Null,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK);
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/tokens/reveal",
-        reveal,
-        json!({"tokens": [shared_token]}),
-    )
-    .await;
-    assert_eq!(v["values"][0]["value"], json!(shared), "{v}");
-    let (st, _) = call(
-        &app,
-        "DELETE",
-        "/v1/tenants/acme/subjects/dana",
-        admin,
-        Value::Null,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK);
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/tokens/reveal",
-        reveal,
-        json!({"tokens": [shared_token]}),
-    )
-    .await;
-    assert!(v["values"][0]["value"]["$erased"].is_object(), "{v}");
+    erase("carl").await;
+    let v = reveal_one(&shared_token).await;
+    assert_eq!(v, json!(shared), "{v}");
+    erase("dana").await;
+    let v = reveal_one(&shared_token).await;
+    assert!(v["$erased"].is_object(), "{v}");
     // The same value coming back with a new subject is revealable again (a new record).
     let (st, v) = call(
         &app,
@@ -348,15 +366,8 @@ async fn sealed_tokenized_revealable_and_erasable() {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/tokens/reveal",
-        reveal,
-        json!({"tokens": [email_token]}),
-    )
-    .await;
-    assert_eq!(v["values"][0]["value"], json!(ALICE_EMAIL), "{v}");
+    let v = reveal_one(&email_token).await;
+    assert_eq!(v, json!(ALICE_EMAIL), "{v}");
     // Bob's content is intact.
     let (_, v) = call(&app, "GET", "/v1/tenants/acme/events/e-bob", r, Value::Null).await;
     assert!(
@@ -560,41 +571,23 @@ async fn sealed_tokenized_revealable_and_erasable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
     const DAY_MS: i64 = 86_400_000;
-    let dir = tempfile::tempdir().unwrap();
     let clock = std::sync::Arc::new(agentrail_ledger::ManualClock::at("2026-01-01T00:00:00Z"));
-    let opened = AppState::open_with_clock(
-        ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            retention_interval_ms: 0,
-            verify_interval_ms: 0,
-            ..ServerConfig::default()
+    let env = acme(
+        |c| {
+            c.retention_interval_ms = 0;
+            c.verify_interval_ms = 0;
         },
-        clock.clone(),
-    )
-    .unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let app = router(opened.state);
-    call(
-        &app,
-        "POST",
-        "/v1/tenants",
-        &root,
-        json!({"tenant_id": "acme"}),
+        Some(clock.clone()),
     )
     .await;
-    let mut keys = Vec::new();
-    for scope in ["events:write", "events:read", "tenant:admin", "verify"] {
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/tenants/acme/keys",
-            &root,
-            json!({"scopes": [scope]}),
-        )
-        .await;
-        keys.push(v["key"].as_str().unwrap().to_owned());
-    }
+    let keys = [
+        env.key(&["events:write"]).await,
+        env.key(&["events:read"]).await,
+        env.key(&["tenant:admin"]).await,
+        env.key(&["verify"]).await,
+    ];
     let (w, r, admin, verifier) = (&keys[0], &keys[1], &keys[2], &keys[3]);
+    let app = env.app.clone();
     let now = |c: &agentrail_ledger::ManualClock| {
         agentrail_ledger::clock::format_timestamp(agentrail_ledger::Clock::now(c))
     };
@@ -631,12 +624,7 @@ async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
         )
         .await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        v["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event_id"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
+        agentrail_testkit::event_ids(&v)
     };
     assert_eq!(found(&old_token).await, vec!["old"]);
     assert_eq!(found(&mid_token).await, vec!["mid"]);
@@ -756,34 +744,16 @@ async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
 /// The retention job runs by itself on its schedule, for every tenant, and logs each run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_runs_on_its_schedule() {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = AppState::open(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_interval_ms: 50,
-        verify_interval_ms: 0,
-        ..ServerConfig::default()
-    })
-    .unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let state = opened.state.clone();
-    let app = router(opened.state);
-    call(
-        &app,
-        "POST",
-        "/v1/tenants",
-        &root,
-        json!({"tenant_id": "acme"}),
+    let env = acme(
+        |c| {
+            c.retention_interval_ms = 50;
+            c.verify_interval_ms = 0;
+        },
+        None,
     )
     .await;
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/keys",
-        &root,
-        json!({"scopes": ["tenant:admin"]}),
-    )
-    .await;
-    let admin = v["key"].as_str().unwrap().to_owned();
+    let admin = env.key(&["tenant:admin"]).await;
+    let app = env.app.clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let (st, v) = call(
@@ -803,7 +773,7 @@ async fn retention_runs_on_its_schedule() {
         assert!(std::time::Instant::now() < deadline, "no scheduled run");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    state.shutdown();
+    env.state.shutdown();
 }
 
 /// A ciphertext changed in the ledger (even re-framed with valid checksums, as a careful forger
@@ -812,33 +782,11 @@ async fn retention_runs_on_its_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_ciphertext_breaks_the_hash() {
     use agentrail_ledger::frame::{HEADER_LEN, RecordRead, encode_record, read_record};
-    let dir = tempfile::tempdir().unwrap();
-    let opened = AppState::open(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        verify_interval_ms: 0,
-        ..ServerConfig::default()
-    })
-    .unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let state = opened.state.clone();
-    let app = router(opened.state);
-    call(
-        &app,
-        "POST",
-        "/v1/tenants",
-        &root,
-        json!({"tenant_id": "acme"}),
-    )
-    .await;
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/keys",
-        &root,
-        json!({"scopes": ["events:write"]}),
-    )
-    .await;
-    let w = v["key"].as_str().unwrap().to_owned();
+    let env = acme(|c| c.verify_interval_ms = 0, None).await;
+    let w = env.key(&["events:write"]).await;
+    let Acme {
+        dir, state, app, ..
+    } = env;
     let evs = json!([
         decision("t1", "alice", "first"),
         decision("t2", "bob", "second")
@@ -898,33 +846,18 @@ async fn a_tampered_ciphertext_breaks_the_hash() {
 /// erasure event reads `$erased`, every one after it reads in clear (new content, new key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erasure_racing_with_ingest_leaves_nothing_readable_before_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = AppState::open(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
-        ..ServerConfig::default()
-    })
-    .unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let app = router(opened.state);
-    call(
-        &app,
-        "POST",
-        "/v1/tenants",
-        &root,
-        json!({"tenant_id": "acme"}),
+    let env = acme(
+        |c| {
+            c.verify_interval_ms = 0;
+            c.retention_interval_ms = 0;
+        },
+        None,
     )
     .await;
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/tenants/acme/keys",
-        &root,
-        json!({"scopes": ["events:write", "events:read", "tenant:admin"]}),
-    )
-    .await;
-    let key = v["key"].as_str().unwrap().to_owned();
+    let key = env
+        .key(&["events:write", "events:read", "tenant:admin"])
+        .await;
+    let app = env.app.clone();
     let mut writers = Vec::new();
     for w in 0..4 {
         let (app, key) = (app.clone(), key.clone());

@@ -437,6 +437,19 @@ mod tests {
     }
 }
 
+/// The `event_id`s of a page of events as the HTTP API answers it (`{"events": [...]}`), in
+/// order; tests compare them with what they expect.
+pub fn event_ids(page: &serde_json::Value) -> Vec<String> {
+    page["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Small helpers the workload benchmarks share.
 pub mod bench {
     use std::time::Duration;
