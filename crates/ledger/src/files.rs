@@ -42,16 +42,9 @@ impl Syncer {
     }
 }
 
-pub const LEDGER_DIR: &str = "ledger";
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const ENTRIES_FILE: &str = "ledger/entries";
-pub const TREE_FILE: &str = "ledger/tree";
-pub const CHECKPOINT_LOG: &str = "checkpoints/log";
-
-/// `ledger/<first seq, 20 digits>.seg`: names sort in seq order.
-pub fn segment_name(first_seq: u64) -> String {
-    format!("{LEDGER_DIR}/{first_seq:020}.seg")
-}
+pub use crate::layout::{
+    CHECKPOINT_LOG, CHECKPOINTS_DIR, ENTRIES_FILE, LEDGER_DIR, TREE_FILE, segment_name,
+};
 
 /// The first seq of a segment file name, or `None` for other names.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
@@ -118,8 +111,11 @@ pub fn make_read_only(path: &Path) -> io::Result<()> {
     fs::set_permissions(path, perms)
 }
 
-pub fn tenant_dir(data_dir: &Path, tenant: &str) -> PathBuf {
-    data_dir.join("tenants").join(tenant)
+pub fn tenant_dir(data_dir: &Path, tenant: &agentrail_event::TenantId) -> PathBuf {
+    crate::layout::DataDir::new(data_dir)
+        .tenant(tenant)
+        .dir()
+        .to_path_buf()
 }
 
 /// Why [`write_atomic`] failed: the step, the file and the OS error.

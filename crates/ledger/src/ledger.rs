@@ -4,6 +4,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::error::{AppendError, CheckpointError, LedgerOpenError, OpenError, ReadError};
 use crate::files::{FsyncHook, Syncer};
+use crate::layout::DataDir;
 use crate::stored::{self, Prepared};
 use crate::tenant::{Ctx, Receipt, SignedCheckpoint, StoredEvent, Tenant, lock};
 use agentrail_event::{TenantId, ValidEvent};
@@ -71,10 +72,6 @@ impl Config {
 pub const DEFAULT_ORIGIN_PREFIX: &str = "agentrail.local";
 /// What [`Ledger::sign_statement`] signs: export manifests and integrity reports.
 pub const STATEMENT_KINDS: [&str; 2] = ["export", "integrity-report"];
-const KEY_FILE: &str = "system/log.key";
-const VKEY_FILE: &str = "system/log.vkey";
-const ORIGIN_FILE: &str = "system/origin";
-const LOCK_FILE: &str = "system/lock";
 
 struct Lru {
     open: HashMap<TenantId, (Arc<Tenant>, u64)>,
@@ -121,7 +118,8 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerO
 
 /// Loads the data directory's origin prefix and signing key, creating them on first open.
 fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer), LedgerOpenError> {
-    let origin_path = data_dir.join(ORIGIN_FILE);
+    let sys = DataDir::new(data_dir).system();
+    let origin_path = sys.origin();
     let origin = match fs::read_to_string(&origin_path) {
         Ok(s) => {
             let stored = s.trim_end_matches('\n').to_owned();
@@ -147,7 +145,7 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
         }
         Err(e) => return Err(io_err("read", &origin_path)(e)),
     };
-    let key_path = data_dir.join(KEY_FILE);
+    let key_path = sys.log_key();
     let signer = match fs::read_to_string(&key_path) {
         Ok(s) => Signer::from_private_key_string(s.trim()).map_err(|e| {
             LedgerOpenError::BadSystemFile {
@@ -171,7 +169,7 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
                 0o600,
             )?;
             write_new_file(
-                &data_dir.join(VKEY_FILE),
+                &sys.log_vkey(),
                 format!("{}\n", signer.verifier()).as_bytes(),
                 0o644,
             )?;
@@ -184,7 +182,7 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
 
 /// The verifier key of a data directory's checkpoints (`system/log.vkey`), for offline checks.
 pub fn read_verifier(data_dir: &Path) -> Result<Verifier, LedgerOpenError> {
-    let path = data_dir.join(VKEY_FILE);
+    let path = DataDir::new(data_dir).system().log_vkey();
     let s = fs::read_to_string(&path).map_err(io_err("read", &path))?;
     s.trim().parse().map_err(
         |e: agentrail_note::KeyError| LedgerOpenError::BadSystemFile {
@@ -209,10 +207,11 @@ impl Ledger {
             ));
         }
         let dir = &cfg.data_dir;
-        for sub in ["system", "tenants"] {
-            fs::create_dir_all(dir.join(sub)).map_err(io_err("create", &dir.join(sub)))?;
+        let layout = DataDir::new(dir);
+        for sub in [layout.system().dir().to_path_buf(), layout.tenants_dir()] {
+            fs::create_dir_all(&sub).map_err(io_err("create", &sub))?;
         }
-        let lock_path = dir.join(LOCK_FILE);
+        let lock_path = layout.system().lock();
         let lock_file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -319,7 +318,7 @@ impl Ledger {
 
     /// Whether a tenant exists in this data directory.
     pub fn exists(&self, tenant: &TenantId) -> bool {
-        crate::files::tenant_dir(&self.inner.ctx.data_dir, tenant.as_str()).is_dir()
+        crate::files::tenant_dir(&self.inner.ctx.data_dir, tenant).is_dir()
     }
 
     /// Creates an empty tenant (its directories and files); `false` if it already existed.
@@ -570,7 +569,7 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>, every: Duration) {
 
 /// Tenant directories of a data directory, sorted.
 pub fn list_tenants(data_dir: &Path) -> std::io::Result<Vec<TenantId>> {
-    let dir = data_dir.join("tenants");
+    let dir = DataDir::new(data_dir).tenants_dir();
     let mut out = Vec::new();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,

@@ -27,15 +27,18 @@ pub mod clock;
 pub mod error;
 pub mod files;
 pub mod frame;
+pub mod layout;
 mod ledger;
 pub mod proofs;
 pub mod stored;
+pub mod sync;
 mod tenant;
 pub mod verify;
 
 pub use chainlog::{ChainLog, ChainLogError, ChainRecord, scan_chain_log};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
+pub use layout::DataDir;
 pub use ledger::{
     Config, DEFAULT_ORIGIN_PREFIX, DEFAULT_SEGMENT_SIZE, Ledger, STATEMENT_KINDS, list_tenants,
     read_verifier,
@@ -45,7 +48,9 @@ pub use verify::{TenantReport, verify_tenant};
 
 /// The origin prefix stored in a data directory (`system/origin`).
 pub fn read_origin_prefix(data_dir: &std::path::Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(data_dir.join("system/origin"))?
-        .trim_end_matches('\n')
-        .to_owned())
+    Ok(
+        std::fs::read_to_string(layout::DataDir::new(data_dir).system().origin())?
+            .trim_end_matches('\n')
+            .to_owned(),
+    )
 }

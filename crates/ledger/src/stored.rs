@@ -152,8 +152,10 @@ pub fn prepare(
     })
 }
 
-/// A UUIDv7 from the injected clock and fresh randomness.
-fn new_event_id(clock: &dyn Clock) -> String {
+/// A UUIDv7 from the injected clock and fresh randomness: every event id agentrail assigns comes
+/// from here (the ledger for events without one, the service before sealing, whose associated
+/// data names the event).
+pub fn new_event_id(clock: &dyn Clock) -> String {
     let now = clock.now();
     let secs = u64::try_from(now.as_second()).unwrap_or(0);
     let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);

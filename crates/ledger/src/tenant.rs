@@ -26,7 +26,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What every tenant shares: configuration, clock, keys.
@@ -155,11 +155,7 @@ impl std::fmt::Debug for Tenant {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a ledger lock leaves state we cannot trust; but the data on disk is
-    // what recovery trusts, so carrying on to report errors is safer than panicking again.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 struct Opener<'a> {
     id: &'a TenantId,
@@ -197,8 +193,9 @@ impl Opener<'_> {
 
 /// Creates a tenant directory atomically: built under a temporary name, then renamed.
 fn create_tenant_dir(ctx: &Ctx, id: &TenantId) -> Result<(), OpenError> {
-    let tenants = ctx.data_dir.join("tenants");
-    let tmp = tenants.join(format!(".new-{id}"));
+    let layout = crate::layout::DataDir::new(&ctx.data_dir);
+    let tenants = layout.tenants_dir();
+    let tmp = layout.tenant_staging(id);
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         let tenant = id.to_string();
@@ -227,7 +224,7 @@ fn create_tenant_dir(ctx: &Ctx, id: &TenantId) -> Result<(), OpenError> {
         s.sync_dir(&tmp.join(d)).map_err(io("sync", &tmp))?;
     }
     s.sync_dir(&tmp).map_err(io("sync", &tmp))?;
-    let dir = files::tenant_dir(&ctx.data_dir, id.as_str());
+    let dir = files::tenant_dir(&ctx.data_dir, id);
     fs::rename(&tmp, &dir).map_err(io("rename", &dir))?;
     s.sync_dir(&tenants).map_err(io("sync", &tenants))?;
     Ok(())
@@ -277,7 +274,7 @@ impl Tenant {
     /// Opens (and with `create`, first creates) a tenant, recovering from a crash: a torn tail
     /// is truncated; anything else that does not verify refuses the tenant with its location.
     pub fn open(ctx: &Ctx, id: TenantId, create: bool) -> Result<Tenant, OpenError> {
-        let dir = files::tenant_dir(&ctx.data_dir, id.as_str());
+        let dir = files::tenant_dir(&ctx.data_dir, &id);
         if !dir.exists() {
             if !create {
                 return Err(OpenError::NotFound(id.to_string()));

@@ -92,7 +92,7 @@ fn walk(
     let w = Walk {
         tenant: tenant.as_str(),
     };
-    let dir = tenant_dir(data_dir, tenant.as_str());
+    let dir = tenant_dir(data_dir, tenant);
     let read = |rel: &str| {
         fs::read(dir.join(rel)).map_err(|e| w.damage(rel, None, None, format!("cannot read: {e}")))
     };
