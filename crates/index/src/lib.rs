@@ -8,7 +8,7 @@
 //! and rebuilt at any time ([`reindex`]); the ledger stays the only source of truth.
 //!
 //! What it is not: no HTTP, no writes to the ledger, no decryption: the vault sits above and
-//! hands in a [`ContentSource`] that opens the tokenized content the index may hold for search.
+//! hands in an [`IndexSource`] that opens the tokenized content the index may hold for search.
 //!
 //! ```no_run
 //! use agentrail_index::{PageReq, TenantIndex};
@@ -33,6 +33,4 @@ pub use query::{
     EventFilter, EventRow, ModelAttribution, ModelQuery, Page, PageReq, ReviewQuery, ReviewRow,
     SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
 };
-pub use store::{
-    Content, ContentFn, ContentSource, Cutoffs, ErasedFn, Purged, TenantIndex, index_path, reindex,
-};
+pub use store::{Content, Cutoffs, IndexSource, Purged, TenantIndex, index_path, reindex};

@@ -6,10 +6,12 @@
 use crate::error::IndexError;
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
+use agentrail_ledger::layout::DataDir;
 use agentrail_ledger::{Ledger, StoredEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
 const SCHEMA_VERSION: i64 = 5;
@@ -121,26 +123,17 @@ pub struct Content {
     pub tokens: Vec<String>,
 }
 
-/// Opens the content of a stored event for the index (the vault sits above this crate); `None`
-/// when it has none that may be held (no sealed fields, or their keys were shredded).
-pub type ContentFn = dyn Fn(&TenantId, &Value) -> Option<Content> + Send + Sync;
-
-/// The data subjects of a tenant whose keys were shredded.
-pub type ErasedFn = dyn Fn(&TenantId) -> Vec<String> + Send + Sync;
-
-/// How a [`TenantIndex`] gets the content it may hold, and which subjects were erased (their
-/// content is dropped when the source is set, in case an erasure was interrupted after its keys
-/// were shredded).
-#[derive(Clone)]
-pub struct ContentSource {
-    pub open: std::sync::Arc<ContentFn>,
-    pub erased: std::sync::Arc<ErasedFn>,
-}
-
-impl std::fmt::Debug for ContentSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ContentSource")
-    }
+/// What an index asks of the layers above it (the vault and the retention job sit above this
+/// crate): the content it may hold of an event, which data subjects were erased, and the
+/// retention cutoffs in force. Set on an index with [`TenantIndex::set_source`].
+pub trait IndexSource: Send + Sync + std::fmt::Debug {
+    /// The content of a stored event the index may hold for search; `None` when it has none that
+    /// may be held (no sealed fields, or their keys were shredded).
+    fn content(&self, tenant: &TenantId, stored: &Value) -> Option<Content>;
+    /// The data subjects of the tenant whose keys were shredded.
+    fn erased_subjects(&self, tenant: &TenantId) -> Vec<String>;
+    /// The retention cutoffs of the tenant's latest retention run (none before the first).
+    fn cutoffs(&self, tenant: &TenantId) -> Cutoffs;
 }
 
 /// What a purge removed.
@@ -167,7 +160,7 @@ pub struct TenantIndex {
     pub(crate) tenant: TenantId,
     path: PathBuf,
     applied: u64,
-    content: Option<ContentSource>,
+    source: Option<Arc<dyn IndexSource>>,
     cutoffs: Cutoffs,
     /// A purge or erasure could not truncate the write-ahead log yet (readers held it): the
     /// next apply tries again, so deleted content does not stay in old log frames.
@@ -176,11 +169,7 @@ pub struct TenantIndex {
 
 /// Where a tenant's index lives.
 pub fn index_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
-    data_dir
-        .join("tenants")
-        .join(tenant.as_str())
-        .join("index")
-        .join("index.sqlite")
+    DataDir::new(data_dir).tenant(tenant).index_db()
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 timestamp.
@@ -275,7 +264,7 @@ impl TenantIndex {
             tenant: tenant.clone(),
             path: path.to_path_buf(),
             applied: u64::try_from(applied).unwrap_or(0),
-            content: None,
+            source: None,
             cutoffs,
             wal_dirty: false,
         })
@@ -285,17 +274,20 @@ impl TenantIndex {
         &self.tenant
     }
 
-    /// Events applied from now on get their content from `source` (the server passes one that
-    /// opens sealed fields with the vault; without one, no content is held). Content of the
-    /// subjects the source says were erased is dropped now.
-    pub fn set_content_source(&mut self, source: Option<ContentSource>) -> Result<(), IndexError> {
+    /// Events applied from now on get their content from `source` (the service passes one that
+    /// opens sealed fields with the vault; without one, no content is held). Now, the content of
+    /// the subjects the source says were erased is dropped (an erasure interrupted after its
+    /// keys were shredded is completed here) and the source's retention cutoffs are applied (the
+    /// index may have been rebuilt since the last retention run).
+    pub fn set_source(&mut self, source: Option<Arc<dyn IndexSource>>) -> Result<(), IndexError> {
         if let Some(src) = &source {
-            let erased = (src.erased)(&self.tenant);
+            let erased = src.erased_subjects(&self.tenant);
             if !erased.is_empty() {
                 self.erase_subjects(&erased)?;
             }
+            self.purge(src.cutoffs(&self.tenant))?;
         }
-        self.content = source;
+        self.source = source;
         Ok(())
     }
 
@@ -441,8 +433,8 @@ impl TenantIndex {
                     continue;
                 }
                 if received >= self.cutoffs.content_ns
-                    && let Some(src) = &self.content
-                    && let Some(c) = (src.open)(&self.tenant, &v)
+                    && let Some(src) = &self.source
+                    && let Some(c) = src.content(&self.tenant, &v)
                 {
                     content
                         .execute(rusqlite::params![
@@ -739,18 +731,17 @@ impl TenantIndex {
 }
 
 /// Deletes a tenant's index and rebuilds it from the ledger. The retention cutoffs of the old
-/// index (if it still opens) or `cutoffs`, whichever are further, are kept; `content` opens
-/// sealed content (see [`TenantIndex::set_content_source`]).
+/// index (if it still opens) or the source's, whichever are further, are kept; `source` opens
+/// sealed content (see [`TenantIndex::set_source`]).
 pub fn reindex(
     ledger: &Ledger,
     data_dir: &Path,
     tenant: &TenantId,
-    content: Option<ContentSource>,
-    cutoffs: Cutoffs,
+    source: Option<Arc<dyn IndexSource>>,
 ) -> Result<TenantIndex, IndexError> {
     let path = index_path(data_dir, tenant);
     let old = if path.exists() {
-        // A damaged index is what a rebuild is for: its cutoffs are then the caller's.
+        // A damaged index is what a rebuild is for: its cutoffs are then the source's.
         TenantIndex::open_at(&path, tenant)
             .map(|ix| ix.cutoffs())
             .unwrap_or_default()
@@ -764,11 +755,8 @@ pub fn reindex(
         }
     }
     let mut idx = TenantIndex::open_at(&path, tenant)?;
-    idx.set_content_source(content)?;
-    idx.purge(Cutoffs {
-        content_ns: old.content_ns.max(cutoffs.content_ns),
-        events_ns: old.events_ns.max(cutoffs.events_ns),
-    })?;
+    idx.purge(old)?;
+    idx.set_source(source)?;
     idx.catch_up(ledger)?;
     Ok(idx)
 }

@@ -520,7 +520,7 @@ fn a_rebuilt_index_answers_every_query_identically() {
     index.catch_up(&ledger).unwrap();
     let before = answers(&index);
     drop(index);
-    let rebuilt = reindex(&ledger, dir.path(), &t, None, Cutoffs::default()).unwrap();
+    let rebuilt = reindex(&ledger, dir.path(), &t, None).unwrap();
     assert_eq!(rebuilt.applied(), 800);
     assert_eq!(answers(&rebuilt), before);
     // Reopening the same index needs no work; opening it caught up sees new events.
@@ -796,11 +796,20 @@ fn a_larger_workload_exercises_every_anomaly_and_still_matches_the_scan() {
 }
 
 /// A content source for tests: what it "opens" is `hot-<event id>-content` (the stored prompt is
-/// in clear here, the server's source opens sealed fields), with the words of the prompt that
-/// start with `tok_` as its tokens.
-fn prompt_source(erased: &[&str]) -> ContentSource {
-    let erased: Vec<String> = erased.iter().map(|s| s.to_string()).collect();
-    let open = Arc::new(|_t: &TenantId, v: &Value| {
+/// in clear here, the service's source opens sealed fields), with the words of the prompt that
+/// start with `tok_` as its tokens; `open: false` opens nothing and only gives the cutoffs.
+#[derive(Debug)]
+struct PromptSource {
+    erased: Vec<String>,
+    cutoffs: Cutoffs,
+    open: bool,
+}
+
+impl IndexSource for PromptSource {
+    fn content(&self, _t: &TenantId, v: &Value) -> Option<Content> {
+        if !self.open {
+            return None;
+        }
         let prompt = v["payload"].get("prompt")?.clone();
         let tokens = prompt
             .to_string()
@@ -813,11 +822,21 @@ fn prompt_source(erased: &[&str]) -> ContentSource {
             fields: json!({ "payload.prompt": opened }).to_string(),
             tokens,
         })
-    });
-    ContentSource {
-        open,
-        erased: Arc::new(move |_| erased.clone()),
     }
+    fn erased_subjects(&self, _t: &TenantId) -> Vec<String> {
+        self.erased.clone()
+    }
+    fn cutoffs(&self, _t: &TenantId) -> Cutoffs {
+        self.cutoffs
+    }
+}
+
+fn prompt_source(erased: &[&str]) -> Arc<dyn IndexSource> {
+    Arc::new(PromptSource {
+        erased: erased.iter().map(|s| s.to_string()).collect(),
+        cutoffs: Cutoffs::default(),
+        open: true,
+    })
 }
 
 fn search(index: &TenantIndex, token: &str) -> Vec<u64> {
@@ -869,7 +888,7 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         ingest(&ledger, &clock, &t, [ev]);
     }
     let mut index = TenantIndex::open(dir.path(), &t).unwrap();
-    index.set_content_source(Some(prompt_source(&[]))).unwrap();
+    index.set_source(Some(prompt_source(&[]))).unwrap();
     index.catch_up(&ledger).unwrap();
     assert_eq!(search(&index, "tok_email_3"), vec![3]);
     assert_eq!(search(&index, "tok_email_all").len(), 10);
@@ -940,38 +959,27 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         }
     );
     drop(index);
-    let rebuilt = reindex(
-        &ledger,
-        dir.path(),
-        &t,
-        Some(prompt_source(&[])),
-        Cutoffs::default(),
-    )
-    .unwrap();
+    let rebuilt = reindex(&ledger, dir.path(), &t, Some(prompt_source(&[]))).unwrap();
     assert_eq!(rebuilt.applied(), 10);
     assert_eq!(search(&rebuilt, "tok_email_all"), vec![4, 5, 6, 7, 8, 9]);
     // A source that knows bob was erased drops his content when it is set (an erasure that was
     // interrupted after shredding his keys is completed here).
     let mut rebuilt = rebuilt;
-    rebuilt
-        .set_content_source(Some(prompt_source(&["bob"])))
-        .unwrap();
+    rebuilt.set_source(Some(prompt_source(&["bob"]))).unwrap();
     assert_eq!(search(&rebuilt, "tok_email_all"), vec![4, 6, 8]);
     drop(rebuilt);
     // A damaged index is rebuilt, with the cutoffs the caller knows.
     std::fs::write(index_path(dir.path(), &t), b"not a database").unwrap();
     let _ = std::fs::remove_file(format!("{}-wal", index_path(dir.path(), &t).display()));
-    let rebuilt = reindex(
-        &ledger,
-        dir.path(),
-        &t,
-        None,
-        Cutoffs {
+    let knows_cutoffs: Arc<dyn IndexSource> = Arc::new(PromptSource {
+        erased: Vec::new(),
+        cutoffs: Cutoffs {
             content_ns: aug5,
             events_ns: aug3,
         },
-    )
-    .unwrap();
+        open: false,
+    });
+    let rebuilt = reindex(&ledger, dir.path(), &t, Some(knows_cutoffs)).unwrap();
     assert_eq!(
         rebuilt.cutoffs(),
         Cutoffs {
