@@ -8,7 +8,9 @@
 //! AEAD: XChaCha20-Poly1305 (RustCrypto), random 192-bit nonces; the associated data binds a
 //! ciphertext to its tenant, event id and field path, so it cannot be moved.
 
+use agentrail_event::TenantId;
 use agentrail_ledger::ChainLog;
+use agentrail_ledger::layout::DataDir;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -270,10 +272,10 @@ struct TenantState {
 }
 
 /// The subject a subject kid belongs to.
-pub fn subject_of<'a>(tenant: &str, kid: &'a str) -> Option<&'a str> {
+pub fn subject_of<'a>(tenant: &TenantId, kid: &'a str) -> Option<&'a str> {
     let rest = kid
         .strip_prefix("s:")?
-        .strip_prefix(tenant)?
+        .strip_prefix(tenant.as_str())?
         .strip_prefix(':')?;
     rest.rsplit_once(':').map(|(s, _)| s)
 }
@@ -283,13 +285,24 @@ pub fn subject_of<'a>(tenant: &str, kid: &'a str) -> Option<&'a str> {
 /// without the destroyed key.
 pub struct Vault {
     master: [u8; 32],
+    layout: DataDir,
     dir: PathBuf,
-    tenants: Mutex<HashMap<String, Arc<Mutex<TenantState>>>>,
+    tenants: HandleCache<TenantId, Mutex<TenantState>>,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Vault({})", self.dir.display())
+    }
+}
+
+/// A tenant's token key (the HMAC key of its PII tokens), opaque outside this crate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
     }
 }
 
@@ -300,9 +313,7 @@ pub enum KeyRef {
     Subject(String),
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use agentrail_ledger::sync::{HandleCache, lock};
 
 fn log_err(e: agentrail_ledger::ChainLogError) -> VaultError {
     VaultError::Corrupt {
@@ -326,13 +337,13 @@ impl Vault {
     /// Opens the vault of a data directory: the master key from `AGENTRAIL_MASTER_KEY` (hex or
     /// base64 of 32 bytes) if `env_key` is given, else `system/master.key`, created 0600 on first
     /// use.
-    pub fn open(data_dir: &Path, env_key: Option<&str>) -> Result<Vault, VaultError> {
-        let dir = data_dir.join("system").join("vault");
+    pub fn open(layout: &DataDir, env_key: Option<&str>) -> Result<Vault, VaultError> {
+        let dir = layout.system().vault_dir();
         fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let master = match env_key {
             Some(k) => parse_master(k)?,
             None => {
-                let path = data_dir.join("system").join("master.key");
+                let path = layout.system().master_key();
                 match fs::read_to_string(&path) {
                     Ok(s) => parse_master(&s)?,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -346,20 +357,21 @@ impl Vault {
         };
         Ok(Vault {
             master,
+            layout: layout.clone(),
             dir,
-            tenants: Mutex::new(HashMap::new()),
+            tenants: HandleCache::new(1024),
         })
     }
 
-    fn path(&self, tenant: &str) -> PathBuf {
-        self.dir.join(format!("{tenant}.keys"))
+    fn path(&self, tenant: &TenantId) -> PathBuf {
+        self.layout.tenant(tenant).vault_keys()
     }
 
-    fn state(&self, tenant: &str) -> Result<Arc<Mutex<TenantState>>, VaultError> {
-        let mut all = lock(&self.tenants);
-        if let Some(t) = all.get(tenant) {
-            return Ok(t.clone());
-        }
+    fn state(&self, tenant: &TenantId) -> Result<Arc<Mutex<TenantState>>, VaultError> {
+        self.tenants.get_or_try_insert(tenant, || self.load(tenant))
+    }
+
+    fn load(&self, tenant: &TenantId) -> Result<Mutex<TenantState>, VaultError> {
         let log = ChainLog::open(&self.path(tenant)).map_err(log_err)?;
         let mut keys = TenantKeys::default();
         let mut from = 0;
@@ -382,16 +394,11 @@ impl Vault {
                 keys.apply(rec);
             }
         }
-        let st = Arc::new(Mutex::new(TenantState {
+        Ok(Mutex::new(TenantState {
             log,
             keys,
             plain: HashMap::new(),
-        }));
-        if all.len() >= 1024 {
-            all.retain(|_, v| Arc::strong_count(v) > 1);
-        }
-        all.insert(tenant.to_owned(), st.clone());
-        Ok(st)
+        }))
     }
 
     /// Key records as the JSON objects the key log holds.
@@ -476,7 +483,7 @@ impl Vault {
     /// The key new data of `who` is encrypted with: `(kid, key)`, created (durably) on first use.
     pub fn current_key(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         who: &KeyRef,
         now: &str,
     ) -> Result<(String, [u8; 32]), VaultError> {
@@ -524,7 +531,7 @@ impl Vault {
     /// batch meeting many new subjects pays one fsync, not one each).
     pub fn ensure_subject_keys(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         subjects: &[&str],
         now: &str,
     ) -> Result<(), VaultError> {
@@ -556,7 +563,7 @@ impl Vault {
     }
 
     /// The key of an existing kid (to decrypt).
-    pub fn key(&self, tenant: &str, kid: &str) -> Result<[u8; 32], VaultError> {
+    pub fn key(&self, tenant: &TenantId, kid: &str) -> Result<[u8; 32], VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         // Unwrapped keys are only kept while they exist (shredding removes them).
@@ -581,7 +588,7 @@ impl Vault {
     }
 
     /// Adds a new version of the tenant key; new data uses it, old data stays readable.
-    pub fn rotate(&self, tenant: &str, now: &str) -> Result<String, VaultError> {
+    pub fn rotate(&self, tenant: &TenantId, now: &str) -> Result<String, VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         let kid = format!("t:{tenant}:v{}", st.keys.versions + 1);
@@ -592,22 +599,24 @@ impl Vault {
         Ok(kid)
     }
 
-    /// The tenant's token (HMAC) key, created on first use.
-    pub fn token_key(&self, tenant: &str, now: &str) -> Result<[u8; 32], VaultError> {
+    /// The tenant's token (HMAC) key, created on first use. Its bytes never leave the vault
+    /// crate: [`crate::tokenize_value`] and [`crate::token_for`] take the key as it is.
+    pub fn token_key(&self, tenant: &TenantId, now: &str) -> Result<TokenKey, VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         let kid = format!("k:{tenant}:tokens");
         if let Some(w) = st.keys.token_key.clone() {
-            return self.unwrap_key(&mut st, &kid, &w);
+            return self.unwrap_key(&mut st, &kid, &w).map(TokenKey);
         }
         self.create_key(&mut st, &kid, now, |w| KeyRecord::TokenKey { key: w })
+            .map(TokenKey)
     }
 
     /// Destroys a subject's key: the key log is rewritten without it (atomically, durably);
     /// returns whether it existed.
     pub fn shred_subject(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         subject: &str,
         now: &str,
     ) -> Result<bool, VaultError> {
@@ -631,14 +640,18 @@ impl Vault {
     }
 
     /// When a subject was shredded, if it was.
-    pub fn shredded_at(&self, tenant: &str, subject: &str) -> Result<Option<String>, VaultError> {
+    pub fn shredded_at(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Option<String>, VaultError> {
         let st = self.state(tenant)?;
         let st = lock(&st);
         Ok(st.keys.shredded.get(subject).cloned())
     }
 
     /// The subjects whose keys were shredded.
-    pub fn shredded_subjects(&self, tenant: &str) -> Result<Vec<String>, VaultError> {
+    pub fn shredded_subjects(&self, tenant: &TenantId) -> Result<Vec<String>, VaultError> {
         let st = self.state(tenant)?;
         let st = lock(&st);
         Ok(st.keys.shredded.keys().cloned().collect())
@@ -647,7 +660,7 @@ impl Vault {
     /// Destroys every key of a tenant: its key log is rewritten (atomically) to one record
     /// saying so (with any copy an interrupted rewrite left beside it removed); its subjects
     /// count as shredded, and new keys never reuse a destroyed key's id.
-    pub fn shred_tenant(&self, tenant: &str, now: &str) -> Result<(), VaultError> {
+    pub fn shred_tenant(&self, tenant: &TenantId, now: &str) -> Result<(), VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         st.keys.apply(KeyRecord::TenantShred {
@@ -672,7 +685,7 @@ impl Vault {
     }
 
     /// When every key of the tenant was last destroyed, if ever.
-    pub fn tenant_shredded_at(&self, tenant: &str) -> Result<Option<String>, VaultError> {
+    pub fn tenant_shredded_at(&self, tenant: &TenantId) -> Result<Option<String>, VaultError> {
         let st = self.state(tenant)?;
         let st = lock(&st);
         Ok(st.keys.tenant_shredded_at.clone())

@@ -7,12 +7,14 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use agentrail_vault::{Vault, seal_field, open_field};
+//! use agentrail_vault::{Aad, Vault, seal_field, open_field};
 //! let dir = tempfile::tempdir()?;
-//! let vault = Vault::open(dir.path(), None)?;
+//! let vault = Vault::open(&agentrail_ledger::DataDir::new(dir.path()), None)?;
+//! let acme = agentrail_event::TenantId::parse("acme")?;
 //! let v = serde_json::json!({"messages": ["my card is 4111 1111 1111 1111"]});
-//! let sealed = seal_field(&vault, "acme", Some("cust-9"), "evt-1", "payload.prompt", &v, "now")?;
-//! assert_eq!(open_field(&vault, "acme", "evt-1", "payload.prompt", &sealed)?, v);
+//! let at = Aad::new("evt-1", "payload.prompt");
+//! let sealed = seal_field(&vault, &acme, Some("cust-9"), at, &v, "now")?;
+//! assert_eq!(open_field(&vault, &acme, at, &sealed)?, v);
 //! # Ok(()) }
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -23,8 +25,10 @@ pub mod seal;
 pub mod token;
 
 pub use detect::{Detectors, Kind, Match, detect};
-pub use keys::{KeyRef, Vault, VaultError};
-pub use seal::{is_sealed, open_field, open_sealed, seal_field, sealed_content};
+pub use keys::{KeyRef, TokenKey, Vault, VaultError};
+pub use seal::{
+    Aad, is_sealed, open_field, open_sealed, protect_field, seal_field, sealed_content,
+};
 pub use token::{Tokenized, find_tokens, token_for, tokenize_str, tokenize_value};
 
 #[cfg(test)]
@@ -34,8 +38,16 @@ mod tests {
 
     fn vault() -> (tempfile::TempDir, Vault) {
         let d = tempfile::tempdir().unwrap();
-        let v = Vault::open(d.path(), None).unwrap();
+        let v = Vault::open(&layout(d.path()), None).unwrap();
         (d, v)
+    }
+
+    fn layout(p: &std::path::Path) -> agentrail_ledger::DataDir {
+        agentrail_ledger::DataDir::new(p)
+    }
+
+    fn tid(s: &str) -> agentrail_event::TenantId {
+        agentrail_event::TenantId::parse(s).unwrap()
     }
 
     #[test]
@@ -47,24 +59,47 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let sealed =
-            seal_field(&v, "acme", None, "e1", "payload.output", &json!("x"), "t").unwrap();
+        let sealed = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e1", "payload.output"),
+            &json!("x"),
+            "t",
+        )
+        .unwrap();
         drop(v);
-        let v = Vault::open(d.path(), None).unwrap();
+        let v = Vault::open(&layout(d.path()), None).unwrap();
         assert_eq!(
-            open_field(&v, "acme", "e1", "payload.output", &sealed).unwrap(),
+            open_field(&v, &tid("acme"), Aad::new("e1", "payload.output"), &sealed).unwrap(),
             json!("x")
         );
         // Another master key cannot unwrap the data keys.
-        let other = Vault::open(d.path(), Some(&hex::encode([7u8; 32]))).unwrap();
-        assert!(open_field(&other, "acme", "e1", "payload.output", &sealed).is_err());
+        let other = Vault::open(&layout(d.path()), Some(&hex::encode([7u8; 32]))).unwrap();
+        assert!(
+            open_field(
+                &other,
+                &tid("acme"),
+                Aad::new("e1", "payload.output"),
+                &sealed
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn tampered_or_moved_ciphertexts_do_not_open() {
         let (_d, v) = vault();
         let val = json!({"system": "be nice", "messages": ["hi"]});
-        let sealed = seal_field(&v, "acme", Some("u1"), "e1", "payload.prompt", &val, "t").unwrap();
+        let sealed = seal_field(
+            &v,
+            &tid("acme"),
+            Some("u1"),
+            Aad::new("e1", "payload.prompt"),
+            &val,
+            "t",
+        )
+        .unwrap();
         assert!(is_sealed(&sealed));
         assert!(!sealed.to_string().contains("be nice"));
         // Moved to another event, another field, another tenant.
@@ -73,7 +108,10 @@ mod tests {
             ("acme", "e1", "payload.output"),
             ("beta", "e1", "payload.prompt"),
         ] {
-            assert!(open_field(&v, t, e, p, &sealed).is_err(), "{t} {e} {p}");
+            assert!(
+                open_field(&v, &tid(t), Aad::new(e, p), &sealed).is_err(),
+                "{t} {e} {p}"
+            );
         }
         // A flipped ciphertext byte.
         let mut bad = sealed.clone();
@@ -86,7 +124,7 @@ mod tests {
             raw
         ));
         assert!(matches!(
-            open_field(&v, "acme", "e1", "payload.prompt", &bad),
+            open_field(&v, &tid("acme"), Aad::new("e1", "payload.prompt"), &bad),
             Err(VaultError::Decrypt)
         ));
     }
@@ -94,93 +132,123 @@ mod tests {
     #[test]
     fn rotation_keeps_old_data_readable_and_shredding_erases_one_subject() {
         let (_d, v) = vault();
-        let old = seal_field(&v, "acme", None, "e1", "payload.output", &json!("old"), "t").unwrap();
-        let kid = v.rotate("acme", "t2").unwrap();
+        let old = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e1", "payload.output"),
+            &json!("old"),
+            "t",
+        )
+        .unwrap();
+        let kid = v.rotate(&tid("acme"), "t2").unwrap();
         assert_eq!(kid, "t:acme:v2");
-        let new = seal_field(&v, "acme", None, "e2", "payload.output", &json!("new"), "t").unwrap();
+        let new = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e2", "payload.output"),
+            &json!("new"),
+            "t",
+        )
+        .unwrap();
         assert_eq!(new["$enc"]["kid"], json!("t:acme:v2"));
         assert_eq!(
-            open_field(&v, "acme", "e1", "payload.output", &old).unwrap(),
+            open_field(&v, &tid("acme"), Aad::new("e1", "payload.output"), &old).unwrap(),
             json!("old")
         );
         let a = seal_field(
             &v,
-            "acme",
+            &tid("acme"),
             Some("alice"),
-            "e3",
-            "payload.prompt",
+            Aad::new("e3", "payload.prompt"),
             &json!("alice's"),
             "t",
         )
         .unwrap();
         let b = seal_field(
             &v,
-            "acme",
+            &tid("acme"),
             Some("bob"),
-            "e4",
-            "payload.prompt",
+            Aad::new("e4", "payload.prompt"),
             &json!("bob's"),
             "t",
         )
         .unwrap();
         assert!(
-            v.shred_subject("acme", "alice", "2026-11-26T00:00:00Z")
+            v.shred_subject(&tid("acme"), "alice", "2026-11-26T00:00:00Z")
                 .unwrap()
         );
         assert_eq!(
-            open_field(&v, "acme", "e3", "payload.prompt", &a).unwrap(),
+            open_field(&v, &tid("acme"), Aad::new("e3", "payload.prompt"), &a).unwrap(),
             json!({"$erased": {"reason": "crypto-shredded", "at": "2026-11-26T00:00:00Z"}})
         );
         assert_eq!(
-            open_field(&v, "acme", "e4", "payload.prompt", &b).unwrap(),
+            open_field(&v, &tid("acme"), Aad::new("e4", "payload.prompt"), &b).unwrap(),
             json!("bob's")
         );
         // New data for alice gets a new key; the old stays erased.
         seal_field(
             &v,
-            "acme",
+            &tid("acme"),
             Some("alice"),
-            "e5",
-            "payload.prompt",
+            Aad::new("e5", "payload.prompt"),
             &json!("again"),
             "t",
         )
         .unwrap();
         assert!(
-            open_field(&v, "acme", "e3", "payload.prompt", &a)
+            open_field(&v, &tid("acme"), Aad::new("e3", "payload.prompt"), &a)
                 .unwrap()
                 .get("$erased")
                 .is_some()
         );
         // Content under the tenant key, then the whole tenant shredded.
-        let t1 = seal_field(&v, "acme", None, "e7", "payload.output", &json!("t"), "t").unwrap();
-        v.shred_tenant("acme", "t9").unwrap();
+        let t1 = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e7", "payload.output"),
+            &json!("t"),
+            "t",
+        )
+        .unwrap();
+        v.shred_tenant(&tid("acme"), "t9").unwrap();
         assert!(
-            open_field(&v, "acme", "e4", "payload.prompt", &b)
+            open_field(&v, &tid("acme"), Aad::new("e4", "payload.prompt"), &b)
                 .unwrap()
                 .get("$erased")
                 .is_some()
         );
         assert_eq!(
-            open_field(&v, "acme", "e7", "payload.output", &t1).unwrap(),
+            open_field(&v, &tid("acme"), Aad::new("e7", "payload.output"), &t1).unwrap(),
             json!({"$erased": {"reason": "crypto-shredded", "at": "t9"}})
         );
         // New content gets new key ids: the old content stays erased (not unreadable), also
         // after the vault is reopened.
-        let t2 = seal_field(&v, "acme", None, "e6", "payload.output", &json!("new"), "t").unwrap();
+        let t2 = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e6", "payload.output"),
+            &json!("new"),
+            "t",
+        )
+        .unwrap();
         assert_ne!(t2["$enc"]["kid"], t1["$enc"]["kid"]);
         drop(v);
-        let v = Vault::open(_d.path(), None).unwrap();
+        let v = Vault::open(&layout(_d.path()), None).unwrap();
         assert_eq!(
-            open_field(&v, "acme", "e6", "payload.output", &t2).unwrap(),
+            open_field(&v, &tid("acme"), Aad::new("e6", "payload.output"), &t2).unwrap(),
             json!("new")
         );
         assert_eq!(
-            open_field(&v, "acme", "e7", "payload.output", &t1).unwrap()["$erased"]["at"],
+            open_field(&v, &tid("acme"), Aad::new("e7", "payload.output"), &t1).unwrap()["$erased"]
+                ["at"],
             json!("t9")
         );
         assert!(
-            v.shredded_subjects("acme")
+            v.shredded_subjects(&tid("acme"))
                 .unwrap()
                 .contains(&"bob".to_owned())
         );
@@ -189,10 +257,42 @@ mod tests {
     #[test]
     fn sealing_is_deterministic_per_event_field_and_content() {
         let (_d, v) = vault();
-        let a = seal_field(&v, "acme", None, "e1", "payload.output", &json!("x"), "t").unwrap();
-        let b = seal_field(&v, "acme", None, "e1", "payload.output", &json!("x"), "t").unwrap();
-        let c = seal_field(&v, "acme", None, "e1", "payload.output", &json!("y"), "t").unwrap();
-        let d = seal_field(&v, "acme", None, "e2", "payload.output", &json!("x"), "t").unwrap();
+        let a = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e1", "payload.output"),
+            &json!("x"),
+            "t",
+        )
+        .unwrap();
+        let b = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e1", "payload.output"),
+            &json!("x"),
+            "t",
+        )
+        .unwrap();
+        let c = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e1", "payload.output"),
+            &json!("y"),
+            "t",
+        )
+        .unwrap();
+        let d = seal_field(
+            &v,
+            &tid("acme"),
+            None,
+            Aad::new("e2", "payload.output"),
+            &json!("x"),
+            "t",
+        )
+        .unwrap();
         assert_eq!(a, b, "a replay seals to the same bytes");
         assert_ne!(a["$enc"]["nonce"], c["$enc"]["nonce"]);
         assert_ne!(a["$enc"]["nonce"], d["$enc"]["nonce"]);
@@ -201,9 +301,9 @@ mod tests {
     #[test]
     fn tokens_are_stable_per_tenant_and_differ_across_tenants() {
         let (_d, v) = vault();
-        let ka = v.token_key("acme", "t").unwrap();
-        let kb = v.token_key("beta", "t").unwrap();
-        assert_eq!(ka, v.token_key("acme", "t").unwrap());
+        let ka = v.token_key(&tid("acme"), "t").unwrap();
+        let kb = v.token_key(&tid("beta"), "t").unwrap();
+        assert_eq!(ka, v.token_key(&tid("acme"), "t").unwrap());
         let d = Detectors::default();
         let mut out = Vec::new();
         let mut val = json!({"messages": ["mail jane@example.com, card 4111 1111 1111 1111", "again jane@example.com"]});
@@ -225,30 +325,30 @@ mod tests {
     #[test]
     fn sealed_content_holds_what_still_opens_and_tokens_are_found() {
         let (_d, v) = vault();
-        let k = v.token_key("acme", "t").unwrap();
+        let k = v.token_key(&tid("acme"), "t").unwrap();
         let mut found = Vec::new();
         let mut prompt = json!({"messages": ["write to jane@example.com about order 42"]});
         tokenize_value(&k, &Detectors::default(), &mut prompt, &mut found);
         let tok = found[0].token.clone();
         let ev = |id: &str, subject: Option<&str>| {
             json!({"event_id": id, "payload": {
-                "prompt": seal_field(&v, "acme", subject, id, "payload.prompt", &prompt, "t").unwrap(),
+                "prompt": seal_field(&v, &tid("acme"), subject, Aad::new(id, "payload.prompt"), &prompt, "t").unwrap(),
                 "model": {"name": "m"},
             }})
         };
         let a = ev("e1", Some("alice"));
         let b = ev("e2", None);
-        let content = sealed_content(&v, "acme", &a).unwrap();
+        let content = sealed_content(&v, &tid("acme"), &a).unwrap();
         assert_eq!(content, json!({"payload.prompt": prompt}));
         assert_eq!(find_tokens(&content.to_string()), vec![tok.clone()]);
         assert!(!content.to_string().contains("jane@"));
-        v.shred_subject("acme", "alice", "t2").unwrap();
-        assert_eq!(sealed_content(&v, "acme", &a), None);
-        assert!(sealed_content(&v, "acme", &b).is_some());
+        v.shred_subject(&tid("acme"), "alice", "t2").unwrap();
+        assert_eq!(sealed_content(&v, &tid("acme"), &a), None);
+        assert!(sealed_content(&v, &tid("acme"), &b).is_some());
         // Opening in place shows the erasure.
         let mut shown = a.clone();
         assert_eq!(
-            open_sealed(&v, "acme", "e1", "payload", &mut shown["payload"]),
+            open_sealed(&v, &tid("acme"), "e1", "payload", &mut shown["payload"]),
             0
         );
         assert_eq!(shown["payload"]["prompt"]["$erased"]["at"], "t2");

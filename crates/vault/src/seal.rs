@@ -5,14 +5,33 @@
 //! `{"$erased": {"reason", "at"}}` instead of the content.
 
 use crate::keys::{ALG, KeyRef, Vault, VaultError, open_raw, seal_raw_with_nonce};
+use agentrail_event::TenantId;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-fn aad(tenant: &str, event_id: &str, path: &str) -> Vec<u8> {
-    format!("agentrail-field/v1\0{tenant}\0{event_id}\0{path}").into_bytes()
+/// What a sealed field is bound to besides its tenant: the event and the field's path in it
+/// (`payload.prompt`). A ciphertext moved to another event, field or tenant does not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aad<'a> {
+    pub event_id: &'a str,
+    pub path: &'a str,
+}
+
+impl<'a> Aad<'a> {
+    pub fn new(event_id: &'a str, path: &'a str) -> Aad<'a> {
+        Aad { event_id, path }
+    }
+
+    fn bytes(&self, tenant: &TenantId) -> Vec<u8> {
+        format!(
+            "agentrail-field/v1\0{tenant}\0{}\0{}",
+            self.event_id, self.path
+        )
+        .into_bytes()
+    }
 }
 
 /// The nonce of a sealed field: HMAC-SHA256(key, aad ‖ plaintext), first 24 bytes (the SIV
@@ -32,17 +51,16 @@ fn siv_nonce(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> [u8; 24] {
 /// Seals one field value.
 pub fn seal_field(
     vault: &Vault,
-    tenant: &str,
+    tenant: &TenantId,
     subject: Option<&str>,
-    event_id: &str,
-    path: &str,
+    aad: Aad<'_>,
     value: &Value,
     now: &str,
 ) -> Result<Value, VaultError> {
     let who = subject.map_or(KeyRef::Tenant, |s| KeyRef::Subject(s.to_owned()));
     let (kid, key) = vault.current_key(tenant, &who, now)?;
     let plain = serde_json::to_vec(value).map_err(|_| VaultError::Decrypt)?;
-    let aad = aad(tenant, event_id, path);
+    let aad = aad.bytes(tenant);
     let nonce = siv_nonce(&key, &aad, &plain);
     let ct = seal_raw_with_nonce(&key, &nonce, &plain, &aad)?;
     Ok(json!({"$enc": {"alg": ALG, "kid": kid, "nonce": B64.encode(nonce), "ct": B64.encode(ct)}}))
@@ -57,9 +75,8 @@ pub fn is_sealed(v: &Value) -> bool {
 /// or moved ciphertext is an error.
 pub fn open_field(
     vault: &Vault,
-    tenant: &str,
-    event_id: &str,
-    path: &str,
+    tenant: &TenantId,
+    aad: Aad<'_>,
     sealed: &Value,
 ) -> Result<Value, VaultError> {
     let e = &sealed["$enc"];
@@ -82,7 +99,7 @@ pub fn open_field(
     };
     let nonce = B64.decode(nonce).map_err(|_| VaultError::Decrypt)?;
     let ct = B64.decode(ct).map_err(|_| VaultError::Decrypt)?;
-    let plain = open_raw(&key, &nonce, &ct, &aad(tenant, event_id, path))?;
+    let plain = open_raw(&key, &nonce, &ct, &aad.bytes(tenant))?;
     serde_json::from_slice(&plain).map_err(|_| VaultError::Decrypt)
 }
 
@@ -91,14 +108,14 @@ pub fn open_field(
 /// Returns how many values were opened to content (not erased, not unreadable).
 pub fn open_sealed(
     vault: &Vault,
-    tenant: &str,
+    tenant: &TenantId,
     event_id: &str,
     path: &str,
     v: &mut Value,
 ) -> usize {
     if is_sealed(v) {
         let mut opened = 0;
-        *v = match open_field(vault, tenant, event_id, path, v) {
+        *v = match open_field(vault, tenant, Aad::new(event_id, path), v) {
             Ok(plain) => {
                 if plain.get("$erased").is_none() {
                     opened = 1;
@@ -122,7 +139,7 @@ pub fn open_sealed(
 /// field inside `payload` whose key still exists (`None` when there is none). This is what the
 /// query index may hold for search: tokenized, so no detected PII is in it, and nothing of
 /// a shredded subject.
-pub fn sealed_content(vault: &Vault, tenant: &str, stored: &Value) -> Option<Value> {
+pub fn sealed_content(vault: &Vault, tenant: &TenantId, stored: &Value) -> Option<Value> {
     let event_id = stored.get("event_id").and_then(Value::as_str)?;
     let mut out = serde_json::Map::new();
     collect(
@@ -138,14 +155,14 @@ pub fn sealed_content(vault: &Vault, tenant: &str, stored: &Value) -> Option<Val
 
 fn collect(
     vault: &Vault,
-    tenant: &str,
+    tenant: &TenantId,
     event_id: &str,
     path: &str,
     v: &Value,
     out: &mut serde_json::Map<String, Value>,
 ) {
     if is_sealed(v) {
-        if let Ok(plain) = open_field(vault, tenant, event_id, path, v)
+        if let Ok(plain) = open_field(vault, tenant, Aad::new(event_id, path), v)
             && plain.get("$erased").is_none()
         {
             out.insert(path.to_owned(), plain);
@@ -157,4 +174,24 @@ fn collect(
             collect(vault, tenant, event_id, &format!("{path}.{k}"), child, out);
         }
     }
+}
+
+/// Protects one sensitive field: the values the detectors find in its strings become tokens
+/// (each `(token, value)` pushed to `found`, for the token vault), then the tokenized value is
+/// sealed. What the caller stores is the sealed form; it never sees a key.
+#[allow(clippy::too_many_arguments)]
+pub fn protect_field(
+    vault: &Vault,
+    tenant: &TenantId,
+    token_key: &crate::keys::TokenKey,
+    detectors: &crate::Detectors,
+    subject: Option<&str>,
+    aad: Aad<'_>,
+    value: &mut Value,
+    now: &str,
+    found: &mut Vec<crate::Tokenized>,
+) -> Result<(), VaultError> {
+    crate::tokenize_value(token_key, detectors, value, found);
+    *value = seal_field(vault, tenant, subject, aad, value, now)?;
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! the returned `(token, value)` pairs in the tenant's encrypted token vault for reveals.
 
 use crate::detect::{Detectors, detect};
+use crate::keys::TokenKey;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -18,9 +19,9 @@ pub struct Tokenized {
 }
 
 /// The token of `value` of type `label` for a tenant's token key.
-pub fn token_for(key: &[u8; 32], label: &str, value: &str) -> String {
+pub fn token_for(key: &TokenKey, label: &str, value: &str) -> String {
     // HMAC takes keys of any length; 32 bytes never fails.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(&key.0) {
         Ok(m) => m,
         Err(_) => return format!("tok_{label}_invalid"),
     };
@@ -32,7 +33,7 @@ pub fn token_for(key: &[u8; 32], label: &str, value: &str) -> String {
 }
 
 /// Replaces detected values in one string.
-pub fn tokenize_str(key: &[u8; 32], d: &Detectors, s: &str, out: &mut Vec<Tokenized>) -> String {
+pub fn tokenize_str(key: &TokenKey, d: &Detectors, s: &str, out: &mut Vec<Tokenized>) -> String {
     let matches = detect(s, d);
     if matches.is_empty() {
         return s.to_owned();
@@ -56,7 +57,7 @@ pub fn tokenize_str(key: &[u8; 32], d: &Detectors, s: &str, out: &mut Vec<Tokeni
 }
 
 /// Tokenizes every string inside a JSON value (object keys are left alone).
-pub fn tokenize_value(key: &[u8; 32], d: &Detectors, v: &mut Value, out: &mut Vec<Tokenized>) {
+pub fn tokenize_value(key: &TokenKey, d: &Detectors, v: &mut Value, out: &mut Vec<Tokenized>) {
     match v {
         Value::String(s) => {
             let t = tokenize_str(key, d, s, out);
