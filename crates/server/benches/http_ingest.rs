@@ -103,7 +103,7 @@ impl Target {
     /// (total, max) index lag.
     fn lag(&self) -> (u64, u64) {
         if let Some(s) = &self.state {
-            return s.indexer.lag();
+            return s.service.index_lag();
         }
         let (_, text) = get(&agent(), &format!("{}/metrics", self.url), "", "latest");
         let metric = |name: &str| {
@@ -165,13 +165,10 @@ fn main() {
         }
     } else {
         let dir = tempfile::tempdir_in(".").expect("temp dir");
-        let cfg = ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            listen: "127.0.0.1:0".into(),
-            seal_sensitive_fields: !args.iter().any(|a| a == "--no-privacy"),
-            ..ServerConfig::default()
-        };
-        let opened = AppState::open(cfg).expect("open");
+        let mut cfg = ServerConfig::on(dir.path());
+        cfg.listen = "127.0.0.1:0".into();
+        cfg.service.seal_sensitive_fields = !args.iter().any(|a| a == "--no-privacy");
+        let (state, opened) = AppState::open(cfg).expect("open");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -180,14 +177,14 @@ fn main() {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(opened.state.clone());
+        let app = router(state.clone());
         rt.spawn(async move { axum::serve(listener, app).await });
         _dir = dir;
         _rt = rt;
         Target {
             url: format!("http://{addr}"),
             root: opened.new_root_key.clone().unwrap(),
-            state: Some(opened.state),
+            state: Some(state),
         }
     };
 

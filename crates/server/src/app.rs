@@ -1,9 +1,11 @@
-//! The router: every route of `routes`, collected with its OpenAPI description (so the document
+//! The router: every route of `api`, collected with its OpenAPI description (so the document
 //! served at `/openapi.json` cannot miss a route), request metrics and logs, and JSON answers for
 //! unknown routes and methods.
 
+use crate::api::{
+    admin::*, exports::*, ingest::*, integrity::*, ops, privacy::*, proofs::*, queries::*,
+};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::routes::{self, *};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -39,9 +41,9 @@ struct ApiDoc;
 
 fn api_router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
-        .routes(routes!(routes::healthz))
-        .routes(routes!(routes::readyz))
-        .routes(routes!(routes::metrics))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
         .routes(routes!(create_tenant))
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
@@ -128,17 +130,18 @@ async fn observe(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Re
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
-    s.metrics
+    let metrics = s.service.metrics();
+    metrics
         .http_requests
-        .get_or_create(&crate::metrics::RouteLabels {
+        .get_or_create(&agentrail_service::metrics::RouteLabels {
             method: method.clone(),
             route: route.clone(),
             status,
         })
         .inc();
-    s.metrics
+    metrics
         .http_duration
-        .get_or_create(&crate::metrics::RouteOnly {
+        .get_or_create(&agentrail_service::metrics::RouteOnly {
             method: method.clone(),
             route: route.clone(),
         })

@@ -1,9 +1,8 @@
-//! The one place where errors become HTTP statuses. Every error body is
+//! The one place where errors become HTTP statuses: the service's errors (one `From`) and the
+//! HTTP layer's own (body, media type, admission). Every error body is
 //! `{"error": {"code", "message", "details"}}` (DESIGN.md §6).
 
-use agentrail_index::IndexError;
-use agentrail_ledger::proofs::ProofError;
-use agentrail_ledger::{AppendError, ChainLogError, OpenError, ReadError};
+use agentrail_service::ServiceError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -95,97 +94,36 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<OpenError> for ApiError {
-    fn from(e: OpenError) -> ApiError {
+/// The one mapping of the service's errors to statuses.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        let message = e.to_string();
         match e {
-            OpenError::NotFound(_) => ApiError::not_found(e.to_string()),
-            OpenError::Damaged(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", e.to_string())
+            ServiceError::BadRequest { code, details, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, code, message).with_details(details)
             }
-            OpenError::Io { .. } => ApiError::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<ReadError> for ApiError {
-    fn from(e: ReadError) -> ApiError {
-        match e {
-            ReadError::Open(o) => o.into(),
-            ReadError::OutOfRange { .. } | ReadError::UnknownEvent { .. } => {
-                ApiError::not_found(e.to_string())
+            ServiceError::Unauthenticated(_) => ApiError::unauthorized(message),
+            ServiceError::Forbidden(_) => ApiError::forbidden(message),
+            ServiceError::NotFound(_) => ApiError::not_found(message),
+            ServiceError::Conflict { details, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message).with_details(details)
             }
-            ReadError::BadSizes { .. } => ApiError::bad_request(e.to_string()),
-            ReadError::Closed => ApiError::unavailable("shutting_down", e.to_string(), 5),
-            ReadError::Damaged(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", e.to_string())
+            ServiceError::NotReady(_) => ApiError::new(StatusCode::CONFLICT, "not_ready", message),
+            ServiceError::InvalidEvents { details, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
+                    .with_details(details)
             }
-            ReadError::Io { .. } => ApiError::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<ProofError> for ApiError {
-    fn from(e: ProofError) -> ApiError {
-        match e {
-            ProofError::Read(r) => r.into(),
-            ProofError::NotAtCheckpoint { .. } => ApiError::bad_request(e.to_string()),
-            ProofError::DoesNotVerify(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", e.to_string())
+            ServiceError::TooLarge { code, details, .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message).with_details(details)
             }
-        }
-    }
-}
-
-impl From<IndexError> for ApiError {
-    fn from(e: IndexError) -> ApiError {
-        match e {
-            IndexError::BadQuery(m) => ApiError::bad_request(m),
-            IndexError::NotFound(_) => ApiError::not_found(e.to_string()),
-            IndexError::Ledger(r) => r.into(),
-            _ => ApiError::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<ChainLogError> for ApiError {
-    fn from(e: ChainLogError) -> ApiError {
-        // Reads of audit data are refused when they cannot be logged.
-        ApiError::internal(format!("access log: {e}"))
-    }
-}
-
-impl From<AppendError> for ApiError {
-    fn from(e: AppendError) -> ApiError {
-        match e {
-            AppendError::Open(o) => o.into(),
-            AppendError::Invalid { index, ref reason } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_event",
-                e.to_string(),
-            )
-            .with_details(vec![
-                json!({"index": index, "path": "", "reason": reason.to_string()}),
-            ]),
-            AppendError::Conflict {
-                index,
-                ref event_id,
-                seq,
-            } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()).with_details(vec![
-                json!({"index": index, "event_id": event_id, "seq": seq}),
-            ]),
-            AppendError::TooLarge { index, len, max } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "event_too_large",
-                e.to_string(),
-            )
-            .with_details(vec![json!({"index": index, "len": len, "max": max})]),
-            AppendError::Closed => ApiError::unavailable("shutting_down", e.to_string(), 5),
-            AppendError::Poisoned { .. } | AppendError::Io { .. } | AppendError::Damaged { .. } => {
-                let mut err = ApiError::internal(e.to_string());
-                err.status = StatusCode::SERVICE_UNAVAILABLE;
-                err.code = "storage_unavailable";
-                err.retry_after = Some(30);
-                err
+            ServiceError::Unavailable {
+                code, retry_after, ..
+            } => ApiError::unavailable(code, message, retry_after),
+            ServiceError::Damaged(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", message)
+            }
+            ServiceError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }
     }

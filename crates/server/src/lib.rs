@@ -1,11 +1,10 @@
-//! agentrail's HTTP API (DESIGN.md §5–6): ingest with durable acknowledgements, every query of
-//! the index, checkpoints and proofs, tenants and scoped keys, the per-tenant access log,
-//! health, readiness and Prometheus metrics, and the OpenAPI document generated from the
-//! handlers. The only crate that knows HTTP.
+//! agentrail's HTTP API: the only crate that knows HTTP. It authenticates requests, reads bodies
+//! (size limits, gzip), admits ingest requests (bounded append slots, 503 + Retry-After),
+//! shapes answers (DTOs, the OpenAPI document generated from the handlers) and maps errors to
+//! statuses in one place. Every use case is one call of [`agentrail_service::Service`].
 //!
-//! What it is not: it does not store events itself (the ledger does), does not index them (the
-//! index crate does; `indexer` only schedules catch-ups), and keeps no tenant data in memory
-//! beyond open handles.
+//! What it is not: it holds no domain logic — no ingest protocol, no erasure protocol, no
+//! authorization rules of its own — and keeps no tenant data in memory.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), String> {
@@ -18,22 +17,13 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod access;
+pub mod api;
 pub mod app;
 pub mod error;
-pub mod exports;
-pub mod indexer;
-pub mod integrity;
-pub mod keys;
-pub mod metrics;
-pub mod privacy;
-pub mod retention;
-pub mod routes;
-pub mod schedule;
+pub mod extract;
 pub mod serve;
 pub mod state;
 
 pub use app::{openapi_document, router};
-pub use keys::{KeyStore, Principal, Scope};
 pub use serve::serve;
-pub use state::{AppState, Opened, ServerConfig};
+pub use state::{AppState, ServerConfig};

@@ -3,16 +3,16 @@
 //! final checkpoints.
 
 use crate::state::{AppState, ServerConfig};
-use std::sync::Arc;
+use agentrail_service::Opened;
 
 /// Opens the data directory and serves until a shutdown signal. `on_ready` gets the bound
 /// address and the root key if this start created it.
 pub async fn serve(
     cfg: ServerConfig,
-    on_ready: impl FnOnce(std::net::SocketAddr, &crate::state::Opened),
+    on_ready: impl FnOnce(std::net::SocketAddr, &Opened),
 ) -> Result<(), String> {
     let listen = cfg.listen.clone();
-    let opened = tokio::task::spawn_blocking(move || AppState::open(cfg))
+    let (state, opened) = tokio::task::spawn_blocking(move || AppState::open(cfg))
         .await
         .map_err(|e| e.to_string())??;
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -20,15 +20,14 @@ pub async fn serve(
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     on_ready(addr, &opened);
-    let state: Arc<AppState> = opened.state.clone();
     let app = crate::app::router(state.clone());
-    tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "serving");
+    tracing::info!(%addr, data_dir = %state.cfg.service.data_dir.display(), "serving");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     tracing::info!("stopped accepting; closing the ledger");
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || st.shutdown())
+    let service = state.service.clone();
+    tokio::task::spawn_blocking(move || service.shutdown())
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("shut down cleanly");

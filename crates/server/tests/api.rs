@@ -20,16 +20,13 @@ struct Server {
 
 fn start_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    };
+    let mut cfg = ServerConfig::on(dir.path().to_path_buf());
     f(&mut cfg);
-    let opened = AppState::open(cfg).unwrap();
+    let (state, opened) = AppState::open(cfg).unwrap();
     let root = opened.new_root_key.clone().unwrap();
     Server {
-        app: router(opened.state.clone()),
-        state: opened.state,
+        app: router(state.clone()),
+        state,
         root,
         _dir: dir,
     }
@@ -155,7 +152,8 @@ impl Server {
 
     fn size(&self, t: &str) -> u64 {
         self.state
-            .ledger
+            .service
+            .ledger()
             .size(&agentrail_event::TenantId::parse(t).unwrap())
             .unwrap()
     }
@@ -364,7 +362,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 async fn bad_input_is_refused_whole_and_named() {
     let s = start_with(|c| {
         c.max_body_bytes = 64 << 10;
-        c.max_batch_events = 50;
+        c.service.max_batch_events = 50;
     });
     s.tenant("acme").await;
     let w = s.key("acme", &["events:write"]).await;
@@ -652,7 +650,7 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     // Revocation works at once.
     let admin = s.key("acme", &["tenant:admin"]).await;
     let list = s.get("/v1/tenants/acme/keys", &admin).await.json();
-    let reader_id = agentrail_server::keys::key_id_of(&r).unwrap();
+    let reader_id = agentrail_service::keys::key_id_of(&r).unwrap();
     assert!(list.to_string().contains(reader_id));
     assert!(
         !list.to_string().contains(&r),

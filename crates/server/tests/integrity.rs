@@ -69,16 +69,12 @@ async fn call(
 async fn tampering_is_caught_by_the_next_scheduled_run() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = webhook();
-    let cfg = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        verify_interval_ms: 300,
-        webhook_url: Some(hook),
-        ..ServerConfig::default()
-    };
-    let opened = AppState::open(cfg).unwrap();
+    let mut cfg = ServerConfig::on(dir.path());
+    cfg.service.verify_interval_ms = 300;
+    cfg.service.webhook_url = Some(hook);
+    let (state, opened) = AppState::open(cfg).unwrap();
     let root = opened.new_root_key.clone().unwrap();
-    let state = opened.state.clone();
-    let app = router(opened.state);
+    let app = router(state.clone());
     let (st, _) = call(
         &app,
         "POST",
@@ -121,11 +117,11 @@ async fn tampering_is_caught_by_the_next_scheduled_run() {
     let rec: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(rec["report"]["result"], json!("ok"));
     assert_eq!(rec["report"]["to_size"], json!(300));
-    let key = state.ledger.verifier().clone();
-    agentrail_server::integrity::verify_report(&rec, &key).unwrap();
+    let key = state.service.ledger().verifier().clone();
+    agentrail_service::integrity::verify_report(&rec, &key).unwrap();
     let mut forged = rec.clone();
     forged["report"]["result"] = json!("failed");
-    assert!(agentrail_server::integrity::verify_report(&forged, &key).is_err());
+    assert!(agentrail_service::integrity::verify_report(&forged, &key).is_err());
 
     // Flip a byte inside a stored record while the server runs.
     let seg = dir
@@ -167,7 +163,7 @@ async fn tampering_is_caught_by_the_next_scheduled_run() {
         "{failed}"
     );
     let failed_record = json!({"report": failed["report"], "signature": failed["signature"]});
-    agentrail_server::integrity::verify_report(&failed_record, &key).unwrap();
+    agentrail_service::integrity::verify_report(&failed_record, &key).unwrap();
     let posted = hooked
         .recv_timeout(Duration::from_secs(10))
         .expect("the webhook fired");
@@ -177,5 +173,5 @@ async fn tampering_is_caught_by_the_next_scheduled_run() {
     );
     let (_, m) = call(&app, "GET", "/metrics", &keys[1], Vec::new()).await;
     assert!(String::from_utf8_lossy(&m).contains("agentrail_integrity_failing_tenants 1"));
-    state.shutdown();
+    state.service.shutdown();
 }

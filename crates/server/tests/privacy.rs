@@ -4,6 +4,7 @@
 //! the other subjects' content is intact and the ledger still verifies.
 
 use agentrail_server::{AppState, ServerConfig, router};
+use agentrail_service::Service;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -48,19 +49,16 @@ async fn acme(
     clock: Option<std::sync::Arc<dyn agentrail_ledger::Clock>>,
 ) -> Acme {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    };
+    let mut cfg = ServerConfig::on(dir.path().to_path_buf());
     tune(&mut cfg);
     let opened = match clock {
-        Some(c) => AppState::open_with_clock(cfg, c),
-        None => AppState::open(cfg),
+        Some(c) => Service::open_with_clock(cfg.service.clone(), c),
+        None => Service::open(cfg.service.clone()),
     }
     .unwrap();
     let root = opened.new_root_key.clone().unwrap();
-    let state = opened.state.clone();
-    let app = router(opened.state);
+    let state = AppState::new(cfg, opened.service.clone());
+    let app = router(state.clone());
     let (st, v) = call(
         &app,
         "POST",
@@ -485,13 +483,16 @@ async fn sealed_tokenized_revealable_and_erasable() {
         format: agentrail_export::FileFormat::Ndjson,
         max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
     };
-    let m = agentrail_export::export(&state.ledger, &req, &out, |_, _| true).unwrap();
-    agentrail_export::verify_export(&out, state.ledger.verifier()).unwrap();
+    let m = agentrail_export::export(state.service.ledger(), &req, &out, |_, _| true).unwrap();
+    agentrail_export::verify_export(&out, state.service.ledger().verifier()).unwrap();
     let lines = std::fs::read_to_string(out.join(&m.manifest.files[0].name)).unwrap();
     for line in lines.lines() {
         let mut ev: Value = serde_json::from_str(line).unwrap();
         let id = ev["event_id"].as_str().unwrap().to_owned();
-        state.privacy.open_event("acme", &mut ev);
+        state
+            .service
+            .presenter(&agentrail_event::TenantId::parse("acme").unwrap(), true)
+            .open(&mut ev);
         match id.as_str() {
             "e-alice" => assert!(ev["payload"]["prompt"]["$erased"].is_object(), "{ev}"),
             "e-bob" => assert!(ev["payload"]["prompt"]["messages"][0].is_string(), "{ev}"),
@@ -551,7 +552,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
             "{v}"
         );
     }
-    state.shutdown();
+    state.service.shutdown();
     let verifier = agentrail_ledger::read_verifier(dir.path()).unwrap();
     let prefix = agentrail_ledger::read_origin_prefix(dir.path()).unwrap();
     let report = agentrail_ledger::verify_tenant(
@@ -574,8 +575,8 @@ async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
     let clock = std::sync::Arc::new(agentrail_ledger::ManualClock::at("2026-01-01T00:00:00Z"));
     let env = acme(
         |c| {
-            c.retention_interval_ms = 0;
-            c.verify_interval_ms = 0;
+            c.service.retention_interval_ms = 0;
+            c.service.verify_interval_ms = 0;
         },
         Some(clock.clone()),
     )
@@ -746,8 +747,8 @@ async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
 async fn retention_runs_on_its_schedule() {
     let env = acme(
         |c| {
-            c.retention_interval_ms = 50;
-            c.verify_interval_ms = 0;
+            c.service.retention_interval_ms = 50;
+            c.service.verify_interval_ms = 0;
         },
         None,
     )
@@ -773,7 +774,7 @@ async fn retention_runs_on_its_schedule() {
         assert!(std::time::Instant::now() < deadline, "no scheduled run");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    env.state.shutdown();
+    env.state.service.shutdown();
 }
 
 /// A ciphertext changed in the ledger (even re-framed with valid checksums, as a careful forger
@@ -782,7 +783,7 @@ async fn retention_runs_on_its_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_ciphertext_breaks_the_hash() {
     use agentrail_ledger::frame::{HEADER_LEN, RecordRead, encode_record, read_record};
-    let env = acme(|c| c.verify_interval_ms = 0, None).await;
+    let env = acme(|c| c.service.verify_interval_ms = 0, None).await;
     let w = env.key(&["events:write"]).await;
     let Acme {
         dir, state, app, ..
@@ -793,7 +794,7 @@ async fn a_tampered_ciphertext_breaks_the_hash() {
     ]);
     let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", &w, evs).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    state.shutdown();
+    state.service.shutdown();
     drop(app);
     drop(state);
 
@@ -848,8 +849,8 @@ async fn a_tampered_ciphertext_breaks_the_hash() {
 async fn erasure_racing_with_ingest_leaves_nothing_readable_before_it() {
     let env = acme(
         |c| {
-            c.verify_interval_ms = 0;
-            c.retention_interval_ms = 0;
+            c.service.verify_interval_ms = 0;
+            c.service.retention_interval_ms = 0;
         },
         None,
     )

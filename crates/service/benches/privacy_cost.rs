@@ -5,14 +5,17 @@
 //! content and finding its tokens). Events: generated ~1 KiB decisions, tool calls and reviews,
 //! `--pii-rate` (default 0.3) of prompts quoting personal data.
 //!
-//! `cargo bench -p agentrail-server --bench privacy_cost [-- --events 20000 --pii-rate 0.3]`
+//! `cargo bench -p agentrail-service --bench privacy_cost [-- --events 20000 --pii-rate 0.3]`
 
 use agentrail_event::{TenantId, ValidEvent, validate_value};
-use agentrail_server::privacy::{Privacy, sensitive_paths};
+use agentrail_index::IndexSource;
+use agentrail_ledger::{DataDir, ManualClock};
+use agentrail_service::privacy::{Privacy, VaultIndexSource, open_vault, sensitive_paths};
 use agentrail_testkit::bench::arg;
 use agentrail_testkit::{Generator, Profile};
-use agentrail_vault::{Detectors, seal_field, tokenize_value};
+use agentrail_vault::{Aad, Detectors, seal_field, tokenize_value};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The allocator the `agentrail` binary uses, so this measures what it does.
@@ -63,9 +66,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.3);
     let dir = tempfile::tempdir_in(".").expect("temp dir");
-    let privacy = Privacy::open(dir.path(), None).expect("vault");
-    let tenant = TenantId::parse("bench").expect("tenant");
+    let layout = DataDir::new(dir.path());
+    let vault = Arc::new(open_vault(&layout).expect("vault"));
     let now = "2026-11-26T00:00:00Z";
+    let clock = Arc::new(ManualClock::at(now));
+    let privacy = Privacy::new(vault.clone(), &layout, clock);
+    let tenant = TenantId::parse("bench").expect("tenant");
     let base = events(n, pii_rate);
     let bytes: usize = base
         .iter()
@@ -113,7 +119,7 @@ fn main() {
     }
 
     // Detection and tokenization only.
-    let key = privacy.vault.token_key("bench", now).expect("token key");
+    let key = vault.token_key(&tenant, now).expect("token key");
     let detectors = Detectors::default();
     let mut found = Vec::new();
     let t = Instant::now();
@@ -128,11 +134,10 @@ fn main() {
         let mut out = 0;
         for (id, subject, path, v) in &fields {
             let sealed = seal_field(
-                &privacy.vault,
-                "bench",
+                &vault,
+                &tenant,
                 subject.as_deref(),
-                id,
-                path,
+                Aad::new(id, path),
                 v,
                 now,
             )
@@ -152,7 +157,9 @@ fn main() {
     let mut evs = base.clone();
     let t = Instant::now();
     for chunk in evs.chunks_mut(1000) {
-        privacy.protect_batch(&fresh, chunk, now).expect("protect");
+        privacy
+            .sealing(&fresh, |s| s.protect_batch(chunk))
+            .expect("protect");
     }
     row(
         "protect_batch (ingest: all of it, durable)",
@@ -160,12 +167,13 @@ fn main() {
     );
 
     // The indexer: the hot content of each stored event.
-    let source = privacy.content_source();
+    let runs = Arc::new(agentrail_service::retention::run_logs(&layout));
+    let source = VaultIndexSource::new(vault.clone(), runs, true);
     let stored: Vec<Value> = evs.into_iter().map(|e| Value::Object(e.value)).collect();
     let t = Instant::now();
     let mut tokens = 0;
     for v in &stored {
-        if let Some(c) = (source.open)(&fresh, v) {
+        if let Some(c) = source.content(&fresh, v) {
             tokens += c.tokens.len();
         }
     }
@@ -174,5 +182,4 @@ fn main() {
         t.elapsed().as_secs_f64(),
     );
     println!("\n{detected} values detected; {tokens} token occurrences in the index content");
-    let _ = tenant;
 }

@@ -2,58 +2,39 @@
 //! record — who, which key, what, with which parameters, how many results, when — to a
 //! hash-chained log at `<data-dir>/tenants/<id>/access/log`, durably, before the answer is sent.
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::keys::Principal;
 use agentrail_event::TenantId;
+use agentrail_ledger::layout::{DataDir, TenantPaths};
+use agentrail_ledger::sync::HandleCache;
 use agentrail_ledger::{ChainLog, ChainRecord};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Where a tenant's access log lives.
-pub fn access_log_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
-    TenantLogs::path(data_dir, tenant, "access")
-}
-
-/// One kind of per-tenant chain log (`<data-dir>/tenants/<id>/<kind>/log`), opened on first use
+/// One kind of per-tenant chain log (the access log, the retention runs), opened on first use
 /// and kept open while used.
 #[derive(Debug)]
 pub struct TenantLogs {
-    data_dir: PathBuf,
-    kind: &'static str,
-    open: Mutex<HashMap<TenantId, Arc<ChainLog>>>,
+    layout: DataDir,
+    path: fn(&TenantPaths) -> PathBuf,
+    open: HandleCache<TenantId, ChainLog>,
 }
 
 impl TenantLogs {
-    pub fn new(data_dir: &Path, kind: &'static str) -> TenantLogs {
+    /// The logs at `path` of each tenant's files (e.g. `TenantPaths::access_log`).
+    pub fn new(layout: &DataDir, path: fn(&TenantPaths) -> PathBuf) -> TenantLogs {
         TenantLogs {
-            data_dir: data_dir.to_path_buf(),
-            kind,
-            open: Mutex::new(HashMap::new()),
+            layout: layout.clone(),
+            path,
+            open: HandleCache::new(1024),
         }
     }
 
-    pub fn path(data_dir: &Path, tenant: &TenantId, kind: &str) -> PathBuf {
-        data_dir
-            .join("tenants")
-            .join(tenant.as_str())
-            .join(kind)
-            .join("log")
-    }
-
-    pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ApiError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(l) = open.get(tenant) {
-            return Ok(l.clone());
-        }
-        let path = TenantLogs::path(&self.data_dir, tenant, self.kind);
-        let log = Arc::new(ChainLog::open(&path)?);
-        if open.len() >= 1024 {
-            open.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        open.insert(tenant.clone(), log.clone());
-        Ok(log)
+    pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ServiceError> {
+        self.open.get_or_try_insert(tenant, || {
+            Ok(ChainLog::open(&(self.path)(&self.layout.tenant(tenant)))?)
+        })
     }
 
     /// A page of a tenant's records, oldest first, after the record `cursor` names (a seq);
@@ -63,12 +44,12 @@ impl TenantLogs {
         tenant: &TenantId,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    ) -> Result<(Vec<Value>, Option<String>), ServiceError> {
         let from = match cursor {
             None => 0,
             Some(c) => c
                 .parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("cursor {c:?} is not one of ours")))?
+                .map_err(|_| ServiceError::bad_request(format!("cursor {c:?} is not one of ours")))?
                 .saturating_add(1),
         };
         let log = self.log(tenant)?;
@@ -118,14 +99,10 @@ pub struct Access<'a> {
 }
 
 impl AccessLogs {
-    pub fn new(data_dir: &Path) -> AccessLogs {
+    pub fn new(layout: &DataDir) -> AccessLogs {
         AccessLogs {
-            logs: TenantLogs::new(data_dir, "access"),
+            logs: TenantLogs::new(layout, TenantPaths::access_log),
         }
-    }
-
-    pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ApiError> {
-        self.logs.log(tenant)
     }
 
     /// Appends the record of one read; returns once it is durable.
@@ -134,7 +111,7 @@ impl AccessLogs {
         tenant: &TenantId,
         at: &str,
         a: Access<'_>,
-    ) -> Result<ChainRecord, ApiError> {
+    ) -> Result<ChainRecord, ServiceError> {
         let mut m = Map::new();
         m.insert("event_type".into(), json!("audit.access"));
         m.insert("tenant_id".into(), json!(tenant.as_str()));
@@ -150,6 +127,6 @@ impl AccessLogs {
         m.insert("endpoint".into(), json!(a.endpoint));
         m.insert("params".into(), json_safe(a.params));
         m.insert("result_count".into(), json!(a.result_count));
-        Ok(self.log(tenant)?.append(m)?)
+        Ok(self.logs.log(tenant)?.append(m)?)
     }
 }

@@ -4,13 +4,16 @@
 //! it recorded, writes the same files and manifest. A named destination keeps a watermark
 //! (`destinations/<name>.json`: the next seq to export), so re-running exports only new events.
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use agentrail_event::TenantId;
 use agentrail_export::{ExportRequest, FileFormat, MANIFEST_FILE, Selection, SignedManifest};
 use agentrail_ledger::Ledger;
+use agentrail_ledger::files::write_atomic;
+use agentrail_ledger::layout::DataDir;
+use agentrail_ledger::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -48,18 +51,15 @@ struct Running {
     finished: bool,
 }
 
-/// The export jobs of a server.
+/// The export jobs: a job of the service.
 #[derive(Debug)]
 pub struct Exports {
-    data_dir: PathBuf,
+    ledger: Arc<Ledger>,
+    layout: DataDir,
     running: Arc<Mutex<HashMap<(TenantId, String), Running>>>,
     stop: Arc<AtomicBool>,
     /// One job per destination at a time.
     destinations: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Export ids and destination names: `[a-z0-9_-]{1,64}`.
@@ -79,55 +79,49 @@ struct Destination {
 }
 
 impl Exports {
-    pub fn new(data_dir: &Path) -> Exports {
+    pub fn new(ledger: Arc<Ledger>) -> Exports {
         Exports {
-            data_dir: data_dir.to_path_buf(),
+            layout: DataDir::new(ledger.data_dir()),
+            ledger,
             running: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(AtomicBool::new(false)),
             destinations: Mutex::new(()),
         }
     }
 
-    fn tenant_dir(&self, t: &TenantId) -> PathBuf {
-        self.data_dir.join("tenants").join(t.as_str())
-    }
-
     pub fn dir(&self, t: &TenantId, id: &str) -> PathBuf {
-        self.tenant_dir(t).join("exports").join(id)
+        self.layout.tenant(t).export(id)
     }
 
     fn dest_path(&self, t: &TenantId, name: &str) -> PathBuf {
-        self.tenant_dir(t)
-            .join("destinations")
-            .join(format!("{name}.json"))
+        self.layout.tenant(t).destination(name)
     }
 
-    fn read_dest(&self, t: &TenantId, name: &str) -> Result<Destination, ApiError> {
+    fn read_dest(&self, t: &TenantId, name: &str) -> Result<Destination, ServiceError> {
         match std::fs::read(self.dest_path(t, name)) {
             Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ApiError::internal(format!("destination {name}: {e}"))),
+                .map_err(|e| ServiceError::internal(format!("destination {name}: {e}"))),
             Err(_) => Ok(Destination::default()),
         }
     }
 
-    fn write_dest(&self, t: &TenantId, name: &str, d: &Destination) -> Result<(), ApiError> {
+    fn write_dest(&self, t: &TenantId, name: &str, d: &Destination) -> Result<(), ServiceError> {
         let p = self.dest_path(t, name);
         if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| ApiError::internal(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| ServiceError::internal(e.to_string()))?;
         }
-        let b = serde_json::to_vec_pretty(d).map_err(|e| ApiError::internal(e.to_string()))?;
-        crate::keys::write_atomic(&p, &b, 0o644)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", p.display())))
+        let b = serde_json::to_vec_pretty(d).map_err(|e| ServiceError::internal(e.to_string()))?;
+        write_atomic(&p, &b, 0o644)
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", p.display())))
     }
 
     /// Starts an export (or, for a destination with an unfinished one, resumes that one).
     pub fn start(
         &self,
-        ledger: Arc<Ledger>,
         tenant: &TenantId,
         mut req: JobRequest,
         new_id: String,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, ServiceError> {
         let _g = lock(&self.destinations);
         let id = match &req.destination {
             Some(name) => {
@@ -148,24 +142,24 @@ impl Exports {
             None => new_id,
         };
         let dir = self.dir(tenant, &id);
-        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| ServiceError::internal(e.to_string()))?;
         let req_path = dir.join("request.json");
         let req = match std::fs::read(&req_path) {
             Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ApiError::internal(format!("{}: {e}", req_path.display())))?,
+                .map_err(|e| ServiceError::internal(format!("{}: {e}", req_path.display())))?,
             Err(_) => {
                 let b = serde_json::to_vec_pretty(&req)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                crate::keys::write_atomic(&req_path, &b, 0o644)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                    .map_err(|e| ServiceError::internal(e.to_string()))?;
+                write_atomic(&req_path, &b, 0o644)
+                    .map_err(|e| ServiceError::internal(e.to_string()))?;
                 req
             }
         };
-        self.spawn(ledger, tenant.clone(), id.clone(), req);
+        self.spawn(tenant.clone(), id.clone(), req);
         Ok(id)
     }
 
-    fn spawn(&self, ledger: Arc<Ledger>, tenant: TenantId, id: String, req: JobRequest) {
+    fn spawn(&self, tenant: TenantId, id: String, req: JobRequest) {
         let key = (tenant.clone(), id.clone());
         {
             let mut r = lock(&self.running);
@@ -184,6 +178,7 @@ impl Exports {
         }
         let running = self.running.clone();
         let stop = self.stop.clone();
+        let ledger = self.ledger.clone();
         let dir = self.dir(&tenant, &id);
         let dest = req
             .destination
@@ -217,7 +212,7 @@ impl Exports {
                             d.pending = None;
                             d.exports.push(id.clone());
                             let b = serde_json::to_vec_pretty(&d).unwrap_or_default();
-                            if let Err(e) = crate::keys::write_atomic(&path, &b, 0o644) {
+                            if let Err(e) = write_atomic(&path, &b, 0o644) {
                                 tracing::error!(destination = %name, error = %e, "cannot advance the watermark");
                             }
                         }
@@ -241,10 +236,10 @@ impl Exports {
     }
 
     /// The state of an export, from memory or from its directory.
-    pub fn status(&self, tenant: &TenantId, id: &str) -> Result<ExportStatus, ApiError> {
+    pub fn status(&self, tenant: &TenantId, id: &str) -> Result<ExportStatus, ServiceError> {
         let dir = self.dir(tenant, id);
         if !valid_name(id) || !dir.is_dir() {
-            return Err(ApiError::not_found(format!(
+            return Err(ServiceError::not_found(format!(
                 "no export {id:?} in this tenant"
             )));
         }
@@ -274,7 +269,7 @@ impl Exports {
         }
         if let Ok(b) = std::fs::read(dir.join(MANIFEST_FILE)) {
             let m: SignedManifest = serde_json::from_slice(&b)
-                .map_err(|e| ApiError::internal(format!("export {id}: {e}")))?;
+                .map_err(|e| ServiceError::internal(format!("export {id}: {e}")))?;
             st.status = "done".into();
             st.events_done = m.manifest.count;
             st.events_total = m.manifest.count;
@@ -286,17 +281,16 @@ impl Exports {
     }
 
     /// The path of a file of a finished export, if `name` is one of its files.
-    pub fn file(&self, tenant: &TenantId, id: &str, name: &str) -> Result<PathBuf, ApiError> {
+    pub fn file(&self, tenant: &TenantId, id: &str, name: &str) -> Result<PathBuf, ServiceError> {
         let st = self.status(tenant, id)?;
         if st.status != "done" {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "not_ready",
-                format!("export {id} is {}", st.status),
-            ));
+            return Err(ServiceError::NotReady(format!(
+                "export {id} is {}",
+                st.status
+            )));
         }
         if !st.files.iter().any(|f| f == name) {
-            return Err(ApiError::not_found(format!(
+            return Err(ServiceError::not_found(format!(
                 "export {id} has no file {name:?}"
             )));
         }
@@ -304,12 +298,12 @@ impl Exports {
     }
 
     /// Resumes every export a crash interrupted (a directory with a request but no manifest).
-    pub fn resume_interrupted(&self, ledger: Arc<Ledger>) {
-        let Ok(tenants) = ledger.tenants() else {
+    pub fn resume_interrupted(&self) {
+        let Ok(tenants) = self.ledger.tenants() else {
             return;
         };
         for t in tenants {
-            let Ok(entries) = std::fs::read_dir(self.tenant_dir(&t).join("exports")) else {
+            let Ok(entries) = std::fs::read_dir(self.layout.tenant(&t).exports_dir()) else {
                 continue;
             };
             for e in entries.flatten() {
@@ -325,7 +319,7 @@ impl Exports {
                     continue;
                 };
                 tracing::info!(tenant = %t, export_id = %id, "resuming an interrupted export");
-                self.spawn(ledger.clone(), t.clone(), id, req);
+                self.spawn(t.clone(), id, req);
             }
         }
     }

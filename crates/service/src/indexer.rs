@@ -4,13 +4,14 @@
 //! writer) after waiting until the index holds at least what the ledger held when the query
 //! arrived, so a client always reads its own acknowledged writes.
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use agentrail_event::TenantId;
-use agentrail_index::{ContentSource, Cutoffs, IndexError, Purged, TenantIndex};
+use agentrail_index::{Cutoffs, IndexError, IndexSource, Purged, TenantIndex};
 use agentrail_ledger::Ledger;
+use agentrail_ledger::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,10 +19,6 @@ use std::time::{Duration, Instant};
 const APPLY_BATCH: usize = 4096;
 /// Idle read connections kept per tenant.
 const MAX_READERS: usize = 4;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One tenant's index handles.
 pub struct TenantHandle {
@@ -59,12 +56,8 @@ struct Inner {
     queue_cv: Condvar,
     stop: AtomicBool,
     max_open: usize,
-    content: Option<ContentSource>,
-    cutoffs: Option<Arc<CutoffsFn>>,
+    source: Option<Arc<dyn IndexSource>>,
 }
-
-/// The retention cutoffs a tenant's index must apply (from its latest retention run).
-pub type CutoffsFn = dyn Fn(&TenantId) -> Cutoffs + Send + Sync;
 
 /// The background indexer of a server.
 pub struct Indexer {
@@ -80,14 +73,11 @@ impl std::fmt::Debug for Indexer {
 
 impl Indexer {
     /// Starts the indexer thread. `max_open`: tenants whose index connections are kept open;
-    /// `content`: opens the (tokenized) sensitive content the index holds for search;
-    /// `cutoffs`: the retention cutoffs an index applies when it is opened (it may have been
-    /// rebuilt since the last retention run).
+    /// `source`: what every index opened asks for content, erased subjects and retention cutoffs.
     pub fn start(
         ledger: Arc<Ledger>,
         max_open: usize,
-        content: Option<ContentSource>,
-        cutoffs: Option<Arc<CutoffsFn>>,
+        source: Option<Arc<dyn IndexSource>>,
     ) -> Indexer {
         let inner = Arc::new(Inner {
             ledger,
@@ -96,8 +86,7 @@ impl Indexer {
             queue_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             max_open: max_open.max(1),
-            content,
-            cutoffs,
+            source,
         });
         let worker = inner.clone();
         let thread = std::thread::Builder::new()
@@ -111,12 +100,16 @@ impl Indexer {
     }
 
     /// The handle of a tenant, opening its index (and queueing a catch-up) if needed.
-    pub fn handle(&self, tenant: &TenantId) -> Result<Arc<TenantHandle>, ApiError> {
+    pub fn handle(&self, tenant: &TenantId) -> Result<Arc<TenantHandle>, ServiceError> {
         self.inner.handle(tenant)
     }
 
     /// Tells the indexer that a tenant's ledger grew to `size`.
-    pub fn appended(&self, tenant: &TenantId, size: u64) -> Result<Arc<TenantHandle>, ApiError> {
+    pub fn appended(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+    ) -> Result<Arc<TenantHandle>, ServiceError> {
         let h = self.handle(tenant)?;
         h.known_size.fetch_max(size, Ordering::AcqRel);
         self.inner.enqueue(&h);
@@ -131,7 +124,7 @@ impl Indexer {
         tenant: &TenantId,
         wait: Option<Duration>,
         f: impl FnOnce(&TenantIndex) -> Result<T, IndexError>,
-    ) -> Result<(T, u64), ApiError> {
+    ) -> Result<(T, u64), ServiceError> {
         let h = self.handle(tenant)?;
         let target = self.inner.ledger.size(tenant)?;
         h.known_size.fetch_max(target, Ordering::AcqRel);
@@ -145,11 +138,13 @@ impl Indexer {
             let mut g = lock(&h.progress.0);
             while h.applied.load(Ordering::Acquire) < target {
                 if let Some(e) = lock(&h.last_error).clone() {
-                    return Err(ApiError::internal(format!("indexing tenant {tenant}: {e}")));
+                    return Err(ServiceError::internal(format!(
+                        "indexing tenant {tenant}: {e}"
+                    )));
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    return Err(ApiError::unavailable(
+                    return Err(ServiceError::unavailable(
                         "index_behind",
                         format!(
                             "the index of tenant {tenant} is catching up ({} of {target} events); retry shortly",
@@ -186,23 +181,27 @@ impl Indexer {
         &self,
         tenant: &TenantId,
         f: impl FnOnce(&mut TenantIndex) -> Result<T, IndexError>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, ServiceError> {
         let h = self.handle(tenant)?;
         let mut w = lock(&h.writer);
         let index = w
             .as_mut()
-            .ok_or_else(|| ApiError::internal(format!("the index of {tenant} is closed")))?;
+            .ok_or_else(|| ServiceError::internal(format!("the index of {tenant} is closed")))?;
         Ok(f(index)?)
     }
 
     /// Drops a data subject's content (every subject's: `None`) from the tenant's index, after
     /// its keys were shredded.
-    pub fn erase_content(&self, tenant: &TenantId, subject: Option<&str>) -> Result<u64, ApiError> {
+    pub fn erase_content(
+        &self,
+        tenant: &TenantId,
+        subject: Option<&str>,
+    ) -> Result<u64, ServiceError> {
         self.with_writer(tenant, |ix| ix.erase_content(subject))
     }
 
     /// Applies retention cutoffs to the tenant's index.
-    pub fn purge(&self, tenant: &TenantId, cutoffs: Cutoffs) -> Result<Purged, ApiError> {
+    pub fn purge(&self, tenant: &TenantId, cutoffs: Cutoffs) -> Result<Purged, ServiceError> {
         self.with_writer(tenant, |ix| ix.purge(cutoffs))
     }
 
@@ -237,16 +236,13 @@ impl Drop for Indexer {
 }
 
 impl Inner {
-    fn handle(&self, tenant: &TenantId) -> Result<Arc<TenantHandle>, ApiError> {
+    fn handle(&self, tenant: &TenantId) -> Result<Arc<TenantHandle>, ServiceError> {
         let mut tenants = lock(&self.tenants);
         if let Some(h) = tenants.get(tenant) {
             return Ok(h.clone());
         }
         let mut writer = TenantIndex::open(self.ledger.data_dir(), tenant)?;
-        writer.set_content_source(self.content.clone())?;
-        if let Some(cutoffs) = &self.cutoffs {
-            writer.purge(cutoffs(tenant))?;
-        }
+        writer.set_source(self.source.clone())?;
         let applied = writer.applied();
         let h = Arc::new(TenantHandle {
             tenant: tenant.clone(),

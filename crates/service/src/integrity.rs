@@ -8,24 +8,23 @@
 //! Each report verifies offline with the log's verifier key: its `signature` is a C2SP signed
 //! note `<origin>/integrity-report\nsha256 <hex of the RFC 8785 bytes of "report">\n`.
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use agentrail_event::TenantId;
 use agentrail_event::hash::{from_hex, sha256, to_hex};
-use agentrail_ledger::{ChainLog, Ledger, read_origin_prefix, verify_tenant};
+use agentrail_ledger::clock::format_timestamp;
+use agentrail_ledger::layout::DataDir;
+use agentrail_ledger::sync::lock;
+use agentrail_ledger::{ChainLog, Clock, Ledger, read_origin_prefix, verify_tenant};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The integrity verifier of a server.
-#[derive(Debug)]
+/// The integrity verifier: a job of the service.
 pub struct Integrity {
+    ledger: Arc<Ledger>,
+    clock: Arc<dyn Clock>,
     log: ChainLog,
     /// Report seqs per tenant, oldest first.
     by_tenant: Mutex<HashMap<String, Vec<u64>>>,
@@ -33,9 +32,9 @@ pub struct Integrity {
     verified: Mutex<HashMap<String, (u64, String)>>,
     /// One verification per tenant at a time.
     running: Mutex<()>,
-    pub webhook: Option<String>,
-    pub failures: AtomicU64,
-    pub failing: Mutex<std::collections::BTreeSet<String>>,
+    webhook: Option<String>,
+    failures: AtomicU64,
+    failing: Mutex<std::collections::BTreeSet<String>>,
     schedule: crate::schedule::Schedule,
 }
 
@@ -47,14 +46,19 @@ pub enum Trigger {
 }
 
 impl Integrity {
-    pub fn open(data_dir: &Path, webhook: Option<String>) -> Result<Integrity, String> {
-        let log = ChainLog::open(&data_dir.join("system").join("integrity").join("log"))
-            .map_err(|e| format!("opening the integrity log: {e}"))?;
+    pub fn open(
+        ledger: Arc<Ledger>,
+        clock: Arc<dyn Clock>,
+        webhook: Option<String>,
+    ) -> Result<Integrity, ServiceError> {
+        let path = DataDir::new(ledger.data_dir()).system().integrity_log();
+        let log = ChainLog::open(&path)
+            .map_err(|e| ServiceError::internal(format!("opening the integrity log: {e}")))?;
         let mut by_tenant: HashMap<String, Vec<u64>> = HashMap::new();
         let mut verified = HashMap::new();
         let mut from = 0;
         loop {
-            let recs = log.read(from, 4096).map_err(|e| e.to_string())?;
+            let recs = log.read(from, 4096)?;
             if recs.is_empty() {
                 break;
             }
@@ -74,6 +78,8 @@ impl Integrity {
             from = recs.last().map_or(from, |r| r.seq + 1);
         }
         Ok(Integrity {
+            ledger,
+            clock,
             log,
             by_tenant: Mutex::new(by_tenant),
             verified: Mutex::new(verified),
@@ -86,18 +92,14 @@ impl Integrity {
     }
 
     /// Verifies a tenant now and records a signed report; returns the stored record.
-    pub fn run(
-        &self,
-        ledger: &Ledger,
-        tenant: &TenantId,
-        trigger: Trigger,
-        now: &str,
-    ) -> Result<Value, ApiError> {
+    pub fn run(&self, tenant: &TenantId, trigger: Trigger) -> Result<Value, ServiceError> {
         let _one = lock(&self.running);
+        let ledger = &*self.ledger;
+        let now = format_timestamp(self.clock.now());
         let started = Instant::now();
         let data_dir = ledger.data_dir();
         let prefix = read_origin_prefix(data_dir)
-            .map_err(|e| ApiError::internal(format!("reading the origin: {e}")))?;
+            .map_err(|e| ServiceError::internal(format!("reading the origin: {e}")))?;
         let previous = lock(&self.verified).get(tenant.as_str()).cloned();
         let r = verify_tenant(data_dir, tenant, ledger.verifier(), &prefix);
         let mut failure = r.failure.as_ref().map(|d| d.to_string());
@@ -123,18 +125,18 @@ impl Integrity {
             "failure": failure,
             "notes": r.notes,
             "checkpoint": checkpoint,
-            "verified_at": now,
+            "verified_at": &now,
             "duration_ms": started.elapsed().as_millis() as u64,
             "bytes": r.bytes,
         });
         let digest = {
             let bytes = agentrail_event::json::to_canonical_vec(&report)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(|e| ServiceError::internal(e.to_string()))?;
             to_hex(&sha256(&bytes))
         };
         let signature = ledger
             .sign_statement(tenant, "integrity-report", &[format!("sha256 {digest}")])
-            .map_err(ApiError::internal)?;
+            .map_err(ServiceError::internal)?;
         let mut rec = Map::new();
         rec.insert("report".into(), report.clone());
         rec.insert("signature".into(), Value::String(signature));
@@ -217,7 +219,7 @@ impl Integrity {
         tenant: &TenantId,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    ) -> Result<(Vec<Value>, Option<String>), ServiceError> {
         let seqs: Vec<u64> = lock(&self.by_tenant)
             .get(tenant.as_str())
             .map(|v| {
@@ -241,27 +243,35 @@ impl Integrity {
         Ok((out, next))
     }
 
-    /// Starts the scheduled verification of every tenant every `every` (a thread).
-    pub fn start_schedule(self: &Arc<Self>, ledger: Arc<Ledger>, every: Duration) {
+    /// Starts the scheduled verification of every tenant every `every` (a thread; it ends when
+    /// the job is stopped or dropped).
+    pub fn start_schedule(self: &Arc<Self>, every: Duration) {
         let me = Arc::downgrade(self);
         self.schedule.start("integrity", every, move |stopped| {
             let Some(me) = me.upgrade() else {
                 return false;
             };
-            let Ok(tenants) = ledger.tenants() else {
+            let Ok(tenants) = me.ledger.tenants() else {
                 return true;
             };
             for t in tenants {
                 if stopped() {
                     return false;
                 }
-                let now = agentrail_ledger::clock::format_timestamp(jiff::Timestamp::now());
-                if let Err(e) = me.run(&ledger, &t, Trigger::Schedule, &now) {
-                    tracing::error!(tenant = %t, error = %e.message, "scheduled verification could not run");
+                if let Err(e) = me.run(&t, Trigger::Schedule) {
+                    tracing::error!(tenant = %t, error = %e, "scheduled verification could not run");
                 }
             }
             true
         });
+    }
+
+    /// Failing runs so far, and the tenants whose latest run failed.
+    pub fn failures(&self) -> (u64, usize) {
+        (
+            self.failures.load(Ordering::Relaxed),
+            lock(&self.failing).len(),
+        )
     }
 
     pub fn stop(&self) {
@@ -293,4 +303,10 @@ pub fn verify_report(record: &Value, key: &agentrail_note::Verifier) -> Result<V
         return Err("the signed statement does not match this report".into());
     }
     Ok(report)
+}
+
+impl std::fmt::Debug for Integrity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Integrity")
+    }
 }

@@ -4,11 +4,12 @@
 
 use agentrail_event::TenantId;
 use agentrail_event::hash::{sha256, to_hex};
+use agentrail_ledger::layout::DataDir;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
 /// What a tenant key may do.
@@ -161,8 +162,8 @@ pub(crate) use agentrail_ledger::files::write_atomic;
 
 impl KeyStore {
     /// Opens `<data_dir>/system/keys.json` (an empty store if it does not exist yet).
-    pub fn open(data_dir: &Path) -> Result<KeyStore, KeyStoreError> {
-        let path = data_dir.join("system").join("keys.json");
+    pub fn open(layout: &DataDir) -> Result<KeyStore, KeyStoreError> {
+        let path = layout.system().keys();
         let keys = match fs::read(&path) {
             Ok(b) => {
                 let f: KeyFile =
@@ -319,8 +320,9 @@ mod tests {
     #[test]
     fn create_authenticate_revoke_persist() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("system")).unwrap();
-        let store = KeyStore::open(dir.path()).unwrap();
+        let layout = DataDir::new(dir.path());
+        std::fs::create_dir_all(layout.system().dir()).unwrap();
+        let store = KeyStore::open(&layout).unwrap();
         let acme = TenantId::parse("acme").unwrap();
         let (rec, key) = store
             .create(Some(&acme), "reader", &[Scope::EventsRead], "t0")
@@ -336,10 +338,10 @@ mod tests {
         assert!(store.authenticate(&wrong).is_none());
         assert!(store.authenticate("Bearer x").is_none());
         // The file holds no key, only its hash, and is private.
-        let file = std::fs::read_to_string(dir.path().join("system/keys.json")).unwrap();
+        let file = std::fs::read_to_string(layout.system().keys()).unwrap();
         assert!(!file.contains(&key[20..]));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("system/keys.json"))
+        let mode = std::fs::metadata(layout.system().keys())
             .unwrap()
             .permissions()
             .mode();
@@ -351,7 +353,7 @@ mod tests {
         assert!(store.revoke(Some(&acme), &rec.key_id, "t1").unwrap());
         assert!(store.authenticate(&key).is_none());
         // Reopened: still revoked.
-        let store = KeyStore::open(dir.path()).unwrap();
+        let store = KeyStore::open(&layout).unwrap();
         assert!(store.authenticate(&key).is_none());
         assert_eq!(store.list(&acme)[0].revoked_at.as_deref(), Some("t1"));
     }

@@ -8,26 +8,21 @@
 //! (`tenants/<id>/tokens/log`, a chain log of values sealed under the same subject/tenant key), so
 //! shredding a subject also makes its token values unreadable.
 
-use crate::error::ApiError;
+use crate::access::TenantLogs;
+use crate::error::ServiceError;
 use agentrail_event::model::DEFAULT_SENSITIVE_FIELDS;
 use agentrail_event::{TenantId, ValidEvent};
-use agentrail_index::{Content, ContentSource};
-use agentrail_ledger::ChainLog;
+use agentrail_index::{Content, Cutoffs, IndexSource};
+use agentrail_ledger::files::write_atomic;
+use agentrail_ledger::layout::DataDir;
+use agentrail_ledger::sync::{HandleCache, lock};
+use agentrail_ledger::{ChainLog, Clock};
 use agentrail_vault::{
-    Detectors, Tokenized, Vault, is_sealed, open_field, seal_field, tokenize_value,
+    Aad, Detectors, TokenKey, Tokenized, Vault, is_sealed, open_field, protect_field, seal_field,
 };
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn vault_err(e: agentrail_vault::VaultError) -> ApiError {
-    ApiError::internal(format!("vault: {e}"))
-}
+use std::sync::{Arc, Mutex, RwLock};
 
 /// A tenant's token vault: for each token, its records — one value record per data subject
 /// that mentioned the value (sealed under that subject's key, the tenant's without one), and
@@ -46,12 +41,12 @@ struct TokenCopy {
 }
 
 impl Tokens {
-    fn load(log: ChainLog) -> Result<Tokens, ApiError> {
+    fn load(log: ChainLog) -> Result<Tokens, ServiceError> {
         let known = Tokens::index(&log)?;
         Ok(Tokens { log, known })
     }
 
-    fn index(log: &ChainLog) -> Result<HashMap<String, Vec<TokenCopy>>, ApiError> {
+    fn index(log: &ChainLog) -> Result<HashMap<String, Vec<TokenCopy>>, ServiceError> {
         let mut known: HashMap<String, Vec<TokenCopy>> = HashMap::new();
         let mut from = 0;
         loop {
@@ -225,13 +220,14 @@ struct Compiled {
     detectors: Detectors,
 }
 
-/// The privacy layer of a server.
+/// The privacy layer of the service.
 pub struct Privacy {
-    pub vault: Arc<Vault>,
-    data_dir: PathBuf,
-    tokens: Mutex<HashMap<TenantId, Arc<Mutex<Tokens>>>>,
-    policies: Mutex<HashMap<TenantId, Arc<Compiled>>>,
-    gates: Mutex<HashMap<TenantId, Arc<std::sync::RwLock<()>>>>,
+    vault: Arc<Vault>,
+    layout: DataDir,
+    clock: Arc<dyn Clock>,
+    tokens: HandleCache<TenantId, Mutex<Tokens>>,
+    policies: HandleCache<TenantId, Compiled>,
+    gates: HandleCache<TenantId, RwLock<()>>,
 }
 
 impl std::fmt::Debug for Privacy {
@@ -240,23 +236,108 @@ impl std::fmt::Debug for Privacy {
     }
 }
 
-/// An index [`ContentSource`] over a vault (the server's, or one the offline `reindex` opens).
-pub fn content_source(vault: Arc<Vault>) -> ContentSource {
-    let v = vault.clone();
-    ContentSource {
-        open: Arc::new(move |tenant: &TenantId, stored: &Value| {
-            let fields = agentrail_vault::sealed_content(&v, tenant.as_str(), stored)?.to_string();
-            let tokens = agentrail_vault::find_tokens(&fields);
-            Some(Content { fields, tokens })
-        }),
-        erased: Arc::new(move |tenant: &TenantId| {
-            vault
-                .shredded_subjects(tenant.as_str())
-                .unwrap_or_else(|e| {
-                    tracing::error!(%tenant, error = %e, "cannot list the erased subjects");
-                    Vec::new()
-                })
-        }),
+/// What every tenant index asks the service for: the tokenized content of sealed fields (opened
+/// with the vault; nothing of a shredded subject), the erased subjects, and the cutoffs of the
+/// tenant's latest retention run. The service's indexer and the offline `reindex` use it.
+#[derive(Debug)]
+pub struct VaultIndexSource {
+    vault: Option<Arc<Vault>>,
+    retention: Arc<TenantLogs>,
+    /// Whether sealed content is opened for the index (off when sealing is off: nothing sealed).
+    open_content: bool,
+}
+
+impl VaultIndexSource {
+    /// `retention`: the run logs the retention job appends to (the same handles, so the latest
+    /// run is always seen).
+    pub fn new(
+        vault: Arc<Vault>,
+        retention: Arc<TenantLogs>,
+        open_content: bool,
+    ) -> VaultIndexSource {
+        VaultIndexSource {
+            vault: Some(vault),
+            retention,
+            open_content,
+        }
+    }
+
+    /// A source without a vault (no master key yet): no content, only the cutoffs.
+    pub fn without_vault(retention: Arc<TenantLogs>) -> VaultIndexSource {
+        VaultIndexSource {
+            vault: None,
+            retention,
+            open_content: false,
+        }
+    }
+}
+
+impl IndexSource for VaultIndexSource {
+    fn content(&self, tenant: &TenantId, stored: &Value) -> Option<Content> {
+        let vault = self.vault.as_ref().filter(|_| self.open_content)?;
+        let fields = agentrail_vault::sealed_content(vault, tenant, stored)?;
+        let fields = fields.to_string();
+        let tokens = agentrail_vault::find_tokens(&fields);
+        Some(Content { fields, tokens })
+    }
+
+    fn erased_subjects(&self, tenant: &TenantId) -> Vec<String> {
+        let Some(vault) = &self.vault else {
+            return Vec::new();
+        };
+        vault.shredded_subjects(tenant).unwrap_or_else(|e| {
+            tracing::error!(%tenant, error = %e, "cannot list the erased subjects");
+            Vec::new()
+        })
+    }
+
+    fn cutoffs(&self, tenant: &TenantId) -> Cutoffs {
+        crate::retention::latest_cutoffs(&self.retention, tenant).unwrap_or_else(|e| {
+            tracing::error!(%tenant, error = %e, "cannot read the retention cutoffs");
+            Cutoffs::default()
+        })
+    }
+}
+
+/// A tenant's ingest while it holds the erasure gate shared: events are sealed and appended
+/// through it, so no erasure of the tenant runs in between.
+#[derive(Debug)]
+pub struct Sealing<'a> {
+    privacy: &'a Privacy,
+    tenant: &'a TenantId,
+}
+
+/// A tenant's erasure while it holds the erasure gate exclusively: no ingest of the tenant seals
+/// anything until the erasure's event is in the ledger.
+#[derive(Debug)]
+pub struct Erasing<'a> {
+    privacy: &'a Privacy,
+    tenant: &'a TenantId,
+}
+
+impl Sealing<'_> {
+    /// See [`Privacy::protect_batch`].
+    pub fn protect_batch(&self, events: &mut [ValidEvent]) -> Result<(), ServiceError> {
+        self.privacy.protect_batch(self.tenant, events)
+    }
+}
+
+impl Erasing<'_> {
+    /// Destroys the subject's keys (`None`: every key of the tenant); whether it had a key.
+    pub fn shred(&self, subject: Option<&str>, now: &str) -> Result<bool, ServiceError> {
+        let v = &self.privacy.vault;
+        match subject {
+            Some(s) => Ok(v.shred_subject(self.tenant, s, now)?),
+            None => {
+                v.shred_tenant(self.tenant, now)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// See [`Privacy::erase_tokens`].
+    pub fn erase_tokens(&self, subject: Option<&str>, at: &str) -> Result<u64, ServiceError> {
+        self.privacy.erase_tokens(self.tenant, subject, at)
     }
 }
 
@@ -277,130 +358,120 @@ fn get_mut<'a>(m: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Valu
     Some(cur)
 }
 
+/// Opens the vault of a data directory with the master key from `AGENTRAIL_MASTER_KEY`, else
+/// `system/master.key` (made on first use).
+pub fn open_vault(layout: &DataDir) -> Result<Vault, ServiceError> {
+    let master = std::env::var("AGENTRAIL_MASTER_KEY").ok();
+    Vault::open(layout, master.as_deref())
+        .map_err(|e| ServiceError::internal(format!("opening the vault: {e}")))
+}
+
 impl Privacy {
-    pub fn open(data_dir: &Path, master_key: Option<&str>) -> Result<Privacy, String> {
-        let vault =
-            Vault::open(data_dir, master_key).map_err(|e| format!("opening the vault: {e}"))?;
-        Ok(Privacy {
-            vault: Arc::new(vault),
-            data_dir: data_dir.to_path_buf(),
-            tokens: Mutex::new(HashMap::new()),
-            policies: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
+    pub fn new(vault: Arc<Vault>, layout: &DataDir, clock: Arc<dyn Clock>) -> Privacy {
+        Privacy {
+            vault,
+            layout: layout.clone(),
+            clock,
+            tokens: HandleCache::new(256),
+            policies: HandleCache::new(1024),
+            gates: HandleCache::new(1024),
+        }
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// Runs an ingest step of `tenant` under its erasure gate, held shared: every event sealed
+    /// and appended inside `f` is sealed under keys no erasure of the tenant can destroy
+    /// meanwhile, and no token value is kept again behind an erasure.
+    pub fn sealing<T>(&self, tenant: &TenantId, f: impl FnOnce(&Sealing<'_>) -> T) -> T {
+        let gate = self.gate(tenant);
+        let _shared = gate.read().unwrap_or_else(|e| e.into_inner());
+        f(&Sealing {
+            privacy: self,
+            tenant,
         })
     }
 
-    /// The tenant's erasure gate: an ingest holds it shared from sealing until its events are
-    /// appended, an erasure holds it exclusively from shredding until its event is recorded, so
-    /// no event of an erased subject is sealed under a key made after the erasure began, and no
-    /// token value is kept again behind it.
-    pub fn erasure_gate(&self, tenant: &TenantId) -> Arc<std::sync::RwLock<()>> {
-        let mut all = lock(&self.gates);
-        if let Some(g) = all.get(tenant) {
-            return g.clone();
-        }
-        if all.len() >= 1024 {
-            all.retain(|_, g| Arc::strong_count(g) > 1);
-        }
-        let g = Arc::new(std::sync::RwLock::new(()));
-        all.insert(tenant.clone(), g.clone());
-        g
+    /// Runs an erasure of `tenant` under its erasure gate, held exclusively from shredding until
+    /// its event is recorded (inside `f`): every event of the erased subject before the erasure
+    /// event reads `$erased`.
+    pub fn erasing<T>(&self, tenant: &TenantId, f: impl FnOnce(&Erasing<'_>) -> T) -> T {
+        let gate = self.gate(tenant);
+        let _exclusive = gate.write().unwrap_or_else(|e| e.into_inner());
+        f(&Erasing {
+            privacy: self,
+            tenant,
+        })
     }
 
-    /// What the query index may hold of an event's sealed content: the opened (tokenized)
-    /// fields and their tokens, for search by token; nothing of a shredded subject.
-    pub fn content_source(&self) -> ContentSource {
-        content_source(self.vault.clone())
+    fn gate(&self, tenant: &TenantId) -> Arc<RwLock<()>> {
+        self.gates
+            .get_or_try_insert(tenant, || Ok::<_, ServiceError>(RwLock::new(())))
+            .unwrap_or_else(|_| Arc::new(RwLock::new(())))
     }
 
-    fn policy_path(&self, tenant: &TenantId) -> PathBuf {
-        self.data_dir
-            .join("tenants")
-            .join(tenant.as_str())
-            .join("policy.json")
-    }
-
-    fn compiled(&self, tenant: &TenantId) -> Result<Arc<Compiled>, ApiError> {
-        let mut all = lock(&self.policies);
-        if let Some(c) = all.get(tenant) {
-            return Ok(c.clone());
-        }
-        let policy: Policy = match std::fs::read(self.policy_path(tenant)) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ApiError::internal(format!("policy of {tenant}: {e}")))?,
-            Err(_) => Policy::default(),
-        };
-        let c = Arc::new(Compiled {
-            detectors: policy.detectors(),
-            policy,
-        });
-        if all.len() >= 1024 {
-            all.retain(|_, v| Arc::strong_count(v) > 1);
-        }
-        all.insert(tenant.clone(), c.clone());
-        Ok(c)
+    fn compiled(&self, tenant: &TenantId) -> Result<Arc<Compiled>, ServiceError> {
+        self.policies.get_or_try_insert(tenant, || {
+            let path = self.layout.tenant(tenant).policy();
+            let policy: Policy = match std::fs::read(&path) {
+                Ok(b) => serde_json::from_slice(&b)
+                    .map_err(|e| ServiceError::internal(format!("policy of {tenant}: {e}")))?,
+                Err(_) => Policy::default(),
+            };
+            Ok(Compiled {
+                detectors: policy.detectors(),
+                policy,
+            })
+        })
     }
 
     /// The tenant's policy (the defaults until one is set).
-    pub fn policy(&self, tenant: &TenantId) -> Result<Policy, ApiError> {
+    pub fn policy(&self, tenant: &TenantId) -> Result<Policy, ServiceError> {
         Ok(self.compiled(tenant)?.policy.clone())
     }
 
     /// Stores a checked policy durably; it applies to events ingested from now on.
-    pub fn set_policy(&self, tenant: &TenantId, policy: Policy) -> Result<(), ApiError> {
-        let b =
-            serde_json::to_vec_pretty(&policy).map_err(|e| ApiError::internal(e.to_string()))?;
-        let path = self.policy_path(tenant);
-        crate::keys::write_atomic(&path, &b, 0o644)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
-        let c = Arc::new(Compiled {
-            detectors: policy.detectors(),
-            policy,
-        });
-        lock(&self.policies).insert(tenant.clone(), c);
+    pub fn set_policy(&self, tenant: &TenantId, policy: Policy) -> Result<(), ServiceError> {
+        let b = serde_json::to_vec_pretty(&policy)
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        let path = self.layout.tenant(tenant).policy();
+        write_atomic(&path, &b, 0o644)
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", path.display())))?;
+        self.policies.insert(
+            tenant.clone(),
+            Compiled {
+                detectors: policy.detectors(),
+                policy,
+            },
+        );
         Ok(())
     }
 
-    fn tokens(&self, tenant: &TenantId) -> Result<Arc<Mutex<Tokens>>, ApiError> {
-        let mut all = lock(&self.tokens);
-        if let Some(t) = all.get(tenant) {
-            return Ok(t.clone());
-        }
-        let path = self
-            .data_dir
-            .join("tenants")
-            .join(tenant.as_str())
-            .join("tokens")
-            .join("log");
-        let t = Arc::new(Mutex::new(Tokens::load(ChainLog::open(&path)?)?));
-        if all.len() >= 256 {
-            all.retain(|_, v| Arc::strong_count(v) > 1);
-        }
-        all.insert(tenant.clone(), t.clone());
-        Ok(t)
+    fn tokens(&self, tenant: &TenantId) -> Result<Arc<Mutex<Tokens>>, ServiceError> {
+        self.tokens.get_or_try_insert(tenant, || {
+            let log = ChainLog::open(&self.layout.tenant(tenant).tokens_log())?;
+            Ok(Mutex::new(Tokens::load(log)?))
+        })
     }
 
     /// Tokenizes and seals the sensitive fields of a batch of events in place (assigning event
     /// ids first: the id is part of every field's associated data). New subject keys and new
     /// token values of the whole batch are each made durable with one append.
-    pub fn protect_batch(
+    fn protect_batch(
         &self,
         tenant: &TenantId,
         events: &mut [ValidEvent],
-        now: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
+        let now = &agentrail_ledger::clock::format_timestamp(self.clock.now());
         let subjects: Vec<&str> = events
             .iter()
             .filter_map(|ev| ev.value.get("subject_id").and_then(Value::as_str))
             .collect();
-        self.vault
-            .ensure_subject_keys(tenant.as_str(), &subjects, now)
-            .map_err(vault_err)?;
+        self.vault.ensure_subject_keys(tenant, &subjects, now)?;
         let compiled = self.compiled(tenant)?;
-        let token_key = self
-            .vault
-            .token_key(tenant.as_str(), now)
-            .map_err(vault_err)?;
+        let token_key = self.vault.token_key(tenant, now)?;
         let mut found: Vec<(Option<String>, Tokenized)> = Vec::new();
         for ev in events.iter_mut() {
             self.protect(tenant, &compiled, &token_key, ev, now, &mut found)?;
@@ -415,11 +486,11 @@ impl Privacy {
         &self,
         tenant: &TenantId,
         compiled: &Compiled,
-        token_key: &[u8; 32],
+        token_key: &TokenKey,
         ev: &mut ValidEvent,
         now: &str,
         found: &mut Vec<(Option<String>, Tokenized)>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let event_type = ev
             .value
             .get("event_type")
@@ -436,7 +507,7 @@ impl Privacy {
         let event_id = match ev.value.get("event_id").and_then(Value::as_str) {
             Some(id) => id.to_owned(),
             None => {
-                let id = uuid::Uuid::now_v7().to_string();
+                let id = agentrail_ledger::stored::new_event_id(&*self.clock);
                 ev.value
                     .insert("event_id".into(), Value::String(id.clone()));
                 id
@@ -455,18 +526,17 @@ impl Privacy {
             if is_sealed(v) {
                 continue;
             }
-            tokenize_value(token_key, &compiled.detectors, v, &mut here);
-            let sealed = seal_field(
+            protect_field(
                 &self.vault,
-                tenant.as_str(),
+                tenant,
+                token_key,
+                &compiled.detectors,
                 subject.as_deref(),
-                &event_id,
-                path,
+                Aad::new(&event_id, path),
                 v,
                 now,
-            )
-            .map_err(vault_err)?;
-            *v = sealed;
+                &mut here,
+            )?;
         }
         found.extend(here.into_iter().map(|t| (subject.clone(), t)));
         Ok(())
@@ -479,7 +549,7 @@ impl Privacy {
         tenant: &TenantId,
         found: Vec<(Option<String>, Tokenized)>,
         now: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let tokens = self.tokens(tenant)?;
         let mut t = lock(&tokens);
         let mut seen = HashSet::new();
@@ -496,14 +566,12 @@ impl Privacy {
             }
             let sealed = seal_field(
                 &self.vault,
-                tenant.as_str(),
+                tenant,
                 subject.as_deref(),
-                "token",
-                &f.token,
+                Aad::new("token", &f.token),
                 &Value::String(f.value),
                 now,
-            )
-            .map_err(vault_err)?;
+            )?;
             let mut m = Map::new();
             m.insert("token".into(), json!(&f.token));
             m.insert("type".into(), json!(f.label));
@@ -524,7 +592,7 @@ impl Privacy {
 
     /// Opens the sealed sensitive fields of a served event (in place): every `$enc` value inside
     /// `payload` (the paths sealed at ingest, whatever the policy was then).
-    pub fn open_event(&self, tenant: &str, v: &mut Value) {
+    pub fn open_event(&self, tenant: &TenantId, v: &mut Value) {
         let event_id = v
             .get("event_id")
             .and_then(Value::as_str)
@@ -538,12 +606,12 @@ impl Privacy {
     /// Destroys the token values of a subject (`None`: of every subject) after its keys were
     /// shredded: the token vault is rewritten (atomically) with a tombstone `{token, erased_at}`
     /// in place of each, so neither the value nor the token's link to the subject remains.
-    pub fn erase_tokens(
+    fn erase_tokens(
         &self,
         tenant: &TenantId,
         subject: Option<&str>,
         at: &str,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, ServiceError> {
         let store = self.tokens(tenant)?;
         let mut t = lock(&store);
         let mut records = Vec::new();
@@ -594,7 +662,7 @@ impl Privacy {
         &self,
         tenant: &TenantId,
         tokens: &[String],
-    ) -> Result<Vec<(String, Option<Value>)>, ApiError> {
+    ) -> Result<Vec<(String, Option<Value>)>, ServiceError> {
         let store = self.tokens(tenant)?;
         let t = lock(&store);
         let mut out = Vec::new();
@@ -605,8 +673,7 @@ impl Privacy {
             for c in copies.iter().filter(|c| c.live) {
                 let rec = t.log.read(c.seq, 1)?;
                 if let Some(sealed) = rec.first().map(|r| r.value()["value"].clone()) {
-                    let v = open_field(&self.vault, tenant.as_str(), "token", tok, &sealed)
-                        .map_err(vault_err)?;
+                    let v = open_field(&self.vault, tenant, Aad::new("token", tok), &sealed)?;
                     let erased = v.get("$erased").is_some();
                     value = Some(v);
                     if !erased {

@@ -10,23 +10,35 @@
 //! `tenants/<id>/retention/log` before it is answered.
 
 use crate::access::TenantLogs;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::error::ServiceError;
+use crate::indexer::Indexer;
+use crate::privacy::Privacy;
 use agentrail_event::TenantId;
 use agentrail_index::Cutoffs;
 use agentrail_ledger::clock::format_timestamp;
+use agentrail_ledger::layout::{DataDir, TenantPaths};
+use agentrail_ledger::sync::lock;
+use agentrail_ledger::{Clock, Ledger};
 use serde_json::{Map, Value, json};
-use std::path::Path;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DAY_NS: i128 = 86_400 * 1_000_000_000;
 
-/// The retention job of a server.
-#[derive(Debug)]
+/// The retention run logs of a data directory (`tenants/<id>/retention/log`).
+pub fn run_logs(layout: &DataDir) -> TenantLogs {
+    TenantLogs::new(layout, TenantPaths::retention_log)
+}
+
+/// The retention job: a job of the service.
 pub struct Retention {
-    /// The run logs (`GET …/retention-runs` pages them).
-    pub logs: TenantLogs,
+    ledger: Arc<Ledger>,
+    privacy: Arc<Privacy>,
+    indexer: Arc<Indexer>,
+    clock: Arc<dyn Clock>,
+    /// The run logs (`GET …/retention-runs` pages them), shared with the index source that
+    /// reads the latest cutoffs.
+    logs: Arc<TenantLogs>,
     /// One run at a time.
     running: Mutex<()>,
     schedule: crate::schedule::Schedule,
@@ -46,24 +58,29 @@ fn cutoff(now: jiff::Timestamp, days: u32) -> (i64, String) {
 }
 
 impl Retention {
-    pub fn new(data_dir: &Path) -> Retention {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        privacy: Arc<Privacy>,
+        indexer: Arc<Indexer>,
+        clock: Arc<dyn Clock>,
+        logs: Arc<TenantLogs>,
+    ) -> Retention {
         Retention {
-            logs: TenantLogs::new(data_dir, "retention"),
+            logs,
+            ledger,
+            privacy,
+            indexer,
+            clock,
             running: Mutex::new(()),
             schedule: Default::default(),
         }
     }
 
     /// Applies the tenant's policy to its index now; returns the run's record (durable).
-    pub fn run(
-        &self,
-        s: &AppState,
-        tenant: &TenantId,
-        trigger: Trigger,
-    ) -> Result<Value, ApiError> {
-        let _one = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let policy = s.privacy.policy(tenant)?;
-        let now = s.clock.now();
+    pub fn run(&self, tenant: &TenantId, trigger: Trigger) -> Result<Value, ServiceError> {
+        let _one = lock(&self.running);
+        let policy = self.privacy.policy(tenant)?;
+        let now = self.clock.now();
         let mut m = Map::new();
         m.insert("event_type".into(), json!("retention.run"));
         m.insert("tenant_id".into(), json!(tenant.as_str()));
@@ -89,7 +106,7 @@ impl Retention {
         } else {
             let (content_ns, content_before) = cutoff(now, policy.hot_content_days);
             let (events_ns, events_before) = cutoff(now, policy.retention_days);
-            let purged = s.indexer.purge(
+            let purged = self.indexer.purge(
                 tenant,
                 Cutoffs {
                     content_ns,
@@ -110,57 +127,75 @@ impl Retention {
         Ok(v)
     }
 
-    /// The cutoffs of the tenant's latest applied run (none before the first): what an index
-    /// rebuilt from the ledger, or opened after an upgrade rebuilt it, must apply again.
-    pub fn cutoffs(&self, tenant: &TenantId) -> Result<Cutoffs, ApiError> {
-        let log = self.logs.log(tenant)?;
-        let mut end = log.records();
-        while end > 0 {
-            let from = end.saturating_sub(64);
-            let recs = log.read(from, (end - from) as usize)?;
-            for r in recs.iter().rev() {
-                let v = r.value();
-                let ns = |k: &str| {
-                    v[k].as_str()
-                        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                        .map(|t| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MIN))
-                };
-                if let (Some(content_ns), Some(events_ns)) =
-                    (ns("content_received_before"), ns("events_received_before"))
-                {
-                    return Ok(Cutoffs {
-                        content_ns,
-                        events_ns,
-                    });
-                }
-            }
-            end = from;
-        }
-        Ok(Cutoffs::default())
-    }
-
-    /// Runs every tenant's retention every `every`.
-    pub fn start_schedule(&self, state: Weak<AppState>, every: Duration) {
+    /// Runs every tenant's retention every `every` (a thread; it ends when the job is stopped
+    /// or dropped).
+    pub fn start_schedule(self: &Arc<Self>, every: Duration) {
+        let me = Arc::downgrade(self);
         self.schedule.start("retention", every, move |stopped| {
-            let Some(s) = state.upgrade() else {
+            let Some(me) = me.upgrade() else {
                 return false;
             };
-            let Ok(tenants) = s.ledger.tenants() else {
+            let Ok(tenants) = me.ledger.tenants() else {
                 return true;
             };
             for t in tenants {
                 if stopped() {
                     return false;
                 }
-                if let Err(e) = s.retention.run(&s, &t, Trigger::Schedule) {
-                    tracing::error!(tenant = %t, error = %e.message, "scheduled retention run failed");
+                if let Err(e) = me.run(&t, Trigger::Schedule) {
+                    tracing::error!(tenant = %t, error = %e, "scheduled retention run failed");
                 }
             }
             true
         });
     }
 
+    /// A page of the tenant's runs, oldest first.
+    pub fn runs(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ServiceError> {
+        self.logs.page(tenant, cursor, limit)
+    }
+
     pub fn stop(&self) {
         self.schedule.stop();
     }
+}
+
+impl std::fmt::Debug for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Retention")
+    }
+}
+
+/// The cutoffs of the tenant's latest applied run (none before the first): what an index
+/// rebuilt from the ledger, or opened after an upgrade rebuilt it, must apply again.
+pub fn latest_cutoffs(logs: &TenantLogs, tenant: &TenantId) -> Result<Cutoffs, ServiceError> {
+    let log = logs.log(tenant)?;
+    let mut end = log.records();
+    while end > 0 {
+        let from = end.saturating_sub(64);
+        let recs = log.read(from, (end - from) as usize)?;
+        for r in recs.iter().rev() {
+            let v = r.value();
+            let ns = |k: &str| {
+                v[k].as_str()
+                    .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                    .map(|t| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MIN))
+            };
+            if let (Some(content_ns), Some(events_ns)) =
+                (ns("content_received_before"), ns("events_received_before"))
+            {
+                return Ok(Cutoffs {
+                    content_ns,
+                    events_ns,
+                });
+            }
+        }
+        end = from;
+    }
+    Ok(Cutoffs::default())
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 
 fn open(data_dir: &Path, tenant: &str) -> anyhow::Result<(Ledger, TenantId)> {
     let tenant = TenantId::parse(tenant).map_err(|e| anyhow!(e))?;
-    if !data_dir.join("tenants").join(tenant.as_str()).is_dir() {
+    if !agentrail_ledger::DataDir::new(data_dir)
+        .tenant(&tenant)
+        .dir()
+        .is_dir()
+    {
         bail!("tenant {tenant} does not exist in {}", data_dir.display());
     }
     let mut cfg = Config::new(data_dir);

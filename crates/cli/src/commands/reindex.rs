@@ -1,8 +1,10 @@
 //! `agentrail reindex --data-dir DIR [--tenant T]`: deletes a tenant's query store and rebuilds
-//! it from the ledger (the ledger is the only source of truth; the index is derived).
+//! it from the ledger (the ledger is the only source of truth; the index is derived). The
+//! rebuild is the service's ([`agentrail_service::reindex`]): with the vault, so sealed content
+//! is searchable by token again, and with the latest retention cutoffs.
 
 use agentrail_event::TenantId;
-use agentrail_ledger::{Config, Ledger, list_tenants};
+use agentrail_ledger::{Config, DataDir, Ledger, list_tenants};
 use anyhow::{Context, anyhow, bail};
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,7 +14,7 @@ pub fn run(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
     let tenants = match tenant {
         Some(t) => {
             let t = TenantId::parse(t).map_err(|e| anyhow!(e))?;
-            if !data_dir.join("tenants").join(t.as_str()).is_dir() {
+            if !DataDir::new(data_dir).tenant(&t).dir().is_dir() {
                 bail!("tenant {t} does not exist in {}", data_dir.display());
             }
             vec![t]
@@ -24,22 +26,9 @@ pub fn run(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
     cfg.checkpoint_interval = None;
     let ledger = Ledger::open(cfg)
         .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
-    // The index holds the tokenized content of sealed fields for search: it needs the vault
-    // (the master key from AGENTRAIL_MASTER_KEY or system/master.key), as the server does.
-    let master = std::env::var("AGENTRAIL_MASTER_KEY").ok();
-    let content = if master.is_some() || data_dir.join("system").join("master.key").exists() {
-        let privacy = agentrail_server::privacy::Privacy::open(data_dir, master.as_deref())
-            .map_err(|e| anyhow!(e))?;
-        Some(privacy.content_source())
-    } else {
-        None
-    };
-    let retention = agentrail_server::retention::Retention::new(data_dir);
     for t in &tenants {
         let start = Instant::now();
-        // The cutoffs of the tenant's latest retention run: purged content stays purged.
-        let cutoffs = retention.cutoffs(t).map_err(|e| anyhow!(e.message))?;
-        let index = agentrail_index::reindex(&ledger, data_dir, t, content.clone(), cutoffs)
+        let index = agentrail_service::reindex(&ledger, t)
             .with_context(|| format!("rebuilding the index of tenant {t}"))?;
         let secs = start.elapsed().as_secs_f64();
         println!(

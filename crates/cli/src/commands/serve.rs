@@ -29,7 +29,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         None => ServerConfig::default(),
     };
     if let Some(d) = a.data_dir {
-        cfg.data_dir = d;
+        cfg.service.data_dir = d;
     }
     if let Some(l) = a.listen {
         cfg.listen = l;

@@ -4,6 +4,7 @@
 
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
+use agentrail_ledger::DataDir;
 use agentrail_ledger::{list_tenants, read_origin_prefix, read_verifier, verify_tenant};
 use agentrail_note::Verifier;
 use anyhow::{Context, anyhow};
@@ -21,7 +22,7 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
     let tenants = match tenant {
         Some(t) => {
             let t = TenantId::parse(t).map_err(|e| anyhow!(e))?;
-            if !data_dir.join("tenants").join(t.as_str()).is_dir() {
+            if !DataDir::new(data_dir).tenant(&t).dir().is_dir() {
                 return Err(anyhow!(
                     "tenant {t} does not exist in {}",
                     data_dir.display()
@@ -61,11 +62,7 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
             println!("{t}: note: {n}");
         }
         // The access log (who read what) is hash-chained on its own.
-        let access = data_dir
-            .join("tenants")
-            .join(t.as_str())
-            .join("access")
-            .join("log");
+        let access = DataDir::new(data_dir).tenant(t).access_log();
         if access.exists() {
             match agentrail_ledger::scan_chain_log(&access) {
                 Ok(scan) => println!(

@@ -1,0 +1,147 @@
+//! Export jobs: start one, follow it, download its files (each download is logged).
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Caller, Route, S, blocking, json_body, read, tenant};
+use agentrail_service::Scope;
+use agentrail_service::exports::{ExportStatus, JobRequest};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExport {
+    /// `ndjson` (default) or `parquet`.
+    #[serde(default)]
+    pub format: Option<String>,
+    pub from_seq: Option<u64>,
+    /// Exclusive.
+    pub to_seq: Option<u64>,
+    /// RFC 3339 on `received_at`, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339 on `received_at`, exclusive.
+    pub to: Option<String>,
+    /// A named destination: exports only what it has not received (the range is ignored).
+    pub destination: Option<String>,
+    /// Data files are closed at this size (default 256 MiB).
+    pub max_file_bytes: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/exports", tag = "exports",
+    params(("tenant" = String, Path)),
+    request_body = CreateExport,
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 202, description = "the export runs in the background", body = ExportStatus),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_export(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+    route: Route,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<ExportStatus>), ApiError> {
+    let tenant = tenant(&s, &caller, &t, &[Scope::Export])?;
+    let req: CreateExport = if body.is_empty() {
+        json_body(b"{}")?
+    } else {
+        json_body(&body)?
+    };
+    let format = match req.format.as_deref() {
+        None => agentrail_export::FileFormat::Ndjson,
+        Some(f) => agentrail_export::FileFormat::parse(f)
+            .ok_or_else(|| ApiError::bad_request(format!("format {f:?}: use ndjson or parquet")))?,
+    };
+    for (name, v) in [("from", &req.from), ("to", &req.to)] {
+        if let Some(v) = v
+            && v.parse::<jiff::Timestamp>().is_err()
+        {
+            return Err(ApiError::bad_request(format!(
+                "{name} {v:?} is not an RFC 3339 timestamp"
+            )));
+        }
+    }
+    for (name, v) in [("from_seq", req.from_seq), ("to_seq", req.to_seq)] {
+        if v.is_some_and(|v| v > (1 << 53) - 1) {
+            return Err(ApiError::bad_request(format!("{name} is beyond any seq")));
+        }
+    }
+    if let Some(d) = &req.destination
+        && !agentrail_service::exports::valid_name(d)
+    {
+        return Err(ApiError::bad_request(
+            "destination must be 1-64 of [a-z0-9_-]",
+        ));
+    }
+    let job = JobRequest {
+        format,
+        selection: agentrail_export::Selection {
+            from_seq: req.from_seq,
+            to_seq: req.to_seq,
+            from: req.from,
+            to: req.to,
+        },
+        max_file_bytes: req
+            .max_file_bytes
+            .unwrap_or(agentrail_export::DEFAULT_MAX_FILE_BYTES)
+            .max(4096),
+        destination: req.destination,
+    };
+    let params = serde_json::to_value(&job).unwrap_or(Value::Null);
+    blocking(move || {
+        let read = read(caller, tenant, route, params);
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(s.service.start_export(read, job)?),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/exports/{export_id}", tag = "exports",
+    params(("tenant" = String, Path), ("export_id" = String, Path)),
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 200, description = "progress, and the files and manifest once done", body = ExportStatus),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_export(
+    State(s): S,
+    Caller(caller): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Json<ExportStatus>, ApiError> {
+    let tenant = tenant(&s, &caller, &t, &[Scope::Export])?;
+    blocking(move || Ok(Json(s.service.export_status(&tenant, &id)?))).await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/exports/{export_id}/files/{name}", tag = "exports",
+    params(("tenant" = String, Path), ("export_id" = String, Path), ("name" = String, Path)),
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 200, description = "the file's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn export_file(
+    State(s): S,
+    Caller(caller): Caller,
+    Path((t, id, name)): Path<(String, String, String)>,
+    route: Route,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&s, &caller, &t, &[Scope::Export])?;
+    let path = blocking(move || {
+        let params = json!({"export_id": id, "name": name});
+        let read = read(caller, tenant, route, params);
+        Ok(s.service.export_file(read, &id, &name)?)
+    })
+    .await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}

@@ -1,0 +1,183 @@
+//! `POST /v1/tenants/{tenant}/events`: the HTTP intake. The body is read here (size limit, gzip)
+//! and admitted (append slots, 503 + Retry-After beyond them); everything else is
+//! [`agentrail_service::Service::ingest`].
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Caller, S, blocking, tenant};
+use agentrail_event::batch::BatchFormat;
+use agentrail_ledger::Receipt;
+use agentrail_service::Scope;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Serialize;
+use std::io::Read;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptsBody {
+    pub receipts: Vec<ReceiptJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptJson {
+    pub event_id: String,
+    pub seq: u64,
+    /// Hex SHA-256 of the stored form.
+    pub hash: String,
+    pub received_at: String,
+    /// Present and true when the event was already stored (an idempotent replay).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+}
+
+impl From<Receipt> for ReceiptJson {
+    fn from(r: Receipt) -> ReceiptJson {
+        ReceiptJson {
+            event_id: r.event_id,
+            seq: r.seq,
+            hash: r.hash,
+            received_at: r.received_at,
+            replayed: r.replayed,
+        }
+    }
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" | "" => Ok(BatchFormat::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+            Ok(BatchFormat::Ndjson)
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "content type {other:?} is not accepted: send application/json or application/x-ndjson"
+            ),
+        )),
+    }
+}
+
+fn too_large(what: &str, max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("{what} is larger than the limit of {max} bytes"),
+    )
+}
+
+/// The body, gzip-decoded if so encoded, at most `max` bytes either way.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > max as u64
+    {
+        return Err(too_large("the request body", max));
+    }
+    let limited = http_body_util::Limited::new(body, max);
+    let raw = match http_body_util::BodyExt::collect(limited).await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(too_large("the request body", max));
+        }
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot read the request body: {e}"
+            )));
+        }
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(raw.to_vec()),
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::new();
+            let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]).take(max as u64 + 1);
+            dec.read_to_end(&mut out).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_gzip",
+                    format!("the body is not valid gzip: {e}"),
+                )
+            })?;
+            if out.len() > max {
+                return Err(too_large("the decompressed request body", max));
+            }
+            Ok(out)
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("content encoding {other:?} is not accepted: send gzip or none"),
+        )),
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::unavailable("busy", "the sequencer is saturated; retry shortly", 1)
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/events", tag = "events",
+    params(("tenant" = String, Path)),
+    request_body(description = "One event object, a JSON array of events, or NDJSON (`application/x-ndjson`); optionally `Content-Encoding: gzip`. All-or-nothing.",
+        content((Object = "application/json"), (String = "application/x-ndjson"))),
+    security(("bearer" = ["events:write"])),
+    responses(
+        (status = 200, description = "every event is durable", body = ReceiptsBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, description = "an event_id was used for different content", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "invalid events: every problem with its line or index and field path", body = ErrorBody),
+        (status = 503, description = "saturated; retry after `Retry-After` seconds", body = ErrorBody)))]
+pub async fn ingest(
+    State(s): S,
+    Caller(caller): Caller,
+    Path(t): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ReceiptsBody>, ApiError> {
+    let tenant = tenant(&s, &caller, &t, &[Scope::EventsWrite])?;
+    let format = body_format(&headers)?;
+    let metrics = s.service.metrics();
+    // Bounded queue: beyond twice the append slots, refuse at once rather than hold bodies.
+    let Some(_admitted) = s.admission.admit(&s.service) else {
+        metrics.reject("busy");
+        return Err(busy());
+    };
+    let bytes = read_body(&headers, body, s.cfg.max_body_bytes).await?;
+    let permit = tokio::time::timeout(
+        Duration::from_millis(s.cfg.append_wait_ms),
+        s.admission.slots.clone().acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(permit)) = permit else {
+        metrics.reject("busy");
+        return Err(busy());
+    };
+    let service = s.service.clone();
+    let receipts = blocking(move || {
+        let _permit = permit;
+        Ok(service.ingest(&tenant, &bytes, format)?)
+    })
+    .await?;
+    Ok(Json(ReceiptsBody {
+        receipts: receipts.into_iter().map(ReceiptJson::from).collect(),
+    }))
+}

@@ -1,0 +1,159 @@
+//! What every handler takes from a request: the authenticated caller, the route it matched (the
+//! name its reads are logged under), parameters and JSON bodies (parsed after authorization, so
+//! a caller without access learns nothing from their errors), and the hop to a blocking thread
+//! for the service's synchronous operations.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use agentrail_event::TenantId;
+use agentrail_service::{Consistency, Principal, ReadRequest, Scope};
+use axum::extract::{FromRequestParts, MatchedPath, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub type S = axum::extract::State<Arc<AppState>>;
+
+/// The authenticated caller: `Authorization: Bearer <key>`.
+#[derive(Debug)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Caller, ApiError> {
+        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing API key: send the header `Authorization: Bearer <key>`",
+            ));
+        };
+        let key = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <key>`")
+            })?;
+        state
+            .service
+            .authenticate(key)
+            .map(Caller)
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+    }
+}
+
+/// The route a request matched, as the access log names it: `GET /v1/tenants/{tenant}/events`.
+#[derive(Debug, Clone)]
+pub struct Route(pub String);
+
+impl<St: Send + Sync> FromRequestParts<St> for Route {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Route, ApiError> {
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
+        Ok(Route(format!("{} {path}", parts.method)))
+    }
+}
+
+/// Authorizes `caller` for the tenant named in the path with one of `scopes`.
+pub fn tenant(
+    s: &AppState,
+    caller: &Principal,
+    raw: &str,
+    scopes: &[Scope],
+) -> Result<TenantId, ApiError> {
+    Ok(s.service.authorize(caller, raw, scopes)?)
+}
+
+/// A read to be logged: who, which tenant, the route, and what was asked.
+pub fn read(caller: Principal, tenant: TenantId, route: Route, params: Value) -> ReadRequest {
+    ReadRequest {
+        caller,
+        tenant,
+        endpoint: route.0,
+        params,
+    }
+}
+
+/// Query parameters. Unknown parameters are refused: a typo must not widen a query.
+pub fn params<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("query parameters: {}", e.body_text())))
+}
+
+/// The query string as a JSON object, for the access log.
+pub fn query_json(uri: &Uri) -> Value {
+    let pairs: Map<String, Value> = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| {
+            q.0.into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::Object(pairs)
+}
+
+/// `v` with one more member.
+pub fn with(mut v: Value, k: &str, x: impl Into<Value>) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert(k.into(), x.into());
+    }
+    v
+}
+
+pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request needs a JSON body"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+/// Request header: `latest` (default: wait until the index holds every event acknowledged
+/// before the query) or `indexed` (answer at once from what the index holds).
+pub const READ_CONSISTENCY: &str = "x-read-consistency";
+/// Response header: how many of the tenant's events the answer covers.
+pub const INDEXED_SIZE: &str = "x-indexed-size";
+
+/// A query answer with the `X-Indexed-Size` header: the answer covers the tenant's events
+/// `[0, X-Indexed-Size)`.
+pub type Indexed<T> = ([(&'static str, String); 1], axum::Json<T>);
+
+pub fn indexed<T>(body: T, size: u64) -> Indexed<T> {
+    ([(INDEXED_SIZE, size.to_string())], axum::Json(body))
+}
+
+pub fn consistency(headers: &HeaderMap) -> Result<Consistency, ApiError> {
+    match headers
+        .get(READ_CONSISTENCY)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("latest") => Ok(Consistency::Latest),
+        Some("indexed") => Ok(Consistency::Indexed),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{READ_CONSISTENCY} {other:?}: use latest or indexed"
+        ))),
+    }
+}
+
+/// Runs a synchronous service operation on a blocking thread.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}

@@ -1,0 +1,54 @@
+//! The service's settings. The server reads them from the same TOML file as its own (unknown
+//! keys are refused there).
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// What the application needs to know: where its data is, its limits and its schedules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    pub data_dir: PathBuf,
+    /// Most events in one ingest batch.
+    pub max_batch_events: usize,
+    /// A tenant whose index is this many events behind its ledger gets `index_behind` on ingest
+    /// until the index catches up: the lag stays bounded.
+    pub max_index_lag: u64,
+    /// How long a read waits for the index to hold the events acknowledged before it.
+    pub query_wait_ms: u64,
+    pub max_open_tenants: usize,
+    pub max_open_indexes: usize,
+    pub checkpoint_interval_ms: u64,
+    pub clock_skew_bound_ms: i64,
+    /// Origins of checkpoints are `<origin_prefix>/tenants/<id>`; fixed at the first start.
+    pub origin_prefix: Option<String>,
+    /// Every tenant is re-verified this often (0: never; on demand only).
+    pub verify_interval_ms: u64,
+    /// Integrity failures are POSTed (JSON) here.
+    pub webhook_url: Option<String>,
+    /// Every tenant's retention policy is applied this often (0: never; on demand only).
+    pub retention_interval_ms: u64,
+    /// Tokenize and seal sensitive fields before they are stored. Turning it off stores them in
+    /// clear; only for measuring what privacy costs.
+    pub seal_sensitive_fields: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            data_dir: PathBuf::from("./agentrail-data"),
+            max_batch_events: 10_000,
+            max_index_lag: 100_000,
+            query_wait_ms: 10_000,
+            max_open_tenants: 256,
+            max_open_indexes: 128,
+            checkpoint_interval_ms: 1_000,
+            clock_skew_bound_ms: 60_000,
+            origin_prefix: None,
+            verify_interval_ms: 600_000,
+            webhook_url: None,
+            retention_interval_ms: 3_600_000,
+            seal_sensitive_fields: true,
+        }
+    }
+}

@@ -1,0 +1,942 @@
+//! [`Service`]: the application. It owns the ledger, the key store, the vault and privacy layer,
+//! the indexer, the access log and the background jobs, and offers every use case as one
+//! synchronous operation. Intake paths (HTTP today; OTLP, Kafka and cluster nodes later) call
+//! [`Service::ingest`]; readers call the read operations, each of which records its
+//! `audit.access` entry durably before it returns.
+
+use crate::access::{Access, AccessLogs};
+use crate::config::ServiceConfig;
+use crate::error::ServiceError;
+use crate::exports::{ExportStatus, Exports, JobRequest};
+use crate::indexer::Indexer;
+use crate::integrity::Integrity;
+use crate::keys::{KeyRecord, KeyStore, Principal, Scope};
+use crate::metrics::Metrics;
+use crate::privacy::{Policy, Privacy, VaultIndexSource};
+use crate::retention::Retention;
+use agentrail_event::TenantId;
+use agentrail_event::batch::{BatchFormat, Position, parse_batch};
+use agentrail_index::{EventRow, IndexError, TenantIndex};
+use agentrail_ledger::clock::format_timestamp;
+use agentrail_ledger::files::write_atomic;
+use agentrail_ledger::layout::DataDir;
+use agentrail_ledger::proofs::{self, ConsistencyProof, InclusionProof};
+use agentrail_ledger::sync::lock;
+use agentrail_ledger::{Clock, Ledger, Receipt, SignedCheckpoint, SystemClock};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The application.
+pub struct Service {
+    cfg: ServiceConfig,
+    layout: DataDir,
+    ledger: Arc<Ledger>,
+    keys: KeyStore,
+    indexer: Arc<Indexer>,
+    access: AccessLogs,
+    exports: Exports,
+    integrity: Arc<Integrity>,
+    privacy: Arc<Privacy>,
+    retention: Arc<Retention>,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+    /// Serializes tenant creation.
+    admin: Mutex<()>,
+    /// Per tenant: the size of its latest checkpoint and since when events beyond it were seen.
+    unsigned_since: Mutex<HashMap<TenantId, (u64, Instant)>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Service({})", self.layout.root().display())
+    }
+}
+
+/// What opening the service did.
+#[derive(Debug)]
+pub struct Opened {
+    pub service: Arc<Service>,
+    /// The root key, when this start created it (shown once).
+    pub new_root_key: Option<String>,
+    pub root_key_file: PathBuf,
+}
+
+/// How long a read may wait for the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Wait (up to `query_wait_ms`) until the index holds every event acknowledged before.
+    #[default]
+    Latest,
+    /// Answer at once from what the index holds.
+    Indexed,
+}
+
+/// A read of audit data, as its access-log record will name it.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub caller: Principal,
+    pub tenant: TenantId,
+    /// `GET /v1/tenants/{tenant}/sessions/{session_id}`: the method and route template.
+    pub endpoint: String,
+    /// What was asked: path and query parameters.
+    pub params: Value,
+}
+
+/// Serves stored events as the reader asked: exactly what was hashed (`decrypt: false`), or with
+/// the sealed sensitive fields opened; both with their `hash`.
+#[derive(Debug, Clone)]
+pub struct Presenter {
+    privacy: Arc<Privacy>,
+    tenant: TenantId,
+    decrypt: bool,
+}
+
+impl Presenter {
+    pub fn one(&self, row: &EventRow) -> Value {
+        let mut v = row.value();
+        self.open(&mut v);
+        if let Value::Object(m) = &mut v {
+            m.insert("hash".into(), Value::String(row.hash.clone()));
+        }
+        v
+    }
+
+    pub fn all(&self, rows: &[EventRow]) -> Vec<Value> {
+        rows.iter().map(|r| self.one(r)).collect()
+    }
+
+    /// Opens, in place, the sealed fields of a stored event (when decrypting).
+    pub fn open(&self, v: &mut Value) {
+        if self.decrypt {
+            self.privacy.open_event(&self.tenant, v);
+        }
+    }
+}
+
+/// A new tenant.
+#[derive(Debug, Clone)]
+pub struct TenantInfo {
+    pub tenant_id: TenantId,
+    /// The checkpoint origin of the tenant's log.
+    pub origin: String,
+    /// The C2SP verifier key checkpoints and exports verify with.
+    pub verifier_key: String,
+}
+
+/// A recorded erasure.
+#[derive(Debug, Clone)]
+pub struct Erasure {
+    pub erased_at: String,
+    /// Whether the subject had a key (had sealed content).
+    pub had_key: bool,
+    /// The `custom.subject.erased` / `custom.tenant.erased` event in the tenant's ledger.
+    pub receipt: Receipt,
+}
+
+/// Which event an inclusion proof is for.
+#[derive(Debug, Clone)]
+pub enum EventRef {
+    Seq(u64),
+    EventId(String),
+}
+
+impl Service {
+    /// Opens (creating on first start) the data directory: ledger, keys, root key, vault,
+    /// indexer, and starts the background jobs.
+    pub fn open(cfg: ServiceConfig) -> Result<Opened, ServiceError> {
+        Service::open_with_clock(cfg, Arc::new(SystemClock))
+    }
+
+    /// [`Service::open`] with another clock for `received_at`, event ids, key and retention
+    /// times (tests move a `ManualClock` to check what happens months later).
+    pub fn open_with_clock(
+        cfg: ServiceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Opened, ServiceError> {
+        let layout = DataDir::new(&cfg.data_dir);
+        let fail = |what: String| {
+            move |e: &dyn std::fmt::Display| ServiceError::internal(format!("{what}: {e}"))
+        };
+        std::fs::create_dir_all(layout.system().dir())
+            .map_err(|e| fail(format!("creating {}", cfg.data_dir.display()))(&e))?;
+        let mut lc = agentrail_ledger::Config::new(&cfg.data_dir);
+        lc.origin_prefix = cfg.origin_prefix.clone();
+        lc.max_open_tenants = cfg.max_open_tenants;
+        lc.checkpoint_interval = Some(Duration::from_millis(cfg.checkpoint_interval_ms.max(10)));
+        lc.clock_skew_bound_ms = cfg.clock_skew_bound_ms;
+        lc.clock = clock.clone();
+        let ledger = Arc::new(Ledger::open(lc).map_err(|e| fail("opening the ledger".into())(&e))?);
+        for note in ledger.take_recovery_notes() {
+            tracing::warn!(%note, "recovery");
+        }
+        let keys = KeyStore::open(&layout).map_err(|e| fail("opening the key store".into())(&e))?;
+        let root_key_file = layout.system().root_key();
+        let mut new_root_key = None;
+        if !keys.has_root() {
+            let now = format_timestamp(clock.now());
+            let (_, key) = keys
+                .create(None, "root", &[], &now)
+                .map_err(|e| fail("creating the root key".into())(&e))?;
+            write_atomic(&root_key_file, format!("{key}\n").as_bytes(), 0o600)
+                .map_err(|e| fail(format!("writing {}", root_key_file.display()))(&e))?;
+            new_root_key = Some(key);
+        }
+        let vault = Arc::new(crate::privacy::open_vault(&layout)?);
+        let privacy = Arc::new(Privacy::new(vault.clone(), &layout, clock.clone()));
+        let run_logs = Arc::new(crate::retention::run_logs(&layout));
+        let source = VaultIndexSource::new(vault, run_logs.clone(), cfg.seal_sensitive_fields);
+        let indexer = Arc::new(Indexer::start(
+            ledger.clone(),
+            cfg.max_open_indexes,
+            Some(Arc::new(source)),
+        ));
+        let integrity = Arc::new(Integrity::open(
+            ledger.clone(),
+            clock.clone(),
+            cfg.webhook_url.clone(),
+        )?);
+        if cfg.verify_interval_ms > 0 {
+            integrity.start_schedule(Duration::from_millis(cfg.verify_interval_ms));
+        }
+        let retention = Arc::new(Retention::new(
+            ledger.clone(),
+            privacy.clone(),
+            indexer.clone(),
+            clock.clone(),
+            run_logs,
+        ));
+        if cfg.retention_interval_ms > 0 {
+            retention.start_schedule(Duration::from_millis(cfg.retention_interval_ms));
+        }
+        let exports = Exports::new(ledger.clone());
+        exports.resume_interrupted();
+        let service = Service {
+            access: AccessLogs::new(&layout),
+            exports,
+            retention,
+            integrity,
+            privacy,
+            metrics: Metrics::default(),
+            layout,
+            cfg,
+            ledger,
+            keys,
+            indexer,
+            clock,
+            admin: Mutex::new(()),
+            unsigned_since: Mutex::new(HashMap::new()),
+        };
+        Ok(Opened {
+            service: Arc::new(service),
+            new_root_key,
+            root_key_file,
+        })
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn layout(&self) -> &DataDir {
+        &self.layout
+    }
+
+    /// The injected clock's time, RFC 3339 with nine fraction digits.
+    pub fn now(&self) -> String {
+        format_timestamp(self.clock.now())
+    }
+
+    /// Whether the data directory is still there.
+    pub fn ready(&self) -> bool {
+        self.layout.system().dir().is_dir()
+    }
+
+    // ---- keys and authorization ---------------------------------------------------------------
+
+    /// The principal of a key string, if it is a live key.
+    pub fn authenticate(&self, key: &str) -> Option<Principal> {
+        self.keys.authenticate(key)
+    }
+
+    /// Checks that `caller` may act on the tenant named `raw` with one of `scopes`, and returns
+    /// the tenant. A key of another tenant gets the same answer whether or not the tenant exists;
+    /// the root key may administer every tenant (keys, policy, access log) but holds no data
+    /// scopes.
+    pub fn authorize(
+        &self,
+        caller: &Principal,
+        raw: &str,
+        scopes: &[Scope],
+    ) -> Result<TenantId, ServiceError> {
+        if let Some(own) = &caller.tenant
+            && own.as_str() != raw
+        {
+            return Err(ServiceError::forbidden(
+                "this key is not allowed to access this tenant",
+            ));
+        }
+        let tenant = TenantId::parse(raw).map_err(ServiceError::bad_request)?;
+        match &caller.tenant {
+            None if scopes.contains(&Scope::TenantAdmin) => {
+                if !self.ledger.exists(&tenant) {
+                    return Err(ServiceError::not_found(format!(
+                        "tenant {tenant} does not exist"
+                    )));
+                }
+            }
+            None => {
+                return Err(ServiceError::forbidden(
+                    "the root key administers tenants; use a tenant key to read or write audit data",
+                ));
+            }
+            Some(_) if !scopes.iter().any(|s| caller.scopes.contains(s)) => {
+                let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+                return Err(ServiceError::forbidden(format!(
+                    "this key lacks the scope {} for this endpoint",
+                    names.join(" or ")
+                )));
+            }
+            Some(_) => {}
+        }
+        Ok(tenant)
+    }
+
+    /// Refuses every caller but the root key.
+    pub fn require_root(&self, caller: &Principal, what: &str) -> Result<(), ServiceError> {
+        if caller.is_root() {
+            Ok(())
+        } else {
+            Err(ServiceError::forbidden(format!("only the root key {what}")))
+        }
+    }
+
+    /// Creates a tenant (root only).
+    pub fn create_tenant(&self, caller: &Principal, raw: &str) -> Result<TenantInfo, ServiceError> {
+        self.require_root(caller, "creates tenants")?;
+        let tenant = TenantId::parse(raw).map_err(|e| ServiceError::bad_field(e, "tenant_id"))?;
+        let _g = lock(&self.admin);
+        if !self.ledger.create_tenant(&tenant)? {
+            return Err(ServiceError::Conflict {
+                message: format!("tenant {tenant} already exists"),
+                details: Vec::new(),
+            });
+        }
+        tracing::info!(%tenant, by = %caller.key_id, "tenant created");
+        Ok(TenantInfo {
+            origin: self.ledger.origin(&tenant),
+            verifier_key: self.ledger.verifier().to_string(),
+            tenant_id: tenant,
+        })
+    }
+
+    /// Creates a key of `tenant`; returns its record and the key string (shown only now).
+    pub fn create_key(
+        &self,
+        caller: &Principal,
+        tenant: &TenantId,
+        name: Option<String>,
+        scopes: &[Scope],
+    ) -> Result<(KeyRecord, String), ServiceError> {
+        if scopes.is_empty() {
+            return Err(ServiceError::bad_field(
+                "a key needs at least one scope",
+                "scopes",
+            ));
+        }
+        let name = name.unwrap_or_default();
+        if name.len() > 200 {
+            return Err(ServiceError::bad_request("name is longer than 200 bytes"));
+        }
+        let (rec, key) = self
+            .keys
+            .create(Some(tenant), &name, scopes, &self.now())
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        tracing::info!(%tenant, key_id = %rec.key_id, by = %caller.key_id, "key created");
+        Ok((rec, key))
+    }
+
+    pub fn list_keys(&self, tenant: &TenantId) -> Vec<KeyRecord> {
+        self.keys.list(tenant)
+    }
+
+    /// Revokes a key of `tenant`; it stops working for the next request.
+    pub fn revoke_key(
+        &self,
+        caller: &Principal,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<(), ServiceError> {
+        if self
+            .keys
+            .revoke(Some(tenant), key_id, &self.now())
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+        {
+            tracing::info!(%tenant, %key_id, by = %caller.key_id, "key revoked");
+            Ok(())
+        } else {
+            Err(ServiceError::not_found(format!(
+                "tenant {tenant} has no key {key_id:?}"
+            )))
+        }
+    }
+
+    // ---- ingest -------------------------------------------------------------------------------
+
+    /// Ingests a batch (one event, a JSON array or NDJSON): admission by index lag, parse,
+    /// validation of every item, then — under the tenant's erasure gate — tokenize and seal the
+    /// sensitive fields and append all-or-nothing; the receipts come back only once every event
+    /// is durable. A rejected batch appends nothing. Every intake path calls this.
+    pub fn ingest(
+        &self,
+        tenant: &TenantId,
+        body: &[u8],
+        format: BatchFormat,
+    ) -> Result<Vec<Receipt>, ServiceError> {
+        let handle = self.indexer.handle(tenant)?;
+        if handle.lag() > self.cfg.max_index_lag {
+            self.metrics.reject("index_behind");
+            self.indexer.appended(tenant, 0)?;
+            return Err(ServiceError::unavailable(
+                "index_behind",
+                format!(
+                    "the query index of tenant {tenant} is {} events behind; retry shortly",
+                    handle.lag()
+                ),
+                2,
+            ));
+        }
+        let items = parse_batch(body, format);
+        if items.len() > self.cfg.max_batch_events {
+            return Err(ServiceError::TooLarge {
+                code: "batch_too_large",
+                message: format!(
+                    "the batch holds {} events, above the limit of {}",
+                    items.len(),
+                    self.cfg.max_batch_events
+                ),
+                details: Vec::new(),
+            });
+        }
+        let mut details = Vec::new();
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            match item.result {
+                Ok(ev) => events.push(ev),
+                Err(bad) => {
+                    for p in bad.problems {
+                        let mut d = position(item.position);
+                        d.insert("path".into(), json!(p.path));
+                        d.insert("reason".into(), json!(p.reason));
+                        details.push(Value::Object(d));
+                    }
+                }
+            }
+        }
+        if !details.is_empty() {
+            self.metrics.reject("invalid");
+            return Err(ServiceError::InvalidEvents {
+                message: format!(
+                    "{} problem(s) in the batch; nothing was stored",
+                    details.len()
+                ),
+                details,
+            });
+        }
+        let started = Instant::now();
+        let receipts = self.privacy.sealing(tenant, |sealing| {
+            if self.cfg.seal_sensitive_fields {
+                sealing.protect_batch(&mut events)?;
+            }
+            Ok::<_, ServiceError>(self.ledger.append(tenant, events)?)
+        })?;
+        self.metrics
+            .ingest_append_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(last) = receipts.iter().map(|r| r.seq).max() {
+            self.indexer.appended(tenant, last + 1)?;
+        }
+        self.metrics.ingest_events.inc_by(receipts.len() as u64);
+        self.metrics.ingest_bytes.inc_by(body.len() as u64);
+        self.metrics
+            .ingest_replayed
+            .inc_by(receipts.iter().filter(|r| r.replayed).count() as u64);
+        Ok(receipts)
+    }
+
+    // ---- reads --------------------------------------------------------------------------------
+
+    /// How events of `tenant` are served: decrypted (sealed fields opened) or as stored.
+    pub fn presenter(&self, tenant: &TenantId, decrypt: bool) -> Presenter {
+        Presenter {
+            privacy: self.privacy.clone(),
+            tenant: tenant.clone(),
+            decrypt,
+        }
+    }
+
+    fn wait(&self, c: Consistency) -> Option<Duration> {
+        match c {
+            Consistency::Latest => Some(Duration::from_millis(self.cfg.query_wait_ms)),
+            Consistency::Indexed => None,
+        }
+    }
+
+    /// Runs a query of the index (`f` returns the answer and how many results it holds), then
+    /// records the read in the tenant's access log; returns the answer and how many of the
+    /// tenant's events it covers (`[0, n)`).
+    pub fn read<T>(
+        &self,
+        req: ReadRequest,
+        consistency: Consistency,
+        f: impl FnOnce(&TenantIndex) -> Result<(T, u64), IndexError>,
+    ) -> Result<(T, u64), ServiceError> {
+        let ((out, count), indexed) = self.indexer.query(&req.tenant, self.wait(consistency), f)?;
+        self.record(&req, count)?;
+        Ok((out, indexed))
+    }
+
+    /// One event, with its inclusion proof at `tree_size` (default: the latest checkpoint's)
+    /// when `proof` is set.
+    pub fn event(
+        &self,
+        req: ReadRequest,
+        consistency: Consistency,
+        event_id: &str,
+        proof: Option<Option<u64>>,
+    ) -> Result<(EventRow, Option<InclusionProof>, u64), ServiceError> {
+        let id = event_id.to_owned();
+        let (row, indexed) =
+            self.indexer
+                .query(&req.tenant, self.wait(consistency), move |ix| ix.event(&id))?;
+        let proof = match proof {
+            Some(tree_size) => {
+                let cp = self.checkpoint(&req.tenant)?;
+                Some(proofs::inclusion(
+                    &self.ledger,
+                    &req.tenant,
+                    &cp,
+                    row.seq,
+                    tree_size,
+                )?)
+            }
+            None => None,
+        };
+        self.record(&req, 1)?;
+        Ok((row, proof, indexed))
+    }
+
+    /// An inclusion proof of one event at `tree_size` (default: the latest checkpoint's), with
+    /// the checkpoint it is checked against.
+    pub fn inclusion(
+        &self,
+        req: ReadRequest,
+        event: EventRef,
+        tree_size: Option<u64>,
+    ) -> Result<(InclusionProof, SignedCheckpoint), ServiceError> {
+        let seq = match event {
+            EventRef::Seq(seq) => seq,
+            EventRef::EventId(id) => self.ledger.find(&req.tenant, &id)?.ok_or_else(|| {
+                ServiceError::not_found(format!("no event with event_id {id:?} in this tenant"))
+            })?,
+        };
+        let cp = self.checkpoint(&req.tenant)?;
+        let p = proofs::inclusion(&self.ledger, &req.tenant, &cp, seq, tree_size)?;
+        self.record(&req, 1)?;
+        Ok((p, cp))
+    }
+
+    /// A consistency proof from size `from` to `to` (default: the latest checkpoint's).
+    pub fn consistency(
+        &self,
+        req: ReadRequest,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<ConsistencyProof, ServiceError> {
+        let cp = self.checkpoint(&req.tenant)?;
+        let p = proofs::consistency(&self.ledger, &req.tenant, &cp, from, to)?;
+        self.record(&req, 1)?;
+        Ok(p)
+    }
+
+    /// The latest signed checkpoint (signed at most a second ago by the background signer), or
+    /// a new one if the tenant has none yet.
+    pub fn checkpoint(&self, tenant: &TenantId) -> Result<SignedCheckpoint, ServiceError> {
+        if let Some(cp) = self.ledger.latest_checkpoint(tenant)? {
+            return Ok(cp);
+        }
+        self.ledger.checkpoint(tenant).map_err(|e| match e {
+            agentrail_ledger::CheckpointError::Open(o) => o.into(),
+            agentrail_ledger::CheckpointError::Read(r) => r.into(),
+            e => ServiceError::internal(e.to_string()),
+        })
+    }
+
+    /// The C2SP verifier key of every checkpoint and signed statement.
+    pub fn verifier_key(&self) -> String {
+        self.ledger.verifier().to_string()
+    }
+
+    /// A page of the tenant's access log (itself a read that is logged).
+    pub fn access_log(
+        &self,
+        req: ReadRequest,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ServiceError> {
+        let page = self.access.logs.page(&req.tenant, cursor, limit)?;
+        self.record(&req, page.0.len() as u64)?;
+        Ok(page)
+    }
+
+    /// Appends the `audit.access` record of a read; returns once it is durable.
+    fn record(&self, req: &ReadRequest, count: u64) -> Result<(), ServiceError> {
+        self.access.record(
+            &req.tenant,
+            &self.now(),
+            Access {
+                principal: &req.caller,
+                endpoint: &req.endpoint,
+                params: req.params.clone(),
+                result_count: count,
+            },
+        )?;
+        self.metrics.access_records.inc();
+        Ok(())
+    }
+
+    // ---- privacy ------------------------------------------------------------------------------
+
+    /// The values behind tokens (the reveal is recorded in the access log).
+    pub fn reveal(
+        &self,
+        req: ReadRequest,
+        tokens: &[String],
+    ) -> Result<Vec<(String, Option<Value>)>, ServiceError> {
+        if tokens.len() > 1000 {
+            return Err(ServiceError::bad_request("at most 1000 tokens per request"));
+        }
+        let values = self.privacy.reveal(&req.tenant, tokens)?;
+        let found = values.iter().filter(|(_, v)| v.is_some()).count() as u64;
+        self.record(&req, found)?;
+        Ok(values)
+    }
+
+    /// Crypto-shreds a data subject: its keys are destroyed (its content reads `$erased`
+    /// everywhere), its content leaves the index, its token values become tombstones, and the
+    /// erasure is recorded as a `custom.subject.erased` event. Under the erasure gate, so every
+    /// event of the subject before that event reads `$erased`.
+    pub fn erase_subject(
+        &self,
+        caller: &Principal,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Erasure, ServiceError> {
+        if subject.is_empty() || subject.len() > 256 || subject.chars().any(char::is_control) {
+            return Err(ServiceError::bad_request(
+                "subject_id must be 1-256 characters without control characters",
+            ));
+        }
+        let e = self.erase(
+            caller,
+            tenant,
+            Some(subject),
+            "custom.subject.erased",
+            |now| json!({"subject_id": subject, "erased_at": now, "method": "crypto-shredding"}),
+        )?;
+        tracing::info!(%tenant, %subject, by = %caller.key_id, "subject erased");
+        Ok(e)
+    }
+
+    /// Crypto-shreds every key of a tenant (root only): all its sealed content reads `$erased`;
+    /// the ledger, proofs and checkpoints stay and verify.
+    pub fn erase_tenant(&self, caller: &Principal, raw: &str) -> Result<Erasure, ServiceError> {
+        self.require_root(caller, "erases a whole tenant")?;
+        let tenant = TenantId::parse(raw).map_err(ServiceError::bad_request)?;
+        if !self.ledger.exists(&tenant) {
+            return Err(ServiceError::not_found(format!(
+                "tenant {tenant} does not exist"
+            )));
+        }
+        let e = self.erase(
+            caller,
+            &tenant,
+            None,
+            "custom.tenant.erased",
+            |now| json!({"erased_at": now, "method": "crypto-shredding"}),
+        )?;
+        tracing::warn!(%tenant, by = %caller.key_id, "all content of the tenant erased");
+        Ok(e)
+    }
+
+    /// The erasure protocol: gate (exclusive) → shred → index → token vault → ledger event.
+    fn erase(
+        &self,
+        caller: &Principal,
+        tenant: &TenantId,
+        subject: Option<&str>,
+        event_type: &str,
+        payload: impl FnOnce(&str) -> Value,
+    ) -> Result<Erasure, ServiceError> {
+        self.privacy.erasing(tenant, |erasing| {
+            let now = self.now();
+            let had_key = erasing.shred(subject, &now)?;
+            self.indexer.erase_content(tenant, subject)?;
+            erasing.erase_tokens(subject, &now)?;
+            let ev = json!({
+                "schema_version": "1",
+                "event_type": event_type,
+                "occurred_at": self.now(),
+                "actor": {"id": caller.key_id, "type": "service"},
+                "payload": payload(&now),
+            });
+            let valid = agentrail_event::validate_value(ev).map_err(|e| {
+                ServiceError::internal(format!(
+                    "the erasure event does not validate: {:?}",
+                    e.problems
+                ))
+            })?;
+            let receipts = self.ledger.append(tenant, vec![valid])?;
+            if let Some(r) = receipts.last() {
+                self.indexer.appended(tenant, r.seq + 1)?;
+            }
+            let receipt = receipts
+                .into_iter()
+                .next()
+                .ok_or_else(|| ServiceError::internal("no receipt for the erasure event"))?;
+            Ok(Erasure {
+                erased_at: now,
+                had_key,
+                receipt,
+            })
+        })
+    }
+
+    /// The tenant's policy (the defaults until one is set).
+    pub fn policy(&self, tenant: &TenantId) -> Result<Policy, ServiceError> {
+        self.privacy.policy(tenant)
+    }
+
+    /// Checks and stores a policy durably; it applies to events ingested from now on.
+    pub fn set_policy(
+        &self,
+        caller: &Principal,
+        tenant: &TenantId,
+        policy: Policy,
+    ) -> Result<Policy, ServiceError> {
+        let problems = policy.problems();
+        if !problems.is_empty() {
+            return Err(ServiceError::BadRequest {
+                code: "invalid_policy",
+                message: format!("{} problem(s) in the policy", problems.len()),
+                details: problems,
+            });
+        }
+        self.privacy.set_policy(tenant, policy.clone())?;
+        tracing::info!(%tenant, by = %caller.key_id, "policy set");
+        Ok(policy)
+    }
+
+    /// A new version of the tenant's data key seals new content without a subject from now on;
+    /// returns its id and when.
+    pub fn rotate_data_key(
+        &self,
+        caller: &Principal,
+        tenant: &TenantId,
+    ) -> Result<(String, String), ServiceError> {
+        let now = self.now();
+        let kid = self.privacy.vault().rotate(tenant, &now)?;
+        tracing::info!(%tenant, %kid, by = %caller.key_id, "tenant data key rotated");
+        Ok((kid, now))
+    }
+
+    /// Applies the tenant's retention policy to its index now; the run's record.
+    pub fn run_retention(&self, tenant: &TenantId) -> Result<Value, ServiceError> {
+        self.retention
+            .run(tenant, crate::retention::Trigger::OnDemand)
+    }
+
+    /// A page of the tenant's retention runs.
+    pub fn retention_runs(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ServiceError> {
+        self.retention.runs(tenant, cursor, limit)
+    }
+
+    // ---- integrity ----------------------------------------------------------------------------
+
+    /// Verifies the tenant now; the signed report's record.
+    pub fn verify_now(&self, tenant: &TenantId) -> Result<Value, ServiceError> {
+        self.integrity
+            .run(tenant, crate::integrity::Trigger::OnDemand)
+    }
+
+    /// The tenant's integrity reports after the report seq `after`, oldest first.
+    pub fn integrity_reports(
+        &self,
+        tenant: &TenantId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ServiceError> {
+        self.integrity.reports(tenant, after, limit)
+    }
+
+    // ---- exports ------------------------------------------------------------------------------
+
+    /// Starts an export job (recorded in the access log); its status.
+    pub fn start_export(
+        &self,
+        req: ReadRequest,
+        job: JobRequest,
+    ) -> Result<ExportStatus, ServiceError> {
+        let mut b = [0u8; 6];
+        getrandom::fill(&mut b).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let new_id = format!(
+            "exp-{}-{}",
+            self.clock.now().as_millisecond(),
+            hex::encode(b)
+        );
+        let id = self.exports.start(&req.tenant, job, new_id)?;
+        let mut req = req;
+        if let Value::Object(m) = &mut req.params {
+            m.insert("export_id".into(), json!(id));
+        }
+        self.record(&req, 0)?;
+        self.exports.status(&req.tenant, &id)
+    }
+
+    pub fn export_status(&self, tenant: &TenantId, id: &str) -> Result<ExportStatus, ServiceError> {
+        self.exports.status(tenant, id)
+    }
+
+    /// The path of a file of a finished export (the download is recorded with the file's event
+    /// count).
+    pub fn export_file(
+        &self,
+        req: ReadRequest,
+        id: &str,
+        name: &str,
+    ) -> Result<PathBuf, ServiceError> {
+        let path = self.exports.file(&req.tenant, id, name)?;
+        let n = self
+            .exports
+            .status(&req.tenant, id)?
+            .manifest
+            .and_then(|m| {
+                m["manifest"]["files"]
+                    .as_array()?
+                    .iter()
+                    .find(|f| f["name"] == name)
+                    .and_then(|f| f["count"].as_u64())
+            })
+            .unwrap_or(0);
+        self.record(&req, n)?;
+        Ok(path)
+    }
+
+    // ---- operations ---------------------------------------------------------------------------
+
+    /// Total and largest index lag over the tenants with open indexes.
+    pub fn index_lag(&self) -> (u64, u64) {
+        self.indexer.lag()
+    }
+
+    /// The metrics as OpenMetrics text, gauges refreshed.
+    pub fn metrics_text(&self) -> String {
+        self.refresh_gauges();
+        self.metrics.encode()
+    }
+
+    fn refresh_gauges(&self) {
+        let (sum, max) = self.indexer.lag();
+        self.metrics.index_lag_total.set(sum as i64);
+        self.metrics.index_lag_max.set(max as i64);
+        self.metrics
+            .open_tenants
+            .set(self.ledger.open_tenants() as i64);
+        let now = Instant::now();
+        let mut seen = lock(&self.unsigned_since);
+        let mut oldest = 0.0f64;
+        for t in self.indexer.open_tenants() {
+            let (Ok(size), Ok(cp)) = (self.ledger.size(&t), self.ledger.latest_checkpoint(&t))
+            else {
+                continue;
+            };
+            let signed = cp.map_or(0, |c| c.size);
+            if size <= signed {
+                seen.remove(&t);
+                continue;
+            }
+            let entry = seen.entry(t).or_insert((signed, now));
+            if entry.0 != signed {
+                *entry = (signed, now);
+            }
+            oldest = oldest.max(now.duration_since(entry.1).as_secs_f64());
+        }
+        self.metrics.checkpoint_age_seconds.set(oldest);
+        let (failures, failing) = self.integrity.failures();
+        self.metrics.integrity_failures.set(failures as i64);
+        self.metrics.integrity_failing_tenants.set(failing as i64);
+    }
+
+    /// Clean shutdown: stop the jobs and the indexer, sign final checkpoints.
+    pub fn shutdown(&self) {
+        self.integrity.stop();
+        self.retention.stop();
+        self.exports.stop();
+        self.indexer.stop();
+        if let Err(e) = self.ledger.close() {
+            tracing::error!(error = %e, "closing the ledger");
+        }
+    }
+}
+
+fn position(p: Position) -> Map<String, Value> {
+    let mut m = Map::new();
+    match p {
+        Position::Single => {}
+        Position::Index(i) => {
+            m.insert("index".into(), json!(i));
+        }
+        Position::Line(l) => {
+            m.insert("line".into(), json!(l));
+        }
+    }
+    m
+}
+
+/// Rebuilds a tenant's index from its ledger, offline (`agentrail reindex`): with the vault, so
+/// the hot content is searchable by token again, and with the cutoffs of the tenant's latest
+/// retention run, so purged content stays purged. The master key comes from
+/// `AGENTRAIL_MASTER_KEY` or `system/master.key`; without either, no content is indexed.
+pub fn reindex(ledger: &Ledger, tenant: &TenantId) -> Result<TenantIndex, ServiceError> {
+    let layout = DataDir::new(ledger.data_dir());
+    let has_master =
+        std::env::var_os("AGENTRAIL_MASTER_KEY").is_some() || layout.system().master_key().exists();
+    let run_logs = Arc::new(crate::retention::run_logs(&layout));
+    let source: Arc<dyn agentrail_index::IndexSource> = if has_master {
+        let vault = Arc::new(crate::privacy::open_vault(&layout)?);
+        Arc::new(VaultIndexSource::new(vault, run_logs, true))
+    } else {
+        Arc::new(VaultIndexSource::without_vault(run_logs))
+    };
+    Ok(agentrail_index::reindex(
+        ledger,
+        layout.root(),
+        tenant,
+        Some(source),
+    )?)
+}
