@@ -112,7 +112,7 @@ fn canonicalize_and_hash() {
 
 #[test]
 fn verify_note_checks_the_example_checkpoint() {
-    let cp = "../shared/testdata/c2sp/checkpoint_example.txt";
+    let cp = "testdata/c2sp/checkpoint_example.txt";
     let key = "example.com/audit/tenant-a+2988e6e5+AStcbgrIX65wnp7N5SoNvTo0cbeo9bobyvjOu56hpykZ";
     let witness = "witness.example/w1+d5301043+BL6zpXgcA8HJQZ8lFlCI/alSYe8D/e+Ugz3I+2ian1TF";
     let o = agentrail(

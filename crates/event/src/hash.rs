@@ -1,5 +1,6 @@
-//! Event hashing (DESIGN.md §3): `hash = SHA-256(canonical bytes of the stored event without its
-//! `hash` field)`. The Merkle leaf hash of the same bytes is `merkle::leaf_hash`.
+//! Event hashing: `hash = SHA-256(canonical bytes of the stored event without its `hash` field)`,
+//! canonical bytes being RFC 8785. The Merkle leaf hash of the same bytes (RFC 6962 §2.1,
+//! `SHA-256(0x00 ‖ bytes)`) is `merkle::leaf_hash`.
 
 use crate::json::{CanonicalError, to_canonical_vec};
 use serde_json::{Map, Value};
@@ -78,7 +79,8 @@ mod tests {
 
     #[test]
     fn hash_excludes_the_hash_field_and_matches_the_reference() {
-        // SPECS.md §3: rfc8785.dumps({"tenant":"a","event":"login","n":1.0,"ts":...}).
+        // Reference: the rfc8785 Python package (https://github.com/trailofbits/rfc8785.py),
+        // rfc8785.dumps({"tenant":"a","event":"login","n":1.0,"ts":...}), and SHA-256(0x00 ‖ it).
         let v: Value = serde_json::from_str(
             r#"{"tenant":"a","event":"login","n":1.0,"ts":"2024-01-01T00:00:00Z","hash":"x"}"#,
         )

@@ -1,5 +1,5 @@
-//! The agentrail event model v1 (DESIGN.md §2), its validation, RFC 8785 canonical JSON and event
-//! hashing (DESIGN.md §3).
+//! The agentrail event model v1, its validation, RFC 8785 canonical JSON and event hashing
+//! (SHA-256 of the canonical bytes).
 //!
 //! Pure: no I/O, no async, no clock. It does not sequence events (the ledger does), does not know
 //! tenants' keys (the vault does) and does not compute Merkle hashes (the merkle crate does).

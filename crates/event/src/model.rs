@@ -1,4 +1,5 @@
-//! The event model v1 (DESIGN.md §2) as Rust types.
+//! The event model v1 as Rust types: the envelope an emitter sends, the payloads of the built-in
+//! event types and the default sensitive fields.
 //!
 //! These types are the single source of the event schema: `schema.rs` generates the JSON Schema
 //! from them and validation runs that schema, so the types, the committed schema and what ingest
@@ -154,7 +155,7 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "policy.decision",
 ];
 
-/// The default sensitive fields (DESIGN.md §2), by event type, as paths inside the event. They
+/// The default sensitive fields, by event type, as paths inside the event. They
 /// are PII-tokenized and encrypted before sequencing; everything else is structural metadata.
 pub const DEFAULT_SENSITIVE_FIELDS: &[(&str, &[&str])] = &[
     (

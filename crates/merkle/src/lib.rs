@@ -91,7 +91,8 @@ fn bit_len(x: u64) -> u32 {
 }
 
 /// `(inner, border)` sizes of an inclusion path for `index` in a tree of `size`
-/// (transparency-dev's decomposition, SPECS.md §1.2).
+/// (transparency-dev's decomposition, `decompInclProof` in
+/// <https://github.com/transparency-dev/merkle/blob/main/proof/verify.go>).
 fn decomp_incl_proof(index: u64, size: u64) -> (u32, u32) {
     let inner = bit_len(index ^ (size - 1));
     let border = (index >> inner).count_ones();
@@ -112,7 +113,8 @@ fn range_hash<R: NodeReader>(r: &R, begin: u64, end: u64) -> Result<Hash, R::Err
             pos += 1u64 << level;
         }
     }
-    // Right-to-left fold (SPECS.md §1.1).
+    // Right-to-left fold of MTH(D[n]) = SHA-256(0x01 ‖ MTH(D[0:k]) ‖ MTH(D[k:n])), k the largest
+    // power of two below n (RFC 6962 §2.1, RFC 9162 §2.1.1).
     let mut acc = parts.pop().unwrap_or(EMPTY_ROOT);
     while let Some(left) = parts.pop() {
         acc = node_hash(&left, &acc);
@@ -184,7 +186,8 @@ pub fn consistency_proof<R: NodeReader>(
     if from == to {
         return Ok(proof);
     }
-    // SPECS.md §1.3 iterative form: start from the largest perfect subtree ending at `from`.
+    // Iterative form of RFC 6962 §2.1.2 / RFC 9162 §2.1.4.1 (as transparency-dev's
+    // `proof.Consistency`): start from the largest perfect subtree ending at `from`.
     let level = from.trailing_zeros();
     let index = (from - 1) >> level;
     if !from.is_power_of_two() {
@@ -244,7 +247,8 @@ pub fn root_from_inclusion(
 }
 
 /// RFC 9162 §2.1.4.2: checks that the tree of size `from` with `root1` is a prefix of the tree of
-/// size `to` with `root2`. Edge cases follow transparency-dev (SPECS.md §1.3): `from == 0` is an
+/// size `to` with `root2`. Edge cases follow transparency-dev's `proof.VerifyConsistency`
+/// (<https://github.com/transparency-dev/merkle/blob/main/proof/verify.go>): `from == 0` is an
 /// error, equal sizes need an empty proof and equal roots.
 pub fn verify_consistency(
     from: u64,
@@ -480,7 +484,8 @@ mod tests {
         h.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The 8 leaves of SPECS.md §1.4.
+    /// The 8 leaves of transparency-dev's test tree (`LeafInputs` in
+    /// <https://github.com/transparency-dev/merkle/blob/main/testonly/constants.go>).
     fn example_tree() -> MemoryTree {
         let leaves: [&[u8]; 8] = [
             b"",

@@ -3,7 +3,8 @@
 //!
 //! Pure: no I/O and no randomness — keys are made from 32-byte seeds the caller supplies
 //! (the ledger draws them from the OS). It does not fetch keys, talk to witnesses or store
-//! anything; it parses, signs and verifies bytes. Formats are in SPECS.md §2.
+//! anything; it parses, signs and verifies bytes. Formats: <https://c2sp.org/signed-note>,
+//! <https://c2sp.org/tlog-checkpoint>, <https://c2sp.org/tlog-cosignature>.
 //!
 //! ```
 //! use agentrail_note::{Checkpoint, Signer, open_checkpoint};

@@ -1,5 +1,5 @@
 //! c2sp.org/tlog-proof@v1: an offline inclusion receipt — a leaf index, its inclusion proof and
-//! the signed checkpoint it proves against (SPECS.md §2.6).
+//! the signed checkpoint it proves against (<https://c2sp.org/tlog-proof>).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

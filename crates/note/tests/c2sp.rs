@@ -1,38 +1,114 @@
-//! C2SP vectors (SPECS.md §2, ../shared/testdata/c2sp) and malformed-note rejection.
+//! C2SP vectors (https://c2sp.org/signed-note, https://c2sp.org/tlog-checkpoint,
+//! https://c2sp.org/tlog-cosignature, https://c2sp.org/tlog-proof) and malformed-note rejection.
+//! The examples in the repository's `testdata/c2sp` are generated independently of this crate,
+//! by `testdata/c2sp/gen_c2sp_examples.py` with Python's `cryptography`, from the seeds below.
 
 use agentrail_note::{
     Checkpoint, CheckpointError, Cosigner, Note, NoteError, Signer, Verifier, open, open_checkpoint,
 };
 
-const EXAMPLE: &str = "../../../shared/testdata/c2sp/checkpoint_example.txt";
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/c2sp/checkpoint_example.txt"
+);
 
 fn seed(hex_str: &str) -> [u8; 32] {
     hex::decode(hex_str).unwrap().try_into().unwrap()
 }
 
 fn log_signer() -> Signer {
-    Signer::from_seed(
-        "example.com/audit/tenant-a",
-        seed("b689a1cd405dd6a0d0e4e7a50adcb47aa6b93bf76ff18c712bd917c40f0c2017"),
-    )
-    .unwrap()
+    Signer::from_seed("example.com/audit/tenant-a", seed(LOG_SEED)).unwrap()
 }
 
 fn witness() -> Cosigner {
-    Cosigner::from_seed(
-        "witness.example/w1",
-        seed("8efd0bba1de8ea9d2627436b512b4c91d56ede0ae9ba29f349059679ac3ed2b4"),
-    )
-    .unwrap()
+    Cosigner::from_seed("witness.example/w1", seed(WITNESS_SEED)).unwrap()
 }
 
+const EXTENSION_EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/c2sp/checkpoint_extension_example.txt"
+);
+
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/c2sp/keys.txt");
+
+/// The seeds of the examples' keys: SHA-256("audit-log example log key") and
+/// SHA-256("audit-log example witness key").
+const LOG_SEED: &str = "b689a1cd405dd6a0d0e4e7a50adcb47aa6b93bf76ff18c712bd917c40f0c2017";
+const WITNESS_SEED: &str = "8efd0bba1de8ea9d2627436b512b4c91d56ede0ae9ba29f349059679ac3ed2b4";
+
+const LOG_KEY: &str =
+    "example.com/audit/tenant-a+2988e6e5+AStcbgrIX65wnp7N5SoNvTo0cbeo9bobyvjOu56hpykZ";
+const WITNESS_KEY: &str =
+    "witness.example/w1+d5301043+BL6zpXgcA8HJQZ8lFlCI/alSYe8D/e+Ugz3I+2ian1TF";
+
 fn example_bytes() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/",
-        "../../../shared/testdata/c2sp/checkpoint_example.txt"
-    ))
-    .unwrap_or_else(|e| panic!("{EXAMPLE}: {e}"))
+    std::fs::read(EXAMPLE).unwrap_or_else(|e| panic!("{EXAMPLE}: {e}"))
+}
+
+/// The value of `<field> <value>` in the generator's `keys.txt`.
+fn generated_key(field: &str) -> String {
+    let keys = std::fs::read_to_string(KEYS).unwrap_or_else(|e| panic!("{KEYS}: {e}"));
+    keys.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{KEYS}: no {field}"))
+        .to_owned()
+}
+
+/// Our keys from the seeds are the generator's (which derived its key ids and encodings
+/// independently).
+#[test]
+fn keys_match_the_generated_ones() {
+    assert_eq!(generated_key("log-seed"), LOG_SEED);
+    assert_eq!(generated_key("witness-seed"), WITNESS_SEED);
+    let signer = log_signer();
+    assert_eq!(
+        signer.verifier().to_string(),
+        generated_key("log-verifier-key")
+    );
+    assert_eq!(signer.verifier().to_string(), LOG_KEY);
+    assert_eq!(
+        signer.to_private_key_string(),
+        generated_key("log-private-key")
+    );
+    assert_eq!(
+        witness().verifier().to_string(),
+        generated_key("witness-verifier-key")
+    );
+    assert_eq!(witness().verifier().to_string(), WITNESS_KEY);
+}
+
+#[test]
+fn the_extension_example_verifies_and_reproduces() {
+    let bytes = std::fs::read(EXTENSION_EXAMPLE).unwrap();
+    let log: Verifier = LOG_KEY.parse().unwrap();
+    let w: Verifier = WITNESS_KEY.parse().unwrap();
+    let (cp, cosigs) = open_checkpoint(&bytes, &log, std::slice::from_ref(&w)).unwrap();
+    assert_eq!(cp.size, 5);
+    assert_eq!(
+        cp.extensions,
+        vec!["agentrail-test extension line".to_owned()]
+    );
+    let time: u64 = generated_key("extension-cosignature-time").parse().unwrap();
+    assert_eq!(cosigs, vec![("witness.example/w1".to_owned(), time)]);
+    // Byte for byte what our signers make of the same checkpoint.
+    let text = cp.to_text();
+    let note = Note {
+        text: text.clone(),
+        signatures: vec![log_signer().sign(&text), witness().cosign(&text, time)],
+    };
+    assert_eq!(note.to_text().as_bytes(), bytes.as_slice());
+    // The extension line is signed, by the log and by the witness.
+    let tampered =
+        String::from_utf8(bytes)
+            .unwrap()
+            .replacen("extension line", "extension line!", 1);
+    let err = open_checkpoint(tampered.as_bytes(), &log, &[]).unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::Note(NoteError::BadSignature { .. })),
+        "{err}"
+    );
+    let w_only = Note::parse(tampered.as_bytes()).unwrap();
+    assert!(w.verify(&w_only.text, &w_only.signatures[1]).is_err());
 }
 
 #[test]
@@ -261,7 +337,7 @@ fn tlog_proof_example_round_trips() {
     use agentrail_note::TlogProof;
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/c2sp/tlog_proof_example.txt"
+        "/../../testdata/c2sp/tlog_proof_example.txt"
     ))
     .unwrap();
     let p = TlogProof::parse(&bytes).unwrap();
@@ -273,6 +349,23 @@ fn tlog_proof_example_round_trips() {
     );
     assert_eq!(p.checkpoint.as_bytes(), example_bytes().as_slice());
     assert_eq!(p.to_text().as_bytes(), bytes.as_slice());
+    // The proof takes leaf 5 to the checkpoint's root (RFC 9162 §2.1.3.2, for index 5 of 8:
+    // siblings right of nothing, so: left, right, left).
+    use sha2::{Digest, Sha256};
+    let node = |l: &[u8], r: &[u8]| -> Vec<u8> {
+        Sha256::new()
+            .chain_update([1u8])
+            .chain_update(l)
+            .chain_update(r)
+            .finalize()
+            .to_vec()
+    };
+    let leaf = hex::decode(generated_key("leaf-5-hash")).unwrap();
+    let r = node(&p.hashes[0], &leaf);
+    let r = node(&r, &p.hashes[1]);
+    let r = node(&p.hashes[2], &r);
+    let (cp, _) = open_checkpoint(p.checkpoint.as_bytes(), &LOG_KEY.parse().unwrap(), &[]).unwrap();
+    assert_eq!(r, cp.root);
     assert!(TlogProof::parse(b"c2sp.org/tlog-proof@v1\nindex 05\n\nx").is_err());
     assert!(TlogProof::parse(b"c2sp.org/tlog-proof@v2\nindex 5\n\nx").is_err());
     assert!(TlogProof::parse(b"c2sp.org/tlog-proof@v1\nindex 5\nAAAA\n\nx").is_err());
