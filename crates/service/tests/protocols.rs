@@ -1,0 +1,237 @@
+//! The ingest and erasure protocols on the service itself, without HTTP: what every intake path
+//! (HTTP today, OTLP, Kafka and cluster nodes later) relies on when it calls `Service::ingest`.
+
+use agentrail_event::TenantId;
+use agentrail_event::batch::BatchFormat;
+use agentrail_index::{EventFilter, PageReq};
+use agentrail_service::{
+    Consistency, Principal, ReadRequest, Scope, Service, ServiceConfig, ServiceError,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct Env {
+    service: Arc<Service>,
+    tenant: TenantId,
+    admin: Principal,
+    _dir: tempfile::TempDir,
+}
+
+/// A service on a fresh data directory with tenant `acme` and a principal holding every scope.
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServiceConfig {
+        data_dir: dir.path().to_path_buf(),
+        verify_interval_ms: 0,
+        retention_interval_ms: 0,
+        ..ServiceConfig::default()
+    };
+    let opened = Service::open(cfg).unwrap();
+    let service = opened.service;
+    let root = service
+        .authenticate(opened.new_root_key.as_deref().unwrap())
+        .unwrap();
+    let info = service.create_tenant(&root, "acme").unwrap();
+    let (_, key) = service
+        .create_key(&root, &info.tenant_id, None, &Scope::ALL)
+        .unwrap();
+    let admin = service.authenticate(&key).unwrap();
+    Env {
+        service,
+        tenant: info.tenant_id,
+        admin,
+        _dir: dir,
+    }
+}
+
+fn decision(id: &str, subject: &str, text: &str) -> Value {
+    json!({"schema_version": "1", "event_id": id, "event_type": "model.decision", "session_id": "s1",
+        "agent_id": "bot", "subject_id": subject, "occurred_at": "2026-11-26T01:00:00Z",
+        "payload": {"model": {"provider": "p", "name": "m1", "version": "1"},
+            "prompt": {"messages": [text]}, "output": {"raw": "ok"}}})
+}
+
+impl Env {
+    fn ingest(&self, events: &[Value]) -> Result<Vec<agentrail_ledger::Receipt>, ServiceError> {
+        let body = serde_json::to_vec(events).unwrap();
+        self.service.ingest(&self.tenant, &body, BatchFormat::Json)
+    }
+
+    /// Every model decision as served decrypted, by seq.
+    fn decisions(&self) -> Vec<(u64, Value)> {
+        let req = ReadRequest {
+            caller: self.admin.clone(),
+            tenant: self.tenant.clone(),
+            endpoint: "test".into(),
+            params: json!({}),
+        };
+        let pv = self.service.presenter(&self.tenant, true);
+        let filter = EventFilter {
+            event_type: Some("model.decision".into()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = PageReq {
+                cursor: cursor.clone(),
+                limit: 1000,
+            };
+            let (p, _) = self
+                .service
+                .read(req.clone(), Consistency::Latest, |ix| {
+                    let p = ix.events(&filter, &page)?;
+                    let n = p.items.len() as u64;
+                    Ok((p, n))
+                })
+                .unwrap();
+            out.extend(p.items.iter().map(|r| (r.seq, pv.one(r))));
+            match p.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.service.ledger().size(&self.tenant).unwrap()
+    }
+}
+
+#[test]
+fn a_rejected_batch_appends_nothing() {
+    let env = env();
+    env.ingest(&[decision("ok-1", "alice", "hello")]).unwrap();
+    let before = env.size();
+    // One bad event among good ones: the whole batch is refused, every problem named.
+    let mut bad = decision("bad-1", "alice", "x");
+    bad["payload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("model")
+        .unwrap();
+    let batch = [
+        decision("ok-2", "alice", "a"),
+        bad,
+        decision("ok-3", "bob", "b"),
+    ];
+    match env.ingest(&batch) {
+        Err(ServiceError::InvalidEvents { details, .. }) => {
+            assert!(
+                details.iter().any(|d| d["index"] == 1),
+                "the problem names the item: {details:?}"
+            );
+        }
+        other => panic!("expected InvalidEvents, got {other:?}"),
+    }
+    // An event id reused for other content: refused as a conflict, nothing of the batch lands.
+    let conflict = [
+        decision("ok-4", "alice", "new"),
+        decision("ok-1", "alice", "changed"),
+    ];
+    assert!(matches!(
+        env.ingest(&conflict),
+        Err(ServiceError::Conflict { .. })
+    ));
+    // Not a batch at all.
+    assert!(
+        env.service
+            .ingest(&env.tenant, b"{not json", BatchFormat::Json)
+            .is_err()
+    );
+    assert_eq!(env.size(), before, "a rejected batch appended events");
+    let ids: Vec<String> = env
+        .decisions()
+        .into_iter()
+        .map(|(_, e)| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, vec!["ok-1"]);
+    // The same good events are taken afterwards, and a replay returns the same receipts.
+    let first = env.ingest(&[decision("ok-2", "alice", "a")]).unwrap();
+    let again = env.ingest(&[decision("ok-2", "alice", "a")]).unwrap();
+    assert_eq!(first[0].seq, again[0].seq);
+    assert!(again[0].replayed);
+}
+
+#[test]
+fn an_erasure_racing_four_writers_leaves_nothing_readable_before_its_event() {
+    let env = env();
+    let service = &env.service;
+    let erased_at = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let env = &env;
+                s.spawn(move || {
+                    for b in 0..15 {
+                        let evs: Vec<Value> = (0..10)
+                            .map(|i| {
+                                decision(&format!("r-{w}-{b}-{i}"), "racer", "racer@example.com hi")
+                            })
+                            .collect();
+                        env.ingest(&evs).unwrap();
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let e = service
+            .erase_subject(&env.admin, &env.tenant, "racer")
+            .unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+        e.receipt.seq
+    });
+    let all = env.decisions();
+    assert_eq!(all.len(), 600);
+    let (mut before, mut after) = (0, 0);
+    for (seq, e) in all {
+        let prompt = &e["payload"]["prompt"];
+        if seq < erased_at {
+            before += 1;
+            assert!(
+                prompt["$erased"].is_object(),
+                "seq {seq} before the erasure at {erased_at} reads {prompt}"
+            );
+        } else {
+            after += 1;
+            let text = prompt["messages"][0].as_str().unwrap();
+            assert!(
+                text.contains("tok_email_") && !text.contains("racer@"),
+                "seq {seq}: {prompt}"
+            );
+        }
+    }
+    assert_eq!(before + after, 600);
+    // The erasure itself is an event of the ledger, and the ledger still verifies.
+    let layout = service.layout();
+    let report = agentrail_ledger::verify_tenant(
+        layout.root(),
+        &env.tenant,
+        service.ledger().verifier(),
+        &agentrail_ledger::read_origin_prefix(layout.root()).unwrap(),
+    );
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+}
+
+#[test]
+fn authorization_is_the_services_and_names_what_is_missing() {
+    let env = env();
+    let s = &env.service;
+    let (_, writer) = s
+        .create_key(&env.admin, &env.tenant, None, &[Scope::EventsWrite])
+        .unwrap();
+    let writer = s.authenticate(&writer).unwrap();
+    assert_eq!(
+        s.authorize(&writer, "acme", &[Scope::EventsWrite]).unwrap(),
+        env.tenant
+    );
+    match s.authorize(&writer, "acme", &[Scope::EventsRead]) {
+        Err(ServiceError::Forbidden(m)) => assert!(m.contains("events:read"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Another tenant: the same answer whether or not it exists.
+    let a = s.authorize(&writer, "beta", &[Scope::EventsWrite]);
+    let b = s.authorize(&writer, "no-such-tenant", &[Scope::EventsWrite]);
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}
