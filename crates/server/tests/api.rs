@@ -1,15 +1,16 @@
 //! The HTTP API in process (tower `oneshot`, no sockets): the isolation matrix generated from the
 //! OpenAPI route table, bad input, idempotency, key revocation, the access log, saturation.
 
-use agentrail_server::{AppState, ServerConfig, openapi_document, router};
+use agentrail_server::{AppState, ServerConfig, openapi_document};
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
-use tower::ServiceExt;
+
+mod common;
+use common::{Answer, TestServer};
 
 struct Server {
     app: Router,
@@ -19,13 +20,14 @@ struct Server {
 }
 
 fn start_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::on(dir.path().to_path_buf());
-    f(&mut cfg);
-    let (state, opened) = AppState::open(cfg).unwrap();
-    let root = opened.new_root_key.clone().unwrap();
+    let TestServer {
+        state,
+        app,
+        root,
+        dir,
+    } = common::open(f, None);
     Server {
-        app: router(state.clone()),
+        app,
         state,
         root,
         _dir: dir,
@@ -36,13 +38,12 @@ fn start() -> Server {
     start_with(|_| {})
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
+trait AnswerExt {
+    fn json(&self) -> Value;
+    fn code(&self) -> String;
 }
 
-impl Answer {
+impl AnswerExt for Answer {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -64,30 +65,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Answer {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
-        }
-        for (h, v) in headers {
-            req = req.header(*h, *v);
-        }
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        common::send(&self.app, method, path, key, headers, body).await
     }
 
     async fn get(&self, path: &str, key: &str) -> Answer {

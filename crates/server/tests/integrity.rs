@@ -2,14 +2,11 @@
 //! offline; a ledger file tampered with while the server runs is caught by the next scheduled
 //! run, which records a failing signed report and fires the webhook.
 
-use agentrail_server::{AppState, ServerConfig, router};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
 
 /// A one-request-at-a-time HTTP listener that hands every request body to the test.
 fn webhook() -> (String, mpsc::Receiver<String>) {
@@ -40,6 +37,8 @@ fn webhook() -> (String, mpsc::Receiver<String>) {
     (url, rx)
 }
 
+mod common;
+
 async fn call(
     app: &axum::Router,
     method: &str,
@@ -47,34 +46,26 @@ async fn call(
     key: &str,
     body: Vec<u8>,
 ) -> (StatusCode, Vec<u8>) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/x-ndjson")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let st = resp.status();
-    (
-        st,
-        axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
+    let ct = [("content-type", "application/x-ndjson")];
+    let a = common::send(app, method, path, Some(key), &ct, body).await;
+    (a.status, a.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampering_is_caught_by_the_next_scheduled_run() {
-    let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = webhook();
-    let mut cfg = ServerConfig::on(dir.path());
-    cfg.service.verify_interval_ms = 300;
-    cfg.service.webhook_url = Some(hook);
-    let (state, opened) = AppState::open(cfg).unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let app = router(state.clone());
+    let common::TestServer {
+        state,
+        app,
+        root,
+        dir,
+    } = common::open(
+        |c| {
+            c.service.verify_interval_ms = 300;
+            c.service.webhook_url = Some(hook);
+        },
+        None,
+    );
     let (st, _) = call(
         &app,
         "POST",

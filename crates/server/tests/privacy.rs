@@ -3,12 +3,11 @@
 //! is logged); erasing a subject makes its content `$erased` everywhere (also via reveal) while
 //! the other subjects' content is intact and the ledger still verifies.
 
-use agentrail_server::{AppState, ServerConfig, router};
-use agentrail_service::Service;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use agentrail_server::{AppState, ServerConfig};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
+
+mod common;
 
 async fn call(
     app: &axum::Router,
@@ -17,23 +16,17 @@ async fn call(
     key: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        })
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let st = resp.status();
-    let b = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let ct = [("content-type", "application/json")];
+    let a = common::send(app, method, path, Some(key), &ct, body).await;
+    (
+        a.status,
+        serde_json::from_slice(&a.body).unwrap_or(Value::Null),
+    )
 }
 
 /// A server on a fresh data directory whose root key created tenant `acme`.
@@ -48,17 +41,12 @@ async fn acme(
     tune: impl FnOnce(&mut ServerConfig),
     clock: Option<std::sync::Arc<dyn agentrail_ledger::Clock>>,
 ) -> Acme {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::on(dir.path().to_path_buf());
-    tune(&mut cfg);
-    let opened = match clock {
-        Some(c) => Service::open_with_clock(cfg.service.clone(), c),
-        None => Service::open(cfg.service.clone()),
-    }
-    .unwrap();
-    let root = opened.new_root_key.clone().unwrap();
-    let state = AppState::new(cfg, opened.service.clone());
-    let app = router(state.clone());
+    let common::TestServer {
+        state,
+        app,
+        root,
+        dir,
+    } = common::open(tune, clock);
     let (st, v) = call(
         &app,
         "POST",

@@ -1,0 +1,83 @@
+//! The HTTP test harness the api, privacy and integrity tests share: a server in process on a
+//! fresh data directory, and one way to send it a request (tower `oneshot`, no sockets).
+
+#![allow(dead_code)]
+
+use agentrail_ledger::Clock;
+use agentrail_server::{AppState, ServerConfig, router};
+use agentrail_service::Service;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// A server in process: its state, its router and the root key of its first start.
+pub struct TestServer {
+    pub state: Arc<AppState>,
+    pub app: Router,
+    pub root: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Opens a server on a fresh data directory (`tune` adjusts the config; `clock` replaces the
+/// system clock).
+pub fn open(tune: impl FnOnce(&mut ServerConfig), clock: Option<Arc<dyn Clock>>) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::on(dir.path());
+    tune(&mut cfg);
+    let opened = match clock {
+        Some(c) => Service::open_with_clock(cfg.service.clone(), c),
+        None => Service::open(cfg.service.clone()),
+    }
+    .unwrap();
+    let root = opened.new_root_key.clone().unwrap();
+    let state = AppState::new(cfg, opened.service.clone());
+    TestServer {
+        app: router(state.clone()),
+        state,
+        root,
+        dir,
+    }
+}
+
+/// An answer: status, headers, body bytes.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Sends one request; `key` goes in `Authorization: Bearer`.
+pub async fn send(
+    app: &Router,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    for (h, v) in headers {
+        req = req.header(*h, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
