@@ -3,7 +3,8 @@
 //! unknown routes and methods.
 
 use crate::api::{
-    admin::*, exports::*, ingest::*, integrity::*, ops, privacy::*, proofs::*, queries::*,
+    admin::*, exports::*, ingest::*, integrity::*, ops, oversight::*, privacy::*, proofs::*,
+    queries::*,
 };
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::AppState;

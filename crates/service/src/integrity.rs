@@ -246,24 +246,13 @@ impl Integrity {
     /// Starts the scheduled verification of every tenant every `every` (a thread; it ends when
     /// the job is stopped or dropped).
     pub fn start_schedule(self: &Arc<Self>, every: Duration) {
-        let me = Arc::downgrade(self);
-        self.schedule.start("integrity", every, move |stopped| {
-            let Some(me) = me.upgrade() else {
-                return false;
-            };
-            let Ok(tenants) = me.ledger.tenants() else {
-                return true;
-            };
-            for t in tenants {
-                if stopped() {
-                    return false;
-                }
-                if let Err(e) = me.run(&t, Trigger::Schedule) {
-                    tracing::error!(tenant = %t, error = %e, "scheduled verification could not run");
-                }
-            }
-            true
-        });
+        self.schedule.start_per_tenant(
+            "integrity",
+            every,
+            Arc::downgrade(self),
+            |j| &j.ledger,
+            |j, t| j.run(t, Trigger::Schedule),
+        );
     }
 
     /// Failing runs so far, and the tenants whose latest run failed.

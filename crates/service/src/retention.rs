@@ -130,24 +130,13 @@ impl Retention {
     /// Runs every tenant's retention every `every` (a thread; it ends when the job is stopped
     /// or dropped).
     pub fn start_schedule(self: &Arc<Self>, every: Duration) {
-        let me = Arc::downgrade(self);
-        self.schedule.start("retention", every, move |stopped| {
-            let Some(me) = me.upgrade() else {
-                return false;
-            };
-            let Ok(tenants) = me.ledger.tenants() else {
-                return true;
-            };
-            for t in tenants {
-                if stopped() {
-                    return false;
-                }
-                if let Err(e) = me.run(&t, Trigger::Schedule) {
-                    tracing::error!(tenant = %t, error = %e, "scheduled retention run failed");
-                }
-            }
-            true
-        });
+        self.schedule.start_per_tenant(
+            "retention",
+            every,
+            Arc::downgrade(self),
+            |j| &j.ledger,
+            |j, t| j.run(t, Trigger::Schedule),
+        );
     }
 
     /// A page of the tenant's runs, oldest first.

@@ -5,7 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::error::ServiceError;
+use agentrail_event::TenantId;
+use agentrail_ledger::Ledger;
 use agentrail_ledger::sync::lock;
+use std::sync::Weak;
 
 /// One scheduled job.
 #[derive(Debug, Default)]
@@ -49,6 +53,36 @@ impl Schedule {
         if let Err(e) = spawned {
             tracing::error!(job = name, error = %e, "cannot start a background job");
         }
+    }
+
+    /// Runs `run` for every tenant of the job's ledger every `every`, while the job (held
+    /// weakly, so the thread never keeps it alive) exists; a tenant whose run fails is logged
+    /// and the others still run.
+    pub fn start_per_tenant<J: Send + Sync + 'static, T: 'static>(
+        &self,
+        name: &'static str,
+        every: Duration,
+        job: Weak<J>,
+        ledger: fn(&J) -> &Ledger,
+        run: fn(&J, &TenantId) -> Result<T, ServiceError>,
+    ) {
+        self.start(name, every, move |stopped| {
+            let Some(job) = job.upgrade() else {
+                return false;
+            };
+            let Ok(tenants) = ledger(&job).tenants() else {
+                return true;
+            };
+            for t in tenants {
+                if stopped() {
+                    return false;
+                }
+                if let Err(e) = run(&job, &t) {
+                    tracing::error!(job = name, tenant = %t, error = %e, "scheduled run failed");
+                }
+            }
+            true
+        });
     }
 
     /// Stops the job (a run in progress ends at its next check).
