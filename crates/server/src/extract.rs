@@ -74,14 +74,22 @@ pub fn tenant(
     Ok(s.service.authorize(caller, raw, scopes)?)
 }
 
-/// A read to be logged: who, which tenant, the route, and what was asked.
-pub fn read(caller: Principal, tenant: TenantId, route: Route, params: Value) -> ReadRequest {
-    ReadRequest {
+/// Runs a read of audit data on a blocking thread: `f` gets the request its access-log record
+/// will name (who, which tenant, the route, what was asked) and calls the service with it.
+pub async fn logged_read<T: Send + 'static>(
+    caller: Principal,
+    tenant: TenantId,
+    route: Route,
+    params: Value,
+    f: impl FnOnce(ReadRequest) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let req = ReadRequest {
         caller,
         tenant,
         endpoint: route.0,
         params,
-    }
+    };
+    blocking(move || f(req)).await
 }
 
 /// Query parameters. Unknown parameters are refused: a typo must not widen a query.
@@ -122,6 +130,15 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             format!("request body: {e}"),
         )
     })
+}
+
+/// The read-consistency request header, as every query documents it.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ReadConsistencyHeader {
+    /// `latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)
+    #[serde(rename = "x-read-consistency")]
+    pub read_consistency: Option<String>,
 }
 
 /// Request header: `latest` (default: wait until the index holds every event acknowledged

@@ -2,7 +2,9 @@
 
 use crate::api::page;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, Route, S, blocking, json_body, params, query_json, read, tenant};
+use crate::extract::{
+    Caller, Route, S, blocking, json_body, logged_read, params, query_json, tenant,
+};
 use agentrail_service::{KeyRecord, Scope};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -213,8 +215,7 @@ pub async fn access_log(
     let q: AccessLogQuery = params(&uri)?;
     let req = page(q.cursor, q.limit)?;
     let params = query_json(&uri);
-    blocking(move || {
-        let read = read(caller, tenant, route, params);
+    logged_read(caller, tenant, route, params, move |read| {
         let (records, next_cursor) =
             s.service
                 .access_log(read, req.cursor.as_deref(), req.limit)?;

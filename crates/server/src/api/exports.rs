@@ -1,7 +1,7 @@
 //! Export jobs: start one, follow it, download its files (each download is logged).
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, Route, S, blocking, json_body, read, tenant};
+use crate::extract::{Caller, Route, S, blocking, json_body, logged_read, tenant};
 use agentrail_service::Scope;
 use agentrail_service::exports::{ExportStatus, JobRequest};
 use axum::Json;
@@ -93,8 +93,7 @@ pub async fn create_export(
         destination: req.destination,
     };
     let params = serde_json::to_value(&job).unwrap_or(Value::Null);
-    blocking(move || {
-        let read = read(caller, tenant, route, params);
+    logged_read(caller, tenant, route, params, move |read| {
         Ok((
             StatusCode::ACCEPTED,
             Json(s.service.start_export(read, job)?),
@@ -133,9 +132,8 @@ pub async fn export_file(
     route: Route,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&s, &caller, &t, &[Scope::Export])?;
-    let path = blocking(move || {
-        let params = json!({"export_id": id, "name": name});
-        let read = read(caller, tenant, route, params);
+    let params = json!({"export_id": &id, "name": &name});
+    let path = logged_read(caller, tenant, route, params, move |read| {
         Ok(s.service.export_file(read, &id, &name)?)
     })
     .await?;

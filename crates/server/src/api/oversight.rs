@@ -4,7 +4,9 @@
 use crate::api::queries::{query, to_json};
 use crate::api::{View, page, range};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, Indexed, Route, S, params, query_json, tenant, with};
+use crate::extract::{
+    Caller, Indexed, ReadConsistencyHeader, Route, S, params, query_json, tenant, with,
+};
 use agentrail_index::{AnomalyKind, ModelQuery, ReviewQuery, TimeField};
 use agentrail_service::Scope;
 use axum::extract::{Path, State};
@@ -59,7 +61,7 @@ pub struct ReviewsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/reviews", tag = "queries",
-    params(("tenant" = String, Path), ReviewsQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), ReviewsQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "human override history", body = ReviewsPage),
@@ -179,7 +181,7 @@ fn anomaly_kind(q: &AnomaliesQuery) -> Result<AnomalyKind, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/anomalies", tag = "queries",
-    params(("tenant" = String, Path), AnomaliesQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), AnomaliesQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, body = AnomaliesPage),
@@ -238,7 +240,7 @@ pub struct ModelParams {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/models/{model}", tag = "queries",
-    params(("tenant" = String, Path), ("model" = String, Path, description = "the model name"), ModelParams, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), ("model" = String, Path, description = "the model name"), ModelParams, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "the model's decisions by version, and what they caused", body = ModelBody),

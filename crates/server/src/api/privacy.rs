@@ -5,7 +5,7 @@ use crate::api::admin::AccessLogQuery;
 use crate::api::ingest::ReceiptJson;
 use crate::api::page;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, Route, S, blocking, json_body, params, read, tenant};
+use crate::extract::{Caller, Route, S, blocking, json_body, logged_read, params, tenant};
 use agentrail_service::{Erasure, Policy, Scope};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -50,16 +50,21 @@ pub async fn reveal_tokens(
 ) -> Result<Json<RevealBody>, ApiError> {
     let tenant = tenant(&s, &caller, &t, &[Scope::PiiReveal])?;
     let req: RevealRequest = json_body(&body)?;
-    blocking(move || {
-        let read = read(caller, tenant, route, json!({"tokens": &req.tokens}));
-        let values = s.service.reveal(read, &req.tokens)?;
-        Ok(Json(RevealBody {
-            values: values
-                .into_iter()
-                .map(|(token, value)| RevealedToken { token, value })
-                .collect(),
-        }))
-    })
+    logged_read(
+        caller,
+        tenant,
+        route,
+        json!({"tokens": &req.tokens}),
+        move |read| {
+            let values = s.service.reveal(read, &req.tokens)?;
+            Ok(Json(RevealBody {
+                values: values
+                    .into_iter()
+                    .map(|(token, value)| RevealedToken { token, value })
+                    .collect(),
+            }))
+        },
+    )
     .await
 }
 

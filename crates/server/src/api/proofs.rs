@@ -2,7 +2,7 @@
 //! c2sp.org/tlog-proof text).
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, Route, S, blocking, params, query_json, read, tenant};
+use crate::extract::{Caller, Route, S, blocking, logged_read, params, query_json, tenant};
 use agentrail_service::{EventRef, Scope};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -93,8 +93,7 @@ pub async fn inclusion(
         }
     };
     let params = query_json(&uri);
-    blocking(move || {
-        let req = read(caller, tenant, route, params);
+    logged_read(caller, tenant, route, params, move |req| {
         let (p, cp) = s.service.inclusion(req, event, q.tree_size)?;
         Ok(match q.format.unwrap_or_default() {
             ProofFormat::Json => Json(p.to_json()).into_response(),
@@ -135,8 +134,7 @@ pub async fn consistency(
     let tenant = tenant(&s, &caller, &t, &[Scope::EventsRead, Scope::Verify])?;
     let q: ConsistencyQuery = params(&uri)?;
     let params = query_json(&uri);
-    blocking(move || {
-        let req = read(caller, tenant, route, params);
+    logged_read(caller, tenant, route, params, move |req| {
         let p = s.service.consistency(req, q.from, q.to)?;
         Ok(match q.format.unwrap_or_default() {
             ProofFormat::Json => Json(p.to_json()).into_response(),

@@ -6,8 +6,8 @@
 use crate::api::{View, page, range};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{
-    Caller, Indexed, Route, S, blocking, consistency, indexed, params, query_json, read, tenant,
-    with,
+    Caller, Indexed, ReadConsistencyHeader, Route, S, consistency, indexed, logged_read, params,
+    query_json, tenant, with,
 };
 use crate::state::AppState;
 use agentrail_event::TenantId;
@@ -37,8 +37,7 @@ pub(crate) async fn query<T: Serialize + Send + 'static>(
     let pv = s
         .service
         .presenter(&tenant, view.unwrap_or_default().decrypts());
-    blocking(move || {
-        let req = read(caller, tenant, route, params);
+    logged_read(caller, tenant, route, params, move |req| {
         let (out, size) = s.service.read(req, c, |ix| f(ix, &pv))?;
         Ok(indexed(out, size))
     })
@@ -133,7 +132,7 @@ pub struct EventsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events", tag = "queries",
-    params(("tenant" = String, Path), EventsQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), EventsQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, body = EventsPage),
@@ -210,7 +209,7 @@ pub struct EventQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events/{event_id}", tag = "queries",
-    params(("tenant" = String, Path), ("event_id" = String, Path), EventQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), ("event_id" = String, Path), EventQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, body = EventBody),
@@ -231,8 +230,7 @@ pub async fn get_event(
     let pv = s
         .service
         .presenter(&tenant, q.view.unwrap_or_default().decrypts());
-    blocking(move || {
-        let req = read(caller, tenant, route, params);
+    logged_read(caller, tenant, route, params, move |req| {
         let proof = q.proof.unwrap_or(false).then_some(q.tree_size);
         let (row, proof, size) = s.service.event(req, c, &event_id, proof)?;
         let body = EventBody {
@@ -311,7 +309,7 @@ async fn causal(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events/{event_id}/causes", tag = "queries",
-    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "what led to the event", body = CausalBody),
@@ -329,7 +327,7 @@ pub async fn causes(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/events/{event_id}/effects", tag = "queries",
-    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), ("event_id" = String, Path), CausalQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "what the event led to", body = CausalBody),
@@ -358,7 +356,7 @@ pub struct PageQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/sessions/{session_id}", tag = "queries",
-    params(("tenant" = String, Path), ("session_id" = String, Path), PageQuery, ("x-read-consistency" = Option<String>, Header, description = "`latest` (default): wait until the index holds every event acknowledged before the query; `indexed`: answer at once from what the index holds (see the `x-indexed-size` response header)")),
+    params(("tenant" = String, Path), ("session_id" = String, Path), PageQuery, ReadConsistencyHeader),
     security(("bearer" = ["events:read"])),
     responses(
         (status = 200, description = "the session's events in order, with the check of its whole chain", body = SessionBody),
