@@ -34,7 +34,7 @@ pub use token::{Tokenized, find_tokens, token_for, tokenize_str, tokenize_value}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn vault() -> (tempfile::TempDir, Vault) {
         let d = tempfile::tempdir().unwrap();
@@ -50,6 +50,16 @@ mod tests {
         agentrail_event::TenantId::parse(s).unwrap()
     }
 
+    /// Seals `value` as field `path` of event `event` of tenant acme.
+    fn seal(v: &Vault, subject: Option<&str>, event: &str, path: &str, value: &Value) -> Value {
+        seal_field(v, &tid("acme"), subject, Aad::new(event, path), value, "t").unwrap()
+    }
+
+    /// Opens field `path` of event `event` of tenant acme.
+    fn open(v: &Vault, event: &str, path: &str, sealed: &Value) -> Result<Value, VaultError> {
+        open_field(v, &tid("acme"), Aad::new(event, path), sealed)
+    }
+
     #[test]
     fn master_key_file_is_private_and_reused() {
         let (d, v) = vault();
@@ -59,47 +69,23 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let sealed = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e1", "payload.output"),
-            &json!("x"),
-            "t",
-        )
-        .unwrap();
+        let sealed = seal(&v, None, "e1", "payload.output", &json!("x"));
         drop(v);
         let v = Vault::open(&layout(d.path()), None).unwrap();
         assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e1", "payload.output"), &sealed).unwrap(),
+            open(&v, "e1", "payload.output", &sealed).unwrap(),
             json!("x")
         );
         // Another master key cannot unwrap the data keys.
         let other = Vault::open(&layout(d.path()), Some(&hex::encode([7u8; 32]))).unwrap();
-        assert!(
-            open_field(
-                &other,
-                &tid("acme"),
-                Aad::new("e1", "payload.output"),
-                &sealed
-            )
-            .is_err()
-        );
+        assert!(open(&other, "e1", "payload.output", &sealed).is_err());
     }
 
     #[test]
     fn tampered_or_moved_ciphertexts_do_not_open() {
         let (_d, v) = vault();
         let val = json!({"system": "be nice", "messages": ["hi"]});
-        let sealed = seal_field(
-            &v,
-            &tid("acme"),
-            Some("u1"),
-            Aad::new("e1", "payload.prompt"),
-            &val,
-            "t",
-        )
-        .unwrap();
+        let sealed = seal(&v, Some("u1"), "e1", "payload.prompt", &val);
         assert!(is_sealed(&sealed));
         assert!(!sealed.to_string().contains("be nice"));
         // Moved to another event, another field, another tenant.
@@ -124,7 +110,7 @@ mod tests {
             raw
         ));
         assert!(matches!(
-            open_field(&v, &tid("acme"), Aad::new("e1", "payload.prompt"), &bad),
+            open(&v, "e1", "payload.prompt", &bad),
             Err(VaultError::Decrypt)
         ));
     }
@@ -132,119 +118,59 @@ mod tests {
     #[test]
     fn rotation_keeps_old_data_readable_and_shredding_erases_one_subject() {
         let (_d, v) = vault();
-        let old = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e1", "payload.output"),
-            &json!("old"),
-            "t",
-        )
-        .unwrap();
+        let old = seal(&v, None, "e1", "payload.output", &json!("old"));
         let kid = v.rotate(&tid("acme"), "t2").unwrap();
         assert_eq!(kid, "t:acme:v2");
-        let new = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e2", "payload.output"),
-            &json!("new"),
-            "t",
-        )
-        .unwrap();
+        let new = seal(&v, None, "e2", "payload.output", &json!("new"));
         assert_eq!(new["$enc"]["kid"], json!("t:acme:v2"));
         assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e1", "payload.output"), &old).unwrap(),
+            open(&v, "e1", "payload.output", &old).unwrap(),
             json!("old")
         );
-        let a = seal_field(
-            &v,
-            &tid("acme"),
-            Some("alice"),
-            Aad::new("e3", "payload.prompt"),
-            &json!("alice's"),
-            "t",
-        )
-        .unwrap();
-        let b = seal_field(
-            &v,
-            &tid("acme"),
-            Some("bob"),
-            Aad::new("e4", "payload.prompt"),
-            &json!("bob's"),
-            "t",
-        )
-        .unwrap();
+        let a = seal(&v, Some("alice"), "e3", "payload.prompt", &json!("alice's"));
+        let b = seal(&v, Some("bob"), "e4", "payload.prompt", &json!("bob's"));
         assert!(
             v.shred_subject(&tid("acme"), "alice", "2026-11-26T00:00:00Z")
                 .unwrap()
         );
         assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e3", "payload.prompt"), &a).unwrap(),
+            open(&v, "e3", "payload.prompt", &a).unwrap(),
             json!({"$erased": {"reason": "crypto-shredded", "at": "2026-11-26T00:00:00Z"}})
         );
         assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e4", "payload.prompt"), &b).unwrap(),
+            open(&v, "e4", "payload.prompt", &b).unwrap(),
             json!("bob's")
         );
         // New data for alice gets a new key; the old stays erased.
-        seal_field(
-            &v,
-            &tid("acme"),
-            Some("alice"),
-            Aad::new("e5", "payload.prompt"),
-            &json!("again"),
-            "t",
-        )
-        .unwrap();
+        seal(&v, Some("alice"), "e5", "payload.prompt", &json!("again"));
         assert!(
-            open_field(&v, &tid("acme"), Aad::new("e3", "payload.prompt"), &a)
+            open(&v, "e3", "payload.prompt", &a)
                 .unwrap()
                 .get("$erased")
                 .is_some()
         );
         // Content under the tenant key, then the whole tenant shredded.
-        let t1 = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e7", "payload.output"),
-            &json!("t"),
-            "t",
-        )
-        .unwrap();
+        let t1 = seal(&v, None, "e7", "payload.output", &json!("t"));
         v.shred_tenant(&tid("acme"), "t9").unwrap();
         assert!(
-            open_field(&v, &tid("acme"), Aad::new("e4", "payload.prompt"), &b)
+            open(&v, "e4", "payload.prompt", &b)
                 .unwrap()
                 .get("$erased")
                 .is_some()
         );
         assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e7", "payload.output"), &t1).unwrap(),
+            open(&v, "e7", "payload.output", &t1).unwrap(),
             json!({"$erased": {"reason": "crypto-shredded", "at": "t9"}})
         );
         // New content gets new key ids: the old content stays erased (not unreadable), also
         // after the vault is reopened.
-        let t2 = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e6", "payload.output"),
-            &json!("new"),
-            "t",
-        )
-        .unwrap();
+        let t2 = seal(&v, None, "e6", "payload.output", &json!("new"));
         assert_ne!(t2["$enc"]["kid"], t1["$enc"]["kid"]);
         drop(v);
         let v = Vault::open(&layout(_d.path()), None).unwrap();
+        assert_eq!(open(&v, "e6", "payload.output", &t2).unwrap(), json!("new"));
         assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e6", "payload.output"), &t2).unwrap(),
-            json!("new")
-        );
-        assert_eq!(
-            open_field(&v, &tid("acme"), Aad::new("e7", "payload.output"), &t1).unwrap()["$erased"]
-                ["at"],
+            open(&v, "e7", "payload.output", &t1).unwrap()["$erased"]["at"],
             json!("t9")
         );
         assert!(
@@ -257,42 +183,10 @@ mod tests {
     #[test]
     fn sealing_is_deterministic_per_event_field_and_content() {
         let (_d, v) = vault();
-        let a = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e1", "payload.output"),
-            &json!("x"),
-            "t",
-        )
-        .unwrap();
-        let b = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e1", "payload.output"),
-            &json!("x"),
-            "t",
-        )
-        .unwrap();
-        let c = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e1", "payload.output"),
-            &json!("y"),
-            "t",
-        )
-        .unwrap();
-        let d = seal_field(
-            &v,
-            &tid("acme"),
-            None,
-            Aad::new("e2", "payload.output"),
-            &json!("x"),
-            "t",
-        )
-        .unwrap();
+        let a = seal(&v, None, "e1", "payload.output", &json!("x"));
+        let b = seal(&v, None, "e1", "payload.output", &json!("x"));
+        let c = seal(&v, None, "e1", "payload.output", &json!("y"));
+        let d = seal(&v, None, "e2", "payload.output", &json!("x"));
         assert_eq!(a, b, "a replay seals to the same bytes");
         assert_ne!(a["$enc"]["nonce"], c["$enc"]["nonce"]);
         assert_ne!(a["$enc"]["nonce"], d["$enc"]["nonce"]);
@@ -332,7 +226,7 @@ mod tests {
         let tok = found[0].token.clone();
         let ev = |id: &str, subject: Option<&str>| {
             json!({"event_id": id, "payload": {
-                "prompt": seal_field(&v, &tid("acme"), subject, Aad::new(id, "payload.prompt"), &prompt, "t").unwrap(),
+                "prompt": seal(&v, subject, id, "payload.prompt", &prompt),
                 "model": {"name": "m"},
             }})
         };
