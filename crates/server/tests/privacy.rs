@@ -891,26 +891,13 @@ async fn erasure_racing_with_ingest_leaves_nothing_readable_before_it() {
             Value::Null,
         )
         .await;
-        for e in v["events"].as_array().unwrap() {
-            let seq = e["seq"].as_u64().unwrap();
-            let prompt = &e["payload"]["prompt"];
-            if seq < erased_at {
-                before += 1;
-                assert!(
-                    prompt["$erased"].is_object(),
-                    "seq {seq} before the erasure at {erased_at} reads {prompt}"
-                );
-            } else {
-                after += 1;
-                assert!(
-                    prompt["messages"][0]
-                        .as_str()
-                        .unwrap()
-                        .contains("tok_email_"),
-                    "seq {seq}: {prompt}"
-                );
-            }
-        }
+        let (b, a) = agentrail_testkit::check_erasure_boundary(
+            v["events"].as_array().unwrap(),
+            erased_at,
+            "racer@",
+        );
+        before += b;
+        after += a;
         match v["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
             None => break,

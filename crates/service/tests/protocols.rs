@@ -184,24 +184,8 @@ fn an_erasure_racing_four_writers_leaves_nothing_readable_before_its_event() {
     });
     let all = env.decisions();
     assert_eq!(all.len(), 600);
-    let (mut before, mut after) = (0, 0);
-    for (seq, e) in all {
-        let prompt = &e["payload"]["prompt"];
-        if seq < erased_at {
-            before += 1;
-            assert!(
-                prompt["$erased"].is_object(),
-                "seq {seq} before the erasure at {erased_at} reads {prompt}"
-            );
-        } else {
-            after += 1;
-            let text = prompt["messages"][0].as_str().unwrap();
-            assert!(
-                text.contains("tok_email_") && !text.contains("racer@"),
-                "seq {seq}: {prompt}"
-            );
-        }
-    }
+    let (before, after) =
+        agentrail_testkit::check_erasure_boundary(all.iter().map(|(_, e)| e), erased_at, "racer@");
     assert_eq!(before + after, 600);
     // The erasure itself is an event of the ledger, and the ledger still verifies.
     let layout = service.layout();

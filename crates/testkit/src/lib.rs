@@ -451,6 +451,36 @@ pub fn event_ids(page: &serde_json::Value) -> Vec<String> {
 }
 
 /// Small helpers the workload benchmarks share.
+/// What every erasure-racing test checks of served model decisions (`view=decrypted`, each with
+/// its `seq`): those sequenced before the erasure event at `erased_at` read `$erased`, those
+/// after it read tokenized, with `plaintext` nowhere. Returns how many were before and after.
+pub fn check_erasure_boundary<'a>(
+    events: impl IntoIterator<Item = &'a serde_json::Value>,
+    erased_at: u64,
+    plaintext: &str,
+) -> (usize, usize) {
+    let (mut before, mut after) = (0, 0);
+    for e in events {
+        let seq = e["seq"].as_u64().unwrap_or(u64::MAX);
+        let prompt = &e["payload"]["prompt"];
+        if seq < erased_at {
+            before += 1;
+            assert!(
+                prompt["$erased"].is_object(),
+                "seq {seq} before the erasure at {erased_at} reads {prompt}"
+            );
+        } else {
+            after += 1;
+            let text = prompt["messages"][0].as_str().unwrap_or_default();
+            assert!(
+                text.contains("tok_email_") && !text.contains(plaintext),
+                "seq {seq} after the erasure reads {prompt}"
+            );
+        }
+    }
+    (before, after)
+}
+
 pub mod bench {
     use std::time::Duration;
 
