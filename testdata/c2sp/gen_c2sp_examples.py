@@ -17,9 +17,9 @@ library for everything else. Formats, as specified at c2sp.org:
 * tlog-proof@v1: "c2sp.org/tlog-proof@v1\\n", "index <n>\\n", one base64 inclusion-proof hash per
   line (leaf sibling first), a blank line, then the signed checkpoint verbatim.
 
-The tree is the 8 reference leaves of the steering repo's SPECS.md section 1.4 (hashed here with
-RFC 6962: leaf = SHA-256(0x00 || data), node = SHA-256(0x01 || left || right)); its root is checked
-against the value listed there. Keys come from fixed seeds, and Ed25519 is deterministic, so the
+The tree is the 8 reference leaves of the steering repo's SPECS.md section 1.4, hashed with RFC
+6962 by ../merkle/gen_merkle_vectors.py (imported: one implementation serves both generators); its
+root is checked against the value listed there. Keys come from fixed seeds, and Ed25519 is deterministic, so the
 output is the same on every run. The script verifies every signature and the inclusion proof it
 writes, and stops with an error if anything does not check.
 
@@ -56,75 +56,15 @@ PROOF_INDEX = 5
 SIG_ED25519 = 0x01
 SIG_COSIGNATURE_V1 = 0x04
 
-LEAVES = [
-    bytes.fromhex(h)
-    for h in [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ]
-]
-# SPECS.md section 1.4: roots of sizes 5 and 8 of those leaves.
-EXPECTED_ROOT = {
-    5: "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-    8: "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-}
+# The RFC 6962 tree, the reference leaves and their roots come from the Merkle generator beside
+# this folder (one hashlib implementation serves both).
+sys.path.insert(0, os.path.join(HERE, "..", "merkle"))
+from gen_merkle_vectors import EXPECTED_ROOTS, REFERENCE_LEAVES as LEAVES  # noqa: E402
+from gen_merkle_vectors import b64, leaf_hash, mth, path, verify_inclusion  # noqa: E402
 
 
 def fail(msg):
     sys.exit("gen_c2sp_examples.py: " + msg)
-
-
-def b64(b):
-    return base64.b64encode(b).decode()
-
-
-# ---- RFC 6962 -----------------------------------------------------------------------------------
-
-
-def split(n):
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def mth(d):
-    if len(d) == 0:
-        return hashlib.sha256(b"").digest()
-    if len(d) == 1:
-        return hashlib.sha256(b"\x00" + d[0]).digest()
-    k = split(len(d))
-    return hashlib.sha256(b"\x01" + mth(d[:k]) + mth(d[k:])).digest()
-
-
-def path(m, d):
-    if len(d) == 1:
-        return []
-    k = split(len(d))
-    if m < k:
-        return path(m, d[:k]) + [mth(d[k:])]
-    return path(m - k, d[k:]) + [mth(d[:k])]
-
-
-def root_from_path(m, n, leaf_hash, proof):
-    """Recomputes the root the way MTH splits the tree (not the proof generator's recursion)."""
-    if n == 1:
-        if proof:
-            fail("proof too long")
-        return leaf_hash
-    if not proof:
-        fail("proof too short")
-    k = split(n)
-    sibling, rest = proof[-1], proof[:-1]
-    if m < k:
-        return hashlib.sha256(b"\x01" + root_from_path(m, k, leaf_hash, rest) + sibling).digest()
-    return hashlib.sha256(b"\x01" + sibling + root_from_path(m - k, n - k, leaf_hash, rest)).digest()
 
 
 # ---- keys and signatures ------------------------------------------------------------------------
@@ -164,8 +104,8 @@ class Key:
 
 def checkpoint_text(size, extensions=()):
     root = mth(LEAVES[:size])
-    if root.hex() != EXPECTED_ROOT[size]:
-        fail("root of size %d is %s, SPECS.md section 1.4 says %s" % (size, root.hex(), EXPECTED_ROOT[size]))
+    if root.hex() != EXPECTED_ROOTS[size]:
+        fail("root of size %d is %s, SPECS.md section 1.4 says %s" % (size, root.hex(), EXPECTED_ROOTS[size]))
     return "%s\n%d\n%s\n" % (ORIGIN, size, b64(root)) + "".join(e + "\n" for e in extensions)
 
 
@@ -216,8 +156,8 @@ def main():
     check_note(ext_checkpoint, [log, witness])
 
     proof = path(PROOF_INDEX, LEAVES)
-    leaf = hashlib.sha256(b"\x00" + LEAVES[PROOF_INDEX]).digest()
-    if root_from_path(PROOF_INDEX, len(LEAVES), leaf, proof) != mth(LEAVES):
+    leaf = leaf_hash(LEAVES[PROOF_INDEX])
+    if not verify_inclusion(PROOF_INDEX, len(LEAVES), leaf, proof, mth(LEAVES)):
         fail("the inclusion proof of leaf %d does not verify" % PROOF_INDEX)
     tlog_proof = (
         "c2sp.org/tlog-proof@v1\nindex %d\n" % PROOF_INDEX
