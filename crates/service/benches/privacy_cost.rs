@@ -68,8 +68,8 @@ fn main() {
     let dir = tempfile::tempdir_in(".").expect("temp dir");
     let layout = DataDir::new(dir.path());
     let vault = Arc::new(open_vault(&layout).expect("vault"));
-    let now = "2026-11-26T00:00:00Z";
-    let clock = Arc::new(ManualClock::at(now));
+    let clock = Arc::new(ManualClock::at("2026-11-26T00:00:00Z"));
+    let now = agentrail_ledger::Clock::now(&*clock);
     let privacy = Privacy::new(vault.clone(), &layout, clock);
     let tenant = TenantId::parse("bench").expect("tenant");
     let base = events(n, pii_rate);

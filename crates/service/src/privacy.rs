@@ -20,6 +20,7 @@ use agentrail_ledger::{ChainLog, Clock};
 use agentrail_vault::{
     Aad, Detectors, TokenKey, Tokenized, Vault, is_sealed, open_field, protect_field, seal_field,
 };
+use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -324,7 +325,7 @@ impl Sealing<'_> {
 
 impl Erasing<'_> {
     /// Destroys the subject's keys (`None`: every key of the tenant); whether it had a key.
-    pub fn shred(&self, subject: Option<&str>, now: &str) -> Result<bool, ServiceError> {
+    pub fn shred(&self, subject: Option<&str>, now: Timestamp) -> Result<bool, ServiceError> {
         let v = &self.privacy.vault;
         match subject {
             Some(s) => Ok(v.shred_subject(self.tenant, s, now)?),
@@ -336,7 +337,7 @@ impl Erasing<'_> {
     }
 
     /// See [`Privacy::erase_tokens`].
-    pub fn erase_tokens(&self, subject: Option<&str>, at: &str) -> Result<u64, ServiceError> {
+    pub fn erase_tokens(&self, subject: Option<&str>, at: Timestamp) -> Result<u64, ServiceError> {
         self.privacy.erase_tokens(self.tenant, subject, at)
     }
 }
@@ -464,7 +465,7 @@ impl Privacy {
         tenant: &TenantId,
         events: &mut [ValidEvent],
     ) -> Result<(), ServiceError> {
-        let now = &agentrail_ledger::clock::format_timestamp(self.clock.now());
+        let now = self.clock.now();
         let subjects: Vec<&str> = events
             .iter()
             .filter_map(|ev| ev.value.get("subject_id").and_then(Value::as_str))
@@ -488,7 +489,7 @@ impl Privacy {
         compiled: &Compiled,
         token_key: &TokenKey,
         ev: &mut ValidEvent,
-        now: &str,
+        now: Timestamp,
         found: &mut Vec<(Option<String>, Tokenized)>,
     ) -> Result<(), ServiceError> {
         let event_type = ev
@@ -548,7 +549,7 @@ impl Privacy {
         &self,
         tenant: &TenantId,
         found: Vec<(Option<String>, Tokenized)>,
-        now: &str,
+        now: Timestamp,
     ) -> Result<(), ServiceError> {
         let tokens = self.tokens(tenant)?;
         let mut t = lock(&tokens);
@@ -610,7 +611,7 @@ impl Privacy {
         &self,
         tenant: &TenantId,
         subject: Option<&str>,
-        at: &str,
+        at: Timestamp,
     ) -> Result<u64, ServiceError> {
         let store = self.tokens(tenant)?;
         let mut t = lock(&store);
@@ -635,7 +636,10 @@ impl Privacy {
                     erased += 1;
                     let mut tomb = Map::new();
                     tomb.insert("token".into(), m["token"].clone());
-                    tomb.insert("erased_at".into(), json!(at));
+                    tomb.insert(
+                        "erased_at".into(),
+                        json!(agentrail_ledger::clock::format_timestamp(at)),
+                    );
                     m = tomb;
                 }
                 records.push(m);

@@ -689,10 +689,11 @@ impl Service {
         payload: impl FnOnce(&str) -> Value,
     ) -> Result<Erasure, ServiceError> {
         self.privacy.erasing(tenant, |erasing| {
-            let now = self.now();
-            let had_key = erasing.shred(subject, &now)?;
+            let at = self.clock.now();
+            let now = format_timestamp(at);
+            let had_key = erasing.shred(subject, at)?;
             self.indexer.erase_content(tenant, subject)?;
-            erasing.erase_tokens(subject, &now)?;
+            erasing.erase_tokens(subject, at)?;
             let ev = json!({
                 "schema_version": "1",
                 "event_type": event_type,
@@ -754,8 +755,9 @@ impl Service {
         caller: &Principal,
         tenant: &TenantId,
     ) -> Result<(String, String), ServiceError> {
-        let now = self.now();
-        let kid = self.privacy.vault().rotate(tenant, &now)?;
+        let at = self.clock.now();
+        let kid = self.privacy.vault().rotate(tenant, at)?;
+        let now = format_timestamp(at);
         tracing::info!(%tenant, %kid, by = %caller.key_id, "tenant data key rotated");
         Ok((kid, now))
     }

@@ -10,11 +10,13 @@
 
 use agentrail_event::TenantId;
 use agentrail_ledger::ChainLog;
+use agentrail_ledger::clock::format_timestamp;
 use agentrail_ledger::layout::DataDir;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -433,12 +435,12 @@ impl Vault {
         Ok(())
     }
 
-    fn wrap(&self, kid: &str, key: &[u8; 32], now: &str) -> Result<Wrapped, VaultError> {
+    fn wrap(&self, kid: &str, key: &[u8; 32], now: Timestamp) -> Result<Wrapped, VaultError> {
         let (nonce, ct) = seal_raw(&self.master, key, format!("{WRAP_AAD}{kid}").as_bytes())?;
         Ok(Wrapped {
             nonce: B64.encode(nonce),
             ct: B64.encode(ct),
-            created_at: now.to_owned(),
+            created_at: format_timestamp(now),
         })
     }
 
@@ -470,7 +472,7 @@ impl Vault {
         &self,
         st: &mut TenantState,
         kid: &str,
-        now: &str,
+        now: Timestamp,
         make: impl FnOnce(Wrapped) -> KeyRecord,
     ) -> Result<[u8; 32], VaultError> {
         let key = random::<32>()?;
@@ -485,7 +487,7 @@ impl Vault {
         &self,
         tenant: &TenantId,
         who: &KeyRef,
-        now: &str,
+        now: Timestamp,
     ) -> Result<(String, [u8; 32]), VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
@@ -533,7 +535,7 @@ impl Vault {
         &self,
         tenant: &TenantId,
         subjects: &[&str],
-        now: &str,
+        now: Timestamp,
     ) -> Result<(), VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
@@ -588,7 +590,7 @@ impl Vault {
     }
 
     /// Adds a new version of the tenant key; new data uses it, old data stays readable.
-    pub fn rotate(&self, tenant: &TenantId, now: &str) -> Result<String, VaultError> {
+    pub fn rotate(&self, tenant: &TenantId, now: Timestamp) -> Result<String, VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         let kid = format!("t:{tenant}:v{}", st.keys.versions + 1);
@@ -601,7 +603,7 @@ impl Vault {
 
     /// The tenant's token (HMAC) key, created on first use. Its bytes never leave the vault
     /// crate: [`crate::tokenize_value`] and [`crate::token_for`] take the key as it is.
-    pub fn token_key(&self, tenant: &TenantId, now: &str) -> Result<TokenKey, VaultError> {
+    pub fn token_key(&self, tenant: &TenantId, now: Timestamp) -> Result<TokenKey, VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         let kid = format!("k:{tenant}:tokens");
@@ -618,7 +620,7 @@ impl Vault {
         &self,
         tenant: &TenantId,
         subject: &str,
-        now: &str,
+        now: Timestamp,
     ) -> Result<bool, VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
@@ -626,7 +628,7 @@ impl Vault {
         let mut keys = st.keys.clone();
         keys.apply(KeyRecord::Shred {
             subject: subject.to_owned(),
-            at: now.to_owned(),
+            at: format_timestamp(now),
         });
         let records = self.to_maps(&keys.records())?;
         // In memory first: whatever happens to the file below, this process never uses the
@@ -660,11 +662,11 @@ impl Vault {
     /// Destroys every key of a tenant: its key log is rewritten (atomically) to one record
     /// saying so (with any copy an interrupted rewrite left beside it removed); its subjects
     /// count as shredded, and new keys never reuse a destroyed key's id.
-    pub fn shred_tenant(&self, tenant: &TenantId, now: &str) -> Result<(), VaultError> {
+    pub fn shred_tenant(&self, tenant: &TenantId, now: Timestamp) -> Result<(), VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         st.keys.apply(KeyRecord::TenantShred {
-            at: now.to_owned(),
+            at: format_timestamp(now),
             versions: 0,
         });
         st.plain.clear();

@@ -13,7 +13,8 @@
 //! let acme = agentrail_event::TenantId::parse("acme")?;
 //! let v = serde_json::json!({"messages": ["my card is 4111 1111 1111 1111"]});
 //! let at = Aad::new("evt-1", "payload.prompt");
-//! let sealed = seal_field(&vault, &acme, Some("cust-9"), at, &v, "now")?;
+//! let now = jiff::Timestamp::now();
+//! let sealed = seal_field(&vault, &acme, Some("cust-9"), at, &v, now)?;
 //! assert_eq!(open_field(&vault, &acme, at, &sealed)?, v);
 //! # Ok(()) }
 //! ```
@@ -46,13 +47,31 @@ mod tests {
         agentrail_ledger::DataDir::new(p)
     }
 
+    /// A time `s` seconds after a fixed instant.
+    fn at(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_764_115_200 + s).unwrap()
+    }
+
+    /// How the vault records a time.
+    fn recorded(s: i64) -> String {
+        agentrail_ledger::clock::format_timestamp(at(s))
+    }
+
     fn tid(s: &str) -> agentrail_event::TenantId {
         agentrail_event::TenantId::parse(s).unwrap()
     }
 
     /// Seals `value` as field `path` of event `event` of tenant acme.
     fn seal(v: &Vault, subject: Option<&str>, event: &str, path: &str, value: &Value) -> Value {
-        seal_field(v, &tid("acme"), subject, Aad::new(event, path), value, "t").unwrap()
+        seal_field(
+            v,
+            &tid("acme"),
+            subject,
+            Aad::new(event, path),
+            value,
+            at(0),
+        )
+        .unwrap()
     }
 
     /// Opens field `path` of event `event` of tenant acme.
@@ -119,7 +138,7 @@ mod tests {
     fn rotation_keeps_old_data_readable_and_shredding_erases_one_subject() {
         let (_d, v) = vault();
         let old = seal(&v, None, "e1", "payload.output", &json!("old"));
-        let kid = v.rotate(&tid("acme"), "t2").unwrap();
+        let kid = v.rotate(&tid("acme"), at(2)).unwrap();
         assert_eq!(kid, "t:acme:v2");
         let new = seal(&v, None, "e2", "payload.output", &json!("new"));
         assert_eq!(new["$enc"]["kid"], json!("t:acme:v2"));
@@ -129,13 +148,10 @@ mod tests {
         );
         let a = seal(&v, Some("alice"), "e3", "payload.prompt", &json!("alice's"));
         let b = seal(&v, Some("bob"), "e4", "payload.prompt", &json!("bob's"));
-        assert!(
-            v.shred_subject(&tid("acme"), "alice", "2026-11-26T00:00:00Z")
-                .unwrap()
-        );
+        assert!(v.shred_subject(&tid("acme"), "alice", at(1)).unwrap());
         assert_eq!(
             open(&v, "e3", "payload.prompt", &a).unwrap(),
-            json!({"$erased": {"reason": "crypto-shredded", "at": "2026-11-26T00:00:00Z"}})
+            json!({"$erased": {"reason": "crypto-shredded", "at": recorded(1)}})
         );
         assert_eq!(
             open(&v, "e4", "payload.prompt", &b).unwrap(),
@@ -151,7 +167,7 @@ mod tests {
         );
         // Content under the tenant key, then the whole tenant shredded.
         let t1 = seal(&v, None, "e7", "payload.output", &json!("t"));
-        v.shred_tenant(&tid("acme"), "t9").unwrap();
+        v.shred_tenant(&tid("acme"), at(9)).unwrap();
         assert!(
             open(&v, "e4", "payload.prompt", &b)
                 .unwrap()
@@ -160,7 +176,7 @@ mod tests {
         );
         assert_eq!(
             open(&v, "e7", "payload.output", &t1).unwrap(),
-            json!({"$erased": {"reason": "crypto-shredded", "at": "t9"}})
+            json!({"$erased": {"reason": "crypto-shredded", "at": recorded(9)}})
         );
         // New content gets new key ids: the old content stays erased (not unreadable), also
         // after the vault is reopened.
@@ -171,7 +187,7 @@ mod tests {
         assert_eq!(open(&v, "e6", "payload.output", &t2).unwrap(), json!("new"));
         assert_eq!(
             open(&v, "e7", "payload.output", &t1).unwrap()["$erased"]["at"],
-            json!("t9")
+            json!(recorded(9))
         );
         assert!(
             v.shredded_subjects(&tid("acme"))
@@ -195,9 +211,9 @@ mod tests {
     #[test]
     fn tokens_are_stable_per_tenant_and_differ_across_tenants() {
         let (_d, v) = vault();
-        let ka = v.token_key(&tid("acme"), "t").unwrap();
-        let kb = v.token_key(&tid("beta"), "t").unwrap();
-        assert_eq!(ka, v.token_key(&tid("acme"), "t").unwrap());
+        let ka = v.token_key(&tid("acme"), at(0)).unwrap();
+        let kb = v.token_key(&tid("beta"), at(0)).unwrap();
+        assert_eq!(ka, v.token_key(&tid("acme"), at(0)).unwrap());
         let d = Detectors::default();
         let mut out = Vec::new();
         let mut val = json!({"messages": ["mail jane@example.com, card 4111 1111 1111 1111", "again jane@example.com"]});
@@ -219,7 +235,7 @@ mod tests {
     #[test]
     fn sealed_content_holds_what_still_opens_and_tokens_are_found() {
         let (_d, v) = vault();
-        let k = v.token_key(&tid("acme"), "t").unwrap();
+        let k = v.token_key(&tid("acme"), at(0)).unwrap();
         let mut found = Vec::new();
         let mut prompt = json!({"messages": ["write to jane@example.com about order 42"]});
         tokenize_value(&k, &Detectors::default(), &mut prompt, &mut found);
@@ -236,7 +252,7 @@ mod tests {
         assert_eq!(content, json!({"payload.prompt": prompt}));
         assert_eq!(find_tokens(&content.to_string()), vec![tok.clone()]);
         assert!(!content.to_string().contains("jane@"));
-        v.shred_subject(&tid("acme"), "alice", "t2").unwrap();
+        v.shred_subject(&tid("acme"), "alice", at(2)).unwrap();
         assert_eq!(sealed_content(&v, &tid("acme"), &a), None);
         assert!(sealed_content(&v, &tid("acme"), &b).is_some());
         // Opening in place shows the erasure.
@@ -245,7 +261,10 @@ mod tests {
             open_sealed(&v, &tid("acme"), "e1", "payload", &mut shown["payload"]),
             0
         );
-        assert_eq!(shown["payload"]["prompt"]["$erased"]["at"], "t2");
+        assert_eq!(
+            shown["payload"]["prompt"]["$erased"]["at"],
+            json!(recorded(2))
+        );
         assert_eq!(shown["payload"]["model"]["name"], "m");
     }
 

@@ -55,7 +55,7 @@ pub fn seal_field(
     subject: Option<&str>,
     aad: Aad<'_>,
     value: &Value,
-    now: &str,
+    now: jiff::Timestamp,
 ) -> Result<Value, VaultError> {
     let who = subject.map_or(KeyRef::Tenant, |s| KeyRef::Subject(s.to_owned()));
     let (kid, key) = vault.current_key(tenant, &who, now)?;
@@ -188,7 +188,7 @@ pub fn protect_field(
     subject: Option<&str>,
     aad: Aad<'_>,
     value: &mut Value,
-    now: &str,
+    now: jiff::Timestamp,
     found: &mut Vec<crate::Tokenized>,
 ) -> Result<(), VaultError> {
     crate::tokenize_value(token_key, detectors, value, found);
