@@ -168,15 +168,24 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
                 format!("{}\n", signer.to_private_key_string()).as_bytes(),
                 0o600,
             )?;
-            write_new_file(
-                &sys.log_vkey(),
-                format!("{}\n", signer.verifier()).as_bytes(),
-                0o644,
-            )?;
             signer
         }
         Err(e) => return Err(io_err("read", &key_path)(e)),
     };
+    // The verifier key is derived from the signing key: a first start killed between writing
+    // the two leaves the key without it, so it is (re)written whenever it is missing.
+    let vkey_path = sys.log_vkey();
+    match fs::metadata(&vkey_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_new_file(
+                &vkey_path,
+                format!("{}\n", signer.verifier()).as_bytes(),
+                0o644,
+            )?;
+        }
+        Err(e) => return Err(io_err("stat", &vkey_path)(e)),
+    }
     Ok((origin, signer))
 }
 

@@ -334,3 +334,23 @@ fn concurrent_appenders_share_fsyncs_and_lose_nothing() {
     drop(l);
     assert_verifies(dir.path(), &t);
 }
+
+/// Regression: a first start killed after writing the signing key but before its verifier key
+/// left `system/log.vkey` missing for good, and offline verification could not run (seen in the
+/// SIGKILL crash test on a loaded machine). The verifier key is derived, so a start writes it.
+#[test]
+fn a_missing_verifier_key_is_written_again_from_the_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let vkey = agentrail_ledger::DataDir::new(dir.path())
+        .system()
+        .log_vkey();
+    let before = {
+        let l = open(dir.path());
+        l.verifier().to_string()
+    };
+    std::fs::remove_file(&vkey).unwrap();
+    assert!(agentrail_ledger::read_verifier(dir.path()).is_err());
+    drop(open(dir.path()));
+    let after = agentrail_ledger::read_verifier(dir.path()).unwrap();
+    assert_eq!(after.to_string(), before);
+}
