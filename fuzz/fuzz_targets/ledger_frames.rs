@@ -9,10 +9,16 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut pos = HEADER_LEN.min(data.len());
-    while let RecordRead::Record { seq, payload, next } = read_record(data, pos, 0) {
+    while let RecordRead::Record {
+        seq,
+        payload,
+        next,
+        more,
+    } = read_record(data, pos, 0)
+    {
         assert!(next > pos && next <= data.len());
         let mut again = Vec::new();
-        encode_record(seq, payload, &mut again);
+        encode_record(seq, payload, more, &mut again);
         assert_eq!(&data[pos..next], &again[..]);
         pos = next;
     }

@@ -13,7 +13,7 @@ use agentrail_note::{Signer, Verifier};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,6 +39,10 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// Called before every fsync; for fault-injection tests.
     pub fsync_hook: Option<FsyncHook>,
+    /// A tenant whose write or fsync failed refuses appends; the first request after this long
+    /// cuts its files back to the last durable batch and reopens it (again after the same wait
+    /// if that fails: the cause, a full disk say, may still be there).
+    pub heal_after: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -50,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("max_open_tenants", &self.max_open_tenants)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("clock_skew_bound_ms", &self.clock_skew_bound_ms)
+            .field("heal_after", &self.heal_after)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +70,7 @@ impl Config {
             clock_skew_bound_ms: 60_000,
             clock: Arc::new(SystemClock),
             fsync_hook: None,
+            heal_after: Duration::from_secs(1),
         }
     }
 }
@@ -81,6 +87,9 @@ struct Lru {
 struct Inner {
     ctx: Ctx,
     max_open: usize,
+    heal_after: Duration,
+    /// Recovery actions taken (a truncated tail, a healed write failure), for metrics.
+    recoveries: AtomicU64,
     tenants: Mutex<Lru>,
     closed: AtomicBool,
     recovery_notes: Mutex<Vec<String>>,
@@ -248,6 +257,8 @@ impl Ledger {
                 verifier,
             },
             max_open: cfg.max_open_tenants,
+            heal_after: cfg.heal_after,
+            recoveries: AtomicU64::new(0),
             tenants: Mutex::new(Lru {
                 open: HashMap::new(),
                 tick: 0,
@@ -464,6 +475,24 @@ impl Ledger {
         std::mem::take(&mut *lock(&self.inner.recovery_notes))
     }
 
+    /// Recovery actions taken since the ledger was opened: truncated torn tails or unfinished
+    /// batches, healed write failures.
+    pub fn recoveries(&self) -> u64 {
+        self.inner.recoveries.load(Ordering::Relaxed)
+    }
+
+    /// Open tenants whose writer is refusing appends after a failed write or fsync, with the
+    /// reason; each heals on the first request after `heal_after`.
+    pub fn poisoned_tenants(&self) -> Vec<(TenantId, String)> {
+        let mut out: Vec<(TenantId, String)> = lock(&self.inner.tenants)
+            .open
+            .iter()
+            .filter_map(|(id, (t, _))| t.poisoned_for().map(|(r, _)| (id.clone(), r)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Number of tenants currently open (bounded by `max_open_tenants` plus those in use).
     pub fn open_tenants(&self) -> usize {
         lock(&self.inner.tenants).open.len()
@@ -510,13 +539,39 @@ impl Inner {
         let tick = lru.tick;
         if let Some((t, used)) = lru.open.get_mut(id) {
             *used = tick;
-            return Ok(t.clone());
+            match t.poisoned_for() {
+                Some((_, since)) if since >= self.heal_after => {}
+                _ => return Ok(t.clone()),
+            }
+            // Poisoned long enough: heal it (cut back to the last durable batch) and reopen.
+            let old = t.clone();
+            match old.heal(&self.ctx) {
+                Ok(note) => self.note(id, &note),
+                Err(e) => {
+                    old.poison_again(format!("healing failed: {e}"));
+                    return Ok(old);
+                }
+            }
+            match Tenant::open(&self.ctx, id.clone(), false) {
+                Ok(t) => {
+                    let t = Arc::new(t);
+                    if let Some(note) = &t.recovery_note {
+                        self.note(id, note);
+                    }
+                    lru.open.insert(id.clone(), (t.clone(), tick));
+                    return Ok(t);
+                }
+                Err(e) => {
+                    old.poison_again(format!("reopening failed: {e}"));
+                    return Ok(old);
+                }
+            }
         }
         // Opening recovers the tenant; it happens under the LRU lock so that a tenant is never
         // opened twice.
         let t = Arc::new(Tenant::open(&self.ctx, id.clone(), create)?);
         if let Some(note) = &t.recovery_note {
-            lock(&self.recovery_notes).push(format!("tenant {id}: {note}"));
+            self.note(id, note);
         }
         lru.open.insert(id.clone(), (t.clone(), tick));
         while lru.open.len() > self.max_open {
@@ -535,6 +590,18 @@ impl Inner {
             }
         }
         Ok(t)
+    }
+
+    /// A recovery action: kept for [`Ledger::take_recovery_notes`], logged, counted.
+    fn note(&self, id: &TenantId, note: &str) {
+        tracing::warn!(tenant = %id, "ledger recovery: {note}");
+        self.recoveries.fetch_add(1, Ordering::Relaxed);
+        let mut notes = lock(&self.recovery_notes);
+        // Kept for a caller that asks; logged and counted either way, so the list stays small.
+        if notes.len() >= 1000 {
+            notes.remove(0);
+        }
+        notes.push(format!("tenant {id}: {note}"));
     }
 
     fn close_tenant(&self, t: &Tenant) -> Result<(), CheckpointError> {

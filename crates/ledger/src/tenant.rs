@@ -109,22 +109,29 @@ struct State {
     sessions: HashMap<[u8; 16], (u64, Hash)>,
 }
 
-/// Records, entry slots and tree nodes of a batch, framed but not yet written; they go to the
-/// active segment's end (`State::active_len`) and the derived files together.
+/// A batch's stored events, entries and tree nodes, sequenced but not yet written; they go to
+/// the active segment's end (`State::active_len`) and the derived files together. Entry offsets
+/// are relative to the batch's first record until then.
 #[derive(Default)]
 struct Pending {
-    records: Vec<u8>,
-    entries: Vec<u8>,
+    events: Vec<(u64, Vec<u8>)>,
+    bytes: u64,
+    entries: Vec<Entry>,
     nodes: Vec<(u64, Hash)>,
 }
 
 struct SyncState {
     /// Records `[0, written)` are in the page cache.
     written: u64,
+    /// Where they end in `file`.
+    written_len: u64,
+    /// Where the durable records `[0, synced)` end in `file`: what a heal truncates back to.
+    synced_len: u64,
     /// Records `[0, synced)` are durable; only these are visible to readers.
     synced: u64,
     syncing: bool,
-    poisoned: Option<String>,
+    /// Why and since when the writer refuses appends (until [`Tenant::heal`] and a reopen).
+    poisoned: Option<(String, Instant)>,
     /// The file holding records `[synced, written)`.
     file: Arc<File>,
     path: PathBuf,
@@ -240,7 +247,7 @@ pub(crate) fn read_record_at(
     if head.len() < RECORD_HEADER_LEN {
         return Err(Ok("record header past the end of the segment".into()));
     }
-    let len = frame::u32_at(&head, 0) as usize;
+    let len = (frame::u32_at(&head, 0) & !frame::MORE_IN_BATCH) as usize;
     if len > MAX_RECORD_LEN {
         return Err(Ok(format!("record length {len} is out of range")));
     }
@@ -516,6 +523,52 @@ impl Tenant {
             (active_len.saturating_sub(scan_offset)) as usize,
         )
         .map_err(o.io("read", &active_name))?;
+        // Framing first: only records up to the last one that ends a batch were ever
+        // acknowledged; an unfinished batch or a torn record after it is cut below, whole.
+        let mut committed_end = 0usize;
+        let mut cut_reason: Option<String> = None;
+        {
+            let (mut p, mut count, mut unfinished) = (0usize, 0u64, 0u64);
+            loop {
+                match frame::read_record(&tail, p, scan_offset) {
+                    RecordRead::Record { next, more, .. } => {
+                        p = next;
+                        count += 1;
+                        unfinished += 1;
+                        if !more {
+                            committed_end = next;
+                            unfinished = 0;
+                        }
+                    }
+                    RecordRead::End => break,
+                    RecordRead::Torn { reason } => {
+                        cut_reason = Some(reason.to_string());
+                        break;
+                    }
+                    RecordRead::Corrupt { reason } => {
+                        return Err(o.damage(
+                            &active_name,
+                            Some(scan_offset + p as u64),
+                            Some(start + count),
+                            reason,
+                        ));
+                    }
+                }
+            }
+            if unfinished > 0 {
+                let first = start + count - unfinished;
+                let what = format!(
+                    "an unfinished batch (seqs {first}..={})",
+                    first + unfinished - 1
+                );
+                cut_reason = Some(match cut_reason {
+                    Some(r) => format!("{what} ending in a torn record: {r}"),
+                    None => what,
+                });
+            }
+        }
+        let tail_len = tail.len();
+        let tail = &tail[..committed_end];
         let mut seq = start;
         let mut pos = 0usize;
         let mut new_entries = Vec::new();
@@ -523,11 +576,12 @@ impl Tenant {
         let end_offset;
         loop {
             let abs = scan_offset + pos as u64;
-            match frame::read_record(&tail, pos, scan_offset) {
+            match frame::read_record(tail, pos, scan_offset) {
                 RecordRead::Record {
                     seq: s,
                     payload,
                     next,
+                    ..
                 } => {
                     if s != seq {
                         return Err(o.damage(
@@ -591,26 +645,30 @@ impl Tenant {
                 }
                 RecordRead::End => {
                     end_offset = abs;
+                    if let Some(reason) = cut_reason.take() {
+                        if seq < cp_size {
+                            return Err(o.damage(
+                                &active_name,
+                                Some(abs),
+                                Some(seq),
+                                format!(
+                                    "{reason}, but the latest checkpoint covers {cp_size} events"
+                                ),
+                            ));
+                        }
+                        active
+                            .set_len(abs)
+                            .map_err(o.io("truncate", &active_name))?;
+                        recovery_note = Some(format!(
+                            "truncated a torn tail of {} bytes at offset {abs} of {active_name} (seq {seq}), never acknowledged: {reason}",
+                            tail_len - committed_end
+                        ));
+                    }
                     break;
                 }
                 RecordRead::Torn { reason } => {
-                    if seq < cp_size {
-                        return Err(o.damage(
-                            &active_name,
-                            Some(abs),
-                            Some(seq),
-                            format!("{reason}, but the latest checkpoint covers {cp_size} events"),
-                        ));
-                    }
-                    active
-                        .set_len(abs)
-                        .map_err(o.io("truncate", &active_name))?;
-                    recovery_note = Some(format!(
-                        "truncated a torn tail of {} bytes at offset {abs} of {active_name} (seq {seq}): {reason}",
-                        tail.len() - pos
-                    ));
-                    end_offset = abs;
-                    break;
+                    // The framing pass stopped at the last whole batch: nothing torn is left.
+                    return Err(o.damage(&active_name, Some(abs), Some(seq), reason.into()));
                 }
                 RecordRead::Corrupt { reason } => {
                     return Err(o.damage(&active_name, Some(abs), Some(seq), reason));
@@ -690,6 +748,8 @@ impl Tenant {
             }),
             sync: Mutex::new(SyncState {
                 written: n,
+                written_len: end_offset,
+                synced_len: end_offset,
                 synced: n,
                 syncing: false,
                 poisoned: None,
@@ -709,19 +769,72 @@ impl Tenant {
     }
 
     fn poisoned(&self) -> Option<String> {
-        lock(&self.sync).poisoned.clone()
+        lock(&self.sync).poisoned.as_ref().map(|(r, _)| r.clone())
     }
 
     fn poison(&self, reason: String) {
         let mut s = lock(&self.sync);
         if s.poisoned.is_none() {
-            s.poisoned = Some(reason);
+            s.poisoned = Some((reason, Instant::now()));
         }
         self.synced_cv.notify_all();
     }
 
     pub fn is_poisoned(&self) -> bool {
         self.poisoned().is_some()
+    }
+
+    /// Keeps the writer poisoned and restarts its back-off (a heal or reopen failed).
+    pub fn poison_again(&self, reason: String) {
+        let mut s = lock(&self.sync);
+        s.poisoned = Some((reason, Instant::now()));
+    }
+
+    /// Why the writer is poisoned, and for how long it has been.
+    pub fn poisoned_for(&self) -> Option<(String, Duration)> {
+        lock(&self.sync)
+            .poisoned
+            .as_ref()
+            .map(|(r, at)| (r.clone(), at.elapsed()))
+    }
+
+    /// Prepares a poisoned tenant for a reopen: no retry-and-carry-on on the same file state.
+    /// After a failed write or fsync the page cache may hold records that never reached the
+    /// disk (and will not, once the kernel has marked them clean), so the active segment is cut
+    /// back to the end of the last durable batch and that is made durable; the reopen that
+    /// follows re-verifies the tail. Holds the sequencer lock, so no write of this handle runs
+    /// meanwhile (and none follows: the handle stays poisoned). Returns what was cut.
+    pub fn heal(&self, ctx: &Ctx) -> io::Result<String> {
+        let _st = lock(&self.state);
+        let s = lock(&self.sync);
+        let (reason, _) = s
+            .poisoned
+            .clone()
+            .ok_or_else(|| io::Error::other("the tenant is not poisoned"))?;
+        let len = s.file.metadata()?.len();
+        if len > s.synced_len {
+            s.file.set_len(s.synced_len)?;
+        }
+        // A failed rollover may have made the segment read-only before its successor existed:
+        // it is the active segment again.
+        let mut perms = fs::metadata(&s.path)?.permissions();
+        if perms.readonly() {
+            use std::os::unix::fs::PermissionsExt;
+            perms.set_mode(0o644);
+            fs::set_permissions(&s.path, perms)?;
+        }
+        ctx.syncer.sync(&s.file, &s.path)?;
+        let name = s
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(format!(
+            "healed a write failure ({reason}): cut {} bytes of ledger/{name} after offset {} (seq {}), never acknowledged",
+            len.saturating_sub(s.synced_len),
+            s.synced_len,
+            s.synced
+        ))
     }
 
     /// Sequences and writes a batch, then waits until it is durable. All-or-nothing: a conflict
@@ -735,7 +848,15 @@ impl Tenant {
                     reason,
                 });
             }
-            let (receipts, end) = self.sequence(ctx, &mut st, batch)?;
+            let (receipts, end) = match self.sequence(ctx, &mut st, batch) {
+                Ok(r) => r,
+                Err(e @ AppendError::Conflict { .. }) => return Err(e),
+                Err(e) => {
+                    // Sequencing may have advanced memory past the files.
+                    self.poison(e.to_string());
+                    return Err(e);
+                }
+            };
             if end.is_none() {
                 // Every event was a replay: the originals are already durable.
                 return Ok(receipts.into_iter().flatten().collect());
@@ -878,29 +999,24 @@ impl Tenant {
             // `Ledger::append` refused events whose stored form could exceed the limit.
             debug_assert!(bytes.len() <= MAX_RECORD_LEN);
             let hash = sha256(&bytes);
-            let record_len = (RECORD_HEADER_LEN + bytes.len()) as u64;
-            let end = st.active_len + pending.records.len() as u64;
-            if end + record_len > ctx.segment_size && end > HEADER_LEN as u64 {
-                self.flush(st, &mut pending)?;
-                self.roll(ctx, st)?;
-            }
-            let offset = st.active_len + pending.records.len() as u64;
-            encode_record(seq, &bytes, &mut pending.records);
+            let offset = pending.bytes;
+            pending.bytes += (RECORD_HEADER_LEN + bytes.len()) as u64;
             let d = digest16(&p.event_id);
             let sess = p
                 .session_id
                 .as_ref()
                 .zip(session)
                 .map(|(sid, (ss, _))| (digest16(sid), ss));
-            pending.entries.extend_from_slice(&encode_entry(&Entry {
+            pending.entries.push(Entry {
                 offset,
                 hash,
                 id_digest: d,
                 session: sess,
-            }));
+            });
             st.frontier.push(leaf_hash(&bytes), |level, index, h| {
                 pending.nodes.push((node_position(level, index), *h));
             });
+            pending.events.push((seq, bytes));
             st.ids.insert(d, seq);
             if let Some((sd, ss)) = sess {
                 st.sessions.insert(sd, (ss, hash));
@@ -921,6 +1037,12 @@ impl Tenant {
         if !any_new {
             return Ok((receipts, None));
         }
+        // A batch never spans two segments (its records are committed by its last one): seal
+        // the active segment first when the batch would take it past the segment size. A batch
+        // larger than a segment gets a segment of its own.
+        if st.active_len + pending.bytes > ctx.segment_size && st.active_len > HEADER_LEN as u64 {
+            self.roll(ctx, st, first_seq)?;
+        }
         self.flush(st, &mut pending)?;
         Ok((receipts, Some(st.next_seq)))
     }
@@ -929,19 +1051,37 @@ impl Tenant {
     /// group-commit state. A failed write poisons the tenant: memory is ahead of the files.
     fn flush(&self, st: &mut State, pending: &mut Pending) -> Result<(), AppendError> {
         let Pending {
-            records,
-            entries: entry_bytes,
+            events,
+            bytes,
+            entries,
             nodes,
         } = pending;
-        if records.is_empty() {
+        let Some(&(first, _)) = events.first() else {
             return Ok(());
+        };
+        // Every record but the batch's last says "more follow": recovery keeps a batch whole
+        // or drops it whole.
+        let mut records = Vec::with_capacity(*bytes as usize);
+        for (i, (seq, payload)) in events.iter().enumerate() {
+            encode_record(*seq, payload, i + 1 < events.len(), &mut records);
         }
-        let n_new = (entry_bytes.len() / ENTRY_LEN) as u64;
-        let first = st.next_seq - n_new;
+        let mut entry_bytes = Vec::with_capacity(entries.len() * ENTRY_LEN);
+        for e in entries.iter() {
+            entry_bytes.extend_from_slice(&encode_entry(&Entry {
+                offset: st.active_len + e.offset,
+                ..*e
+            }));
+        }
+        if let Some(reason) = self.poisoned() {
+            return Err(AppendError::Poisoned {
+                tenant: self.id.to_string(),
+                reason,
+            });
+        }
         let res = (|| -> io::Result<()> {
-            st.active.write_all_at(records, st.active_len)?;
+            st.active.write_all_at(&records, st.active_len)?;
             st.entries
-                .write_all_at(entry_bytes, HEADER_LEN as u64 + first * ENTRY_LEN as u64)?;
+                .write_all_at(&entry_bytes, HEADER_LEN as u64 + first * ENTRY_LEN as u64)?;
             // Nodes of one batch are contiguous in the post-order layout.
             if let Some(&(p0, _)) = nodes.first() {
                 let mut buf = Vec::with_capacity(nodes.len() * 32);
@@ -962,19 +1102,17 @@ impl Tenant {
             });
         }
         st.active_len += records.len() as u64;
-        records.clear();
-        entry_bytes.clear();
-        nodes.clear();
+        *pending = Pending::default();
         let mut s = lock(&self.sync);
         s.written = st.next_seq;
+        s.written_len = st.active_len;
         Ok(())
     }
 
     /// Seals the active segment (durable, read-only) and starts a new one.
-    fn roll(&self, ctx: &Ctx, st: &mut State) -> Result<(), AppendError> {
+    fn roll(&self, ctx: &Ctx, st: &mut State, new_first: u64) -> Result<(), AppendError> {
         let old_first = *st.segments.last().unwrap_or(&0);
         let old_path = self.dir.join(segment_name(old_first));
-        let new_first = st.next_seq;
         let new_path = self.dir.join(segment_name(new_first));
         let res = (|| -> io::Result<File> {
             ctx.syncer.sync(&st.active, &old_path)?;
@@ -994,6 +1132,8 @@ impl Tenant {
                 let mut s = lock(&self.sync);
                 s.written = s.written.max(new_first);
                 s.synced = s.synced.max(new_first);
+                s.written_len = HEADER_LEN as u64;
+                s.synced_len = HEADER_LEN as u64;
                 s.file = f;
                 s.path = new_path;
                 self.synced_cv.notify_all();
@@ -1018,7 +1158,7 @@ impl Tenant {
             if s.synced >= end {
                 return Ok(());
             }
-            if let Some(reason) = &s.poisoned {
+            if let Some((reason, _)) = &s.poisoned {
                 return Err(AppendError::Poisoned {
                     tenant: self.id.to_string(),
                     reason: reason.clone(),
@@ -1030,6 +1170,7 @@ impl Tenant {
             }
             s.syncing = true;
             let target = s.written;
+            let target_len = s.written_len;
             let file = s.file.clone();
             let path = s.path.clone();
             drop(s);
@@ -1037,10 +1178,19 @@ impl Tenant {
             s = lock(&self.sync);
             s.syncing = false;
             match res {
+                // A roll in the meantime moved on to a new file, already durable up to where
+                // its writes began.
+                Ok(()) if Arc::ptr_eq(&file, &s.file) => {
+                    s.synced = s.synced.max(target);
+                    s.synced_len = s.synced_len.max(target_len);
+                }
                 Ok(()) => s.synced = s.synced.max(target),
                 Err(e) => {
                     if s.poisoned.is_none() {
-                        s.poisoned = Some(format!("fsync of {} failed: {e}", path.display()));
+                        s.poisoned = Some((
+                            format!("fsync of {} failed: {e}", path.display()),
+                            Instant::now(),
+                        ));
                     }
                 }
             }

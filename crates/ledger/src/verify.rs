@@ -202,12 +202,15 @@ fn walk(
         let mut stop: Option<Damage> = None;
         let mut pos = HEADER_LEN;
         let mut expect = seq;
+        // Frames up to the last record that ends a batch: only those were ever acknowledged.
+        let mut committed = 0usize;
         loop {
             match frame::read_record(&bytes, pos, 0) {
                 RecordRead::Record {
                     seq: s,
                     payload,
                     next,
+                    more,
                 } => {
                     if s != expect {
                         stop = Some(w.damage(
@@ -219,6 +222,9 @@ fn walk(
                         break;
                     }
                     frames.push((pos, payload, next));
+                    if !more {
+                        committed = frames.len();
+                    }
                     expect += 1;
                     pos = next;
                 }
@@ -244,6 +250,24 @@ fn walk(
                     break;
                 }
             }
+        }
+        if stop.is_none() && committed < frames.len() {
+            let (at, _, _) = frames[committed];
+            let first = seq + committed as u64;
+            let last = seq + frames.len() as u64 - 1;
+            if is_last {
+                report.notes.push(format!(
+                    "{name}: an unfinished batch at offset {at} (seqs {first}..={last}), never acknowledged; the next open drops it"
+                ));
+            } else {
+                stop = Some(w.damage(
+                    &name,
+                    Some(at as u64),
+                    Some(first),
+                    "sealed segment ends inside a batch".into(),
+                ));
+            }
+            frames.truncate(committed);
         }
         // Pass 2 (parallel): per-record work that needs no other record.
         // Pass 3 (sequential, in seq order, overlapping pass 2): chains, maps, tree.

@@ -250,14 +250,16 @@ fn many_tenants_with_a_bounded_number_open() {
 }
 
 #[test]
-fn a_failed_fsync_poisons_the_tenant_until_reopen() {
+fn a_failed_fsync_poisons_the_tenant_until_it_heals() {
     let dir = tempfile::tempdir().unwrap();
     let t = tenant("acme");
+    let other = tenant("globex");
     let fail = Arc::new(AtomicBool::new(false));
     let mut cfg = config(dir.path(), clock());
+    cfg.heal_after = std::time::Duration::from_millis(300);
     let f = fail.clone();
-    cfg.fsync_hook = Some(Arc::new(move |_path: &std::path::Path| {
-        if f.load(Ordering::SeqCst) {
+    cfg.fsync_hook = Some(Arc::new(move |path: &std::path::Path| {
+        if f.load(Ordering::SeqCst) && path.to_string_lossy().contains("/acme/") {
             Err(std::io::Error::other("injected EIO"))
         } else {
             Ok(())
@@ -265,24 +267,135 @@ fn a_failed_fsync_poisons_the_tenant_until_reopen() {
     }));
     let l = Ledger::open(cfg).unwrap();
     l.append(&t, vec![event(0, 1)]).unwrap();
+    l.append(&other, vec![event(0, 1)]).unwrap();
     fail.store(true, Ordering::SeqCst);
-    let err = l.append(&t, vec![event(1, 1)]).unwrap_err();
+    let err = l.append(&t, vec![event(1, 1), event(2, 1)]).unwrap_err();
     assert!(err.to_string().contains("injected EIO"), "{err}");
-    // The disk recovers, but the writer stays poisoned: no retrying an fsync and carrying on.
+    // The disk recovers, but within the back-off the writer stays poisoned: no retrying an
+    // fsync and carrying on with the same file state.
     fail.store(false, Ordering::SeqCst);
-    let err = l.append(&t, vec![event(2, 1)]).unwrap_err();
+    let err = l.append(&t, vec![event(1, 1)]).unwrap_err();
     assert!(matches!(err, AppendError::Poisoned { .. }), "{err}");
-    // The unacknowledged event is not visible to readers.
+    assert_eq!(l.poisoned_tenants().len(), 1);
+    // Another tenant is not affected.
+    l.append(&other, vec![event(1, 1)]).unwrap();
+    // The unacknowledged batch is not visible to readers.
     assert_eq!(l.size(&t).unwrap(), 1);
+    // After the back-off the next request cuts the files back to the last durable batch and
+    // reopens the tenant, without a restart; the refused batch was dropped whole.
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    let r = l.append(&t, vec![event(1, 1), event(2, 1)]).unwrap();
+    assert_eq!(
+        r.iter().map(|r| (r.seq, r.replayed)).collect::<Vec<_>>(),
+        [(1, false), (2, false)]
+    );
+    assert!(l.poisoned_tenants().is_empty());
+    assert!(l.recoveries() >= 1);
+    let notes = l.take_recovery_notes();
+    assert!(
+        notes.iter().any(|n| n.contains("healed a write failure")),
+        "{notes:?}"
+    );
     drop(l);
-    // After reopen the tenant works again; the acknowledged event is there.
+    let report = assert_verifies(dir.path(), &t);
+    assert_eq!(report.events, 3);
+}
+
+#[test]
+fn an_unfinished_batch_is_dropped_whole_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
     let l = open(dir.path());
-    assert!(l.size(&t).unwrap() >= 1);
-    let n = l.size(&t).unwrap();
-    l.append(&t, vec![event(9, 1)]).unwrap();
-    assert_eq!(l.size(&t).unwrap(), n + 1);
+    l.append(&t, (0..3).map(|n| event(n, 1)).collect()).unwrap();
+    l.checkpoint(&t).unwrap();
+    l.append(&t, (3..7).map(|n| event(n, 1)).collect()).unwrap();
+    // A crash while the second batch was reaching the disk: its last record never arrived.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_tree(dir.path(), crashed.path());
     drop(l);
-    assert_verifies(dir.path(), &t);
+    let seg = crashed
+        .path()
+        .join("tenants/acme/ledger/00000000000000000000.seg");
+    let bytes = std::fs::read(&seg).unwrap();
+    let mut at = agentrail_ledger::frame::HEADER_LEN;
+    let mut starts = Vec::new();
+    while let agentrail_ledger::frame::RecordRead::Record { next, .. } =
+        agentrail_ledger::frame::read_record(&bytes, at, 0)
+    {
+        starts.push(at);
+        at = next;
+    }
+    assert_eq!(starts.len(), 7);
+    std::fs::write(&seg, &bytes[..starts[6]]).unwrap();
+    let r = verify(crashed.path(), &t);
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(
+        r.notes.iter().any(|n| n.contains("unfinished batch")),
+        "{:?}",
+        r.notes
+    );
+    let l = open(crashed.path());
+    assert_eq!(
+        l.size(&t).unwrap(),
+        3,
+        "none of the unfinished batch survives"
+    );
+    let notes = l.take_recovery_notes();
+    assert!(notes.iter().any(|n| n.contains("seqs 3..=5")), "{notes:?}");
+    // The batch sent again gets the same seqs, contiguous.
+    let r = l.append(&t, (3..7).map(|n| event(n, 1)).collect()).unwrap();
+    assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
+    drop(l);
+    assert_eq!(assert_verifies(crashed.path(), &t).events, 7);
+}
+
+#[test]
+fn a_batch_never_spans_two_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
+    let mut cfg = config(dir.path(), clock());
+    cfg.segment_size = 8192;
+    let l = Ledger::open(cfg).unwrap();
+    for chunk in 0..6u64 {
+        l.append(
+            &t,
+            (0..5)
+                .map(|n| sized_event("e", chunk * 5 + n, 700))
+                .collect(),
+        )
+        .unwrap();
+    }
+    // One batch larger than a segment gets a segment of its own.
+    l.append(&t, (30..45).map(|n| sized_event("e", n, 700)).collect())
+        .unwrap();
+    drop(l);
+    let mut firsts: Vec<u64> = std::fs::read_dir(dir.path().join("tenants/acme/ledger"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".seg").map(|n| n.parse().unwrap())
+        })
+        .collect();
+    firsts.sort();
+    assert!(firsts.len() >= 3, "{firsts:?}");
+    for f in &firsts {
+        assert_eq!(f % 5, 0, "a segment starts inside a batch: {firsts:?}");
+    }
+    assert!(firsts.contains(&30));
+    assert_eq!(assert_verifies(dir.path(), &t).events, 45);
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
 }
 
 #[test]

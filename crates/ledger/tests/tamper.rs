@@ -105,7 +105,8 @@ fn record_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut pos = HEADER_LEN;
     while pos + RECORD_HEADER_LEN <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let word = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+        let len = (word & !agentrail_ledger::frame::MORE_IN_BATCH) as usize;
         out.push((pos, RECORD_HEADER_LEN + len));
         pos += RECORD_HEADER_LEN + len;
     }

@@ -805,7 +805,13 @@ async fn a_tampered_ciphertext_breaks_the_hash() {
     let mut bytes = std::fs::read(&seg).unwrap();
     let mut at = HEADER_LEN;
     loop {
-        let RecordRead::Record { seq, payload, next } = read_record(&bytes, at, 0) else {
+        let RecordRead::Record {
+            seq,
+            payload,
+            next,
+            more,
+        } = read_record(&bytes, at, 0)
+        else {
             panic!("no record of t1 in {}", seg.display());
         };
         let mut stored: Value = serde_json::from_slice(payload).unwrap();
@@ -819,7 +825,7 @@ async fn a_tampered_ciphertext_breaks_the_hash() {
             let forged = agentrail_event::json::to_canonical_vec(&stored).unwrap();
             assert_eq!(forged.len(), payload.len());
             let mut framed = Vec::new();
-            encode_record(seq, &forged, &mut framed);
+            encode_record(seq, &forged, more, &mut framed);
             bytes[at..next].copy_from_slice(&framed);
             break;
         }

@@ -169,9 +169,6 @@ impl Service {
         lc.clock_skew_bound_ms = cfg.clock_skew_bound_ms;
         lc.clock = clock.clone();
         let ledger = Arc::new(Ledger::open(lc).map_err(|e| fail("opening the ledger".into())(&e))?);
-        for note in ledger.take_recovery_notes() {
-            tracing::warn!(%note, "recovery");
-        }
         let keys = KeyStore::open(&layout).map_err(|e| fail("opening the key store".into())(&e))?;
         let root_key_file = layout.system().root_key();
         let mut new_root_key = None;
