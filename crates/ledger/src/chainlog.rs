@@ -271,7 +271,7 @@ impl ChainLog {
     /// reopened).
     pub fn replace_all(&self, records: Vec<Map<String, Value>>) -> Result<(), ChainLogError> {
         let mut st = self.lock();
-        if st.poisoned {
+        if st.poisoned && !self.heal(&mut st) {
             return Err(ChainLogError::Poisoned {
                 path: self.path.clone(),
             });
@@ -338,7 +338,7 @@ impl ChainLog {
         records: Vec<Map<String, Value>>,
     ) -> Result<Vec<ChainRecord>, ChainLogError> {
         let mut st = self.lock();
-        if st.poisoned {
+        if st.poisoned && !self.heal(&mut st) {
             return Err(ChainLogError::Poisoned {
                 path: self.path.clone(),
             });
@@ -383,8 +383,11 @@ impl ChainLog {
             .write_all_at(&bytes, st.len)
             .and_then(|()| st.file.sync_data());
         if let Err(e) = written {
-            // Never retry an fsync and carry on: refuse until reopened (which re-reads the file).
+            // Never retry an fsync and carry on with the same file state: cut the file back to
+            // its durable records first (the failed write may sit in the page cache, never to
+            // reach the disk); until that works the log refuses appends.
             st.poisoned = true;
+            self.heal(&mut st);
             return Err(ChainLogError::Io {
                 op: "append to",
                 path: self.path.clone(),
@@ -400,6 +403,22 @@ impl ChainLog {
         st.next_seq = next_seq;
         st.last_hash = last_hash;
         Ok(out)
+    }
+
+    /// After a failed append: cuts the file back to the records known durable (`st.len`, what
+    /// memory holds) and makes that durable; true when the log may take appends again.
+    fn heal(&self, st: &mut State) -> bool {
+        let healed = st
+            .file
+            .set_len(st.len)
+            .and_then(|()| st.file.sync_all())
+            .is_ok()
+            // (A rename in `replace_all` whose directory sync failed is made durable here too.)
+            && sync_dir(self.path.parent().unwrap_or(Path::new("."))).is_ok();
+        if healed {
+            st.poisoned = false;
+        }
+        healed
     }
 
     /// Up to `limit` records from `from` on.
