@@ -36,4 +36,18 @@ impl IndexError {
     pub(crate) fn sql(op: &'static str, source: rusqlite::Error) -> IndexError {
         IndexError::Sql { op, source }
     }
+
+    /// Whether the index file itself is bad (not a database, damaged pages, a truncated file,
+    /// holding more than the ledger): what rebuilding it from the ledger fixes.
+    pub fn is_damage(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match self {
+            IndexError::Sql {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(e.code, DatabaseCorrupt | NotADatabase),
+            IndexError::Ahead { .. } => true,
+            _ => false,
+        }
+    }
 }

@@ -33,4 +33,6 @@ pub use query::{
     EventFilter, EventRow, ModelAttribution, ModelQuery, Page, PageReq, ReviewQuery, ReviewRow,
     SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
 };
-pub use store::{Content, Cutoffs, IndexSource, Purged, TenantIndex, index_path, reindex};
+pub use store::{
+    Content, Cutoffs, IndexSource, Purged, TenantIndex, index_path, move_aside, reindex,
+};

@@ -172,6 +172,32 @@ pub fn index_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
     DataDir::new(data_dir).tenant(tenant).index_db()
 }
 
+/// Moves a damaged index out of the way (to `index.sqlite.damaged`, replacing an older one) and
+/// removes its write-ahead log and shared memory, so the next open starts an empty index.
+/// Returns where it went, if there was one.
+pub fn move_aside(data_dir: &Path, tenant: &TenantId) -> Result<Option<PathBuf>, IndexError> {
+    let tp = DataDir::new(data_dir).tenant(tenant);
+    let (db, aside) = (tp.index_db(), tp.index_damaged());
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| IndexError::Io { path, source }
+    };
+    let moved = match std::fs::rename(&db, &aside) {
+        Ok(()) => Some(aside),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&db)(e)),
+    };
+    for suffix in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    Ok(moved)
+}
+
 /// Nanoseconds since the epoch of an RFC 3339 timestamp.
 pub(crate) fn ts_ns(s: &str) -> Option<i64> {
     let t: jiff::Timestamp = s.parse().ok()?;

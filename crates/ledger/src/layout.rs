@@ -117,6 +117,10 @@ impl SystemPaths {
     pub fn lock(&self) -> PathBuf {
         self.dir.join("lock")
     }
+    /// Disk space held in reserve, released when the disk fills so reads stay served.
+    pub fn reserve(&self) -> PathBuf {
+        self.dir.join("reserve")
+    }
     /// API keys: SHA-256 of each key, never a key (0600).
     pub fn keys(&self) -> PathBuf {
         self.dir.join("keys.json")
@@ -166,6 +170,10 @@ impl TenantPaths {
     /// The query index (derived; may be deleted at any time).
     pub fn index_db(&self) -> PathBuf {
         self.dir.join("index").join("index.sqlite")
+    }
+    /// The last index found damaged, moved aside for inspection (the next one replaces it).
+    pub fn index_damaged(&self) -> PathBuf {
+        self.dir.join("index").join("index.sqlite.damaged")
     }
     /// Who read what: a chain log of `audit.access` records.
     pub fn access_log(&self) -> PathBuf {
@@ -226,6 +234,7 @@ mod tests {
             rel(s.log_key()),
             rel(s.log_vkey()),
             rel(s.lock()),
+            rel(s.reserve()),
             rel(s.keys()),
             rel(s.root_key()),
             rel(s.master_key()),
@@ -236,6 +245,7 @@ mod tests {
             rel(tp.tree()),
             rel(tp.checkpoint_log()),
             rel(tp.index_db()),
+            rel(tp.index_damaged()),
             rel(tp.access_log()),
             rel(tp.retention_log()),
             rel(tp.tokens_log()),

@@ -135,6 +135,11 @@ impl Admission {
         };
         (now <= self.max_held).then_some(admitted)
     }
+
+    /// Whether ingest requests are being turned away (every slot held, the wait list full).
+    pub fn saturated(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) >= self.max_held
+    }
 }
 
 impl Drop for Admitted<'_> {

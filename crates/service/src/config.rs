@@ -31,6 +31,12 @@ pub struct ServiceConfig {
     /// Tokenize and seal sensitive fields before they are stored. Turning it off stores them in
     /// clear; only for measuring what privacy costs.
     pub seal_sensitive_fields: bool,
+    /// Disk space held back in `system/reserve` and released when the disk fills, so reads
+    /// (and their access records) keep working while ingest is paused (0: no reserve).
+    pub reserve_bytes: u64,
+    /// A tenant whose write or fsync failed heals (files cut back to the last durable batch,
+    /// reopened) on the first request after this long.
+    pub heal_after_ms: u64,
 }
 
 impl Default for ServiceConfig {
@@ -49,6 +55,8 @@ impl Default for ServiceConfig {
             webhook_url: None,
             retention_interval_ms: 3_600_000,
             seal_sensitive_fields: true,
+            reserve_bytes: 64 << 20,
+            heal_after_ms: 1_000,
         }
     }
 }

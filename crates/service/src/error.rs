@@ -107,6 +107,17 @@ impl ServiceError {
         ServiceError::Internal(message)
     }
 
+    /// A write that failed for want of working storage (the guard then checks free space).
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Unavailable {
+                code: "storage_unavailable",
+                ..
+            }
+        )
+    }
+
     fn storage_unavailable(message: String) -> ServiceError {
         tracing::error!(%message, "storage unavailable");
         ServiceError::unavailable("storage_unavailable", message, 30)
@@ -161,8 +172,15 @@ impl From<IndexError> for ServiceError {
 
 impl From<ChainLogError> for ServiceError {
     fn from(e: ChainLogError) -> ServiceError {
-        // Reads of audit data are refused when they cannot be logged.
-        ServiceError::internal(format!("access log: {e}"))
+        match e {
+            // Reads of audit data are refused when they cannot be logged: fail closed, and say
+            // it is storage (503, retry), not a bug.
+            ChainLogError::Io { .. } | ChainLogError::Poisoned { .. } => {
+                ServiceError::storage_unavailable(e.to_string())
+            }
+            ChainLogError::Damaged { .. } => ServiceError::Damaged(e.to_string()),
+            ChainLogError::BadRecord(_) => ServiceError::internal(e.to_string()),
+        }
     }
 }
 

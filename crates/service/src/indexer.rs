@@ -24,7 +24,13 @@ const MAX_READERS: usize = 4;
 pub struct TenantHandle {
     tenant: TenantId,
     writer: Mutex<Option<TenantIndex>>,
-    readers: Mutex<Vec<TenantIndex>>,
+    /// Idle read connections, with the generation of the index file they read.
+    readers: Mutex<Vec<(u64, TenantIndex)>>,
+    /// Bumped whenever a damaged index is replaced: older read connections are dropped.
+    generation: AtomicU64,
+    /// Set while a replaced index is rebuilt from the ledger: queries answer 503
+    /// `index_rebuilding` until it holds what the ledger held then.
+    rebuilding: Mutex<Option<Rebuild>>,
     /// What the index holds: `[0, applied)`.
     applied: AtomicU64,
     /// The largest ledger size seen by an append or a query.
@@ -40,13 +46,37 @@ impl std::fmt::Debug for TenantHandle {
     }
 }
 
+#[derive(Debug, Clone)]
+struct Rebuild {
+    target: u64,
+    started: Instant,
+    reason: String,
+}
+
 impl TenantHandle {
+    /// While the index is being rebuilt after damage: (events applied, events to reach).
+    pub fn rebuilding(&self) -> Option<(u64, u64)> {
+        lock(&self.rebuilding)
+            .as_ref()
+            .map(|r| (self.applied.load(Ordering::Acquire), r.target))
+    }
+
     /// Events the ledger holds that the index does not (as far as this server knows).
     pub fn lag(&self) -> u64 {
         self.known_size
             .load(Ordering::Acquire)
             .saturating_sub(self.applied.load(Ordering::Acquire))
     }
+}
+
+fn rebuilding_error(tenant: &TenantId, applied: u64, of: u64) -> ServiceError {
+    ServiceError::unavailable(
+        "index_rebuilding",
+        format!(
+            "the query index of tenant {tenant} was damaged and is being rebuilt from the ledger: {applied} of {of} events; retry shortly"
+        ),
+        2,
+    )
 }
 
 struct Inner {
@@ -57,6 +87,8 @@ struct Inner {
     stop: AtomicBool,
     max_open: usize,
     source: Option<Arc<dyn IndexSource>>,
+    /// Damaged indexes replaced and rebuilt since start.
+    rebuilds: AtomicU64,
 }
 
 /// The background indexer of a server.
@@ -87,6 +119,7 @@ impl Indexer {
             stop: AtomicBool::new(false),
             max_open: max_open.max(1),
             source,
+            rebuilds: AtomicU64::new(0),
         });
         let worker = inner.clone();
         let thread = std::thread::Builder::new()
@@ -131,6 +164,9 @@ impl Indexer {
         if h.applied.load(Ordering::Acquire) < target {
             self.inner.enqueue(&h);
         }
+        if let Some((applied, of)) = h.rebuilding() {
+            return Err(rebuilding_error(tenant, applied, of));
+        }
         if let Some(wait) = wait
             && h.applied.load(Ordering::Acquire) < target
         {
@@ -138,9 +174,12 @@ impl Indexer {
             let mut g = lock(&h.progress.0);
             while h.applied.load(Ordering::Acquire) < target {
                 if let Some(e) = lock(&h.last_error).clone() {
-                    return Err(ServiceError::internal(format!(
-                        "indexing tenant {tenant}: {e}"
-                    )));
+                    // Retried with the next append or query (this one queued it).
+                    return Err(ServiceError::unavailable(
+                        "index_unavailable",
+                        format!("indexing tenant {tenant} failed: {e}; retry shortly"),
+                        2,
+                    ));
                 }
                 let now = Instant::now();
                 if now >= deadline {
@@ -161,19 +200,47 @@ impl Indexer {
                     .unwrap_or_else(|e| e.into_inner().0);
             }
         }
+        let generation = h.generation.load(Ordering::Acquire);
         let reader = lock(&h.readers).pop();
         let reader = match reader {
-            Some(r) => r,
-            None => TenantIndex::open(self.inner.ledger.data_dir(), tenant)?,
+            Some((g, r)) if g == generation => Ok(r),
+            _ => TenantIndex::open(self.inner.ledger.data_dir(), tenant),
+        };
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) if e.is_damage() => return Err(self.inner.damaged(&h, &e)),
+            Err(e) => return Err(e.into()),
         };
         // What the read connection's snapshot covers: at least what was applied before it began.
         let covered = h.applied.load(Ordering::Acquire);
         let out = f(&reader);
+        if let Err(e) = &out
+            && e.is_damage()
+        {
+            drop(reader);
+            return Err(self.inner.damaged(&h, e));
+        }
         let mut pool = lock(&h.readers);
-        if pool.len() < MAX_READERS {
-            pool.push(reader);
+        if pool.len() < MAX_READERS && h.generation.load(Ordering::Acquire) == generation {
+            pool.push((generation, reader));
         }
         Ok((out?, covered))
+    }
+
+    /// Damaged indexes replaced and rebuilt since start.
+    pub fn rebuilds(&self) -> u64 {
+        self.inner.rebuilds.load(Ordering::Relaxed)
+    }
+
+    /// Tenants whose index is being rebuilt: (tenant, applied, target).
+    pub fn rebuilding(&self) -> Vec<(TenantId, u64, u64)> {
+        let tenants = lock(&self.inner.tenants);
+        let mut out: Vec<_> = tenants
+            .iter()
+            .filter_map(|(t, h)| h.rebuilding().map(|(a, of)| (t.clone(), a, of)))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Runs `f` on the tenant's index writer (between the indexer's batches).
@@ -241,13 +308,22 @@ impl Inner {
         if let Some(h) = tenants.get(tenant) {
             return Ok(h.clone());
         }
-        let mut writer = TenantIndex::open(self.ledger.data_dir(), tenant)?;
-        writer.set_source(self.source.clone())?;
+        let (writer, replaced) = self.open_writer(tenant)?;
         let applied = writer.applied();
+        let rebuilding = match replaced {
+            None => None,
+            Some(reason) => Some(Rebuild {
+                target: self.ledger.size(tenant).unwrap_or(0),
+                started: Instant::now(),
+                reason,
+            }),
+        };
         let h = Arc::new(TenantHandle {
             tenant: tenant.clone(),
             writer: Mutex::new(Some(writer)),
             readers: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            rebuilding: Mutex::new(rebuilding),
             applied: AtomicU64::new(applied),
             known_size: AtomicU64::new(applied),
             queued: AtomicBool::new(false),
@@ -255,6 +331,9 @@ impl Inner {
             last_error: Mutex::new(None),
         });
         tenants.insert(tenant.clone(), h.clone());
+        if h.rebuilding().is_some() {
+            self.enqueue(&h);
+        }
         if tenants.len() > self.max_open {
             // Close handles nobody holds and that have nothing left to apply.
             let idle: Vec<TenantId> = tenants
@@ -273,6 +352,73 @@ impl Inner {
             }
         }
         Ok(h)
+    }
+
+    /// Opens a tenant's index for writing; a damaged one is moved aside and replaced by an
+    /// empty one (to be rebuilt from the ledger), with the reason.
+    fn open_writer(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(TenantIndex, Option<String>), ServiceError> {
+        let open = || -> Result<TenantIndex, IndexError> {
+            let mut w = TenantIndex::open(self.ledger.data_dir(), tenant)?;
+            w.set_source(self.source.clone())?;
+            Ok(w)
+        };
+        match open() {
+            Ok(w) => Ok((w, None)),
+            Err(e) if e.is_damage() => {
+                let reason = e.to_string();
+                self.replace(tenant, &reason)?;
+                Ok((open()?, Some(reason)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves a damaged index aside; logged and counted.
+    fn replace(&self, tenant: &TenantId, reason: &str) -> Result<(), ServiceError> {
+        let aside = agentrail_index::move_aside(self.ledger.data_dir(), tenant)?;
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            %tenant,
+            reason,
+            moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(),
+            "the query index is damaged: moved aside, rebuilding it from the ledger"
+        );
+        Ok(())
+    }
+
+    /// A damaged index found while in use: replace it by an empty one that the indexer
+    /// thread rebuilds from the ledger while ingest goes on. Returns what the caller answers.
+    fn damaged(&self, h: &Arc<TenantHandle>, e: &IndexError) -> ServiceError {
+        let mut w = lock(&h.writer);
+        if h.rebuilding().is_none() {
+            *w = None; // close the damaged file before moving it
+            lock(&h.readers).clear();
+            h.generation.fetch_add(1, Ordering::AcqRel);
+            let reason = e.to_string();
+            match self.replace(&h.tenant, &reason).and_then(|()| {
+                let mut ix = TenantIndex::open(self.ledger.data_dir(), &h.tenant)?;
+                ix.set_source(self.source.clone())?;
+                Ok(ix)
+            }) {
+                Ok(ix) => {
+                    h.applied.store(ix.applied(), Ordering::Release);
+                    *w = Some(ix);
+                    *lock(&h.rebuilding) = Some(Rebuild {
+                        target: self.ledger.size(&h.tenant).unwrap_or(0),
+                        started: Instant::now(),
+                        reason,
+                    });
+                }
+                Err(err) => return err,
+            }
+        }
+        drop(w);
+        self.enqueue(h);
+        let (applied, of) = h.rebuilding().unwrap_or((0, 0));
+        rebuilding_error(&h.tenant, applied, of)
     }
 
     fn enqueue(&self, h: &Arc<TenantHandle>) {
@@ -301,10 +447,17 @@ impl Inner {
                 }
             };
             next.queued.store(false, Ordering::Release);
-            if let Err(e) = self.catch_up(&next) {
-                tracing::error!(tenant = %next.tenant, error = %e, "indexing failed");
-                *lock(&next.last_error) = Some(e.to_string());
-                next.progress.1.notify_all();
+            match self.catch_up(&next) {
+                Ok(()) => {}
+                // (Damage of the fresh index during its rebuild is reported, not looped on.)
+                Err(e) if e.is_damage() && next.rebuilding().is_none() => {
+                    self.damaged(&next, &e);
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %next.tenant, error = %e, "indexing failed");
+                    *lock(&next.last_error) = Some(e.to_string());
+                    next.progress.1.notify_all();
+                }
             }
         }
     }
@@ -337,6 +490,19 @@ impl Inner {
             h.progress.1.notify_all();
         }
         *lock(&h.last_error) = None;
+        let mut rb = lock(&h.rebuilding);
+        if let Some(r) = rb.as_ref()
+            && index.applied() >= r.target
+        {
+            tracing::warn!(
+                tenant = %h.tenant,
+                events = index.applied(),
+                seconds = r.started.elapsed().as_secs_f64(),
+                reason = %r.reason,
+                "the query index was rebuilt"
+            );
+            *rb = None;
+        }
         Ok(())
     }
 }

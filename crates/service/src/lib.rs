@@ -33,6 +33,7 @@ pub mod privacy;
 pub mod retention;
 mod schedule;
 mod service;
+pub mod storage;
 
 pub use config::ServiceConfig;
 pub use error::ServiceError;

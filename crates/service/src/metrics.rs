@@ -47,6 +47,15 @@ pub struct Metrics {
     pub access_records: Counter,
     pub integrity_failures: Gauge,
     pub integrity_failing_tenants: Gauge,
+    /// 1 while ingest is paused for want of disk space.
+    pub storage_full: Gauge,
+    pub storage_available_bytes: Gauge,
+    pub storage_full_episodes: Gauge,
+    /// Recovery actions taken (a torn tail or unfinished batch cut, a write failure healed,
+    /// a damaged index rebuilt), since start.
+    pub recovery_actions: Gauge,
+    /// Tenants refusing appends until they heal.
+    pub poisoned_tenants: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -109,6 +118,36 @@ impl Default for Metrics {
             "Ingest requests appending or waiting for an append slot",
             ingest_inflight.clone(),
         );
+        let storage_full = Gauge::default();
+        registry.register(
+            "storage_full",
+            "1 while ingest is paused because the data disk is (nearly) full",
+            storage_full.clone(),
+        );
+        let storage_available_bytes = Gauge::default();
+        registry.register(
+            "storage_available_bytes",
+            "Free bytes on the data disk",
+            storage_available_bytes.clone(),
+        );
+        let storage_full_episodes = Gauge::default();
+        registry.register(
+            "storage_full_episodes",
+            "Times ingest was paused for disk space since start",
+            storage_full_episodes.clone(),
+        );
+        let recovery_actions = Gauge::default();
+        registry.register(
+            "recovery_actions",
+            "Recovery actions since start: torn tails or unfinished batches cut, write failures healed, damaged indexes rebuilt",
+            recovery_actions.clone(),
+        );
+        let poisoned_tenants = Gauge::default();
+        registry.register(
+            "poisoned_tenants",
+            "Tenants refusing appends after a failed write, until they heal",
+            poisoned_tenants.clone(),
+        );
         let index_lag_total = Gauge::default();
         registry.register(
             "index_lag_events",
@@ -155,6 +194,11 @@ impl Default for Metrics {
             registry,
             integrity_failures,
             integrity_failing_tenants,
+            storage_full,
+            storage_available_bytes,
+            storage_full_episodes,
+            recovery_actions,
+            poisoned_tenants,
             http_requests,
             http_duration,
             ingest_events,

@@ -14,6 +14,7 @@ use crate::keys::{KeyRecord, KeyStore, Principal, Scope};
 use crate::metrics::Metrics;
 use crate::privacy::{Policy, Privacy, VaultIndexSource};
 use crate::retention::Retention;
+use crate::storage::StorageGuard;
 use agentrail_event::TenantId;
 use agentrail_event::batch::{BatchFormat, Position, parse_batch};
 use agentrail_index::{EventRow, IndexError, TenantIndex};
@@ -42,6 +43,7 @@ pub struct Service {
     privacy: Arc<Privacy>,
     retention: Arc<Retention>,
     metrics: Metrics,
+    storage: StorageGuard,
     clock: Arc<dyn Clock>,
     /// Serializes tenant creation.
     admin: Mutex<()>,
@@ -168,6 +170,7 @@ impl Service {
         lc.checkpoint_interval = Some(Duration::from_millis(cfg.checkpoint_interval_ms.max(10)));
         lc.clock_skew_bound_ms = cfg.clock_skew_bound_ms;
         lc.clock = clock.clone();
+        lc.heal_after = Duration::from_millis(cfg.heal_after_ms);
         let ledger = Arc::new(Ledger::open(lc).map_err(|e| fail("opening the ledger".into())(&e))?);
         let keys = KeyStore::open(&layout).map_err(|e| fail("opening the key store".into())(&e))?;
         let root_key_file = layout.system().root_key();
@@ -210,7 +213,9 @@ impl Service {
         }
         let exports = Exports::new(ledger.clone());
         exports.resume_interrupted();
+        let storage = StorageGuard::open(&layout, cfg.reserve_bytes);
         let service = Service {
+            storage,
             access: AccessLogs::new(&layout),
             exports,
             retention,
@@ -254,9 +259,41 @@ impl Service {
         format_timestamp(self.clock.now())
     }
 
-    /// Whether the data directory is still there.
-    pub fn ready(&self) -> bool {
-        self.layout.system().dir().is_dir()
+    /// Whether the service can do its work, and if not what is wrong: each problem is
+    /// `{"check": …, "reason": …}` (with `tenant` where one is concerned).
+    pub fn readiness(&self) -> Vec<Value> {
+        let mut problems = Vec::new();
+        if !self.layout.system().dir().is_dir() {
+            problems.push(json!({"check": "data_dir", "reason": "the data directory is gone"}));
+        }
+        if let Some(why) = self.storage.status().full {
+            problems.push(json!({"check": "storage", "reason": why}));
+        }
+        for (tenant, reason) in self.ledger.poisoned_tenants() {
+            problems.push(json!({
+                "check": "tenant_writer",
+                "tenant": tenant.as_str(),
+                "reason": format!("refusing appends until it heals: {reason}"),
+            }));
+        }
+        for (tenant, applied, of) in self.indexer.rebuilding() {
+            problems.push(json!({
+                "check": "index_rebuilding",
+                "tenant": tenant.as_str(),
+                "reason": format!("rebuilding a damaged index: {applied} of {of} events"),
+            }));
+        }
+        let (_, max_lag) = self.indexer.lag();
+        if max_lag > self.cfg.max_index_lag {
+            problems.push(json!({
+                "check": "index_lag",
+                "reason": format!(
+                    "an index is {max_lag} events behind (bound {})",
+                    self.cfg.max_index_lag
+                ),
+            }));
+        }
+        problems
     }
 
     // ---- keys and authorization ---------------------------------------------------------------
@@ -401,7 +438,9 @@ impl Service {
         format: BatchFormat,
     ) -> Result<Vec<Receipt>, ServiceError> {
         let handle = self.indexer.handle(tenant)?;
-        if handle.lag() > self.cfg.max_index_lag {
+        // A rebuild after damage runs flat out and is reported by queries and /readyz; ingest
+        // goes on meanwhile (the ledger is the truth).
+        if handle.lag() > self.cfg.max_index_lag && handle.rebuilding().is_none() {
             self.metrics.reject("index_behind");
             self.indexer.appended(tenant, 0)?;
             return Err(ServiceError::unavailable(
@@ -412,6 +451,10 @@ impl Service {
                 ),
                 2,
             ));
+        }
+        if let Err(e) = self.storage.admit() {
+            self.metrics.reject("storage_full");
+            return Err(e);
         }
         let items = parse_batch(body, format);
         if items.len() > self.cfg.max_batch_events {
@@ -451,12 +494,19 @@ impl Service {
             });
         }
         let started = Instant::now();
-        let receipts = self.privacy.sealing(tenant, |sealing| {
-            if self.cfg.seal_sensitive_fields {
-                sealing.protect_batch(&mut events)?;
-            }
-            Ok::<_, ServiceError>(self.ledger.append(tenant, events)?)
-        })?;
+        let receipts = self
+            .privacy
+            .sealing(tenant, |sealing| {
+                if self.cfg.seal_sensitive_fields {
+                    sealing.protect_batch(&mut events)?;
+                }
+                Ok::<_, ServiceError>(self.ledger.append(tenant, events)?)
+            })
+            .inspect_err(|e| {
+                if e.is_storage_failure() {
+                    self.storage.write_failed();
+                }
+            })?;
         self.metrics
             .ingest_append_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -866,6 +916,22 @@ impl Service {
         self.metrics
             .open_tenants
             .set(self.ledger.open_tenants() as i64);
+        let storage = self.storage.status();
+        self.metrics
+            .storage_full
+            .set(i64::from(storage.full.is_some()));
+        self.metrics
+            .storage_available_bytes
+            .set(storage.available_bytes.map_or(-1, |b| b as i64));
+        self.metrics
+            .storage_full_episodes
+            .set(storage.episodes as i64);
+        self.metrics
+            .recovery_actions
+            .set((self.ledger.recoveries() + self.indexer.rebuilds()) as i64);
+        self.metrics
+            .poisoned_tenants
+            .set(self.ledger.poisoned_tenants().len() as i64);
         let now = Instant::now();
         let mut seen = lock(&self.unsigned_since);
         let mut oldest = 0.0f64;

@@ -1,9 +1,9 @@
 //! Health, readiness and Prometheus metrics.
 
-use crate::error::{ApiError, ErrorBody};
 use crate::extract::S;
+use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 #[utoipa::path(get, path = "/healthz", tag = "ops",
@@ -14,14 +14,41 @@ pub async fn healthz() -> &'static str {
 
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses(
-        (status = 200, description = "ready to take requests", body = String, content_type = "text/plain"),
-        (status = 503, description = "shutting down", body = ErrorBody)))]
+        (status = 200, description = "ready to take requests", body = Readiness),
+        (status = 503, description = "not ready: each problem says which check failed and why (storage full, a tenant's writer healing, an index rebuilding or far behind, ingest saturated, the data directory gone)", body = Readiness)))]
 pub async fn readyz(State(s): S) -> Response {
-    if s.service.ready() {
-        "ready\n".into_response()
-    } else {
-        ApiError::unavailable("not_ready", "the data directory is gone", 5).into_response()
+    let service = s.service.clone();
+    let mut problems = tokio::task::spawn_blocking(move || service.readiness())
+        .await
+        .unwrap_or_else(|e| {
+            vec![serde_json::json!({"check": "internal", "reason": e.to_string()})]
+        });
+    if s.admission.saturated() {
+        problems.push(serde_json::json!({
+            "check": "ingest_queue",
+            "reason": "every ingest slot is taken and the wait list is full",
+        }));
     }
+    let ready = problems.is_empty();
+    let body = Json(Readiness { ready, problems });
+    if ready {
+        body.into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// `{check, reason, tenant?}` per problem; empty when ready.
+    pub problems: Vec<serde_json::Value>,
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops",
