@@ -50,4 +50,18 @@ impl IndexError {
             _ => false,
         }
     }
+
+    /// Whether the storage under the index failed (a full disk, an I/O error, a file that
+    /// cannot be opened): the operation may work once the cause is gone.
+    pub fn is_storage(&self) -> bool {
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, SystemIoFailure};
+        match self {
+            IndexError::Io { .. } => true,
+            IndexError::Sql {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(e.code, DiskFull | SystemIoFailure | CannotOpen),
+            _ => false,
+        }
+    }
 }

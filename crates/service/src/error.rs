@@ -165,6 +165,7 @@ impl From<IndexError> for ServiceError {
             IndexError::BadQuery(m) => ServiceError::bad_request(m),
             IndexError::NotFound(_) => ServiceError::NotFound(e.to_string()),
             IndexError::Ledger(r) => r.into(),
+            _ if e.is_storage() => ServiceError::storage_unavailable(e.to_string()),
             _ => ServiceError::internal(e.to_string()),
         }
     }
