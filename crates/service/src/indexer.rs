@@ -310,14 +310,11 @@ impl Inner {
         }
         let (writer, replaced) = self.open_writer(tenant)?;
         let applied = writer.applied();
-        let rebuilding = match replaced {
-            None => None,
-            Some(reason) => Some(Rebuild {
-                target: self.ledger.size(tenant).unwrap_or(0),
-                started: Instant::now(),
-                reason,
-            }),
-        };
+        let rebuilding = replaced.map(|reason| Rebuild {
+            target: self.ledger.size(tenant).unwrap_or(0),
+            started: Instant::now(),
+            reason,
+        });
         let h = Arc::new(TenantHandle {
             tenant: tenant.clone(),
             writer: Mutex::new(Some(writer)),

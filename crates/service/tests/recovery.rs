@@ -322,7 +322,10 @@ fn full_disk(reserve: u64) {
         .service
         .ingest(&e.tenants[1], &batch(1_000_000, 10), BatchFormat::Json)
     {
-        Err(ServiceError::Unavailable { code, .. }) if code == "storage_full" => {}
+        Err(ServiceError::Unavailable {
+            code: "storage_full",
+            ..
+        }) => {}
         // Without a reserve: whatever the disk says at that moment, as a 503 or a success.
         Err(ServiceError::Unavailable { .. }) | Ok(_) if reserve == 0 => {}
         other => panic!("{other:?}"),
