@@ -1,7 +1,9 @@
 //! Crash test of the server: `agentrail serve` is SIGKILLed while clients ingest over HTTP.
 //! After every kill the server restarts on the same data directory; in the end every event whose
-//! 2xx answer a client received is in the ledger, byte-identical (same seq and hash), the server
-//! answers queries about the last of them (its index caught up), and `verify` passes.
+//! 2xx answer a client received is in the ledger, byte-identical (same seq and hash), every batch
+//! sent — acknowledged or cut off by the kill — is wholly in the ledger with contiguous seqs or
+//! wholly absent, the server answers queries about the last acknowledged events (its index
+//! caught up), and `verify` passes.
 //!
 //! AGENTRAIL_SERVER_CRASH_ITERATIONS sets the number of kills (default 5).
 
@@ -111,6 +113,8 @@ fn acknowledged_events_survive_server_sigkill() {
         }
     }
     let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::new()));
+    // Every batch sent: (tenant, its event ids).
+    let sent: Arc<Mutex<Vec<(usize, Vec<String>)>>> = Arc::new(Mutex::new(Vec::new()));
     let mut url = url;
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for iteration in 0..iterations {
@@ -118,13 +122,23 @@ fn acknowledged_events_survive_server_sigkill() {
         let mut clients = Vec::new();
         for (ti, t) in TENANTS.iter().enumerate() {
             let (url, key, acks) = (url.clone(), writers[ti].clone(), acks.clone());
+            let sent = sent.clone();
             let t = t.to_string();
             clients.push(std::thread::spawn(move || {
                 let a = agent();
                 // The same seed every iteration: earlier events come back as replays.
                 let mut generator = agentrail_testkit::Generator::new(ti as u64, &t, 4);
-                loop {
-                    let batch: Vec<Value> = generator.by_ref().take(40).collect();
+                for k in 0u64.. {
+                    // 1 to 1,000 events, the same sizes every iteration.
+                    let n = 1 + (k.wrapping_mul(2_654_435_761) % 997) % 1000;
+                    let batch: Vec<Value> = generator.by_ref().take(n as usize).collect();
+                    sent.lock().unwrap().push((
+                        ti,
+                        batch
+                            .iter()
+                            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+                            .collect(),
+                    ));
                     let body: Vec<u8> = batch
                         .iter()
                         .flat_map(|e| format!("{e}\n").into_bytes())
@@ -207,6 +221,46 @@ fn acknowledged_events_survive_server_sigkill() {
         let v: Value = serde_json::from_slice(&got.bytes).unwrap();
         assert_eq!(v["event_id"], json!(k.event_id));
     }
+    // Every batch sent is whole or absent, and a whole one has contiguous seqs.
+    let mut seqs: Vec<std::collections::HashMap<String, u64>> = Vec::new();
+    for t in TENANTS {
+        let t = TenantId::parse(t).unwrap();
+        let mut m = std::collections::HashMap::new();
+        for ev in ledger.read_range(&t, 0, usize::MAX).unwrap() {
+            let v: Value = serde_json::from_slice(&ev.bytes).unwrap();
+            m.insert(v["event_id"].as_str().unwrap().to_owned(), ev.seq);
+        }
+        seqs.push(m);
+    }
+    let sent = sent.lock().unwrap();
+    let (mut whole, mut absent) = (0, 0);
+    for (ti, ids) in sent.iter() {
+        let found: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| seqs[*ti].get(id).copied())
+            .collect();
+        if found.is_empty() {
+            absent += 1;
+            continue;
+        }
+        assert_eq!(
+            found.len(),
+            ids.len(),
+            "a batch of {} events of {} is partly durable: {} of them",
+            ids.len(),
+            TENANTS[*ti],
+            found.len()
+        );
+        assert!(
+            found.windows(2).all(|w| w[1] == w[0] + 1),
+            "a batch's seqs are not contiguous: {found:?}"
+        );
+        whole += 1;
+    }
+    eprintln!(
+        "{} batches sent: {whole} whole, {absent} absent",
+        sent.len()
+    );
     drop(ledger);
     let out = Command::new(env!("CARGO_BIN_EXE_agentrail"))
         .args(["verify", "--data-dir"])
