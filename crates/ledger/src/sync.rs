@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Locks `m`, also when a thread panicked while holding it: the state behind agentrail's locks is
@@ -16,16 +17,31 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// when a new one would pass the bound, the entries nobody else holds any more are dropped.
 #[derive(Debug)]
 pub struct HandleCache<K, V> {
-    cap: usize,
+    cap: AtomicUsize,
     map: Mutex<HashMap<K, Arc<V>>>,
 }
 
 impl<K: Eq + Hash + Clone, V> HandleCache<K, V> {
     pub fn new(cap: usize) -> HandleCache<K, V> {
         HandleCache {
-            cap: cap.max(1),
+            cap: AtomicUsize::new(cap.max(1)),
             map: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Changes the bound (a share of the service's open-file budget); idle handles beyond it
+    /// go on the next insert.
+    pub fn set_capacity(&self, cap: usize) {
+        self.cap.store(cap.max(1), Ordering::Relaxed);
+    }
+
+    /// Handles held now.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The handle of `key`, made by `make` if there is none (under the cache's lock, so two
@@ -40,7 +56,7 @@ impl<K: Eq + Hash + Clone, V> HandleCache<K, V> {
             return Ok(v.clone());
         }
         let v = Arc::new(make()?);
-        Self::make_room(&mut map, self.cap);
+        Self::make_room(&mut map, self.cap.load(Ordering::Relaxed));
         map.insert(key.clone(), v.clone());
         Ok(v)
     }
@@ -49,7 +65,7 @@ impl<K: Eq + Hash + Clone, V> HandleCache<K, V> {
     pub fn insert(&self, key: K, value: V) -> Arc<V> {
         let v = Arc::new(value);
         let mut map = lock(&self.map);
-        Self::make_room(&mut map, self.cap);
+        Self::make_room(&mut map, self.cap.load(Ordering::Relaxed));
         map.insert(key, v.clone());
         v
     }

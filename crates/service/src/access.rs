@@ -31,6 +31,16 @@ impl TenantLogs {
         }
     }
 
+    /// Keeps at most about `n` logs open (each holds one file).
+    pub fn limit_open(&self, n: usize) {
+        self.open.set_capacity(n);
+    }
+
+    /// Logs open now.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     pub fn log(&self, tenant: &TenantId) -> Result<Arc<ChainLog>, ServiceError> {
         self.open.get_or_try_insert(tenant, || {
             Ok(ChainLog::open(&(self.path)(&self.layout.tenant(tenant)))?)
@@ -103,6 +113,10 @@ impl AccessLogs {
         AccessLogs {
             logs: TenantLogs::new(layout, TenantPaths::access_log),
         }
+    }
+
+    pub fn logs(&self) -> &TenantLogs {
+        &self.logs
     }
 
     /// Appends the record of one read; returns once it is durable.

@@ -18,6 +18,10 @@ pub struct ServiceConfig {
     pub query_wait_ms: u64,
     pub max_open_tenants: usize,
     pub max_open_indexes: usize,
+    /// One budget of open files shared by every per-tenant handle (ledgers, indexes, logs);
+    /// 0: three quarters of the process's soft `RLIMIT_NOFILE`. `max_open_tenants` and
+    /// `max_open_indexes` still apply when lower than their share.
+    pub max_open_files: u64,
     pub checkpoint_interval_ms: u64,
     pub clock_skew_bound_ms: i64,
     /// Origins of checkpoints are `<origin_prefix>/tenants/<id>`; fixed at the first start.
@@ -48,6 +52,7 @@ impl Default for ServiceConfig {
             query_wait_ms: 10_000,
             max_open_tenants: 256,
             max_open_indexes: 128,
+            max_open_files: 0,
             checkpoint_interval_ms: 1_000,
             clock_skew_bound_ms: 60_000,
             origin_prefix: None,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Events read from the ledger and applied per transaction.
 const APPLY_BATCH: usize = 4096;
-/// Idle read connections kept per tenant.
-const MAX_READERS: usize = 4;
+/// Idle read connections kept per tenant (a share of the open-file budget counts them).
+const MAX_READERS: usize = crate::budget::INDEX_READERS;
 
 /// One tenant's index handles.
 pub struct TenantHandle {

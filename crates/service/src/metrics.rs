@@ -56,6 +56,8 @@ pub struct Metrics {
     pub recovery_actions: Gauge,
     /// Tenants refusing appends until they heal.
     pub poisoned_tenants: Gauge,
+    pub open_files: Gauge,
+    pub open_files_budget: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -148,6 +150,18 @@ impl Default for Metrics {
             "Tenants refusing appends after a failed write, until they heal",
             poisoned_tenants.clone(),
         );
+        let open_files = Gauge::default();
+        registry.register(
+            "open_files",
+            "Files (and sockets) this process has open",
+            open_files.clone(),
+        );
+        let open_files_budget = Gauge::default();
+        registry.register(
+            "open_files_budget",
+            "The open-file budget shared by every per-tenant handle (max_open_files)",
+            open_files_budget.clone(),
+        );
         let index_lag_total = Gauge::default();
         registry.register(
             "index_lag_events",
@@ -199,6 +213,8 @@ impl Default for Metrics {
             storage_full_episodes,
             recovery_actions,
             poisoned_tenants,
+            open_files,
+            open_files_budget,
             http_requests,
             http_duration,
             ingest_events,

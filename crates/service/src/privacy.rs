@@ -383,6 +383,16 @@ impl Privacy {
         &self.vault
     }
 
+    /// Keeps at most about `n` token vaults open (each holds one file).
+    pub fn limit_open(&self, n: usize) {
+        self.tokens.set_capacity(n);
+    }
+
+    /// Token vaults open now.
+    pub fn open_count(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// Runs an ingest step of `tenant` under its erasure gate, held shared: every event sealed
     /// and appended inside `f` is sealed under keys no erasure of the tenant can destroy
     /// meanwhile, and no token value is kept again behind an erasure.

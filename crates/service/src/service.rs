@@ -5,6 +5,7 @@
 //! `audit.access` entry durably before it returns.
 
 use crate::access::{Access, AccessLogs};
+use crate::budget::FileBudget;
 use crate::config::ServiceConfig;
 use crate::error::ServiceError;
 use crate::exports::{ExportStatus, Exports, JobRequest};
@@ -44,6 +45,7 @@ pub struct Service {
     retention: Arc<Retention>,
     metrics: Metrics,
     storage: StorageGuard,
+    budget: FileBudget,
     clock: Arc<dyn Clock>,
     /// Serializes tenant creation.
     admin: Mutex<()>,
@@ -166,7 +168,19 @@ impl Service {
             .map_err(|e| fail(format!("creating {}", cfg.data_dir.display()))(&e))?;
         let mut lc = agentrail_ledger::Config::new(&cfg.data_dir);
         lc.origin_prefix = cfg.origin_prefix.clone();
-        lc.max_open_tenants = cfg.max_open_tenants;
+        let budget = FileBudget::new(
+            cfg.max_open_files,
+            cfg.max_open_tenants,
+            cfg.max_open_indexes,
+        );
+        tracing::info!(
+            budget = budget.total,
+            ledger_tenants = budget.ledger_tenants,
+            indexes = budget.indexes,
+            logs_per_kind = budget.logs_per_kind,
+            "open-file budget"
+        );
+        lc.max_open_tenants = budget.ledger_tenants;
         lc.checkpoint_interval = Some(Duration::from_millis(cfg.checkpoint_interval_ms.max(10)));
         lc.clock_skew_bound_ms = cfg.clock_skew_bound_ms;
         lc.clock = clock.clone();
@@ -185,12 +199,15 @@ impl Service {
             new_root_key = Some(key);
         }
         let vault = Arc::new(crate::privacy::open_vault(&layout)?);
+        vault.limit_open(budget.logs_per_kind);
         let privacy = Arc::new(Privacy::new(vault.clone(), &layout, clock.clone()));
+        privacy.limit_open(budget.logs_per_kind);
         let run_logs = Arc::new(crate::retention::run_logs(&layout));
+        run_logs.limit_open(budget.logs_per_kind);
         let source = VaultIndexSource::new(vault, run_logs.clone(), cfg.seal_sensitive_fields);
         let indexer = Arc::new(Indexer::start(
             ledger.clone(),
-            cfg.max_open_indexes,
+            budget.indexes,
             Some(Arc::new(source)),
         ));
         let integrity = Arc::new(Integrity::open(
@@ -214,9 +231,12 @@ impl Service {
         let exports = Exports::new(ledger.clone());
         exports.resume_interrupted();
         let storage = StorageGuard::open(&layout, cfg.reserve_bytes);
+        let access = AccessLogs::new(&layout);
+        access.logs().limit_open(budget.logs_per_kind);
         let service = Service {
             storage,
-            access: AccessLogs::new(&layout),
+            budget,
+            access,
             exports,
             retention,
             integrity,
@@ -932,6 +952,10 @@ impl Service {
         self.metrics
             .poisoned_tenants
             .set(self.ledger.poisoned_tenants().len() as i64);
+        self.metrics
+            .open_files
+            .set(crate::budget::open_files().map_or(-1, |n| n as i64));
+        self.metrics.open_files_budget.set(self.budget.total as i64);
         let now = Instant::now();
         let mut seen = lock(&self.unsigned_since);
         let mut oldest = 0.0f64;

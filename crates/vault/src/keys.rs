@@ -369,6 +369,16 @@ impl Vault {
         self.layout.tenant(tenant).vault_keys()
     }
 
+    /// Keeps at most about `n` tenants' key logs open (each holds one file).
+    pub fn limit_open(&self, n: usize) {
+        self.tenants.set_capacity(n);
+    }
+
+    /// Tenants' key logs open now.
+    pub fn open_count(&self) -> usize {
+        self.tenants.len()
+    }
+
     fn state(&self, tenant: &TenantId) -> Result<Arc<Mutex<TenantState>>, VaultError> {
         self.tenants.get_or_try_insert(tenant, || self.load(tenant))
     }
