@@ -36,6 +36,8 @@ pub struct Config {
     pub checkpoint_interval: Option<Duration>,
     /// `clock_skew_ms` is recorded when `occurred_at` and `received_at` differ by more.
     pub clock_skew_bound_ms: i64,
+    /// The wall clock has jumped when it moved this far from the monotonic clock since open.
+    pub clock_jump_bound_ms: i64,
     pub clock: Arc<dyn Clock>,
     /// Called before every fsync; for fault-injection tests.
     pub fsync_hook: Option<FsyncHook>,
@@ -68,6 +70,7 @@ impl Config {
             max_open_tenants: 256,
             checkpoint_interval: Some(Duration::from_secs(1)),
             clock_skew_bound_ms: 60_000,
+            clock_jump_bound_ms: 300_000,
             clock: Arc::new(SystemClock),
             fsync_hook: None,
             heal_after: Duration::from_secs(1),
@@ -248,6 +251,10 @@ impl Ledger {
                 data_dir: dir.clone(),
                 segment_size: cfg.segment_size,
                 clock: cfg.clock.clone(),
+                watch: Arc::new(crate::clock::ClockWatch::new(
+                    cfg.clock.as_ref(),
+                    cfg.clock_jump_bound_ms,
+                )),
                 syncer: Syncer {
                     hook: cfg.fsync_hook.clone(),
                 },
@@ -293,6 +300,11 @@ impl Ledger {
     /// The key that verifies this ledger's checkpoints.
     pub fn verifier(&self) -> &Verifier {
         &self.inner.ctx.verifier
+    }
+
+    /// The watch on the ledger's clock (jumps against the monotonic clock).
+    pub fn clock_watch(&self) -> &Arc<crate::clock::ClockWatch> {
+        &self.inner.ctx.watch
     }
 
     /// The checkpoint origin of a tenant.

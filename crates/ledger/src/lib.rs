@@ -36,7 +36,7 @@ mod tenant;
 pub mod verify;
 
 pub use chainlog::{ChainLog, ChainLogError, ChainRecord, scan_chain_log};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ClockWatch, ManualClock, SystemClock};
 pub use error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
 pub use layout::DataDir;
 pub use ledger::{

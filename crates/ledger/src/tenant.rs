@@ -35,6 +35,7 @@ pub(crate) struct Ctx {
     pub data_dir: PathBuf,
     pub segment_size: u64,
     pub clock: Arc<dyn Clock>,
+    pub watch: Arc<crate::clock::ClockWatch>,
     pub syncer: Syncer,
     pub clock_skew_bound_ms: i64,
     pub origin_prefix: String,
@@ -934,6 +935,7 @@ impl Tenant {
         }
 
         // Phase 2: sequence and frame every new event.
+        ctx.watch.check(ctx.clock.now());
         let first_seq = st.next_seq;
         let mut pending = Pending::default();
         let mut batch_hashes: Vec<Hash> = Vec::new();

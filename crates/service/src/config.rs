@@ -24,6 +24,9 @@ pub struct ServiceConfig {
     pub max_open_files: u64,
     pub checkpoint_interval_ms: u64,
     pub clock_skew_bound_ms: i64,
+    /// The wall clock has jumped when it moves this far from the monotonic clock: logged at
+    /// error level, counted (`agentrail_clock_jumps`), and retention purges nothing meanwhile.
+    pub clock_jump_bound_ms: i64,
     /// Origins of checkpoints are `<origin_prefix>/tenants/<id>`; fixed at the first start.
     pub origin_prefix: Option<String>,
     /// Every tenant is re-verified this often (0: never; on demand only).
@@ -55,6 +58,7 @@ impl Default for ServiceConfig {
             max_open_files: 0,
             checkpoint_interval_ms: 1_000,
             clock_skew_bound_ms: 60_000,
+            clock_jump_bound_ms: 300_000,
             origin_prefix: None,
             verify_interval_ms: 600_000,
             webhook_url: None,

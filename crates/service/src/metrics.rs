@@ -58,6 +58,8 @@ pub struct Metrics {
     pub poisoned_tenants: Gauge,
     pub open_files: Gauge,
     pub open_files_budget: Gauge,
+    pub clock_jumps: Gauge,
+    pub clock_drift_ms: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -162,6 +164,18 @@ impl Default for Metrics {
             "The open-file budget shared by every per-tenant handle (max_open_files)",
             open_files_budget.clone(),
         );
+        let clock_jumps = Gauge::default();
+        registry.register(
+            "clock_jumps",
+            "Times the wall clock jumped away from the monotonic clock since start",
+            clock_jumps.clone(),
+        );
+        let clock_drift_ms = Gauge::default();
+        registry.register(
+            "clock_drift_ms",
+            "How far the wall clock is from the monotonic clock, when beyond clock_jump_bound_ms (0 otherwise)",
+            clock_drift_ms.clone(),
+        );
         let index_lag_total = Gauge::default();
         registry.register(
             "index_lag_events",
@@ -215,6 +229,8 @@ impl Default for Metrics {
             poisoned_tenants,
             open_files,
             open_files_budget,
+            clock_jumps,
+            clock_drift_ms,
             http_requests,
             http_duration,
             ingest_events,

@@ -100,8 +100,16 @@ impl Retention {
                 "legal_hold": policy.legal_hold,
             }),
         );
+        let drift = self.ledger.clock_watch().check(now);
         if policy.legal_hold {
             m.insert("outcome".into(), json!("skipped_legal_hold"));
+            m.insert("purged".into(), json!({"content": 0, "events": 0}));
+        } else if let Some(drift) = drift {
+            // Cutoffs only move forward: one computed from a clock a year ahead would purge
+            // the hot content of everything received minutes ago, for good.
+            tracing::error!(%tenant, drift_ms = drift, "retention refused: the wall clock jumped");
+            m.insert("outcome".into(), json!("skipped_clock_jump"));
+            m.insert("clock_drift_ms".into(), json!(drift));
             m.insert("purged".into(), json!({"content": 0, "events": 0}));
         } else {
             let (content_ns, content_before) = cutoff(now, policy.hot_content_days);

@@ -183,6 +183,7 @@ impl Service {
         lc.max_open_tenants = budget.ledger_tenants;
         lc.checkpoint_interval = Some(Duration::from_millis(cfg.checkpoint_interval_ms.max(10)));
         lc.clock_skew_bound_ms = cfg.clock_skew_bound_ms;
+        lc.clock_jump_bound_ms = cfg.clock_jump_bound_ms;
         lc.clock = clock.clone();
         lc.heal_after = Duration::from_millis(cfg.heal_after_ms);
         let ledger = Arc::new(Ledger::open(lc).map_err(|e| fail("opening the ledger".into())(&e))?);
@@ -285,6 +286,12 @@ impl Service {
         let mut problems = Vec::new();
         if !self.layout.system().dir().is_dir() {
             problems.push(json!({"check": "data_dir", "reason": "the data directory is gone"}));
+        }
+        if let Some(drift) = self.ledger.clock_watch().drift_ms() {
+            problems.push(json!({
+                "check": "clock",
+                "reason": format!("the wall clock is {drift} ms away from the monotonic clock; retention is paused"),
+            }));
         }
         if let Some(why) = self.storage.status().full {
             problems.push(json!({"check": "storage", "reason": why}));
@@ -956,6 +963,12 @@ impl Service {
             .open_files
             .set(crate::budget::open_files().map_or(-1, |n| n as i64));
         self.metrics.open_files_budget.set(self.budget.total as i64);
+        let watch = self.ledger.clock_watch();
+        watch.check(self.clock.now());
+        self.metrics.clock_jumps.set(watch.jumps() as i64);
+        self.metrics
+            .clock_drift_ms
+            .set(watch.drift_ms().unwrap_or(0));
         let now = Instant::now();
         let mut seen = lock(&self.unsigned_since);
         let mut oldest = 0.0f64;

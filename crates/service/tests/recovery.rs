@@ -401,3 +401,78 @@ fn full_disk(reserve: u64) {
     );
     assert!(report.failure.is_none(), "{:?}", report.failure);
 }
+
+/// The system clock moved by an offset a test sets: a wall clock that can jump.
+#[derive(Debug, Default)]
+struct JumpingClock(std::sync::atomic::AtomicI64);
+
+impl agentrail_ledger::Clock for JumpingClock {
+    fn now(&self) -> jiff::Timestamp {
+        let off = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        jiff::Timestamp::now() + jiff::SignedDuration::from_millis(off)
+    }
+    fn follows_real_time(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_jumped_clock_purges_nothing_and_loses_no_index_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(JumpingClock::default());
+    let opened = Service::open_with_clock(config(dir.path()), clock.clone()).unwrap();
+    let service = opened.service;
+    let root = service
+        .authenticate(opened.new_root_key.as_deref().unwrap())
+        .unwrap();
+    let t = service.create_tenant(&root, "acme").unwrap().tenant_id;
+    let (_, key) = service.create_key(&root, &t, None, &Scope::ALL).unwrap();
+    let e = Env {
+        service,
+        tenants: vec![t.clone()],
+        key,
+    };
+    let admin = e.principal();
+    let mut policy = e.service.policy(&t).unwrap();
+    policy.hot_content_days = 30;
+    policy.retention_days = 365;
+    e.service.set_policy(&admin, &t, policy).unwrap();
+    for b in 0..5 {
+        e.service
+            .ingest(&t, &batch(b, 100), BatchFormat::Json)
+            .unwrap();
+    }
+    // The wall clock jumps a year ahead (a bad NTP step, a restored VM snapshot).
+    clock
+        .0
+        .store(366 * 86_400_000, std::sync::atomic::Ordering::SeqCst);
+    e.service
+        .ingest(&t, &batch(5, 100), BatchFormat::Json)
+        .unwrap();
+    let run = e.service.run_retention(&t).unwrap();
+    assert_eq!(run["outcome"], json!("skipped_clock_jump"), "{run}");
+    assert_eq!(run["purged"], json!({"content": 0, "events": 0}));
+    assert_eq!(e.list().unwrap().len(), 600, "no index row lost");
+    assert!(metric(&e.service, "agentrail_clock_jumps") >= 1.0);
+    assert!(
+        e.service.readiness().iter().any(|p| p["check"] == "clock"),
+        "{:?}",
+        e.service.readiness()
+    );
+    // The clock comes back: retention runs again, and purges nothing received recently.
+    clock.0.store(0, std::sync::atomic::Ordering::SeqCst);
+    let run = e.service.run_retention(&t).unwrap();
+    assert_eq!(run["outcome"], json!("applied"), "{run}");
+    assert_eq!(run["purged"], json!({"content": 0, "events": 0}));
+    assert_eq!(e.list().unwrap().len(), 600);
+    assert!(
+        e.service.readiness().is_empty(),
+        "{:?}",
+        e.service.readiness()
+    );
+    // And after a rebuild of the index (the cutoffs it re-applies are the runs' own).
+    let before = e.list().unwrap();
+    let e = reopen(config(dir.path()), e);
+    std::fs::remove_file(index_file(dir.path(), "acme")).unwrap();
+    assert_eq!(e.list().unwrap(), before);
+}
