@@ -12,6 +12,7 @@ mod common;
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::{Config, Ledger};
+use common::{agent, call};
 use serde_json::{Value, json};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
@@ -19,42 +20,14 @@ use std::time::{Duration, Instant};
 
 const TENANTS: [&str; 3] = ["crash-a", "crash-b", "crash-c"];
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 /// Starts the server on a free port; returns it and its base URL once it listens.
 fn serve(data: &std::path::Path) -> (Child, String) {
     let (child, url, _) = common::spawn_server(data, 0);
     (child, url)
 }
 
-fn call(
-    a: &ureq::Agent,
-    method: &str,
-    url: &str,
-    key: &str,
-    body: Option<(&str, Vec<u8>)>,
-) -> Result<(u16, Value), String> {
-    let auth = format!("Bearer {key}");
-    let r = match (method, body) {
-        ("GET", _) => a.get(url).header("Authorization", &auth).call(),
-        (_, Some((ct, b))) => a
-            .post(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", ct)
-            .send(&b[..]),
-        _ => a.post(url).header("Authorization", &auth).send_empty(),
-    };
-    let mut r = r.map_err(|e| e.to_string())?;
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
+/// A batch a client sent: its tenant and event ids.
+type SentBatch = (usize, Vec<String>);
 
 #[derive(Debug, Clone)]
 struct Ack {
@@ -114,7 +87,7 @@ fn acknowledged_events_survive_server_sigkill() {
     }
     let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::new()));
     // Every batch sent: (tenant, its event ids).
-    let sent: Arc<Mutex<Vec<(usize, Vec<String>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let sent: Arc<Mutex<Vec<SentBatch>>> = Arc::new(Mutex::new(Vec::new()));
     let mut url = url;
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for iteration in 0..iterations {

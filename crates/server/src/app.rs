@@ -122,6 +122,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Counts and times every request by route template, and logs it.
 async fn observe(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if s.drain.draining() {
+        // Shutting down: answer at once, and tell keep-alive clients not to come back here.
+        let mut resp =
+            crate::error::ApiError::unavailable("shutting_down", "the server is shutting down", 1)
+                .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    let _active = s.drain.enter();
     let started = Instant::now();
     let method = req.method().to_string();
     let route = req
@@ -152,5 +164,12 @@ async fn observe(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Re
     } else {
         tracing::debug!(%method, %route, status, ms = secs * 1000.0, "request");
     }
-    resp.into_response()
+    let mut resp = resp.into_response();
+    if s.drain.draining() {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }

@@ -4,6 +4,7 @@
 
 use crate::state::{AppState, ServerConfig};
 use agentrail_service::Opened;
+use std::time::{Duration, Instant};
 
 /// Opens the data directory and serves until a shutdown signal. `on_ready` gets the bound
 /// address and the root key if this start created it.
@@ -22,8 +23,12 @@ pub async fn serve(
     on_ready(addr, &opened);
     let app = crate::app::router(state.clone());
     tracing::info!(%addr, data_dir = %state.cfg.service.data_dir.display(), "serving");
+    let draining = state.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            drain(&draining).await;
+        })
         .await;
     tracing::info!("stopped accepting; closing the ledger");
     let service = state.service.clone();
@@ -32,6 +37,31 @@ pub async fn serve(
         .map_err(|e| e.to_string())?;
     tracing::info!("shut down cleanly");
     served.map_err(|e| format!("server error: {e}"))
+}
+
+/// Between the signal and closing connections: requests in flight are answered; new ones (on
+/// open connections, or queued in the listen backlog) get 503 `shutting_down` rather than a
+/// reset connection. Lasts until nothing is in flight (at least `LINGER`, so connections
+/// already queued are answered) or `shutdown_grace_ms` passed.
+async fn drain(state: &AppState) {
+    const LINGER: Duration = Duration::from_millis(500);
+    state.drain.start();
+    let started = Instant::now();
+    let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
+    tracing::info!(in_flight = state.drain.active(), "draining");
+    loop {
+        let idle = state.drain.active() == 0;
+        if (idle && started.elapsed() >= LINGER) || started.elapsed() >= grace {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if state.drain.active() > 0 {
+        tracing::warn!(
+            in_flight = state.drain.active(),
+            "shutdown grace period over: closing connections with requests in flight"
+        );
+    }
 }
 
 async fn shutdown_signal() {

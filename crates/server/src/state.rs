@@ -19,6 +19,9 @@ pub struct ServerConfig {
     /// Ingest requests appending at once; others wait up to `append_wait_ms`, then get 503.
     pub max_inflight_appends: usize,
     pub append_wait_ms: u64,
+    /// On SIGTERM: how long requests in flight may take to be answered (new ones get 503
+    /// `shutting_down` with `Connection: close` meanwhile) before connections are closed.
+    pub shutdown_grace_ms: u64,
     pub service: ServiceConfig,
 }
 
@@ -30,6 +33,7 @@ struct HttpKeys {
     max_body_bytes: Option<usize>,
     max_inflight_appends: Option<usize>,
     append_wait_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +43,7 @@ impl Default for ServerConfig {
             max_body_bytes: 32 << 20,
             max_inflight_appends: 64,
             append_wait_ms: 5_000,
+            shutdown_grace_ms: 30_000,
             service: ServiceConfig::default(),
         }
     }
@@ -68,6 +73,7 @@ impl ServerConfig {
             "max_body_bytes",
             "max_inflight_appends",
             "append_wait_ms",
+            "shutdown_grace_ms",
         ] {
             if let Some(v) = table.remove(k) {
                 http.insert(k.into(), v);
@@ -85,6 +91,7 @@ impl ServerConfig {
             max_body_bytes: h.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_inflight_appends: h.max_inflight_appends.unwrap_or(d.max_inflight_appends),
             append_wait_ms: h.append_wait_ms.unwrap_or(d.append_wait_ms),
+            shutdown_grace_ms: h.shutdown_grace_ms.unwrap_or(d.shutdown_grace_ms),
             service,
         })
     }
@@ -96,6 +103,46 @@ pub struct AppState {
     pub cfg: ServerConfig,
     pub service: Arc<Service>,
     pub admission: Admission,
+    pub drain: Drain,
+}
+
+/// Graceful shutdown's state: once draining, new requests are answered 503 `shutting_down`
+/// with `Connection: close`, and the requests in flight (counted here) finish and are answered
+/// (with `Connection: close`) before connections are closed.
+#[derive(Debug, Default)]
+pub struct Drain {
+    draining: std::sync::atomic::AtomicBool,
+    active: AtomicI64,
+}
+
+/// One request being handled; counted until dropped.
+#[derive(Debug)]
+pub struct Active<'a>(&'a Drain);
+
+impl Drain {
+    pub fn start(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Requests being handled now.
+    pub fn active(&self) -> i64 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn enter(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Active(self)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The bound on ingest requests: at most `max_inflight_appends` appending, twice that many
@@ -160,6 +207,7 @@ impl AppState {
     pub fn new(cfg: ServerConfig, service: Arc<Service>) -> Arc<AppState> {
         Arc::new(AppState {
             admission: Admission::new(cfg.max_inflight_appends),
+            drain: Drain::default(),
             cfg,
             service,
         })

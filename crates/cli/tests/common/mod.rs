@@ -1,8 +1,11 @@
 //! Shared by the tests that run `agentrail serve` as a child process.
+#![allow(dead_code)]
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Starts the server on a free port with `data` as its data directory. Returns the child, its
 /// base URL (from the first line it prints), and the next `extra_lines` lines it printed; the
@@ -29,4 +32,71 @@ pub fn spawn_server(data: &Path, extra_lines: usize) -> (Child, String, Vec<Stri
         .collect();
     std::thread::spawn(move || for _ in lines {});
     (child, url, printed)
+}
+
+/// An HTTP client that returns error statuses as answers.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// One request; `Err` only when no HTTP answer came (the connection failed).
+pub fn call(
+    a: &ureq::Agent,
+    method: &str,
+    url: &str,
+    key: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<(u16, Value), String> {
+    let auth = format!("Bearer {key}");
+    let r = match (method, body) {
+        ("GET", _) => a.get(url).header("Authorization", &auth).call(),
+        (_, Some((ct, b))) => a
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", ct)
+            .send(&b[..]),
+        _ => a.post(url).header("Authorization", &auth).send_empty(),
+    };
+    let mut r = r.map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Creates `tenant` with the root key of `data` and returns a new key of it with `scopes`.
+pub fn tenant_key(url: &str, data: &Path, tenant: &str, scopes: &[&str]) -> String {
+    let root = std::fs::read_to_string(data.join("system/root.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let a = agent();
+    let body = serde_json::json!({ "tenant_id": tenant })
+        .to_string()
+        .into_bytes();
+    let (st, v) = call(
+        &a,
+        "POST",
+        &format!("{url}/v1/tenants"),
+        &root,
+        Some(("application/json", body)),
+    )
+    .unwrap();
+    assert!(st == 201 || st == 409, "{st}: {v}");
+    let body = serde_json::json!({ "scopes": scopes })
+        .to_string()
+        .into_bytes();
+    let (st, v) = call(
+        &a,
+        "POST",
+        &format!("{url}/v1/tenants/{tenant}/keys"),
+        &root,
+        Some(("application/json", body)),
+    )
+    .unwrap();
+    assert_eq!(st, 201, "{v}");
+    v["key"].as_str().unwrap().to_owned()
 }
