@@ -276,3 +276,60 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
         "{out}"
     );
 }
+
+#[test]
+fn verify_checks_the_token_vault_and_key_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let cfg = agentrail_service::ServiceConfig {
+            data_dir: data.clone(),
+            verify_interval_ms: 0,
+            retention_interval_ms: 0,
+            reserve_bytes: 0,
+            ..Default::default()
+        };
+        let opened = agentrail_service::Service::open(cfg).unwrap();
+        let s = opened.service;
+        let root = s
+            .authenticate(opened.new_root_key.as_deref().unwrap())
+            .unwrap();
+        let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+        let ev = serde_json::json!({"schema_version": "1", "event_id": "d1", "event_type": "model.decision",
+            "session_id": "s1", "subject_id": "alice",
+            "payload": {"model": {"provider": "p", "name": "m", "version": "1"},
+                "prompt": {"messages": ["mail alice@example.com please"]}, "output": {"raw": "ok"}}});
+        s.ingest(
+            &t,
+            &serde_json::to_vec(&ev).unwrap(),
+            agentrail_event::batch::BatchFormat::Json,
+        )
+        .unwrap();
+        s.shutdown();
+    }
+    let data_s = data.to_str().unwrap();
+    let ok = agentrail(&["verify", "--data-dir", data_s], None);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    for what in ["token vault ok: 1 records", "key log ok"] {
+        assert!(stdout(&ok).contains(what), "{what}: {}", stdout(&ok));
+    }
+    for (what, rel) in [
+        ("token vault", "tenants/acme/tokens/log"),
+        ("key log", "system/vault/acme.keys"),
+    ] {
+        let path = data.join(rel);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 10;
+        bad[at] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        let out = agentrail(&["verify", "--data-dir", data_s], None);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!("acme: {what} FAILED")),
+            "{}",
+            stdout(&out)
+        );
+        std::fs::write(&path, &good).unwrap();
+    }
+}

@@ -1,6 +1,7 @@
 //! `agentrail verify --data-dir DIR [--tenant T]`: offline, read-only verification of every
 //! record, hash, chain, session chain, causal link, tree node and signed checkpoint, and the
-//! chain of each tenant's access log.
+//! chain of each tenant's access log, retention log, token vault and key log (and of the system
+//! integrity log).
 
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
@@ -61,12 +62,22 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
         for n in &r.notes {
             println!("{t}: note: {n}");
         }
-        // The access log (who read what) is hash-chained on its own.
-        let access = DataDir::new(data_dir).tenant(t).access_log();
-        if access.exists() {
-            match agentrail_ledger::scan_chain_log(&access) {
+        // The tenant's chain logs are hash-chained on their own: who read what, retention
+        // runs, the token vault and the wrapped keys (a damaged one of these refuses reads,
+        // reveals or sealing although the ledger verifies).
+        let tp = DataDir::new(data_dir).tenant(t);
+        for (what, path) in [
+            ("access log", tp.access_log()),
+            ("retention log", tp.retention_log()),
+            ("token vault", tp.tokens_log()),
+            ("key log", tp.vault_keys()),
+        ] {
+            if !path.exists() {
+                continue;
+            }
+            match agentrail_ledger::scan_chain_log(&path) {
                 Ok(scan) => println!(
-                    "{t}: access log ok: {} records chained{}",
+                    "{t}: {what} ok: {} records chained{}",
                     scan.records,
                     if scan.file_len > scan.valid_len {
                         " (a torn tail will be cut on the next start)"
@@ -76,8 +87,18 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
                 ),
                 Err(e) => {
                     failed += 1;
-                    println!("{t}: access log FAILED: {e}");
+                    println!("{t}: {what} FAILED: {e}");
                 }
+            }
+        }
+    }
+    let integrity = DataDir::new(data_dir).system().integrity_log();
+    if tenant.is_none() && integrity.exists() {
+        match agentrail_ledger::scan_chain_log(&integrity) {
+            Ok(scan) => println!("integrity log ok: {} records chained", scan.records),
+            Err(e) => {
+                failed += 1;
+                println!("integrity log FAILED: {e}");
             }
         }
     }
