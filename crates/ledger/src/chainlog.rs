@@ -94,6 +94,14 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ChainLogE
     move |source| ChainLogError::Io { op, path, source }
 }
 
+static RECOVERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Torn tails cut from chain logs by this process (every open logs the file, offset and
+/// record count).
+pub fn chain_log_recoveries() -> u64 {
+    RECOVERIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What a scan of a log found.
 #[derive(Debug)]
 pub struct ChainScan {
@@ -249,6 +257,14 @@ impl ChainLog {
         } else if scan.file_len > len {
             file.set_len(len).map_err(io("truncate", path))?;
             file.sync_all().map_err(io("sync", path))?;
+            RECOVERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                file = %path.display(),
+                offset = len,
+                records = scan.records,
+                cut_bytes = scan.file_len - len,
+                "chain log recovery: cut a torn tail, never acknowledged"
+            );
         }
         Ok(ChainLog {
             path: path.to_path_buf(),

@@ -35,7 +35,7 @@ pub mod sync;
 mod tenant;
 pub mod verify;
 
-pub use chainlog::{ChainLog, ChainLogError, ChainRecord, scan_chain_log};
+pub use chainlog::{ChainLog, ChainLogError, ChainRecord, chain_log_recoveries, scan_chain_log};
 pub use clock::{Clock, ClockWatch, ManualClock, SystemClock};
 pub use error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
 pub use layout::DataDir;

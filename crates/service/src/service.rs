@@ -953,9 +953,11 @@ impl Service {
         self.metrics
             .storage_full_episodes
             .set(storage.episodes as i64);
-        self.metrics
-            .recovery_actions
-            .set((self.ledger.recoveries() + self.indexer.rebuilds()) as i64);
+        self.metrics.recovery_actions.set(
+            (self.ledger.recoveries()
+                + self.indexer.rebuilds()
+                + agentrail_ledger::chain_log_recoveries()) as i64,
+        );
         self.metrics
             .poisoned_tenants
             .set(self.ledger.poisoned_tenants().len() as i64);
