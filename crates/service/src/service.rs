@@ -68,6 +68,15 @@ pub struct Opened {
     pub root_key_file: PathBuf,
 }
 
+impl Opened {
+    /// The root principal, when this start created the root key.
+    pub fn root(&self) -> Option<Principal> {
+        self.new_root_key
+            .as_deref()
+            .and_then(|k| self.service.authenticate(k))
+    }
+}
+
 /// How long a read may wait for the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Consistency {

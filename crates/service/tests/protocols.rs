@@ -27,10 +27,8 @@ fn env() -> Env {
         ..ServiceConfig::default()
     };
     let opened = Service::open(cfg).unwrap();
+    let root = opened.root().unwrap();
     let service = opened.service;
-    let root = service
-        .authenticate(opened.new_root_key.as_deref().unwrap())
-        .unwrap();
     let info = service.create_tenant(&root, "acme").unwrap();
     let (_, key) = service
         .create_key(&root, &info.tenant_id, None, &Scope::ALL)

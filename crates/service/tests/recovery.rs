@@ -33,10 +33,8 @@ fn config(data: &Path) -> ServiceConfig {
 /// A service with tenants `names` and one key holding every scope of the first.
 fn env(cfg: ServiceConfig, names: &[&str]) -> Env {
     let opened = Service::open(cfg).unwrap();
+    let root = opened.root().unwrap();
     let service = opened.service;
-    let root = service
-        .authenticate(opened.new_root_key.as_deref().unwrap())
-        .unwrap();
     let tenants: Vec<TenantId> = names
         .iter()
         .map(|n| service.create_tenant(&root, n).unwrap().tenant_id)
@@ -421,10 +419,8 @@ fn a_jumped_clock_purges_nothing_and_loses_no_index_rows() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(JumpingClock::default());
     let opened = Service::open_with_clock(config(dir.path()), clock.clone()).unwrap();
+    let root = opened.root().unwrap();
     let service = opened.service;
-    let root = service
-        .authenticate(opened.new_root_key.as_deref().unwrap())
-        .unwrap();
     let t = service.create_tenant(&root, "acme").unwrap().tenant_id;
     let (_, key) = service.create_key(&root, &t, None, &Scope::ALL).unwrap();
     let e = Env {
