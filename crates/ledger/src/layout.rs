@@ -21,6 +21,9 @@ pub const LEDGER_DIR: &str = "ledger";
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const ENTRIES_FILE: &str = "ledger/entries";
 pub const TREE_FILE: &str = "ledger/tree";
+/// Where a derived file found damaged is kept (for inspection) when it is rebuilt.
+pub const ENTRIES_DAMAGED: &str = "ledger/entries.damaged";
+pub const TREE_DAMAGED: &str = "ledger/tree.damaged";
 pub const CHECKPOINT_LOG: &str = "checkpoints/log";
 
 /// `ledger/<first seq, 20 digits>.seg`: names sort in seq order.
@@ -164,6 +167,14 @@ impl TenantPaths {
     pub fn tree(&self) -> PathBuf {
         self.dir.join(TREE_FILE)
     }
+    /// The entries file as it was when found damaged (kept when it was rebuilt).
+    pub fn entries_damaged(&self) -> PathBuf {
+        self.dir.join(ENTRIES_DAMAGED)
+    }
+    /// The tree file as it was when found damaged.
+    pub fn tree_damaged(&self) -> PathBuf {
+        self.dir.join(TREE_DAMAGED)
+    }
     pub fn checkpoint_log(&self) -> PathBuf {
         self.dir.join(CHECKPOINT_LOG)
     }
@@ -243,6 +254,8 @@ mod tests {
             rel(tp.segment(0)).replace("00000000000000000000", "<first_seq>"),
             rel(tp.entries()),
             rel(tp.tree()),
+            rel(tp.entries_damaged()),
+            rel(tp.tree_damaged()),
             rel(tp.checkpoint_log()),
             rel(tp.index_db()),
             rel(tp.index_damaged()),

@@ -238,6 +238,96 @@ fn create_tenant_dir(ctx: &Ctx, id: &TenantId) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Whether damage found on open may lie in the derived files: it names one, or the records
+/// and the latest checkpoint disagree (the tree's frontier is read from the tree file). Only
+/// then is a rebuild worth a try; the open after it checks everything again.
+fn may_be_derived(d: &Damage) -> bool {
+    d.file == ENTRIES_FILE
+        || d.file == TREE_FILE
+        || (d.file == CHECKPOINT_LOG && d.reason.contains("does not match"))
+}
+
+/// Rewrites the entries and tree files from the segments (records up to the first one that
+/// does not read; the open that follows checks the rest). Returns what it rebuilt.
+fn rebuild_derived(ctx: &Ctx, id: &TenantId, dir: &Path) -> Result<String, OpenError> {
+    let o = Opener { id, dir };
+    let segments = list_segments(dir).map_err(o.io("list", LEDGER_DIR))?;
+    let mut entries = frame::encode_header(FileKind::Entries, 0).to_vec();
+    let mut nodes: Vec<Hash> = Vec::new();
+    let mut frontier = Frontier::new();
+    let mut seq = 0u64;
+    'segments: for &first in &segments {
+        let name = segment_name(first);
+        let bytes = fs::read(dir.join(&name)).map_err(o.io("read", &name))?;
+        if decode_header(FileKind::Segment, &bytes) != Ok(first) || first != seq {
+            break;
+        }
+        let mut pos = HEADER_LEN;
+        loop {
+            let RecordRead::Record {
+                seq: s,
+                payload,
+                next,
+                ..
+            } = frame::read_record(&bytes, pos, 0)
+            else {
+                continue 'segments;
+            };
+            let Ok(h) = StoredHeader::parse(payload) else {
+                break 'segments;
+            };
+            if s != seq {
+                break 'segments;
+            }
+            let session = match (&h.session_id, h.session_seq) {
+                (Some(sid), Some(ss)) => Some((digest16(sid), ss)),
+                _ => None,
+            };
+            entries.extend_from_slice(&encode_entry(&Entry {
+                offset: pos as u64,
+                hash: sha256(payload),
+                id_digest: digest16(&h.event_id),
+                session,
+            }));
+            frontier.push(leaf_hash(payload), |level, index, h| {
+                let p = node_position(level, index) as usize;
+                if nodes.len() <= p {
+                    nodes.resize(p + 1, [0u8; 32]);
+                }
+                nodes[p] = *h;
+            });
+            seq += 1;
+            pos = next;
+        }
+    }
+    let mut tree = frame::encode_header(FileKind::Tree, 0).to_vec();
+    for n in &nodes {
+        tree.extend_from_slice(n);
+    }
+    for (rel, aside, bytes) in [
+        (ENTRIES_FILE, crate::layout::ENTRIES_DAMAGED, &entries),
+        (TREE_FILE, crate::layout::TREE_DAMAGED, &tree),
+    ] {
+        let path = dir.join(rel);
+        // The old file is evidence (of damage, or of an edit of the segments): kept aside.
+        match fs::rename(&path, dir.join(aside)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(o.io("move aside", rel)(e)),
+        }
+        files::write_atomic(&path, bytes, 0o644).map_err(|e| OpenError::Io {
+            tenant: id.to_string(),
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        })?;
+    }
+    let _ = ctx;
+    Ok(format!(
+        "the entries and tree files from {seq} records (the old ones are kept as *.damaged)"
+    ))
+}
+
 /// Reads and checks the record at `offset` of `file`, which must have sequence number `seq`.
 pub(crate) fn read_record_at(
     file: &File,
@@ -281,7 +371,28 @@ fn segment_of(segments: &[u64], seq: u64) -> usize {
 impl Tenant {
     /// Opens (and with `create`, first creates) a tenant, recovering from a crash: a torn tail
     /// is truncated; anything else that does not verify refuses the tenant with its location.
+    /// Opens (and recovers) a tenant. The entries and tree files are derived: if either is
+    /// damaged it is rebuilt from the segments and the open tried again (which re-checks the
+    /// tree against the latest signed checkpoint, so a rebuild never accepts altered records
+    /// a checkpoint covers).
     pub fn open(ctx: &Ctx, id: TenantId, create: bool) -> Result<Tenant, OpenError> {
+        match Tenant::open_once(ctx, id.clone(), create) {
+            Err(OpenError::Damaged(d)) if may_be_derived(&d) => {
+                let dir = files::tenant_dir(&ctx.data_dir, &id);
+                let rebuilt = rebuild_derived(ctx, &id, &dir)?;
+                let mut t = Tenant::open_once(ctx, id, false)?;
+                let note = format!("{d}: rebuilt {rebuilt}");
+                t.recovery_note = Some(match t.recovery_note.take() {
+                    Some(n) => format!("{note}; {n}"),
+                    None => note,
+                });
+                Ok(t)
+            }
+            r => r,
+        }
+    }
+
+    fn open_once(ctx: &Ctx, id: TenantId, create: bool) -> Result<Tenant, OpenError> {
         let dir = files::tenant_dir(&ctx.data_dir, &id);
         if !dir.exists() {
             if !create {
@@ -508,11 +619,13 @@ impl Tenant {
             let root = agentrail_merkle::root(&TreeFile(&tree), cp_size)
                 .map_err(|e| o.damage(TREE_FILE, None, None, format!("cannot read: {e}")))?;
             if root != cp_root {
+                // Either the tree file is damaged (it is rebuilt and this checked again) or the
+                // segments or the checkpoint are.
                 return Err(o.damage(
-                    CHECKPOINT_LOG,
+                    TREE_FILE,
                     None,
                     Some(cp_size),
-                    format!("the latest checkpoint (size {cp_size}) does not match the tree"),
+                    format!("the tree does not match the latest checkpoint (size {cp_size})"),
                 ));
             }
         }
