@@ -234,6 +234,11 @@ enum Command {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Compute the retention cutoffs again from each policy and the clock now (recorded in
+        /// the retention log), instead of keeping the latest run's: after a run by a wrong
+        /// clock, restores what it purged. Check the clock first.
+        #[arg(long)]
+        recompute_retention: bool,
     },
     /// Print a tenant's latest signed checkpoint (signing one first if the tree grew).
     Checkpoint {
@@ -363,9 +368,11 @@ fn main() -> ExitCode {
             tenant,
             key,
         } => commands::verify::run(&data_dir, tenant.as_deref(), key.as_deref()),
-        Command::Reindex { data_dir, tenant } => {
-            commands::reindex::run(&data_dir, tenant.as_deref())
-        }
+        Command::Reindex {
+            data_dir,
+            tenant,
+            recompute_retention,
+        } => commands::reindex::run(&data_dir, tenant.as_deref(), recompute_retention),
         Command::Checkpoint { data_dir, tenant } => commands::prove::checkpoint(&data_dir, &tenant),
         Command::Prove {
             data_dir,

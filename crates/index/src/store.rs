@@ -757,16 +757,18 @@ impl TenantIndex {
 }
 
 /// Deletes a tenant's index and rebuilds it from the ledger. The retention cutoffs of the old
-/// index (if it still opens) or the source's, whichever are further, are kept; `source` opens
-/// sealed content (see [`TenantIndex::set_source`]).
+/// index (if it still opens, and `keep_old_cutoffs`) or the source's, whichever are further,
+/// are kept; `source` opens sealed content (see [`TenantIndex::set_source`]). Without
+/// `keep_old_cutoffs` only the source's apply: how rows a wrong run purged come back.
 pub fn reindex(
     ledger: &Ledger,
     data_dir: &Path,
     tenant: &TenantId,
     source: Option<Arc<dyn IndexSource>>,
+    keep_old_cutoffs: bool,
 ) -> Result<TenantIndex, IndexError> {
     let path = index_path(data_dir, tenant);
-    let old = if path.exists() {
+    let old = if path.exists() && keep_old_cutoffs {
         // A damaged index is what a rebuild is for: its cutoffs are then the source's.
         TenantIndex::open_at(&path, tenant)
             .map(|ix| ix.cutoffs())

@@ -78,6 +78,18 @@ impl Tokens {
 
 /// A tenant's privacy and retention policy (`PUT /v1/tenants/{t}/policy`), stored at
 /// `tenants/<id>/policy.json`.
+impl Policy {
+    /// The stored policy of a tenant (the defaults until one is set).
+    pub fn load(layout: &DataDir, tenant: &TenantId) -> Result<Policy, ServiceError> {
+        match std::fs::read(layout.tenant(tenant).policy()) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| ServiceError::internal(format!("policy of {tenant}: {e}"))),
+            Err(_) => Ok(Policy::default()),
+        }
+    }
+}
+
+/// `tenants/<id>/policy.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -425,12 +437,7 @@ impl Privacy {
 
     fn compiled(&self, tenant: &TenantId) -> Result<Arc<Compiled>, ServiceError> {
         self.policies.get_or_try_insert(tenant, || {
-            let path = self.layout.tenant(tenant).policy();
-            let policy: Policy = match std::fs::read(&path) {
-                Ok(b) => serde_json::from_slice(&b)
-                    .map_err(|e| ServiceError::internal(format!("policy of {tenant}: {e}")))?,
-                Err(_) => Policy::default(),
-            };
+            let policy = Policy::load(&self.layout, tenant)?;
             Ok(Compiled {
                 detectors: policy.detectors(),
                 policy,

@@ -168,6 +168,47 @@ impl std::fmt::Debug for Retention {
     }
 }
 
+/// Records a run whose cutoffs are computed again from the tenant's policy and `now`, in place
+/// of the earlier runs' (the one way cutoffs move back): after a run by a wrong clock was found
+/// and the clock fixed, a rebuild of the index with these cutoffs restores the rows and content
+/// that run purged (the ledger kept everything). An operator's act, recorded in the run log.
+pub fn recompute_cutoffs(
+    logs: &TenantLogs,
+    layout: &DataDir,
+    tenant: &TenantId,
+    now: jiff::Timestamp,
+) -> Result<Value, ServiceError> {
+    let policy = crate::privacy::Policy::load(layout, tenant)?;
+    let (content_before, events_before) = if policy.legal_hold {
+        let epoch = format_timestamp(jiff::Timestamp::UNIX_EPOCH);
+        (epoch.clone(), epoch)
+    } else {
+        (
+            cutoff(now, policy.hot_content_days).1,
+            cutoff(now, policy.retention_days).1,
+        )
+    };
+    let mut m = Map::new();
+    m.insert("event_type".into(), json!("retention.run"));
+    m.insert("tenant_id".into(), json!(tenant.as_str()));
+    m.insert("at".into(), json!(format_timestamp(now)));
+    m.insert("trigger".into(), json!("reindex"));
+    m.insert(
+        "policy".into(),
+        json!({
+            "hot_content_days": policy.hot_content_days,
+            "retention_days": policy.retention_days,
+            "legal_hold": policy.legal_hold,
+        }),
+    );
+    m.insert("outcome".into(), json!("recomputed"));
+    m.insert("content_received_before".into(), json!(content_before));
+    m.insert("events_received_before".into(), json!(events_before));
+    let v = logs.log(tenant)?.append(m)?.value();
+    tracing::warn!(%tenant, record = %v, "retention cutoffs recomputed");
+    Ok(v)
+}
+
 /// The cutoffs of the tenant's latest applied run (none before the first): what an index
 /// rebuilt from the ledger, or opened after an upgrade rebuilt it, must apply again.
 pub fn latest_cutoffs(logs: &TenantLogs, tenant: &TenantId) -> Result<Cutoffs, ServiceError> {

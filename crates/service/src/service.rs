@@ -1035,11 +1035,18 @@ fn position(p: Position) -> Map<String, Value> {
 /// the hot content is searchable by token again, and with the cutoffs of the tenant's latest
 /// retention run, so purged content stays purged. The master key comes from
 /// `AGENTRAIL_MASTER_KEY` or `system/master.key`; without either, no content is indexed.
-pub fn reindex(ledger: &Ledger, tenant: &TenantId) -> Result<TenantIndex, ServiceError> {
+pub fn reindex(
+    ledger: &Ledger,
+    tenant: &TenantId,
+    recompute_retention: Option<jiff::Timestamp>,
+) -> Result<TenantIndex, ServiceError> {
     let layout = DataDir::new(ledger.data_dir());
     let has_master =
         std::env::var_os("AGENTRAIL_MASTER_KEY").is_some() || layout.system().master_key().exists();
     let run_logs = Arc::new(crate::retention::run_logs(&layout));
+    if let Some(now) = recompute_retention {
+        crate::retention::recompute_cutoffs(&run_logs, &layout, tenant, now)?;
+    }
     let source: Arc<dyn agentrail_index::IndexSource> = if has_master {
         let vault = Arc::new(crate::privacy::open_vault(&layout)?);
         Arc::new(VaultIndexSource::new(vault, run_logs, true))
@@ -1051,5 +1058,6 @@ pub fn reindex(ledger: &Ledger, tenant: &TenantId) -> Result<TenantIndex, Servic
         layout.root(),
         tenant,
         Some(source),
+        recompute_retention.is_none(),
     )?)
 }

@@ -472,3 +472,74 @@ fn a_jumped_clock_purges_nothing_and_loses_no_index_rows() {
     std::fs::remove_file(index_file(dir.path(), "acme")).unwrap();
     assert_eq!(e.list().unwrap(), before);
 }
+
+#[test]
+fn a_purge_by_a_wrong_clock_is_undone_by_a_reindex_that_recomputes_cutoffs() {
+    let dir = tempfile::tempdir().unwrap();
+    // A clock that is not watched (moved by hand), so a run by a wrong time does happen.
+    let clock = Arc::new(agentrail_ledger::ManualClock::at("2026-12-01T00:00:00Z"));
+    let opened = Service::open_with_clock(config(dir.path()), clock.clone()).unwrap();
+    let root = opened.root().unwrap();
+    let service = opened.service;
+    let t = service.create_tenant(&root, "acme").unwrap().tenant_id;
+    let (_, key) = service.create_key(&root, &t, None, &Scope::ALL).unwrap();
+    let e = Env {
+        service,
+        tenants: vec![t.clone()],
+        key,
+    };
+    let mut policy = e.service.policy(&t).unwrap();
+    policy.retention_days = 365;
+    e.service.set_policy(&e.principal(), &t, policy).unwrap();
+    for b in 0..3 {
+        e.service
+            .ingest(&t, &batch(b, 100), BatchFormat::Json)
+            .unwrap();
+    }
+    assert_eq!(e.list().unwrap().len(), 300);
+    clock.advance_ms(3 * 365 * 86_400_000);
+    let run = e.service.run_retention(&t).unwrap();
+    assert_eq!(run["purged"]["events"], json!(300), "{run}");
+    assert!(e.list().unwrap().is_empty());
+    let Env { service, .. } = e;
+    service.shutdown();
+    drop(service);
+    // A plain rebuild keeps the wrong cutoffs (cutoffs never move back on their own).
+    let mut lc = agentrail_ledger::Config::new(dir.path());
+    lc.checkpoint_interval = None;
+    let ledger = agentrail_ledger::Ledger::open(lc).unwrap();
+    assert_eq!(
+        agentrail_service::reindex(&ledger, &t, None)
+            .unwrap()
+            .applied(),
+        300
+    );
+    let rows = |ix: &agentrail_index::TenantIndex| {
+        ix.events(
+            &EventFilter::default(),
+            &PageReq {
+                cursor: None,
+                limit: 1000,
+            },
+        )
+        .unwrap()
+        .items
+        .len()
+    };
+    assert_eq!(
+        rows(&agentrail_service::reindex(&ledger, &t, None).unwrap()),
+        0
+    );
+    // With the clock right again, recomputing them restores every row.
+    let now: jiff::Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+    let ix = agentrail_service::reindex(&ledger, &t, Some(now)).unwrap();
+    assert_eq!(rows(&ix), 300);
+    drop(ix);
+    drop(ledger);
+    let service = Service::open_with_clock(config(dir.path()), clock)
+        .unwrap()
+        .service;
+    let runs = service.retention_runs(&t, None, 10).unwrap().0;
+    assert_eq!(runs.last().unwrap()["outcome"], json!("recomputed"));
+    service.shutdown();
+}

@@ -10,7 +10,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    data_dir: &Path,
+    tenant: Option<&str>,
+    recompute_retention: bool,
+) -> anyhow::Result<ExitCode> {
     let tenants = match tenant {
         Some(t) => {
             let t = TenantId::parse(t).map_err(|e| anyhow!(e))?;
@@ -28,7 +32,9 @@ pub fn run(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
     for t in &tenants {
         let start = Instant::now();
-        let index = agentrail_service::reindex(&ledger, t)
+        let now = recompute_retention
+            .then(|| agentrail_ledger::Clock::now(&agentrail_ledger::SystemClock));
+        let index = agentrail_service::reindex(&ledger, t, now)
             .with_context(|| format!("rebuilding the index of tenant {t}"))?;
         let secs = start.elapsed().as_secs_f64();
         println!(
