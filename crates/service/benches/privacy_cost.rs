@@ -70,7 +70,7 @@ fn main() {
     let vault = Arc::new(open_vault(&layout).expect("vault"));
     let clock = Arc::new(ManualClock::at("2026-11-26T00:00:00Z"));
     let now = agentrail_ledger::Clock::now(&*clock);
-    let privacy = Privacy::new(vault.clone(), &layout, clock);
+    let privacy = Privacy::new(vault.clone(), &layout, clock, None);
     let tenant = TenantId::parse("bench").expect("tenant");
     let base = events(n, pii_rate);
     let bytes: usize = base

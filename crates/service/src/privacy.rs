@@ -28,6 +28,14 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A tenant's token vault: for each token, its records — one value record per data subject
 /// that mentioned the value (sealed under that subject's key, the tenant's without one), and
 /// tombstones where a subject's copy was erased.
+///
+/// A batch's new values are made durable before the batch is appended (an event in the ledger
+/// never names a value the vault lacks), each record naming the event that brought it. They
+/// count as kept only once the batch is in the ledger (`committed`): until then no other batch
+/// reuses them and no reveal answers with them; a batch refused by the ledger leaves them
+/// uncommitted, and when the vault is next opened, records whose event is not in the ledger
+/// (refused, or cut off by a crash) are dropped. So a batch's token records are kept wholly or
+/// not at all, like the batch.
 struct Tokens {
     log: ChainLog,
     known: HashMap<String, Vec<TokenCopy>>,
@@ -39,12 +47,75 @@ struct TokenCopy {
     seq: u64,
     /// A value record (not a tombstone) whose subject was not erased.
     live: bool,
+    /// Its batch is in the ledger.
+    committed: bool,
+}
+
+/// Whether an event id is in a tenant's ledger (`None`: cannot tell; the record is kept).
+/// A value found in an event: its subject, the token and value, the event's id.
+type Found = (Option<String>, Tokenized, String);
+
+pub type InLedger = Arc<dyn Fn(&TenantId, &str) -> Option<bool> + Send + Sync>;
+
+/// The token records a batch wrote, held (so the vault stays open) until the batch is in the
+/// ledger; see [`Sealing::commit`].
+pub struct TokenWrites {
+    store: Option<Arc<Mutex<Tokens>>>,
+    written: Vec<(String, u64)>,
+}
+
+impl std::fmt::Debug for TokenWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenWrites({})", self.written.len())
+    }
 }
 
 impl Tokens {
-    fn load(log: ChainLog) -> Result<Tokens, ServiceError> {
+    /// Opens a vault, dropping the records whose event is not in the ledger (their batch never
+    /// got there); returns how many were dropped.
+    fn load(
+        log: ChainLog,
+        tenant: &TenantId,
+        in_ledger: Option<&InLedger>,
+    ) -> Result<(Tokens, u64), ServiceError> {
+        let mut dropped = 0u64;
+        if let Some(in_ledger) = in_ledger {
+            let mut keep = Vec::new();
+            let mut from = 0;
+            loop {
+                let recs = log.read(from, 4096)?;
+                let Some(last) = recs.last() else { break };
+                from = last.seq + 1;
+                for r in recs {
+                    let Value::Object(mut m) = r.value() else {
+                        continue;
+                    };
+                    let orphan = m
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| in_ledger(tenant, id) == Some(false));
+                    if orphan {
+                        dropped += 1;
+                        continue;
+                    }
+                    for k in ["seq", "prev_hash", "hash"] {
+                        m.remove(k);
+                    }
+                    keep.push(m);
+                }
+            }
+            if dropped > 0 {
+                log.replace_all(keep)?;
+                tracing::warn!(
+                    %tenant,
+                    file = %log.path().display(),
+                    dropped,
+                    "token vault recovery: dropped the values of batches that never reached the ledger"
+                );
+            }
+        }
         let known = Tokens::index(&log)?;
-        Ok(Tokens { log, known })
+        Ok((Tokens { log, known }, dropped))
     }
 
     fn index(log: &ChainLog) -> Result<HashMap<String, Vec<TokenCopy>>, ServiceError> {
@@ -61,6 +132,7 @@ impl Tokens {
                         subject: v["subject_id"].as_str().map(str::to_owned),
                         seq: r.seq,
                         live: v.get("value").is_some(),
+                        committed: true,
                     });
                 }
             }
@@ -68,27 +140,16 @@ impl Tokens {
         Ok(known)
     }
 
-    /// Whether `subject`'s copy of the token's value is kept.
+    /// Whether `subject`'s copy of the token's value is kept (by a batch in the ledger).
     fn has_live(&self, token: &str, subject: Option<&str>) -> bool {
-        self.known
-            .get(token)
-            .is_some_and(|c| c.iter().any(|c| c.live && c.subject.as_deref() == subject))
+        self.known.get(token).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.live && c.committed && c.subject.as_deref() == subject)
+        })
     }
 }
 
 /// A tenant's privacy and retention policy (`PUT /v1/tenants/{t}/policy`), stored at
-/// `tenants/<id>/policy.json`.
-impl Policy {
-    /// The stored policy of a tenant (the defaults until one is set).
-    pub fn load(layout: &DataDir, tenant: &TenantId) -> Result<Policy, ServiceError> {
-        match std::fs::read(layout.tenant(tenant).policy()) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ServiceError::internal(format!("policy of {tenant}: {e}"))),
-            Err(_) => Ok(Policy::default()),
-        }
-    }
-}
-
 /// `tenants/<id>/policy.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +205,14 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The stored policy of a tenant (the defaults until one is set).
+    pub fn load(layout: &DataDir, tenant: &TenantId) -> Result<Policy, ServiceError> {
+        match std::fs::read(layout.tenant(tenant).policy()) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| ServiceError::internal(format!("policy of {tenant}: {e}"))),
+            Err(_) => Ok(Policy::default()),
+        }
+    }
     /// Every problem with a policy, as `{path, reason}`.
     pub fn problems(&self) -> Vec<Value> {
         let mut out = Vec::new();
@@ -236,6 +305,9 @@ struct Compiled {
 /// The privacy layer of the service.
 pub struct Privacy {
     vault: Arc<Vault>,
+    in_ledger: Option<InLedger>,
+    /// Token records dropped on open because their batch never reached the ledger.
+    dropped_tokens: std::sync::atomic::AtomicU64,
     layout: DataDir,
     clock: Arc<dyn Clock>,
     tokens: HandleCache<TenantId, Mutex<Tokens>>,
@@ -330,8 +402,24 @@ pub struct Erasing<'a> {
 
 impl Sealing<'_> {
     /// See [`Privacy::protect_batch`].
-    pub fn protect_batch(&self, events: &mut [ValidEvent]) -> Result<(), ServiceError> {
+    pub fn protect_batch(&self, events: &mut [ValidEvent]) -> Result<TokenWrites, ServiceError> {
         self.privacy.protect_batch(self.tenant, events)
+    }
+
+    /// The batch whose values `w` holds is in the ledger: they count as kept from now on.
+    pub fn commit(&self, w: TokenWrites) {
+        if let Some(store) = w.store {
+            let mut t = lock(&store);
+            for (tok, seq) in w.written {
+                if let Some(c) = t
+                    .known
+                    .get_mut(&tok)
+                    .and_then(|cs| cs.iter_mut().find(|c| c.seq == seq))
+                {
+                    c.committed = true;
+                }
+            }
+        }
     }
 }
 
@@ -380,9 +468,18 @@ pub fn open_vault(layout: &DataDir) -> Result<Vault, ServiceError> {
 }
 
 impl Privacy {
-    pub fn new(vault: Arc<Vault>, layout: &DataDir, clock: Arc<dyn Clock>) -> Privacy {
+    /// `in_ledger` tells whether an event is in the ledger (the service's ledger): a token vault
+    /// drops, when opened, the records of batches that never got there.
+    pub fn new(
+        vault: Arc<Vault>,
+        layout: &DataDir,
+        clock: Arc<dyn Clock>,
+        in_ledger: Option<InLedger>,
+    ) -> Privacy {
         Privacy {
             vault,
+            in_ledger,
+            dropped_tokens: std::sync::atomic::AtomicU64::new(0),
             layout: layout.clone(),
             clock,
             tokens: HandleCache::new(256),
@@ -403,6 +500,12 @@ impl Privacy {
     /// Token vaults open now.
     pub fn open_count(&self) -> usize {
         self.tokens.len()
+    }
+
+    /// Token records dropped because their batch never reached the ledger, since start.
+    pub fn dropped_tokens(&self) -> u64 {
+        self.dropped_tokens
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs an ingest step of `tenant` under its erasure gate, held shared: every event sealed
@@ -470,7 +573,10 @@ impl Privacy {
     fn tokens(&self, tenant: &TenantId) -> Result<Arc<Mutex<Tokens>>, ServiceError> {
         self.tokens.get_or_try_insert(tenant, || {
             let log = ChainLog::open(&self.layout.tenant(tenant).tokens_log())?;
-            Ok(Mutex::new(Tokens::load(log)?))
+            let (t, dropped) = Tokens::load(log, tenant, self.in_ledger.as_ref())?;
+            self.dropped_tokens
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+            Ok(Mutex::new(t))
         })
     }
 
@@ -481,7 +587,7 @@ impl Privacy {
         &self,
         tenant: &TenantId,
         events: &mut [ValidEvent],
-    ) -> Result<(), ServiceError> {
+    ) -> Result<TokenWrites, ServiceError> {
         let now = self.clock.now();
         let subjects: Vec<&str> = events
             .iter()
@@ -490,14 +596,17 @@ impl Privacy {
         self.vault.ensure_subject_keys(tenant, &subjects, now)?;
         let compiled = self.compiled(tenant)?;
         let token_key = self.vault.token_key(tenant, now)?;
-        let mut found: Vec<(Option<String>, Tokenized)> = Vec::new();
+        let mut found: Vec<Found> = Vec::new();
         for ev in events.iter_mut() {
             self.protect(tenant, &compiled, &token_key, ev, now, &mut found)?;
         }
-        if !found.is_empty() {
-            self.keep_tokens(tenant, found, now)?;
+        if found.is_empty() {
+            return Ok(TokenWrites {
+                store: None,
+                written: Vec::new(),
+            });
         }
-        Ok(())
+        self.keep_tokens(tenant, found, now)
     }
 
     fn protect(
@@ -507,7 +616,7 @@ impl Privacy {
         token_key: &TokenKey,
         ev: &mut ValidEvent,
         now: Timestamp,
-        found: &mut Vec<(Option<String>, Tokenized)>,
+        found: &mut Vec<Found>,
     ) -> Result<(), ServiceError> {
         let event_type = ev
             .value
@@ -556,7 +665,10 @@ impl Privacy {
                 &mut here,
             )?;
         }
-        found.extend(here.into_iter().map(|t| (subject.clone(), t)));
+        found.extend(
+            here.into_iter()
+                .map(|t| (subject.clone(), t, event_id.clone())),
+        );
         Ok(())
     }
 
@@ -565,15 +677,15 @@ impl Privacy {
     fn keep_tokens(
         &self,
         tenant: &TenantId,
-        found: Vec<(Option<String>, Tokenized)>,
+        found: Vec<Found>,
         now: Timestamp,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<TokenWrites, ServiceError> {
         let tokens = self.tokens(tenant)?;
         let mut t = lock(&tokens);
         let mut seen = HashSet::new();
         let mut records = Vec::new();
         let mut kept = Vec::new();
-        for (subject, f) in found {
+        for (subject, f, event_id) in found {
             // Each subject's copy is kept under its own key, so erasing one subject leaves the
             // value revealable for the others' content, and a value erased with its subject is
             // kept again when it comes back with new content.
@@ -595,17 +707,25 @@ impl Privacy {
             m.insert("type".into(), json!(f.label));
             m.insert("subject_id".into(), json!(subject));
             m.insert("value".into(), sealed);
+            m.insert("event_id".into(), json!(event_id));
             records.push(m);
             kept.push((f.token, subject));
         }
+        let mut written = Vec::with_capacity(kept.len());
         for (rec, (tok, subject)) in t.log.append_all(records)?.into_iter().zip(kept) {
+            written.push((tok.clone(), rec.seq));
             t.known.entry(tok).or_default().push(TokenCopy {
                 subject,
                 seq: rec.seq,
                 live: true,
+                committed: false,
             });
         }
-        Ok(())
+        drop(t);
+        Ok(TokenWrites {
+            store: Some(tokens),
+            written,
+        })
     }
 
     /// Opens the sealed sensitive fields of a served event (in place): every `$enc` value inside
@@ -635,11 +755,23 @@ impl Privacy {
         let mut records = Vec::new();
         let mut erased = 0;
         let mut from = 0;
+        // No batch is in flight during an erasure (it holds the gate exclusively): records not
+        // committed by now belong to refused batches and go with the rewrite.
+        let refused: HashSet<u64> = t
+            .known
+            .values()
+            .flatten()
+            .filter(|c| !c.committed)
+            .map(|c| c.seq)
+            .collect();
         loop {
             let recs = t.log.read(from, 4096)?;
             let Some(last) = recs.last() else { break };
             from = last.seq + 1;
             for r in recs {
+                if refused.contains(&r.seq) {
+                    continue;
+                }
                 let Value::Object(mut m) = r.value() else {
                     continue;
                 };
@@ -691,7 +823,7 @@ impl Privacy {
             let copies = t.known.get(tok).map(Vec::as_slice).unwrap_or_default();
             let mut value = None;
             // The first live copy that still opens; else the erasure.
-            for c in copies.iter().filter(|c| c.live) {
+            for c in copies.iter().filter(|c| c.live && c.committed) {
                 let rec = t.log.read(c.seq, 1)?;
                 if let Some(sealed) = rec.first().map(|r| r.value()["value"].clone()) {
                     let v = open_field(&self.vault, tenant, Aad::new("token", tok), &sealed)?;
@@ -702,8 +834,9 @@ impl Privacy {
                     }
                 }
             }
-            if value.is_none() && !copies.is_empty() {
-                let at = match copies.iter().rev().find(|c| !c.live) {
+            // (Copies of a batch not in the ledger are not known yet.)
+            if value.is_none() && copies.iter().any(|c| c.committed) {
+                let at = match copies.iter().rev().find(|c| !c.live && c.committed) {
                     Some(c) => t
                         .log
                         .read(c.seq, 1)?

@@ -210,7 +210,18 @@ impl Service {
         }
         let vault = Arc::new(crate::privacy::open_vault(&layout)?);
         vault.limit_open(budget.logs_per_kind);
-        let privacy = Arc::new(Privacy::new(vault.clone(), &layout, clock.clone()));
+        let in_ledger: crate::privacy::InLedger = {
+            let ledger = Arc::downgrade(&ledger);
+            Arc::new(move |t: &TenantId, id: &str| {
+                ledger.upgrade()?.find(t, id).ok().map(|s| s.is_some())
+            })
+        };
+        let privacy = Arc::new(Privacy::new(
+            vault.clone(),
+            &layout,
+            clock.clone(),
+            Some(in_ledger),
+        ));
         privacy.limit_open(budget.logs_per_kind);
         let run_logs = Arc::new(crate::retention::run_logs(&layout));
         run_logs.limit_open(budget.logs_per_kind);
@@ -533,10 +544,18 @@ impl Service {
         let receipts = self
             .privacy
             .sealing(tenant, |sealing| {
-                if self.cfg.seal_sensitive_fields {
-                    sealing.protect_batch(&mut events)?;
+                let written = if self.cfg.seal_sensitive_fields {
+                    Some(sealing.protect_batch(&mut events)?)
+                } else {
+                    None
+                };
+                let receipts = self.ledger.append(tenant, events)?;
+                // Only now do the batch's token values count as kept (a refused batch's are
+                // dropped when the vault is next opened).
+                if let Some(w) = written {
+                    sealing.commit(w);
                 }
-                Ok::<_, ServiceError>(self.ledger.append(tenant, events)?)
+                Ok::<_, ServiceError>(receipts)
             })
             .inspect_err(|e| {
                 if e.is_storage_failure() {
@@ -965,7 +984,8 @@ impl Service {
         self.metrics.recovery_actions.set(
             (self.ledger.recoveries()
                 + self.indexer.rebuilds()
-                + agentrail_ledger::chain_log_recoveries()) as i64,
+                + agentrail_ledger::chain_log_recoveries()
+                + self.privacy.dropped_tokens()) as i64,
         );
         self.metrics
             .poisoned_tenants

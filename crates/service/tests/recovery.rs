@@ -543,3 +543,92 @@ fn a_purge_by_a_wrong_clock_is_undone_by_a_reindex_that_recomputes_cutoffs() {
     assert_eq!(runs.last().unwrap()["outcome"], json!("recomputed"));
     service.shutdown();
 }
+
+/// The token records of a tenant's vault as (token, event_id), read from the file.
+fn token_records(data: &Path, tenant: &str) -> Vec<(String, Option<String>)> {
+    let log =
+        agentrail_ledger::ChainLog::open(&data.join("tenants").join(tenant).join("tokens/log"))
+            .unwrap();
+    log.read(0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v = r.value();
+            (
+                v["token"].as_str().unwrap().to_owned(),
+                v["event_id"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_refused_batch_leaves_no_token_values_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let e = env(cfg.clone(), &["acme"]);
+    let t = e.tenants[0].clone();
+    let decision = |id: &str, text: &str| {
+        json!({"schema_version": "1", "event_id": id, "event_type": "model.decision", "session_id": "s1",
+            "subject_id": "alice", "payload": {"model": {"provider": "p", "name": "m", "version": "1"},
+            "prompt": {"messages": [text]}, "output": {"raw": "ok"}}})
+    };
+    let send = |e: &Env, evs: &[Value]| {
+        e.service
+            .ingest(&t, &serde_json::to_vec(evs).unwrap(), BatchFormat::Json)
+    };
+    send(&e, &[decision("d1", "hello")]).unwrap();
+    // A batch the ledger refuses (d1 again with other content) after its values were kept.
+    let refused = send(
+        &e,
+        &[
+            decision("d2", "write to refused.value@example.com"),
+            decision("d1", "changed"),
+        ],
+    );
+    assert!(
+        matches!(refused, Err(ServiceError::Conflict { .. })),
+        "{refused:?}"
+    );
+    let orphans = token_records(dir.path(), "acme");
+    assert_eq!(
+        orphans.len(),
+        1,
+        "the value was made durable before the append"
+    );
+    let token = orphans[0].0.clone();
+    // Not revealable, and not reused by the next batch naming the same value.
+    let req = ReadRequest {
+        caller: e.principal(),
+        tenant: t.clone(),
+        endpoint: "test".into(),
+        params: json!({}),
+    };
+    assert_eq!(
+        e.service
+            .reveal(req.clone(), std::slice::from_ref(&token))
+            .unwrap()[0]
+            .1,
+        None
+    );
+    send(&e, &[decision("d3", "again refused.value@example.com")]).unwrap();
+    let v = e.service.reveal(req, std::slice::from_ref(&token)).unwrap();
+    assert_eq!(v[0].1, Some(json!("refused.value@example.com")));
+    assert_eq!(token_records(dir.path(), "acme").len(), 2);
+    // On the next start, the refused batch's record is dropped; the kept one stays.
+    let e = reopen(cfg, e);
+    let req = ReadRequest {
+        caller: e.principal(),
+        tenant: t.clone(),
+        endpoint: "test".into(),
+        params: json!({}),
+    };
+    assert_eq!(
+        e.service.reveal(req, std::slice::from_ref(&token)).unwrap()[0].1,
+        Some(json!("refused.value@example.com"))
+    );
+    let left = token_records(dir.path(), "acme");
+    assert_eq!(left, vec![(token, Some("d3".to_owned()))]);
+    assert!(metric(&e.service, "agentrail_recovery_actions") >= 1.0);
+    e.service.shutdown();
+}
