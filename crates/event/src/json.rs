@@ -62,6 +62,8 @@ pub enum JsonErrorKind {
     IntegerOutOfRange(String),
     #[error("number {0} is not a finite IEEE-754 double")]
     NumberOutOfRange(String),
+    #[error("number {0} is too small for an IEEE-754 double: it would be stored as 0")]
+    NumberUnderflow(String),
     #[error("invalid number {0:?}")]
     InvalidNumber(String),
     #[error("invalid escape sequence")]
@@ -550,6 +552,16 @@ impl Parser<'_> {
             return Ok(Value::Number(Number::from(n)));
         }
         let f: f64 = lit.parse().map_err(|_| bad(i))?;
+        // A literal with a non-zero digit that parses to zero underflowed: refused, not rounded
+        // to 0 (DESIGN: numbers that cannot be represented are rejected).
+        let mantissa = lit.split(['e', 'E']).next().unwrap_or_default();
+        if f == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+            return Err(Fail {
+                offset: start,
+                kind: JsonErrorKind::NumberUnderflow(lit),
+                path: Vec::new(),
+            });
+        }
         match Number::from_f64(f) {
             Some(n) if f.is_finite() => Ok(Value::Number(n)),
             _ => Err(Fail {
@@ -1123,6 +1135,14 @@ mod tests {
             "1e400",
             "error: number 1e400 is not a finite IEEE-754 double at line 1 column 1",
         );
+        // ... and so are those too small to be anything but 0; zero itself in any spelling and
+        // the smallest subnormal are fine.
+        check(
+            "{\"p\":[1e-400]}",
+            "error: number 1e-400 is too small for an IEEE-754 double: it would be stored as 0 at line 1 column 7 (in p[0])",
+        );
+        check("-0.000e-999", "0");
+        check("5e-324", "5e-324");
         check("NaN", "error: unexpected character 'N' at line 1 column 1");
         check(
             "-Infinity",
