@@ -148,6 +148,11 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
             }),
         }
     }
+    // agentrail's own markers of sealed and erased fields are never content: a client-supplied
+    // `{"$enc": …}` would be stored as if sealed (its text in clear in every file) and opened
+    // for readers. Refused wherever it appears.
+    let mut segs = Vec::new();
+    reserved_markers(&value, &mut segs, &mut problems);
     if problems.is_empty() {
         // Checks the schema cannot express.
         if let (Some(id), Some(Value::Array(parents))) = (
@@ -217,6 +222,38 @@ fn kind_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// Keys agentrail writes into stored events and no emitter may send.
+pub const RESERVED_MARKERS: [&str; 2] = ["$enc", "$erased"];
+
+fn reserved_markers(v: &Value, segs: &mut Vec<Seg>, problems: &mut Vec<Problem>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                segs.push(Seg::Key(k.clone()));
+                if RESERVED_MARKERS.contains(&k.as_str()) {
+                    problems.push(Problem {
+                        path: render_path(segs),
+                        reason: format!(
+                            "{k:?} is agentrail's marker of a sealed or erased field and cannot be sent: send the plain value (sensitive fields are sealed on arrival)"
+                        ),
+                    });
+                } else {
+                    reserved_markers(child, segs, problems);
+                }
+                segs.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                segs.push(Seg::Index(i));
+                reserved_markers(child, segs, problems);
+                segs.pop();
+            }
+        }
+        _ => {}
     }
 }
 

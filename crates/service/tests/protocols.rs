@@ -217,3 +217,66 @@ fn authorization_is_the_services_and_names_what_is_missing() {
     let b = s.authorize(&writer, "no-such-tenant", &[Scope::EventsWrite]);
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
+
+/// Every byte of every file under `dir`.
+fn all_files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            all_files(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+}
+
+#[test]
+fn client_supplied_ciphertext_is_refused_and_nothing_of_it_is_kept() {
+    let env = env();
+    let probe = "bypass.probe@example.com 5105 1051 0510 5100";
+    for (path, value) in [
+        (
+            "payload.prompt[\"$enc\"]",
+            json!({"$enc": format!("x {probe}")}),
+        ),
+        (
+            "payload.prompt.messages[0][\"$enc\"]",
+            json!({"messages": [{"$enc": {"alg": "x", "ct": probe}}]}),
+        ),
+        (
+            "payload.prompt[\"$erased\"]",
+            json!({"$erased": {"reason": probe}}),
+        ),
+    ] {
+        let mut ev = decision("enc-1", "alice", "x");
+        ev["payload"]["prompt"] = value;
+        match env.ingest(&[ev]) {
+            Err(ServiceError::InvalidEvents { details, .. }) => {
+                assert!(details.iter().any(|d| d["path"] == path), "{details:?}");
+                let text = serde_json::to_string(&details).unwrap();
+                assert!(
+                    !text.contains("bypass.probe"),
+                    "the refusal echoes the value: {text}"
+                );
+            }
+            other => panic!("{path}: expected InvalidEvents, got {other:?}"),
+        }
+    }
+    // Also in a field that is not sensitive (readers would try to open it).
+    let mut ev = decision("enc-2", "alice", "x");
+    ev["payload"]["output"] = json!({"raw": {"$enc": probe}});
+    assert!(matches!(
+        env.ingest(&[ev]),
+        Err(ServiceError::InvalidEvents { .. })
+    ));
+    assert_eq!(env.size(), 0);
+    let mut files = Vec::new();
+    all_files(env._dir.path(), &mut files);
+    for (p, b) in files {
+        assert!(
+            !b.windows(12).any(|w| w == b"bypass.probe"),
+            "{} holds the probe",
+            p.display()
+        );
+    }
+}
