@@ -51,6 +51,59 @@ pub struct BatchItem {
     pub result: Result<ValidEvent, InvalidEvent>,
 }
 
+/// How many items a batch holds, counted without parsing or validating them (a byte scan: no
+/// allocation), so a batch limit is enforced before the work and memory a batch costs. NDJSON:
+/// non-blank lines. JSON: the elements of a top-level array (1 for anything else; a body that
+/// is not well-formed is counted as far as it goes, and the parse reports it).
+pub fn count_items(bytes: &[u8], format: BatchFormat) -> usize {
+    match format {
+        BatchFormat::Ndjson => bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .count(),
+        BatchFormat::Json => {
+            let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+            if start.is_none_or(|i| bytes[i] != b'[') {
+                return 1;
+            }
+            // Elements of the outer array: separators at depth 1, plus one if it is not empty.
+            let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+            let (mut commas, mut any) = (0usize, false);
+            for &b in &bytes[start.unwrap_or(0)..] {
+                if in_string {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => {
+                        in_string = true;
+                        any |= depth == 1;
+                    }
+                    b'[' | b'{' => {
+                        any |= depth == 1;
+                        depth += 1;
+                    }
+                    b']' | b'}' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    b',' if depth == 1 => commas += 1,
+                    b if depth == 1 && !b.is_ascii_whitespace() => any = true,
+                    _ => {}
+                }
+            }
+            if any { commas + 1 } else { 0 }
+        }
+    }
+}
+
 /// Splits and validates a batch. A JSON body that does not parse at all is one invalid item.
 pub fn parse_batch(bytes: &[u8], format: BatchFormat) -> Vec<BatchItem> {
     match format {
@@ -112,6 +165,23 @@ mod tests {
                 Err(e) => format!("{}: {}\n", item.position, e.problems[0]),
             })
             .collect()
+    }
+
+    #[test]
+    fn items_are_counted_without_parsing() {
+        use BatchFormat::{Json, Ndjson};
+        assert_eq!(count_items(b"{}\n\n {}\r\n{}", Ndjson), 3);
+        assert_eq!(count_items(&b"{}\n".repeat(1000), Ndjson), 1000);
+        assert_eq!(count_items(br#"{"a":[1,2,3]}"#, Json), 1);
+        assert_eq!(count_items(b" [ ] ", Json), 0);
+        assert_eq!(
+            count_items(br#"[{"a":"x,]\",y"},[1,2],"s",3, {"b":{"c":[4,5]}}]"#, Json),
+            5
+        );
+        assert_eq!(count_items(b"[1,2", Json), 2);
+        // The count agrees with the parse for well-formed batches.
+        let body = br#"[{"schema_version":"1","event_type":"custom.x"},{"schema_version":"1","event_type":"custom.y"}]"#;
+        assert_eq!(count_items(body, Json), parse_batch(body, Json).len());
     }
 
     #[test]

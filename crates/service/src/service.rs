@@ -17,7 +17,7 @@ use crate::privacy::{Policy, Privacy, VaultIndexSource};
 use crate::retention::Retention;
 use crate::storage::StorageGuard;
 use agentrail_event::TenantId;
-use agentrail_event::batch::{BatchFormat, Position, parse_batch};
+use agentrail_event::batch::{BatchFormat, Position, count_items, parse_batch};
 use agentrail_index::{EventRow, IndexError, TenantIndex};
 use agentrail_ledger::clock::format_timestamp;
 use agentrail_ledger::files::write_atomic;
@@ -503,18 +503,21 @@ impl Service {
             self.metrics.reject("storage_full");
             return Err(e);
         }
-        let items = parse_batch(body, format);
-        if items.len() > self.cfg.max_batch_events {
+        // Counted before anything is parsed: a million-line body is refused at the cost of a
+        // byte scan, not of a million validated events.
+        let count = count_items(body, format);
+        if count > self.cfg.max_batch_events {
+            self.metrics.reject("batch_too_large");
             return Err(ServiceError::TooLarge {
                 code: "batch_too_large",
                 message: format!(
-                    "the batch holds {} events, above the limit of {}",
-                    items.len(),
+                    "the batch holds {count} events, above the limit of {}",
                     self.cfg.max_batch_events
                 ),
                 details: Vec::new(),
             });
         }
+        let items = parse_batch(body, format);
         let mut details = Vec::new();
         let mut events = Vec::with_capacity(items.len());
         for item in items {

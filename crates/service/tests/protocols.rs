@@ -280,3 +280,26 @@ fn client_supplied_ciphertext_is_refused_and_nothing_of_it_is_kept() {
         );
     }
 }
+
+#[test]
+fn a_million_line_body_is_refused_before_it_is_parsed() {
+    let env = env();
+    for (body, format) in [
+        (b"{}\n".repeat(1_000_000), BatchFormat::Ndjson),
+        (
+            [b"[".to_vec(), b"{},".repeat(999_999), b"{}]".to_vec()].concat(),
+            BatchFormat::Json,
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        match env.service.ingest(&env.tenant, &body, format) {
+            Err(ServiceError::TooLarge { code, message, .. }) => {
+                assert_eq!(code, "batch_too_large");
+                assert!(message.contains("1000000 events"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        eprintln!("{format:?}: refused in {:?}", started.elapsed());
+    }
+    assert_eq!(env.size(), 0);
+}
