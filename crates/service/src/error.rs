@@ -199,13 +199,17 @@ impl From<AppendError> for ServiceError {
                 message: e.to_string(),
                 details: vec![json!({"index": index, "path": "", "reason": reason.to_string()})],
             },
+            // Which event id conflicts, not where the stored one is: a write-only key must not
+            // learn the seq of an event it cannot read.
             AppendError::Conflict {
                 index,
                 ref event_id,
-                seq,
+                ..
             } => ServiceError::Conflict {
-                message: e.to_string(),
-                details: vec![json!({"index": index, "event_id": event_id, "seq": seq})],
+                message: format!(
+                    "event {index}: event_id {event_id:?} was already used for different content"
+                ),
+                details: vec![json!({"index": index, "event_id": event_id})],
             },
             AppendError::TooLarge { index, len, max } => ServiceError::TooLarge {
                 code: "event_too_large",
