@@ -484,6 +484,11 @@ impl Service {
         body: &[u8],
         format: BatchFormat,
     ) -> Result<Vec<Receipt>, ServiceError> {
+        // First: while the disk is (nearly) full nothing is opened or written for ingest.
+        if let Err(e) = self.storage.admit() {
+            self.metrics.reject("storage_full");
+            return Err(e);
+        }
         let handle = self.indexer.handle(tenant)?;
         // A rebuild after damage runs flat out and is reported by queries and /readyz; ingest
         // goes on meanwhile (the ledger is the truth).
@@ -498,10 +503,6 @@ impl Service {
                 ),
                 2,
             ));
-        }
-        if let Err(e) = self.storage.admit() {
-            self.metrics.reject("storage_full");
-            return Err(e);
         }
         // Counted before anything is parsed: a million-line body is refused at the cost of a
         // byte scan, not of a million validated events.
