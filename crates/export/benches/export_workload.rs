@@ -13,15 +13,7 @@ use std::time::Instant;
 
 /// Peak resident set since the last reset, in MB (Linux).
 fn peak_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    agentrail_testkit::bench::proc_status_mib("VmHWM")
 }
 
 fn reset_peak() {

@@ -121,12 +121,7 @@ fn open_fds() -> usize {
 }
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    agentrail_testkit::bench::proc_status_mib("VmRSS")
 }
 
 /// `n` tenants in one data directory, 8 appenders, two events per tenant (the second after every

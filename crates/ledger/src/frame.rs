@@ -400,27 +400,23 @@ mod tests {
 
     #[test]
     fn records_read_back_and_tails_are_classified() {
+        let whole = |seq, payload, next, more| RecordRead::Record {
+            seq,
+            payload,
+            next,
+            more,
+        };
         let bytes = record(7, br#"{"a":1}"#);
         assert_eq!(
             read_record(&bytes, 5, 0),
-            RecordRead::Record {
-                seq: 7,
-                payload: br#"{"a":1}"#,
-                next: bytes.len(),
-                more: false,
-            }
+            whole(7, br#"{"a":1}"#, bytes.len(), false)
         );
         // The batch flag rides in the length word, covered by the header checksum.
         let mut framed = Vec::new();
         encode_record(8, br#"{"b":2}"#, true, &mut framed);
         assert_eq!(
             read_record(&framed, 0, 0),
-            RecordRead::Record {
-                seq: 8,
-                payload: br#"{"b":2}"#,
-                next: framed.len(),
-                more: true,
-            }
+            whole(8, br#"{"b":2}"#, framed.len(), true)
         );
         framed[3] &= 0x7f;
         assert!(matches!(

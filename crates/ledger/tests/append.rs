@@ -188,8 +188,7 @@ fn reopen_keeps_everything_and_close_checkpoints() {
 fn segments_roll_over_and_sealed_ones_are_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let t = tenant("acme");
-    let mut cfg = config(dir.path(), clock());
-    cfg.segment_size = 8192;
+    let cfg = small_segments(dir.path());
     let l = Ledger::open(cfg.clone()).unwrap();
     for chunk in 0..10u64 {
         l.append(
@@ -353,9 +352,7 @@ fn an_unfinished_batch_is_dropped_whole_on_open() {
 fn a_batch_never_spans_two_segments() {
     let dir = tempfile::tempdir().unwrap();
     let t = tenant("acme");
-    let mut cfg = config(dir.path(), clock());
-    cfg.segment_size = 8192;
-    let l = Ledger::open(cfg).unwrap();
+    let l = Ledger::open(small_segments(dir.path())).unwrap();
     for chunk in 0..6u64 {
         l.append(
             &t,
@@ -383,6 +380,13 @@ fn a_batch_never_spans_two_segments() {
     }
     assert!(firsts.contains(&30));
     assert_eq!(assert_verifies(dir.path(), &t).events, 45);
+}
+
+/// A ledger config whose segments are sealed at 8 KiB.
+fn small_segments(dir: &std::path::Path) -> agentrail_ledger::Config {
+    let mut cfg = config(dir, clock());
+    cfg.segment_size = 8192;
+    cfg
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {

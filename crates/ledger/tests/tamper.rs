@@ -63,6 +63,18 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// What an untouched copy holds: every event of `t` and its root at 30.
+fn reference(
+    dir: &Path,
+    t: &TenantId,
+) -> (Vec<agentrail_ledger::StoredEvent>, agentrail_merkle::Hash) {
+    let l = Ledger::open(cfg(dir)).unwrap();
+    (
+        l.read_range(t, 0, usize::MAX).unwrap(),
+        l.root_at(t, 30).unwrap(),
+    )
+}
+
 /// The files that hold audit data: segments and the checkpoint log.
 fn tenant_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.join("tenants/acme/checkpoints/log")];
@@ -156,10 +168,7 @@ fn every_flipped_byte_is_detected_and_located() {
 fn flipped_bytes_in_derived_files_are_detected_or_rebuilt() {
     let tpl = template();
     let t = tenant("acme");
-    let reference = Ledger::open(cfg(tpl.path())).unwrap();
-    let events = reference.read_range(&t, 0, usize::MAX).unwrap();
-    let root = reference.root_at(&t, 30).unwrap();
-    drop(reference);
+    let (events, root) = reference(tpl.path(), &t);
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     for trial in 0..100 {
         let work = tempfile::tempdir().unwrap();
@@ -315,10 +324,7 @@ fn a_torn_tail_is_truncated_not_reported() {
 fn damaged_or_missing_derived_files_are_rebuilt_from_the_segments() {
     let tpl = template();
     let t = tenant("acme");
-    let reference = Ledger::open(cfg(tpl.path())).unwrap();
-    let events = reference.read_range(&t, 0, usize::MAX).unwrap();
-    let root = reference.root_at(&t, 30).unwrap();
-    drop(reference);
+    let (events, root) = reference(tpl.path(), &t);
     type Harm = fn(&Path);
     let harms: [(&str, Harm); 4] = [
         ("entries of a sealed segment overwritten", |d| {

@@ -81,25 +81,11 @@ impl Retention {
         let _one = lock(&self.running);
         let policy = self.privacy.policy(tenant)?;
         let now = self.clock.now();
-        let mut m = Map::new();
-        m.insert("event_type".into(), json!("retention.run"));
-        m.insert("tenant_id".into(), json!(tenant.as_str()));
-        m.insert("at".into(), json!(format_timestamp(now)));
-        m.insert(
-            "trigger".into(),
-            json!(match trigger {
-                Trigger::Schedule => "schedule",
-                Trigger::OnDemand => "on_demand",
-            }),
-        );
-        m.insert(
-            "policy".into(),
-            json!({
-                "hot_content_days": policy.hot_content_days,
-                "retention_days": policy.retention_days,
-                "legal_hold": policy.legal_hold,
-            }),
-        );
+        let trigger = match trigger {
+            Trigger::Schedule => "schedule",
+            Trigger::OnDemand => "on_demand",
+        };
+        let mut m = run_record(tenant, now, trigger, &policy);
         let drift = self.ledger.clock_watch().check(now);
         if policy.legal_hold {
             m.insert("outcome".into(), json!("skipped_legal_hold"));
@@ -168,6 +154,29 @@ impl std::fmt::Debug for Retention {
     }
 }
 
+/// The fields every run record starts with: what ran, when, why, under which policy.
+fn run_record(
+    tenant: &TenantId,
+    now: jiff::Timestamp,
+    trigger: &str,
+    policy: &crate::privacy::Policy,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event_type".into(), json!("retention.run"));
+    m.insert("tenant_id".into(), json!(tenant.as_str()));
+    m.insert("at".into(), json!(format_timestamp(now)));
+    m.insert("trigger".into(), json!(trigger));
+    m.insert(
+        "policy".into(),
+        json!({
+            "hot_content_days": policy.hot_content_days,
+            "retention_days": policy.retention_days,
+            "legal_hold": policy.legal_hold,
+        }),
+    );
+    m
+}
+
 /// Records a run whose cutoffs are computed again from the tenant's policy and `now`, in place
 /// of the earlier runs' (the one way cutoffs move back): after a run by a wrong clock was found
 /// and the clock fixed, a rebuild of the index with these cutoffs restores the rows and content
@@ -188,19 +197,7 @@ pub fn recompute_cutoffs(
             cutoff(now, policy.retention_days).1,
         )
     };
-    let mut m = Map::new();
-    m.insert("event_type".into(), json!("retention.run"));
-    m.insert("tenant_id".into(), json!(tenant.as_str()));
-    m.insert("at".into(), json!(format_timestamp(now)));
-    m.insert("trigger".into(), json!("reindex"));
-    m.insert(
-        "policy".into(),
-        json!({
-            "hot_content_days": policy.hot_content_days,
-            "retention_days": policy.retention_days,
-            "legal_hold": policy.legal_hold,
-        }),
-    );
+    let mut m = run_record(tenant, now, "reindex", &policy);
     m.insert("outcome".into(), json!("recomputed"));
     m.insert("content_received_before".into(), json!(content_before));
     m.insert("events_received_before".into(), json!(events_before));

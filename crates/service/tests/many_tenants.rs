@@ -9,17 +9,6 @@ use agentrail_service::{Consistency, ReadRequest, Scope, Service, ServiceConfig}
 use serde_json::json;
 use std::time::Instant;
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn ten_thousand_tenants_under_a_limit_of_1024_files() {
     let n: usize = std::env::var("AGENTRAIL_MANY_TENANTS")
@@ -67,9 +56,9 @@ fn ten_thousand_tenants_under_a_limit_of_1024_files() {
     }
     let files = agentrail_service::budget::open_files().unwrap();
     eprintln!(
-        "{n} tenants created and ingested in {:.1} s; open files {files} (peak sampled {peak_files}), RSS {} MiB",
+        "{n} tenants created and ingested in {:.1} s; open files {files} (peak sampled {peak_files}), RSS {:.0} MiB",
         started.elapsed().as_secs_f64(),
-        rss_kib() / 1024
+        agentrail_testkit::bench::proc_status_mib("VmRSS")
     );
     assert!(peak_files.max(files) < 1024);
 
@@ -115,8 +104,8 @@ fn ten_thousand_tenants_under_a_limit_of_1024_files() {
     }
     let files = agentrail_service::budget::open_files().unwrap();
     eprintln!(
-        "after restart: open files {files}, RSS {} MiB",
-        rss_kib() / 1024
+        "after restart: open files {files}, RSS {:.0} MiB",
+        agentrail_testkit::bench::proc_status_mib("VmRSS")
     );
     assert!(files < 1024);
     let text = service.metrics_text();

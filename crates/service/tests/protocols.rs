@@ -1,12 +1,12 @@
 //! The ingest and erasure protocols on the service itself, without HTTP: what every intake path
 //! (HTTP today, OTLP, Kafka and cluster nodes later) relies on when it calls `Service::ingest`.
 
+mod common;
+
 use agentrail_event::TenantId;
 use agentrail_event::batch::BatchFormat;
-use agentrail_index::{EventFilter, PageReq};
-use agentrail_service::{
-    Consistency, Principal, ReadRequest, Scope, Service, ServiceConfig, ServiceError,
-};
+use agentrail_index::EventFilter;
+use agentrail_service::{Principal, Scope, Service, ServiceConfig, ServiceError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -57,38 +57,17 @@ impl Env {
 
     /// Every model decision as served decrypted, by seq.
     fn decisions(&self) -> Vec<(u64, Value)> {
-        let req = ReadRequest {
-            caller: self.admin.clone(),
-            tenant: self.tenant.clone(),
-            endpoint: "test".into(),
-            params: json!({}),
-        };
+        let req = common::request(self.admin.clone(), &self.tenant);
         let pv = self.service.presenter(&self.tenant, true);
         let filter = EventFilter {
             event_type: Some("model.decision".into()),
             ..Default::default()
         };
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = PageReq {
-                cursor: cursor.clone(),
-                limit: 1000,
-            };
-            let (p, _) = self
-                .service
-                .read(req.clone(), Consistency::Latest, |ix| {
-                    let p = ix.events(&filter, &page)?;
-                    let n = p.items.len() as u64;
-                    Ok((p, n))
-                })
-                .unwrap();
-            out.extend(p.items.iter().map(|r| (r.seq, pv.one(r))));
-            match p.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return out,
-            }
-        }
+        common::all_events(&self.service, &req, &filter)
+            .unwrap()
+            .iter()
+            .map(|r| (r.seq, pv.one(r)))
+            .collect()
     }
 
     fn size(&self) -> u64 {

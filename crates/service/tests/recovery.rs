@@ -1,12 +1,12 @@
 //! Recovery without an operator: a damaged index rebuilds itself while ingest goes on, and a
 //! full disk pauses ingest (reads still served) until space is back, without a restart.
 
+mod common;
+
 use agentrail_event::TenantId;
 use agentrail_event::batch::BatchFormat;
 use agentrail_index::{EventFilter, PageReq};
-use agentrail_service::{
-    Consistency, Principal, ReadRequest, Scope, Service, ServiceConfig, ServiceError,
-};
+use agentrail_service::{Principal, Scope, Service, ServiceConfig, ServiceError};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +32,15 @@ fn config(data: &Path) -> ServiceConfig {
 
 /// A service with tenants `names` and one key holding every scope of the first.
 fn env(cfg: ServiceConfig, names: &[&str]) -> Env {
-    let opened = Service::open(cfg).unwrap();
+    env_with_clock(cfg, Arc::new(agentrail_ledger::SystemClock), names)
+}
+
+fn env_with_clock(
+    cfg: ServiceConfig,
+    clock: Arc<dyn agentrail_ledger::Clock>,
+    names: &[&str],
+) -> Env {
+    let opened = Service::open_with_clock(cfg, clock).unwrap();
     let root = opened.root().unwrap();
     let service = opened.service;
     let tenants: Vec<TenantId> = names
@@ -82,36 +90,36 @@ impl Env {
         self.service.authenticate(&self.key).unwrap()
     }
 
+    /// Sets the first tenant's retention (and hot-content days, when given).
+    fn retention(&self, hot_days: Option<u32>, days: u32) {
+        let t = &self.tenants[0];
+        let mut policy = self.service.policy(t).unwrap();
+        if let Some(h) = hot_days {
+            policy.hot_content_days = h;
+        }
+        policy.retention_days = days;
+        self.service
+            .set_policy(&self.principal(), t, policy)
+            .unwrap();
+    }
+
+    /// Ingests batches `bs` of 100 events each into the first tenant.
+    fn batches(&self, bs: std::ops::Range<u64>) {
+        for b in bs {
+            self.service
+                .ingest(&self.tenants[0], &batch(b, 100), BatchFormat::Json)
+                .unwrap();
+        }
+    }
+
     /// Every event of the first tenant as (seq, hash, event_id), or the service's refusal.
     fn list(&self) -> Result<Vec<(u64, String, String)>, ServiceError> {
-        let req = ReadRequest {
-            caller: self.principal(),
-            tenant: self.tenants[0].clone(),
-            endpoint: "test".into(),
-            params: json!({}),
-        };
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = PageReq {
-                cursor: cursor.clone(),
-                limit: 1000,
-            };
-            let (p, _) = self.service.read(req.clone(), Consistency::Latest, |ix| {
-                let p = ix.events(&EventFilter::default(), &page)?;
-                let n = p.items.len() as u64;
-                Ok((p, n))
-            })?;
-            out.extend(
-                p.items
-                    .iter()
-                    .map(|r| (r.seq, r.hash.clone(), r.event_id.clone())),
-            );
-            match p.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        let req = common::request(self.principal(), &self.tenants[0]);
+        let rows = common::all_events(&self.service, &req, &EventFilter::default())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.seq, r.hash, r.event_id))
+            .collect())
     }
 }
 
@@ -418,26 +426,10 @@ impl agentrail_ledger::Clock for JumpingClock {
 fn a_jumped_clock_purges_nothing_and_loses_no_index_rows() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(JumpingClock::default());
-    let opened = Service::open_with_clock(config(dir.path()), clock.clone()).unwrap();
-    let root = opened.root().unwrap();
-    let service = opened.service;
-    let t = service.create_tenant(&root, "acme").unwrap().tenant_id;
-    let (_, key) = service.create_key(&root, &t, None, &Scope::ALL).unwrap();
-    let e = Env {
-        service,
-        tenants: vec![t.clone()],
-        key,
-    };
-    let admin = e.principal();
-    let mut policy = e.service.policy(&t).unwrap();
-    policy.hot_content_days = 30;
-    policy.retention_days = 365;
-    e.service.set_policy(&admin, &t, policy).unwrap();
-    for b in 0..5 {
-        e.service
-            .ingest(&t, &batch(b, 100), BatchFormat::Json)
-            .unwrap();
-    }
+    let e = env_with_clock(config(dir.path()), clock.clone(), &["acme"]);
+    let t = e.tenants[0].clone();
+    e.retention(Some(30), 365);
+    e.batches(0..5);
     // The wall clock jumps a year ahead (a bad NTP step, a restored VM snapshot).
     clock
         .0
@@ -478,24 +470,10 @@ fn a_purge_by_a_wrong_clock_is_undone_by_a_reindex_that_recomputes_cutoffs() {
     let dir = tempfile::tempdir().unwrap();
     // A clock that is not watched (moved by hand), so a run by a wrong time does happen.
     let clock = Arc::new(agentrail_ledger::ManualClock::at("2026-12-01T00:00:00Z"));
-    let opened = Service::open_with_clock(config(dir.path()), clock.clone()).unwrap();
-    let root = opened.root().unwrap();
-    let service = opened.service;
-    let t = service.create_tenant(&root, "acme").unwrap().tenant_id;
-    let (_, key) = service.create_key(&root, &t, None, &Scope::ALL).unwrap();
-    let e = Env {
-        service,
-        tenants: vec![t.clone()],
-        key,
-    };
-    let mut policy = e.service.policy(&t).unwrap();
-    policy.retention_days = 365;
-    e.service.set_policy(&e.principal(), &t, policy).unwrap();
-    for b in 0..3 {
-        e.service
-            .ingest(&t, &batch(b, 100), BatchFormat::Json)
-            .unwrap();
-    }
+    let e = env_with_clock(config(dir.path()), clock.clone(), &["acme"]);
+    let t = e.tenants[0].clone();
+    e.retention(None, 365);
+    e.batches(0..3);
     assert_eq!(e.list().unwrap().len(), 300);
     clock.advance_ms(3 * 365 * 86_400_000);
     let run = e.service.run_retention(&t).unwrap();
@@ -598,12 +576,7 @@ fn a_refused_batch_leaves_no_token_values_behind() {
     );
     let token = orphans[0].0.clone();
     // Not revealable, and not reused by the next batch naming the same value.
-    let req = ReadRequest {
-        caller: e.principal(),
-        tenant: t.clone(),
-        endpoint: "test".into(),
-        params: json!({}),
-    };
+    let req = common::request(e.principal(), &t);
     assert_eq!(
         e.service
             .reveal(req.clone(), std::slice::from_ref(&token))
@@ -617,12 +590,7 @@ fn a_refused_batch_leaves_no_token_values_behind() {
     assert_eq!(token_records(dir.path(), "acme").len(), 2);
     // On the next start, the refused batch's record is dropped; the kept one stays.
     let e = reopen(cfg, e);
-    let req = ReadRequest {
-        caller: e.principal(),
-        tenant: t.clone(),
-        endpoint: "test".into(),
-        params: json!({}),
-    };
+    let req = common::request(e.principal(), &t);
     assert_eq!(
         e.service.reveal(req, std::slice::from_ref(&token)).unwrap()[0].1,
         Some(json!("refused.value@example.com"))

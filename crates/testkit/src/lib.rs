@@ -484,6 +484,17 @@ pub fn check_erasure_boundary<'a>(
 pub mod bench {
     use std::time::Duration;
 
+    /// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`, …) in MiB; 0 where there is none.
+    pub fn proc_status_mib(field: &str) -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let prefix = format!("{field}:");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
     /// The value after `--name` on a command line.
     pub fn arg(args: &[String], name: &str) -> Option<String> {
         args.iter()

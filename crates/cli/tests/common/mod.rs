@@ -74,29 +74,15 @@ pub fn tenant_key(url: &str, data: &Path, tenant: &str, scopes: &[&str]) -> Stri
         .trim()
         .to_owned();
     let a = agent();
-    let body = serde_json::json!({ "tenant_id": tenant })
-        .to_string()
-        .into_bytes();
-    let (st, v) = call(
-        &a,
-        "POST",
-        &format!("{url}/v1/tenants"),
-        &root,
-        Some(("application/json", body)),
-    )
-    .unwrap();
+    let post = |path: &str, body: serde_json::Value| {
+        let body = body.to_string().into_bytes();
+        let url = format!("{url}{path}");
+        call(&a, "POST", &url, &root, Some(("application/json", body))).unwrap()
+    };
+    let (st, v) = post("/v1/tenants", serde_json::json!({ "tenant_id": tenant }));
     assert!(st == 201 || st == 409, "{st}: {v}");
-    let body = serde_json::json!({ "scopes": scopes })
-        .to_string()
-        .into_bytes();
-    let (st, v) = call(
-        &a,
-        "POST",
-        &format!("{url}/v1/tenants/{tenant}/keys"),
-        &root,
-        Some(("application/json", body)),
-    )
-    .unwrap();
+    let path = format!("/v1/tenants/{tenant}/keys");
+    let (st, v) = post(&path, serde_json::json!({ "scopes": scopes }));
     assert_eq!(st, 201, "{v}");
     v["key"].as_str().unwrap().to_owned()
 }
