@@ -1,9 +1,33 @@
-//! PII and secret detectors (DESIGN.md §4): emails, phone numbers (E.164 and common national
-//! formats), payment cards (Luhn), IBANs (mod 97), US SSNs, IPv4/IPv6 addresses, and secrets (API
-//! keys of common providers, JWTs, private key blocks). Each detector is a regular expression for
-//! candidates plus a check that throws out look-alikes (a 16-digit order number that fails Luhn is
-//! not a card). Matches never overlap: at a position the earliest-starting, then longest, then
-//! highest-priority match wins.
+//! PII and secret detectors (DESIGN.md §4). What is found, and what a match covers:
+//!
+//! - emails: any script in the local part and the domain (`jörg@müller.de`), and the usual
+//!   obfuscations, whole (`jane(at)example.com`, `jane [at] example [dot] com`,
+//!   `jane at example dot com`); see `email.rs`;
+//! - phone numbers: E.164 and common national formats, 7–15 digits;
+//! - payment cards: every card inside a run of digit groups, not only a whole run (a CVV or a
+//!   quantity next to a card does not hide it), by Luhn and the networks' prefixes and
+//!   lengths; see `card.rs`;
+//! - IBANs: either case, unbroken or grouped, known country and length, mod 97; `iban.rs`;
+//! - US SSNs (not 000, 666 or 9xx areas), IPv4 and IPv6 addresses;
+//! - secrets: the gitleaks rules (vendored in `src/rules/`, MIT), fixed provider patterns,
+//!   JWTs, private key blocks, the value given to a secret-sounding key (`password: …`,
+//!   `"api_key": "…"`; the value, not the key name, is the match), `Bearer`/`Basic`
+//!   credentials and AWS secret access keys named by their context; see `secret.rs`.
+//!
+//! Each detector is a regular expression for candidates plus a check that throws out
+//! look-alikes (a 16-digit order number that fails Luhn is not a card, `token=null` is no
+//! secret). Most text holds nothing: one pass of a `RegexSet` of cheap triggers (the gitleaks
+//! rules' keywords among them) decides which detectors run at all.
+//!
+//! Matches never overlap. Where two do, the kind listed first in [`Kind`] wins (a secret over an
+//! email over an IBAN, a card, an SSN, an IP address, a phone number: the checked kinds before
+//! the loose ones), then the longer match, then the earlier; the loser is dropped whole.
+//! Custom detectors rank as secrets.
+
+mod card;
+mod email;
+mod iban;
+mod secret;
 
 use regex::Regex;
 use std::sync::OnceLock;
@@ -76,17 +100,49 @@ impl Default for Detectors {
     }
 }
 
+/// A built-in detector that runs only when its trigger matched.
+#[derive(Debug, Clone, Copy)]
+enum Builtin {
+    Email,
+    EmailObfuscated,
+    Phone,
+    Card,
+    Iban,
+    Ssn,
+    Ipv4,
+    Ipv6,
+    /// The key=value, `Bearer`/`Basic` and AWS-context secret rules.
+    Context,
+    /// `scheme://user:password@host`.
+    UrlCredentials,
+    /// The fixed provider patterns, [`secret::FIXED`].
+    Fixed,
+    /// Any gitleaks rule's keyword.
+    Keywords,
+}
+
 struct Patterns {
-    /// Every built-in pattern, to find in one pass which detectors need to run at all.
-    any: regex::RegexSet,
+    /// One cheap pattern per detector (and per gitleaks rule, its keywords): one pass over the
+    /// text tells which detectors need to run at all.
+    triggers: regex::RegexSet,
+    trigger_of: Vec<Builtin>,
+    /// The gitleaks rules' keywords, found in one pass as gitleaks does (Aho-Corasick over
+    /// lower-cased text).
+    keywords: secret::Keywords,
     email: Regex,
+    email_obfuscated: Regex,
     phone: Regex,
-    card: Regex,
+    card_run: Regex,
     iban: Regex,
     ssn: Regex,
     ipv4: Regex,
     ipv6: Regex,
-    secrets: Vec<Regex>,
+    fixed: Vec<Regex>,
+    key_value: Regex,
+    bearer: Regex,
+    basic: Regex,
+    aws_secret: Regex,
+    url_credentials: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -94,38 +150,62 @@ fn patterns() -> &'static Patterns {
     P.get_or_init(|| {
         // These literals are fixed and tested; a failure to compile is a bug caught by any test.
         let re = |s: &str| Regex::new(s).unwrap_or_else(|e| panic!("detector regex {s}: {e}"));
-        let mut p = Patterns {
-            any: regex::RegexSet::empty(),
-            email: re(r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}\b"),
-            phone: re(
-                r"(?:\+[1-9]\d{0,2}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){1,4}\d{2,4}|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b|\b0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4}\b|\b0\d(?:[ .-]\d{2}){4}\b)",
+        let phone = concat!(
+            r"(?:\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){1,4}[0-9]{2,4}",
+            r"|\(?(?-u:\b)[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4}(?-u:\b)",
+            r"|(?-u:\b)0[0-9]{1,4}[ -][0-9]{3,4}[ -]?[0-9]{3,4}(?-u:\b)",
+            r"|(?-u:\b)0[0-9](?:[ .-][0-9]{2}){4}(?-u:\b))",
+        );
+        let ssn = r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)";
+        let ipv4 = r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)";
+        let ipv6 = r"(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}";
+        let email = email::plain();
+        let obfuscated = email::obfuscated();
+        let keywords = secret::Keywords::new(secret::gitleaks());
+        let t: Vec<(Builtin, String)> = vec![
+            (Builtin::Email, "@".into()),
+            (Builtin::EmailObfuscated, email::OBFUSCATED_TRIGGER.into()),
+            (Builtin::Phone, r"[0-9](?:[ .()-]{0,2}[0-9]){6}".into()),
+            (Builtin::Card, card::TRIGGER.into()),
+            (Builtin::Iban, iban::TRIGGER.into()),
+            (Builtin::Ssn, ssn.into()),
+            (
+                Builtin::Ipv4,
+                r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]".into(),
             ),
-            card: re(r"\b(?:\d[ -]?){12,18}\d\b"),
-            iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
-            ssn: re(r"\b\d{3}-\d{2}-\d{4}\b"),
-            ipv4: re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
-            ipv6: re(r"(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}"),
-            secrets: vec![
-                re(r"\bAKIA[0-9A-Z]{16}\b"),
-                re(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
-                re(r"\bgithub_pat_[A-Za-z0-9_]{40,}\b"),
-                re(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
-                re(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),
-                re(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}"),
-                re(r"\bAIza[0-9A-Za-z_-]{35}\b"),
-                re(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}"),
-                re(
-                    r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
-                ),
-            ],
-        };
-        let mut all: Vec<&str> = [&p.email, &p.phone, &p.card, &p.iban, &p.ssn, &p.ipv4, &p.ipv6]
-            .iter()
-            .map(|r| r.as_str())
-            .collect();
-        all.extend(p.secrets.iter().map(Regex::as_str));
-        p.any = regex::RegexSet::new(all).unwrap_or_else(|e| panic!("detector set: {e}"));
-        p
+            (
+                Builtin::Ipv6,
+                r"::|(?i-u)[0-9a-f]{1,4}:[0-9a-f]{1,4}:".into(),
+            ),
+            (Builtin::Context, secret::CONTEXT_TRIGGER.into()),
+            (Builtin::UrlCredentials, "://".into()),
+            (Builtin::Fixed, secret::FIXED_TRIGGER.into()),
+            (Builtin::Keywords, keywords.trigger()),
+        ];
+        Patterns {
+            keywords,
+            // The set is searched for all its patterns at once; a lazy DFA cache larger than
+            // the default keeps it from being cleared and rebuilt over and over.
+            triggers: regex::RegexSetBuilder::new(t.iter().map(|(_, s)| s))
+                .dfa_size_limit(32 << 20)
+                .build()
+                .unwrap_or_else(|e| panic!("detector triggers: {e}")),
+            trigger_of: t.into_iter().map(|(k, _)| k).collect(),
+            email: re(&email),
+            email_obfuscated: re(&obfuscated),
+            phone: re(phone),
+            card_run: re(card::RUN),
+            iban: re(iban::CANDIDATE),
+            ssn: re(ssn),
+            ipv4: re(ipv4),
+            ipv6: re(ipv6),
+            fixed: secret::FIXED.iter().map(|s| re(s)).collect(),
+            key_value: re(secret::KEY_VALUE),
+            bearer: re(secret::BEARER),
+            basic: re(secret::BASIC),
+            aws_secret: re(secret::AWS_SECRET),
+            url_credentials: re(secret::URL_CREDENTIALS),
+        }
     })
 }
 
@@ -152,114 +232,169 @@ fn digits(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn is_card(s: &str) -> bool {
-    let d = digits(s);
-    if !(13..=19).contains(&d.len()) || !luhn(&d) {
-        return false;
-    }
-    // Issuer prefixes of the major networks: Visa, Mastercard, Amex, Discover/UnionPay, JCB, Diners.
-    matches!(
-        (d[0], d[1]),
-        (4, _)
-            | (5, 1..=5)
-            | (2, 2..=7)
-            | (3, 4)
-            | (3, 7)
-            | (6, _)
-            | (3, 5)
-            | (3, 0)
-            | (3, 6)
-            | (3, 8)
-    )
-}
-
-/// ISO 13616: move the first four characters to the end, letters to numbers, mod 97 == 1.
+/// Whether `s` (in either case, with or without spaces between groups) is exactly an IBAN:
+/// a known country, its length, mod 97.
 pub fn iban_ok(s: &str) -> bool {
-    let c: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
-    if !(15..=34).contains(&c.len()) {
-        return false;
-    }
-    let mut r = 0u32;
-    for &b in c[4..].iter().chain(&c[..4]) {
-        let v = match b {
-            b'0'..=b'9' => u32::from(b - b'0'),
-            b'A'..=b'Z' => u32::from(b - b'A') + 10,
-            _ => return false,
-        };
-        r = if v >= 10 {
-            (r * 100 + v) % 97
-        } else {
-            (r * 10 + v) % 97
-        };
-    }
-    r == 1
+    iban::iban_len(s) == Some(s.len())
 }
 
-fn ssn_ok(s: &str) -> bool {
+fn ssn_ok(text: &str, start: usize, end: usize) -> bool {
+    let s = &text[start..end];
     let area = &s[0..3];
     let group = &s[4..6];
     let serial = &s[7..11];
     area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000"
 }
 
-fn ipv4_ok(s: &str) -> bool {
-    s.parse::<std::net::Ipv4Addr>().is_ok()
+/// The text just before `start` and just after `end`, as two characters each side at most.
+fn around(text: &str, start: usize, end: usize) -> (Vec<char>, Vec<char>) {
+    let before: Vec<char> = text[..start].chars().rev().take(2).collect();
+    let after: Vec<char> = text[end..].chars().take(2).collect();
+    (before, after)
 }
 
-fn ipv6_ok(s: &str) -> bool {
-    s.matches(':').count() >= 2 && s.parse::<std::net::Ipv6Addr>().is_ok()
+/// An IPv4 address, not part of a longer dotted number (`1.2.3.4.5`) or version (`10.20.30.40-beta`).
+fn ipv4_ok(text: &str, start: usize, end: usize) -> bool {
+    let (b, a) = around(text, start, end);
+    let joined = |sep: &[char], x: &[char]| {
+        x.len() == 2 && sep.contains(&x[0]) && x[1].is_ascii_alphanumeric()
+    };
+    text[start..end].parse::<std::net::Ipv4Addr>().is_ok()
+        && !joined(&['.', '-'], &a)
+        && !joined(&['.'], &b)
 }
 
-fn phone_ok(s: &str) -> bool {
-    let n = digits(s).len();
-    (7..=15).contains(&n)
+/// An IPv6 address standing alone: `std::vector` and `a::b` are not addresses.
+fn ipv6_ok(text: &str, start: usize, end: usize) -> bool {
+    let s = &text[start..end];
+    let (b, a) = around(text, start, end);
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric() || *c == '_' || *c == ':');
+    s.matches(':').count() >= 2
+        && !word(b.first())
+        && !word(a.first())
+        && s.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// A phone number of 7–15 digits that is a whole run of digit groups, not a piece of a longer
+/// one (a failed IBAN's or SSN's digits are no phone number).
+fn phone_ok(text: &str, start: usize, end: usize) -> bool {
+    let (b, a) = around(text, start, end);
+    let joined =
+        |x: &[char]| x.len() == 2 && matches!(x[0], ' ' | '.' | '-') && x[1].is_ascii_digit();
+    let n = digits(&text[start..end]).len();
+    (7..=15).contains(&n) && !joined(&b) && !joined(&a)
 }
 
 /// Every match in `text`, non-overlapping, in order.
 pub fn detect(text: &str, d: &Detectors) -> Vec<Match> {
     let p = patterns();
     let mut all: Vec<Match> = Vec::new();
+    let hits = p.triggers.matches(text);
     // Most text holds nothing: one pass over it answers that for every built-in detector.
-    if d.custom.is_empty() && !p.any.is_match(text) {
-        return all;
+    if d.custom.is_empty() && !hits.matched_any() {
+        return Vec::new();
     }
+    let mut run = [false; 12];
+    for i in hits.iter() {
+        run[p.trigger_of[i] as usize] = true;
+    }
+    let hit = |b: Builtin| run[b as usize];
     let on = |k: Kind| d.enabled.contains(&k);
-    let mut push = |kind: Kind, re: &Regex, ok: &dyn Fn(&str) -> bool| {
-        for m in re.find_iter(text) {
-            if ok(m.as_str()) {
-                all.push(Match {
-                    kind,
-                    label: kind.name().into(),
-                    start: m.start(),
-                    end: m.end(),
-                });
+    let mut add = |kind: Kind, start: usize, end: usize| {
+        all.push(Match {
+            kind,
+            label: kind.name().into(),
+            start,
+            end,
+        });
+    };
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    if on(Kind::Secret) {
+        for re in p.fixed.iter().filter(|_| hit(Builtin::Fixed)) {
+            for m in re.find_iter(text) {
+                spans.push((m.start(), m.end()));
             }
         }
-    };
-    if on(Kind::Secret) {
-        for re in &p.secrets {
-            push(Kind::Secret, re, &|_| true);
+        let rules_all = secret::gitleaks();
+        if hit(Builtin::Keywords) {
+            for r in p.keywords.rules_in(text) {
+                rules_all[r].find(text, &mut spans);
+            }
+        }
+        if hit(Builtin::Context) {
+            for c in p.key_value.captures_iter(text) {
+                spans.extend(secret::key_value_span(text, &c));
+            }
+            let group = |re: &Regex, ok: fn(&str) -> bool, spans: &mut Vec<(usize, usize)>| {
+                for c in re.captures_iter(text) {
+                    if let Some(g) = c.get(1).filter(|g| ok(g.as_str())) {
+                        spans.push((g.start(), g.end()));
+                    }
+                }
+            };
+            group(&p.bearer, secret::bearer_ok, &mut spans);
+            group(&p.basic, secret::basic_ok, &mut spans);
+            group(&p.aws_secret, |_| true, &mut spans);
+        }
+        if hit(Builtin::UrlCredentials) {
+            for c in p.url_credentials.captures_iter(text) {
+                if let Some(g) = c
+                    .get(1)
+                    .filter(|g| secret::key_value_ok("password", g.as_str()))
+                {
+                    spans.push((g.start(), g.end()));
+                }
+            }
+        }
+        for (s, e) in spans.drain(..) {
+            add(Kind::Secret, s, e);
         }
     }
     if on(Kind::Email) {
-        push(Kind::Email, &p.email, &|_| true);
+        if hit(Builtin::Email) {
+            for m in p.email.find_iter(text) {
+                if email::plain_ok(text, m.start(), m.end()) {
+                    add(Kind::Email, m.start(), m.end());
+                }
+            }
+        }
+        if hit(Builtin::EmailObfuscated) {
+            for m in p.email_obfuscated.find_iter(text) {
+                if email::ends_cleanly(text, m.end()) {
+                    add(Kind::Email, m.start(), m.end());
+                }
+            }
+        }
     }
-    if on(Kind::Iban) {
-        push(Kind::Iban, &p.iban, &iban_ok);
+    if on(Kind::Iban) && hit(Builtin::Iban) {
+        for m in p.iban.find_iter(text) {
+            if let Some(n) = iban::iban_len(m.as_str()) {
+                add(Kind::Iban, m.start(), m.start() + n);
+            }
+        }
     }
-    if on(Kind::Card) {
-        push(Kind::Card, &p.card, &is_card);
+    if on(Kind::Card) && hit(Builtin::Card) {
+        for m in p.card_run.find_iter(text) {
+            let after_plus = text[..m.start()].ends_with('+');
+            card::find_in_run(m.as_str(), m.start(), after_plus, &mut spans);
+        }
+        for (s, e) in spans.drain(..) {
+            add(Kind::Card, s, e);
+        }
     }
-    if on(Kind::Ssn) {
-        push(Kind::Ssn, &p.ssn, &ssn_ok);
-    }
-    if on(Kind::Ip) {
-        push(Kind::Ip, &p.ipv4, &ipv4_ok);
-        push(Kind::Ip, &p.ipv6, &ipv6_ok);
-    }
-    if on(Kind::Phone) {
-        push(Kind::Phone, &p.phone, &phone_ok);
-    }
+    let mut checked = |kind: Kind, t: Builtin, re: &Regex, ok: fn(&str, usize, usize) -> bool| {
+        if on(kind) && hit(t) {
+            for m in re.find_iter(text) {
+                if ok(text, m.start(), m.end()) {
+                    add(kind, m.start(), m.end());
+                }
+            }
+        }
+    };
+    checked(Kind::Ssn, Builtin::Ssn, &p.ssn, ssn_ok);
+    checked(Kind::Ip, Builtin::Ipv4, &p.ipv4, ipv4_ok);
+    checked(Kind::Ip, Builtin::Ipv6, &p.ipv6, ipv6_ok);
+    checked(Kind::Phone, Builtin::Phone, &p.phone, phone_ok);
     for (name, re) in &d.custom {
         for m in re.find_iter(text) {
             if m.start() < m.end() {
@@ -272,20 +407,30 @@ pub fn detect(text: &str, d: &Detectors) -> Vec<Match> {
             }
         }
     }
-    // Earliest start, then longest, then the kind listed first.
+    resolve_overlaps(all)
+}
+
+/// Keeps non-overlapping matches: the kind listed first, then the longest, then the earliest
+/// wins; the result is in text order.
+fn resolve_overlaps(mut all: Vec<Match>) -> Vec<Match> {
     all.sort_by(|a, b| {
-        a.start
-            .cmp(&b.start)
-            .then(b.end.cmp(&a.end))
-            .then(a.kind.cmp(&b.kind))
+        a.kind
+            .cmp(&b.kind)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
     });
-    let mut out: Vec<Match> = Vec::new();
+    // Kept matches by start; they never overlap, so one neighbour on each side decides.
+    let mut kept: std::collections::BTreeMap<usize, Match> = std::collections::BTreeMap::new();
     for m in all {
-        if out.last().is_none_or(|l| m.start >= l.end) {
-            out.push(m);
+        let before = kept.range(..=m.start).next_back();
+        let after = kept.range(m.start..).next();
+        let free = before.is_none_or(|(_, b)| b.end <= m.start)
+            && after.is_none_or(|(_, a)| a.start >= m.end);
+        if free && m.start < m.end {
+            kept.insert(m.start, m);
         }
     }
-    out
+    kept.into_values().collect()
 }
 
 #[cfg(test)]
@@ -415,6 +560,47 @@ mod tests {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK\n-----END RSA PRIVATE KEY-----";
         found("secret", &format!("key:\n{pem}\nend"), pem);
         not_found("secret", "the skeleton key sk-short and AKIA123");
+    }
+
+    /// The misses of issue 14 that left plaintext in the index.
+    #[test]
+    fn values_that_used_to_slip_through() {
+        let hex = "0123456789abcdef0123456789abcdef";
+        found("secret", &format!("api_key={hex}"), hex);
+        let aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        found("secret", &format!("AWS_SECRET_ACCESS_KEY={aws}"), aws);
+        found("secret", &format!("secret access key: {aws}"), aws);
+        found(
+            "secret",
+            "Bearer 7f3a9c2e1b8d4f6a0e5c",
+            "7f3a9c2e1b8d4f6a0e5c",
+        );
+        found("secret", "password: hunter2", "hunter2");
+        found(
+            "card",
+            "card 4242 4242 4242 4242 123",
+            "4242 4242 4242 4242",
+        );
+        found("card", "qty 2 4000056655665556", "4000056655665556");
+        found("card", "4111.1111.1111.1111", "4111.1111.1111.1111");
+        found("iban", "de89370400440532013000", "de89370400440532013000");
+        found("email", "jörg@müller.de", "jörg@müller.de");
+        found("email", "jane(at)example.com", "jane(at)example.com");
+        found(
+            "email",
+            "jane [at] example [dot] com",
+            "jane [at] example [dot] com",
+        );
+        found(
+            "email",
+            "jane at example dot com",
+            "jane at example dot com",
+        );
+        not_found("secret", "password: ");
+        not_found(
+            "secret",
+            "token=null password=<redacted> api_key=${API_KEY}",
+        );
     }
 
     #[test]
