@@ -60,7 +60,9 @@ fn validate_accepts_the_examples_and_reports_every_problem() {
         "{out}"
     );
     assert!(
-        out.contains("line 3: payload.usage.input_tokens: integer 12345678901234567890 is outside"),
+        out.contains(
+            "line 3: payload.usage.input_tokens: integer \"12\"… (20 characters) is outside"
+        ),
         "{out}"
     );
     // Standard input, as JSON.

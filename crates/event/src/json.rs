@@ -45,6 +45,17 @@ fn path_suffix(path: &str) -> String {
     }
 }
 
+/// A rejected literal as error messages show it: its first two characters and its length, never
+/// the whole (a card number sent as a JSON number must not come back in an error body).
+pub fn redact(literal: &str) -> String {
+    let n = literal.chars().count();
+    if n <= 4 {
+        return format!("{literal:?}");
+    }
+    let head: String = literal.chars().take(2).collect();
+    format!("{head:?}… ({n} characters)")
+}
+
 /// The kinds of problems the strict parser reports.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonErrorKind {
@@ -58,13 +69,13 @@ pub enum JsonErrorKind {
     TrailingCharacters,
     #[error("duplicate key {0:?}")]
     DuplicateKey(String),
-    #[error("integer {0} is outside ±(2^53−1) and cannot be represented exactly")]
+    #[error("integer {} is outside ±(2^53−1) and cannot be represented exactly", redact(.0))]
     IntegerOutOfRange(String),
-    #[error("number {0} is not a finite IEEE-754 double")]
+    #[error("number {} is not a finite IEEE-754 double", redact(.0))]
     NumberOutOfRange(String),
-    #[error("number {0} is too small for an IEEE-754 double: it would be stored as 0")]
+    #[error("number {} is too small for an IEEE-754 double: it would be stored as 0", redact(.0))]
     NumberUnderflow(String),
-    #[error("invalid number {0:?}")]
+    #[error("invalid number {}", redact(.0))]
     InvalidNumber(String),
     #[error("invalid escape sequence")]
     InvalidEscape,

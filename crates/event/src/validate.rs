@@ -129,7 +129,7 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
             ValidationErrorKind::Pattern { pattern } => {
                 let reason = match SHAPES.iter().find(|s| s.pattern == pattern) {
                     Some(shape) => shape.explanation.to_owned(),
-                    None => error.to_string(),
+                    None => without_value(&error),
                 };
                 problems.push(Problem {
                     path: at(None),
@@ -144,7 +144,7 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
             }
             _ => problems.push(Problem {
                 path: at(None),
-                reason: error.to_string(),
+                reason: without_value(&error),
             }),
         }
     }
@@ -195,7 +195,7 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
         (Err(e), _) => Err(InvalidEvent {
             problems: vec![Problem {
                 path: String::new(),
-                reason: e.to_string(),
+                reason: quotes_redacted(&e.to_string()),
             }],
         }),
         (Ok(_), _) => Err(InvalidEvent {
@@ -212,6 +212,61 @@ impl ValidEvent {
     pub fn event_id(&self) -> Option<&EventId> {
         self.event.event_id.as_ref()
     }
+}
+
+/// The validator's message without the rejected value, which it begins with
+/// (`"jane@example.com" is not of type "object"`): error bodies end up in the logs of proxies
+/// and clients, and the value may be exactly what should not be there. What is left names the
+/// rule; the value is described by its type and size.
+fn without_value(error: &jsonschema::ValidationError<'_>) -> String {
+    let message = error.to_string();
+    let instance = error.instance();
+    let shown = match instance.as_ref() {
+        Value::String(s) => format!("a string of {} characters", s.chars().count()),
+        Value::Array(a) => format!("an array of {} items", a.len()),
+        Value::Object(m) => format!("an object of {} members", m.len()),
+        other => kind_name(other).to_owned(),
+    };
+    let text = instance.to_string();
+    let replaced = if let Some(rest) = message.strip_prefix(&text) {
+        format!("{shown}{rest}")
+    } else if text.len() > 4 {
+        message.replace(&text, &shown)
+    } else {
+        message
+    };
+    quotes_redacted(&replaced)
+}
+
+/// `message` with every quoted or backticked text longer than a few characters shortened to
+/// its first two characters: serde's messages quote the value they reject
+/// (``unknown variant `…`, expected one of …``).
+fn quotes_redacted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(['`', '"']) {
+        let q = rest[i..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        match after.find(q) {
+            Some(j) => {
+                let inner = &after[..j];
+                if inner.chars().count() > 24 {
+                    let head: String = inner.chars().take(2).collect();
+                    out.push_str(&format!("{head}…"));
+                } else {
+                    out.push_str(inner);
+                }
+                out.push(q);
+                rest = &after[j + 1..];
+            }
+            None => {
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -339,6 +394,21 @@ trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
             check(r#"{"schema_version":"1","event_type":"agent.session.started"}"#),
             "session_id: required for agent.session.started events\n"
         );
+    }
+
+    #[test]
+    fn reasons_name_the_rule_never_the_value() {
+        let review = r#"{"schema_version":"1","event_type":"human.review","session_id":"s",
+            "occurred_at":"2026-01-31T12:00:00Z","payload":{"reviewer":{"id":"r"},
+            "decision":"jane.doe@example.com 4111 1111 1111 1111","target_event_id":"x"}}"#;
+        let got = check(review);
+        assert!(got.contains("payload.decision"), "{got}");
+        assert!(!got.contains("jane") && !got.contains("4111"), "{got}");
+        let number = r#"{"schema_version":"1","event_type":"data.access","payload":{"resource":"db",
+            "operation":"read","n":41111111111111111111}}"#;
+        let got = check(number);
+        assert!(got.contains("payload.n") && got.contains("20 characters"), "{got}");
+        assert!(!got.contains("4111111"), "{got}");
     }
 
     #[test]
