@@ -18,6 +18,29 @@ fn agentrail(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Every file under `dir` holding one of `needles`.
+fn files_containing(dir: &std::path::Path, needles: &[&[u8]]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                if needles
+                    .iter()
+                    .any(|n| bytes.windows(n.len()).any(|w| w == *n))
+                {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -183,6 +206,17 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
         .collect();
     assert_eq!(receipts.len(), 5);
     assert_eq!(receipts[4]["seq"], 4);
+    // The offline path protects like the HTTP one: the email is tokenized (in no file of the
+    // data directory: segments, index, logs) and the prompt sealed (in no file but the query
+    // index's hot content, which holds sealed fields tokenized).
+    let data_dir = tmp.path().join("data");
+    let leaks = files_containing(&data_dir, &[b"jane@example.com".as_slice()]);
+    assert!(leaks.is_empty(), "the email in {leaks:?}");
+    let sealed = files_containing(&data_dir, &[b"You are a refunds agent".as_slice()]);
+    assert!(
+        sealed.iter().all(|p| p.ends_with("index/index.sqlite")),
+        "the prompt in {sealed:?}"
+    );
     let again = agentrail(&args, None);
     assert!(
         stdout(&again)

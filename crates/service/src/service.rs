@@ -17,6 +17,7 @@ use crate::privacy::{Policy, Privacy, VaultIndexSource};
 use crate::retention::Retention;
 use crate::storage::StorageGuard;
 use agentrail_event::TenantId;
+use agentrail_event::validate::ValidEvent;
 use agentrail_event::batch::{BatchFormat, Position, count_items, parse_batch};
 use agentrail_index::{EventRow, IndexError, TenantIndex};
 use agentrail_ledger::clock::format_timestamp;
@@ -406,8 +407,7 @@ impl Service {
     pub fn create_tenant(&self, caller: &Principal, raw: &str) -> Result<TenantInfo, ServiceError> {
         self.require_root(caller, "creates tenants")?;
         let tenant = TenantId::parse(raw).map_err(|e| ServiceError::bad_field(e, "tenant_id"))?;
-        let _g = lock(&self.admin);
-        if !self.ledger.create_tenant(&tenant)? {
+        if !self.create_tenant_offline(&tenant)? {
             return Err(ServiceError::Conflict {
                 message: format!("tenant {tenant} already exists"),
                 details: Vec::new(),
@@ -419,6 +419,13 @@ impl Service {
             verifier_key: self.ledger.verifier().to_string(),
             tenant_id: tenant,
         })
+    }
+
+    /// Creates `tenant` unless it exists (`false` then), for the offline commands: whoever runs
+    /// them holds the data directory, which is more than the root key.
+    pub fn create_tenant_offline(&self, tenant: &TenantId) -> Result<bool, ServiceError> {
+        let _g = lock(&self.admin);
+        Ok(self.ledger.create_tenant(tenant)?)
     }
 
     /// Creates a key of `tenant`; returns its record and the key string (shown only now).
@@ -474,50 +481,20 @@ impl Service {
 
     // ---- ingest -------------------------------------------------------------------------------
 
-    /// Ingests a batch (one event, a JSON array or NDJSON): admission by index lag, parse,
-    /// validation of every item, then — under the tenant's erasure gate — tokenize and seal the
-    /// sensitive fields and append all-or-nothing; the receipts come back only once every event
-    /// is durable. A rejected batch appends nothing. Every intake path calls this.
+    /// Ingests a body (one event, a JSON array or NDJSON): its items are counted (refused
+    /// beyond `max_batch_events` before anything is parsed), parsed and validated, then
+    /// [`Service::ingest_events`] stores them. A rejected batch appends nothing.
     pub fn ingest(
         &self,
         tenant: &TenantId,
         body: &[u8],
         format: BatchFormat,
     ) -> Result<Vec<Receipt>, ServiceError> {
-        // First: while the disk is (nearly) full nothing is opened or written for ingest.
-        if let Err(e) = self.storage.admit() {
-            self.metrics.reject("storage_full");
-            return Err(e);
-        }
-        let handle = self.indexer.handle(tenant)?;
-        // A rebuild after damage runs flat out and is reported by queries and /readyz; ingest
-        // goes on meanwhile (the ledger is the truth).
-        if handle.lag() > self.cfg.max_index_lag && handle.rebuilding().is_none() {
-            self.metrics.reject("index_behind");
-            self.indexer.appended(tenant, 0)?;
-            return Err(ServiceError::unavailable(
-                "index_behind",
-                format!(
-                    "the query index of tenant {tenant} is {} events behind; retry shortly",
-                    handle.lag()
-                ),
-                2,
-            ));
-        }
+        // First: while the disk is (nearly) full nothing is parsed, opened or written.
+        self.admit_ingest()?;
         // Counted before anything is parsed: a million-line body is refused at the cost of a
         // byte scan, not of a million validated events.
-        let count = count_items(body, format);
-        if count > self.cfg.max_batch_events {
-            self.metrics.reject("batch_too_large");
-            return Err(ServiceError::TooLarge {
-                code: "batch_too_large",
-                message: format!(
-                    "the batch holds {count} events, above the limit of {}",
-                    self.cfg.max_batch_events
-                ),
-                details: Vec::new(),
-            });
-        }
+        self.check_batch_size(count_items(body, format))?;
         let items = parse_batch(body, format);
         let mut details = Vec::new();
         let mut events = Vec::with_capacity(items.len());
@@ -543,6 +520,57 @@ impl Service {
                 ),
                 details,
             });
+        }
+        let receipts = self.ingest_events(tenant, events)?;
+        self.metrics.ingest_bytes.inc_by(body.len() as u64);
+        Ok(receipts)
+    }
+
+    fn admit_ingest(&self) -> Result<(), ServiceError> {
+        self.storage.admit().inspect_err(|_| self.metrics.reject("storage_full"))
+    }
+
+    fn check_batch_size(&self, count: usize) -> Result<(), ServiceError> {
+        if count <= self.cfg.max_batch_events {
+            return Ok(());
+        }
+        self.metrics.reject("batch_too_large");
+        Err(ServiceError::TooLarge {
+            code: "batch_too_large",
+            message: format!(
+                "the batch holds {count} events, above the limit of {}",
+                self.cfg.max_batch_events
+            ),
+            details: Vec::new(),
+        })
+    }
+
+    /// Stores a batch of validated events — the one ingest operation every intake path (HTTP,
+    /// the offline `agentrail ingest`, and every later one) ends in: admission (disk space,
+    /// index lag, batch size), then, under the tenant's erasure gate, tokenize and seal the
+    /// sensitive fields and append all-or-nothing; the receipts come back only once every
+    /// event is durable. A rejected batch appends nothing and keeps no token value.
+    pub fn ingest_events(
+        &self,
+        tenant: &TenantId,
+        mut events: Vec<ValidEvent>,
+    ) -> Result<Vec<Receipt>, ServiceError> {
+        self.admit_ingest()?;
+        self.check_batch_size(events.len())?;
+        let handle = self.indexer.handle(tenant)?;
+        // A rebuild after damage runs flat out and is reported by queries and /readyz; ingest
+        // goes on meanwhile (the ledger is the truth).
+        if handle.lag() > self.cfg.max_index_lag && handle.rebuilding().is_none() {
+            self.metrics.reject("index_behind");
+            self.indexer.appended(tenant, 0)?;
+            return Err(ServiceError::unavailable(
+                "index_behind",
+                format!(
+                    "the query index of tenant {tenant} is {} events behind; retry shortly",
+                    handle.lag()
+                ),
+                2,
+            ));
         }
         let started = Instant::now();
         let receipts = self
@@ -573,7 +601,6 @@ impl Service {
             self.indexer.appended(tenant, last + 1)?;
         }
         self.metrics.ingest_events.inc_by(receipts.len() as u64);
-        self.metrics.ingest_bytes.inc_by(body.len() as u64);
         self.metrics
             .ingest_replayed
             .inc_by(receipts.iter().filter(|r| r.replayed).count() as u64);

@@ -1,11 +1,13 @@
-//! `agentrail ingest --data-dir DIR --tenant T FILE`: validates every event of a file, then appends
-//! them straight into the ledger in batches, printing each receipt (one JSON line) once its batch
-//! is durable. Nothing is appended unless every event of the file is valid.
+//! `agentrail ingest --data-dir DIR --tenant T FILE`: validates every event of a file, then
+//! stores them in batches through the service's one ingest operation
+//! ([`agentrail_service::Service::ingest_events`]: the same tokenizing and sealing of sensitive
+//! fields as over HTTP), printing each receipt (one JSON line) once its batch is durable.
+//! Nothing is appended unless every event of the file is valid.
 
 use crate::input::{self, Format};
 use agentrail_event::TenantId;
 use agentrail_event::batch::parse_batch;
-use agentrail_ledger::{Config, Ledger};
+use agentrail_service::{Service, ServiceConfig};
 use anyhow::{Context, anyhow};
 use std::io::Write;
 use std::path::Path;
@@ -50,10 +52,24 @@ pub fn run(
         eprintln!("{invalid} invalid events; nothing was appended");
         return Ok(ExitCode::FAILURE);
     }
-    let ledger = Ledger::open(Config::new(data_dir))
-        .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
-    for note in ledger.take_recovery_notes() {
-        eprintln!("recovery: {note}");
+    // A short-lived process: no scheduled verification or retention runs of its own.
+    let cfg = ServiceConfig {
+        data_dir: data_dir.to_owned(),
+        verify_interval_ms: 0,
+        retention_interval_ms: 0,
+        ..ServiceConfig::default()
+    };
+    let opened = Service::open(cfg)
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    if let Some(key) = &opened.new_root_key {
+        eprintln!(
+            "new data directory; root key (shown once; also saved 0600 in {}):\n  {key}",
+            opened.root_key_file.display()
+        );
+    }
+    let service = opened.service;
+    if service.create_tenant_offline(&tenant)? {
+        eprintln!("created tenant {tenant}");
     }
     let total = events.len();
     let (mut appended, mut replayed) = (0usize, 0usize);
@@ -62,8 +78,8 @@ pub fn run(
     while !rest.is_empty() {
         let tail = rest.split_off(batch_size.min(rest.len()));
         let batch = std::mem::replace(&mut rest, tail);
-        let receipts = ledger
-            .append(&tenant, batch)
+        let receipts = service
+            .ingest_events(&tenant, batch)
             .with_context(|| format!("appending after {appended} events"))?;
         let mut out = stdout.lock();
         for r in &receipts {
@@ -78,10 +94,10 @@ pub fn run(
         // A printed receipt means durable: make sure it leaves the process now.
         out.flush()?;
     }
-    ledger.close().context("closing the ledger")?;
+    let size = service.ledger().size(&tenant).unwrap_or(0);
+    service.shutdown();
     eprintln!(
-        "{total} events: {appended} appended, {replayed} already present (tenant {tenant}, size {})",
-        ledger.size(&tenant).unwrap_or(0)
+        "{total} events: {appended} appended, {replayed} already present (tenant {tenant}, size {size})"
     );
     Ok(ExitCode::SUCCESS)
 }
