@@ -135,6 +135,17 @@ async fn observe(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Re
     }
     let _active = s.drain.enter();
     let started = Instant::now();
+    let service = s.service.clone();
+    let req = req.map(|b| {
+        axum::body::Body::new(crate::conn::Paced::new(
+            b,
+            std::time::Duration::from_millis(s.cfg.body_stall_timeout_ms),
+            s.cfg.min_body_bytes_per_sec,
+            move || {
+                service.metrics().http_slow_bodies.inc();
+            },
+        ))
+    });
     let method = req.method().to_string();
     let route = req
         .extensions()

@@ -90,6 +90,11 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body is not worth waiting for: this connection is done.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -7,11 +7,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use agentrail_event::TenantId;
 use agentrail_service::{Consistency, Principal, ReadRequest, Scope};
-use axum::extract::{FromRequestParts, MatchedPath, Query};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub type S = axum::extract::State<Arc<AppState>>;
@@ -27,24 +28,55 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Caller, ApiError> {
-        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "missing API key: send the header `Authorization: Bearer <key>`",
-            ));
-        };
-        let key = v
-            .to_str()
-            .ok()
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let now = std::time::Instant::now();
+        if let Some(ip) = source
+            && let Err(wait) = state.auth_throttle.check(ip, now)
+        {
+            state.service.metrics().auth_throttled.inc();
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                format!("too many failed authentications from this address; retry in {wait} s"),
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        let presented = parts.headers.get(header::AUTHORIZATION);
+        let key = presented
+            .and_then(|v| v.to_str().ok())
             .and_then(|s| s.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <key>`")
-            })?;
-        state
-            .service
-            .authenticate(key)
-            .map(Caller)
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+            .map(str::trim);
+        if let Some(p) = key.and_then(|k| state.service.authenticate(k)) {
+            return Ok(Caller(p));
+        }
+        // Logged with the key id when the key is well-formed, never with the secret.
+        let key_id = key.and_then(agentrail_service::keys::key_id_of);
+        let (reason, message) = match (presented, key) {
+            (None, _) => (
+                "missing",
+                "missing API key: send the header `Authorization: Bearer <key>`",
+            ),
+            (Some(_), None) => (
+                "malformed",
+                "the Authorization header must be `Bearer <key>`",
+            ),
+            (Some(_), Some(_)) => ("unknown_or_revoked", "unknown or revoked API key"),
+        };
+        state.service.metrics().auth_failures.inc();
+        let failures = source.map(|ip| state.auth_throttle.failed(ip, now));
+        tracing::warn!(
+            source = %source.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            key_id = key_id.unwrap_or("-"),
+            reason,
+            failures_this_minute = failures.unwrap_or(0),
+            path = %parts.uri.path(),
+            "authentication failed"
+        );
+        Err(ApiError::unauthorized(message))
     }
 }
 

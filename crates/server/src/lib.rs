@@ -19,10 +19,12 @@
 
 pub mod api;
 pub mod app;
+pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod serve;
 pub mod state;
+pub mod throttle;
 
 pub use app::{openapi_document, router};
 pub use serve::serve;

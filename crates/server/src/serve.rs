@@ -12,6 +12,7 @@ pub async fn serve(
     cfg: ServerConfig,
     on_ready: impl FnOnce(std::net::SocketAddr, &Opened),
 ) -> Result<(), String> {
+    crate::conn::raise_open_file_limit();
     let listen = cfg.listen.clone();
     let (state, opened) = tokio::task::spawn_blocking(move || AppState::open(cfg))
         .await
@@ -24,19 +25,24 @@ pub async fn serve(
     let app = crate::app::router(state.clone());
     tracing::info!(%addr, data_dir = %state.cfg.service.data_dir.display(), "serving");
     let draining = state.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    crate::conn::accept_loop(
+        listener,
+        app,
+        state.clone(),
+        async move {
             shutdown_signal().await;
             drain(&draining).await;
-        })
-        .await;
+        },
+        Duration::from_secs(2),
+    )
+    .await;
     tracing::info!("stopped accepting; closing the ledger");
     let service = state.service.clone();
     tokio::task::spawn_blocking(move || service.shutdown())
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("shut down cleanly");
-    served.map_err(|e| format!("server error: {e}"))
+    Ok(())
 }
 
 /// Between the signal and closing connections: requests in flight are answered; new ones (on

@@ -22,6 +22,23 @@ pub struct ServerConfig {
     /// On SIGTERM: how long requests in flight may take to be answered (new ones get 503
     /// `shutting_down` with `Connection: close` meanwhile) before connections are closed.
     pub shutdown_grace_ms: u64,
+    /// From a connection's start, or the end of its last response, until the next request's
+    /// headers are complete: a slow-header client and an idle keep-alive connection are both
+    /// closed after this long.
+    pub header_read_timeout_ms: u64,
+    /// A request body that delivers no byte for this long is cut (408 `body_too_slow`); after
+    /// this long it must also keep up `min_body_bytes_per_sec` on average.
+    pub body_stall_timeout_ms: u64,
+    pub min_body_bytes_per_sec: u64,
+    /// TCP connections open at once, overall and from one IP address; beyond, a new connection
+    /// is answered 503 and closed. The overall cap is lowered to fit the open-file limit.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Request body bytes held in memory across all ingest requests; beyond, 503 `busy`.
+    pub max_body_memory_bytes: usize,
+    /// Failed authentications one source address may make per minute; beyond, 429 with
+    /// `Retry-After` until the minute's window has room again.
+    pub max_auth_failures_per_minute: u32,
     pub service: ServiceConfig,
 }
 
@@ -34,6 +51,13 @@ struct HttpKeys {
     max_inflight_appends: Option<usize>,
     append_wait_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    body_stall_timeout_ms: Option<u64>,
+    min_body_bytes_per_sec: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    max_body_memory_bytes: Option<usize>,
+    max_auth_failures_per_minute: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +68,13 @@ impl Default for ServerConfig {
             max_inflight_appends: 64,
             append_wait_ms: 5_000,
             shutdown_grace_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            body_stall_timeout_ms: 10_000,
+            min_body_bytes_per_sec: 16 << 10,
+            max_connections: 4_096,
+            max_connections_per_address: 256,
+            max_body_memory_bytes: 1 << 30,
+            max_auth_failures_per_minute: 30,
             service: ServiceConfig::default(),
         }
     }
@@ -74,6 +105,13 @@ impl ServerConfig {
             "max_inflight_appends",
             "append_wait_ms",
             "shutdown_grace_ms",
+            "header_read_timeout_ms",
+            "body_stall_timeout_ms",
+            "min_body_bytes_per_sec",
+            "max_connections",
+            "max_connections_per_address",
+            "max_body_memory_bytes",
+            "max_auth_failures_per_minute",
         ] {
             if let Some(v) = table.remove(k) {
                 http.insert(k.into(), v);
@@ -92,6 +130,17 @@ impl ServerConfig {
             max_inflight_appends: h.max_inflight_appends.unwrap_or(d.max_inflight_appends),
             append_wait_ms: h.append_wait_ms.unwrap_or(d.append_wait_ms),
             shutdown_grace_ms: h.shutdown_grace_ms.unwrap_or(d.shutdown_grace_ms),
+            header_read_timeout_ms: h.header_read_timeout_ms.unwrap_or(d.header_read_timeout_ms),
+            body_stall_timeout_ms: h.body_stall_timeout_ms.unwrap_or(d.body_stall_timeout_ms),
+            min_body_bytes_per_sec: h.min_body_bytes_per_sec.unwrap_or(d.min_body_bytes_per_sec),
+            max_connections: h.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_address: h
+                .max_connections_per_address
+                .unwrap_or(d.max_connections_per_address),
+            max_body_memory_bytes: h.max_body_memory_bytes.unwrap_or(d.max_body_memory_bytes),
+            max_auth_failures_per_minute: h
+                .max_auth_failures_per_minute
+                .unwrap_or(d.max_auth_failures_per_minute),
             service,
         })
     }
@@ -104,6 +153,9 @@ pub struct AppState {
     pub service: Arc<Service>,
     pub admission: Admission,
     pub drain: Drain,
+    /// Request body bytes held in memory (`max_body_memory_bytes` permits).
+    pub body_memory: Arc<Semaphore>,
+    pub auth_throttle: crate::throttle::AuthThrottle,
 }
 
 /// Graceful shutdown's state: once draining, new requests are answered 503 `shutting_down`
@@ -208,6 +260,13 @@ impl AppState {
         Arc::new(AppState {
             admission: Admission::new(cfg.max_inflight_appends),
             drain: Drain::default(),
+            body_memory: Arc::new(Semaphore::new(
+                cfg.max_body_memory_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            auth_throttle: crate::throttle::AuthThrottle::new(
+                cfg.max_auth_failures_per_minute,
+                std::time::Duration::from_secs(60),
+            ),
             cfg,
             service,
         })

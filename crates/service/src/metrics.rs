@@ -60,6 +60,16 @@ pub struct Metrics {
     pub open_files_budget: Gauge,
     pub clock_jumps: Gauge,
     pub clock_drift_ms: Gauge,
+    /// TCP connections open now.
+    pub http_connections: Gauge,
+    /// Connections closed at once on accept, by reason (`max_connections`, `max_per_address`).
+    pub http_connections_refused: Family<Reason, Counter>,
+    /// Requests cut because their body stalled or arrived below the minimum rate.
+    pub http_slow_bodies: Counter,
+    /// Requests with a missing, malformed, unknown or revoked key.
+    pub auth_failures: Counter,
+    /// Requests answered 429 because their source failed authentication too often.
+    pub auth_throttled: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -176,6 +186,36 @@ impl Default for Metrics {
             "How far the wall clock is from the monotonic clock, when beyond clock_jump_bound_ms (0 otherwise)",
             clock_drift_ms.clone(),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "TCP connections open now",
+            http_connections.clone(),
+        );
+        let http_connections_refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "http_connections_refused",
+            "Connections closed on accept because a connection cap was reached, by cap",
+            http_connections_refused.clone(),
+        );
+        let http_slow_bodies = Counter::default();
+        registry.register(
+            "http_slow_bodies",
+            "Requests cut because their body stalled or arrived below the minimum rate",
+            http_slow_bodies.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests with a missing, malformed, unknown or revoked API key",
+            auth_failures.clone(),
+        );
+        let auth_throttled = Counter::default();
+        registry.register(
+            "auth_throttled",
+            "Requests refused with 429 because their source failed authentication too often",
+            auth_throttled.clone(),
+        );
         let index_lag_total = Gauge::default();
         registry.register(
             "index_lag_events",
@@ -231,6 +271,11 @@ impl Default for Metrics {
             open_files_budget,
             clock_jumps,
             clock_drift_ms,
+            http_connections,
+            http_connections_refused,
+            http_slow_bodies,
+            auth_failures,
+            auth_throttled,
             http_requests,
             http_duration,
             ingest_events,

@@ -11,14 +11,29 @@ use std::time::Duration;
 /// base URL (from the first line it prints), and the next `extra_lines` lines it printed; the
 /// rest of its output is drained so it never blocks on it.
 pub fn spawn_server(data: &Path, extra_lines: usize) -> (Child, String, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentrail"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    spawn_server_with(data, None, None, extra_lines)
+}
+
+/// [`spawn_server`] with a config file, and its log (stderr) written to `log`.
+pub fn spawn_server_with(
+    data: &Path,
+    config: Option<&Path>,
+    log: Option<&Path>,
+    extra_lines: usize,
+) -> (Child, String, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentrail"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        });
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let url = first

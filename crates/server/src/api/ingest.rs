@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, S, blocking, tenant};
+use crate::state::AppState;
 use agentrail_event::batch::BatchFormat;
 use agentrail_ledger::Receipt;
 use agentrail_service::Scope;
@@ -79,8 +80,44 @@ fn too_large(what: &str, max: usize) -> ApiError {
     )
 }
 
-/// The body, gzip-decoded if so encoded, at most `max` bytes either way.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
+/// A request body read into memory, counted against `max_body_memory_bytes` until dropped.
+struct HeldBody {
+    bytes: Vec<u8>,
+    _memory: tokio::sync::OwnedSemaphorePermit,
+}
+
+fn memory_full() -> ApiError {
+    ApiError::unavailable(
+        "busy",
+        "too many request bodies are being received at once; retry shortly",
+        1,
+    )
+}
+
+/// Counts `n` more bytes of bodies in memory, at once or not at all.
+fn hold(s: &AppState, held: &mut tokio::sync::OwnedSemaphorePermit, n: usize) -> Result<(), ApiError> {
+    let n = u32::try_from(n).map_err(|_| memory_full())?;
+    let more = s
+        .body_memory
+        .clone()
+        .try_acquire_many_owned(n)
+        .map_err(|_| memory_full())?;
+    held.merge(more);
+    Ok(())
+}
+
+fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    if let Some(slow) = crate::conn::BodyTooSlow::within(e) {
+        return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", slow.to_string());
+    }
+    ApiError::bad_request(format!("cannot read the request body: {e}"))
+}
+
+/// The body, gzip-decoded if so encoded, at most `max_body_bytes` either way. It is read frame
+/// by frame, each counted against the memory for bodies as it arrives.
+async fn read_body(s: &AppState, headers: &HeaderMap, body: Body) -> Result<HeldBody, ApiError> {
+    use http_body_util::BodyExt;
+    let max = s.cfg.max_body_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -89,24 +126,29 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8
     {
         return Err(too_large("the request body", max));
     }
-    let limited = http_body_util::Limited::new(body, max);
-    let raw = match http_body_util::BodyExt::collect(limited).await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(too_large("the request body", max));
+    let mut memory = s
+        .body_memory
+        .clone()
+        .try_acquire_many_owned(0)
+        .map_err(|_| memory_full())?;
+    let mut raw: Vec<u8> = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&e))?;
+        if let Ok(data) = frame.into_data() {
+            if raw.len() + data.len() > max {
+                return Err(too_large("the request body", max));
+            }
+            hold(s, &mut memory, data.len())?;
+            raw.extend_from_slice(&data);
         }
-        Err(e) => {
-            return Err(ApiError::bad_request(format!(
-                "cannot read the request body: {e}"
-            )));
-        }
-    };
+    }
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("identity") => Ok(raw.to_vec()),
+    let bytes = match encoding.as_deref() {
+        None | Some("identity") => raw,
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::new();
             let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]).take(max as u64 + 1);
@@ -120,14 +162,21 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8
             if out.len() > max {
                 return Err(too_large("the decompressed request body", max));
             }
-            Ok(out)
+            hold(s, &mut memory, out.len())?;
+            out
         }
-        Some(other) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            format!("content encoding {other:?} is not accepted: send gzip or none"),
-        )),
-    }
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!("content encoding {other:?} is not accepted: send gzip or none"),
+            ));
+        }
+    };
+    Ok(HeldBody {
+        bytes,
+        _memory: memory,
+    })
 }
 
 fn busy() -> ApiError {
@@ -156,12 +205,13 @@ pub async fn ingest(
     let tenant = tenant(&s, &caller, &t, &[Scope::EventsWrite])?;
     let format = body_format(&headers)?;
     let metrics = s.service.metrics();
-    // Bounded queue: beyond twice the append slots, refuse at once rather than hold bodies.
+    // The body first (its own limits: size, pace, memory), so a client that stalls holds no
+    // append slot; then the bounded queue: beyond twice the append slots, refuse at once.
+    let held = read_body(&s, &headers, body).await?;
     let Some(_admitted) = s.admission.admit(&s.service) else {
         metrics.reject("busy");
         return Err(busy());
     };
-    let bytes = read_body(&headers, body, s.cfg.max_body_bytes).await?;
     let permit = tokio::time::timeout(
         Duration::from_millis(s.cfg.append_wait_ms),
         s.admission.slots.clone().acquire_owned(),
@@ -174,7 +224,7 @@ pub async fn ingest(
     let service = s.service.clone();
     let receipts = blocking(move || {
         let _permit = permit;
-        Ok(service.ingest(&tenant, &bytes, format)?)
+        Ok(service.ingest(&tenant, &held.bytes, format)?)
     })
     .await?;
     Ok(Json(ReceiptsBody {
