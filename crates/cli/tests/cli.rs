@@ -83,9 +83,7 @@ fn validate_accepts_the_examples_and_reports_every_problem() {
         "{out}"
     );
     assert!(
-        out.contains(
-            "line 3: payload.usage.input_tokens: integer \"12\"… (20 characters) is outside"
-        ),
+        out.contains("line 3: payload.usage.input_tokens: integer 12… (20 characters) is outside"),
         "{out}"
     );
     // Standard input, as JSON.

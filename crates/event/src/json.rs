@@ -45,15 +45,16 @@ fn path_suffix(path: &str) -> String {
     }
 }
 
-/// A rejected literal as error messages show it: its first two characters and its length, never
-/// the whole (a card number sent as a JSON number must not come back in an error body).
+/// A rejected literal as error messages show it: whole when short, else its first two
+/// characters and its length (a card number sent as a JSON number must not come back in an
+/// error body).
 pub fn redact(literal: &str) -> String {
     let n = literal.chars().count();
-    if n <= 4 {
-        return format!("{literal:?}");
+    if n <= 8 {
+        return literal.to_owned();
     }
     let head: String = literal.chars().take(2).collect();
-    format!("{head:?}… ({n} characters)")
+    format!("{head}… ({n} characters)")
 }
 
 /// The kinds of problems the strict parser reports.
@@ -75,7 +76,7 @@ pub enum JsonErrorKind {
     NumberOutOfRange(String),
     #[error("number {} is too small for an IEEE-754 double: it would be stored as 0", redact(.0))]
     NumberUnderflow(String),
-    #[error("invalid number {}", redact(.0))]
+    #[error("invalid number \"{}\"", redact(.0))]
     InvalidNumber(String),
     #[error("invalid escape sequence")]
     InvalidEscape,
@@ -1098,11 +1099,11 @@ mod tests {
         // But an integer literal that a double would round is refused, never rounded.
         check(
             "9007199254740993",
-            "error: integer 9007199254740993 is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
+            "error: integer 90… (16 characters) is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
         );
         check(
             "633333333333363392512",
-            "error: integer 633333333333363392512 is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
+            "error: integer 63… (21 characters) is outside ±(2^53−1) and cannot be represented exactly at line 1 column 1",
         );
     }
 
@@ -1138,7 +1139,7 @@ mod tests {
         );
         check(
             "{\"n\":\n 100000000000000000001}",
-            "error: integer 100000000000000000001 is outside ±(2^53−1) and cannot be represented exactly at line 2 column 2 (in n)",
+            "error: integer 10… (21 characters) is outside ±(2^53−1) and cannot be represented exactly at line 2 column 2 (in n)",
         );
         // Float literals of large magnitude are plain doubles, as in RFC 8785's own example.
         check("1e20", "100000000000000000000");

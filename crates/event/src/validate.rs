@@ -222,7 +222,10 @@ fn without_value(error: &jsonschema::ValidationError<'_>) -> String {
     let message = error.to_string();
     let instance = error.instance();
     let shown = match instance.as_ref() {
-        Value::String(s) => format!("a string of {} characters", s.chars().count()),
+        Value::String(s) => match s.chars().count() {
+            1 => "a string of 1 character".to_owned(),
+            n => format!("a string of {n} characters"),
+        },
         Value::Array(a) => format!("an array of {} items", a.len()),
         Value::Object(m) => format!("an object of {} members", m.len()),
         other => kind_name(other).to_owned(),
@@ -347,12 +350,12 @@ mod tests {
         let got = check(input);
         let expected = "\
 actor.extra: unknown field
-actor.type: \"robot\" is not one of \"user\", \"agent\" or \"service\"
-caused_by: [\"a\",\"a\"] has non-unique elements
+actor.type: a string of 5 characters is not one of \"user\", \"agent\" or \"service\"
+caused_by: an array of 2 items has non-unique elements
 occurred_at: must be an RFC 3339 UTC timestamp with at most 9 fractional digits, like 2026-01-31T12:00:00.123456789Z (not a real date and time)
-payload.duration_ms: -1 is less than the minimum of 0
-payload.status.outcome: \"maybe\" is not one of \"ok\", \"error\" or \"timeout\"
-schema_version: \"2\" is not one of \"1\"
+payload.duration_ms: a number is less than the minimum of 0
+payload.status.outcome: a string of 5 characters is not one of \"ok\", \"error\" or \"timeout\"
+schema_version: a string of 1 character is not one of \"1\"
 sesion_id: unknown field (not part of event schema v1)
 session_id: required for tool.invocation events
 trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
@@ -407,7 +410,10 @@ trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
         let number = r#"{"schema_version":"1","event_type":"data.access","payload":{"resource":"db",
             "operation":"read","n":41111111111111111111}}"#;
         let got = check(number);
-        assert!(got.contains("payload.n") && got.contains("20 characters"), "{got}");
+        assert!(
+            got.contains("payload.n") && got.contains("20 characters"),
+            "{got}"
+        );
         assert!(!got.contains("4111111"), "{got}");
     }
 
