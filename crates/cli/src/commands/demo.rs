@@ -151,10 +151,6 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
     }
 
     println!("\n== 3. verify, don't trust: an inclusion proof checked here, offline");
-    let cp = reader.get(&format!("{base}/checkpoint"))?;
-    if !cp.ok() {
-        return Err(cp.error());
-    }
     let vkey = reader.get(&format!("{base}/verifier-key"))?;
     if !vkey.ok() {
         return Err(vkey.error());
@@ -164,14 +160,6 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
         .trim()
         .parse()
         .map_err(|e| anyhow!("verifier key: {e}"))?;
-    let (checkpoint, _) = agentrail_note::open_checkpoint(&cp.body, &verifier, &[])
-        .map_err(|e| anyhow!("the checkpoint does not verify: {e}"))?;
-    println!(
-        "checkpoint of {} signed by {}: size {}",
-        checkpoint.origin,
-        verifier.name(),
-        checkpoint.size
-    );
     let ev = reader.get_json(&format!("{base}/events/{}?view=stored", enc(tool_call)))?;
     let mut stored = ev["event"].clone();
     let claimed = stored
@@ -184,6 +172,27 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
     let seq = stored["seq"]
         .as_u64()
         .ok_or_else(|| anyhow!("the event has no seq"))?;
+    // Checkpoints are signed in the background (about once a second): wait for one that
+    // covers the event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let checkpoint = loop {
+        let cp = reader.get(&format!("{base}/checkpoint"))?;
+        if !cp.ok() {
+            return Err(cp.error());
+        }
+        let (checkpoint, _) = agentrail_note::open_checkpoint(&cp.body, &verifier, &[])
+            .map_err(|e| anyhow!("the checkpoint does not verify: {e}"))?;
+        if checkpoint.size > seq || std::time::Instant::now() >= deadline {
+            break checkpoint;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    println!(
+        "checkpoint of {} signed by {}: size {}",
+        checkpoint.origin,
+        verifier.name(),
+        checkpoint.size
+    );
     let p = reader.get_json(&format!(
         "{base}/proofs/inclusion?seq={seq}&tree_size={}",
         checkpoint.size
