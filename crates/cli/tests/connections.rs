@@ -115,7 +115,12 @@ fn a_bystander_ingests_while_500_uploads_stall() {
         stalled.push(s);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let answer = request_from(&rt, "127.0.0.1", p, &post_event(&bystander, "bystander", EVENT));
+    let answer = request_from(
+        &rt,
+        "127.0.0.1",
+        p,
+        &post_event(&bystander, "bystander", EVENT),
+    );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"receipts\""), "{answer}");
     drop(stalled);
@@ -185,7 +190,10 @@ fn stalled_bodies_slow_headers_and_idle_connections_are_closed() {
     let answer = read_all(&mut s);
     assert!(!answer.contains("200 OK"), "{answer}");
     drop(s);
-    assert!(slow.join().unwrap() < 20, "the slow headers were read to the end");
+    assert!(
+        slow.join().unwrap() < 20,
+        "the slow headers were read to the end"
+    );
 
     // A connection that says nothing, and a keep-alive connection after its answer: closed.
     let mut idle = connect_from(&rt, "127.0.0.1", p);
@@ -213,7 +221,12 @@ fn two_thousand_idle_connections_cost_little_memory_and_caps_hold() {
     let rt = runtime();
     let pid = child.id();
     // Warm up: one request served, so what follows measures connections, not first use.
-    let answer = request_from(&rt, "127.0.0.1", p, "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let answer = request_from(
+        &rt,
+        "127.0.0.1",
+        p,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     std::thread::sleep(Duration::from_millis(300));
     let before = rss_kib(pid);
@@ -233,7 +246,9 @@ fn two_thousand_idle_connections_cost_little_memory_and_caps_hold() {
     drop(idle);
     std::thread::sleep(Duration::from_millis(1500));
     let after = rss_kib(pid);
-    eprintln!("RSS {before} KiB, with 2,000 idle connections {full} KiB ({per:.1} KiB each), after they closed {after} KiB");
+    eprintln!(
+        "RSS {before} KiB, with 2,000 idle connections {full} KiB ({per:.1} KiB each), after they closed {after} KiB"
+    );
     // Generous bounds (the benchmark measures precisely): the goal is 64 KiB a connection.
     assert!(per <= 256.0, "{per:.1} KiB per idle connection");
     assert!(

@@ -88,7 +88,11 @@ impl Drop for Counted {
             .total
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
             - 1;
-        self.state.service.metrics().http_connections.set(total as i64);
+        self.state
+            .service
+            .metrics()
+            .http_connections
+            .set(total as i64);
     }
 }
 
@@ -197,11 +201,12 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let cfg = &counted.state.cfg;
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let mut router = router.clone();
-        async move { tower::Service::call(&mut router, req.map(Body::new)).await }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { tower::Service::call(&mut router, req.map(Body::new)).await }
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -93,6 +93,9 @@ mod tests {
         assert_eq!(t.check(b, t0), Ok(()), "another source is not affected");
         assert_eq!(t.check(a, t0 + Duration::from_secs(60)), Ok(()));
         assert_eq!(t.failed(a, t0 + Duration::from_secs(60)), 1, "a new window");
-        assert_eq!(AuthThrottle::new(0, Duration::from_secs(60)).check(a, t0), Ok(()));
+        assert_eq!(
+            AuthThrottle::new(0, Duration::from_secs(60)).check(a, t0),
+            Ok(())
+        );
     }
 }

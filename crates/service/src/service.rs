@@ -17,8 +17,8 @@ use crate::privacy::{Policy, Privacy, VaultIndexSource};
 use crate::retention::Retention;
 use crate::storage::StorageGuard;
 use agentrail_event::TenantId;
-use agentrail_event::validate::ValidEvent;
 use agentrail_event::batch::{BatchFormat, Position, count_items, parse_batch};
+use agentrail_event::validate::ValidEvent;
 use agentrail_index::{EventRow, IndexError, TenantIndex};
 use agentrail_ledger::clock::format_timestamp;
 use agentrail_ledger::files::write_atomic;
@@ -527,7 +527,9 @@ impl Service {
     }
 
     fn admit_ingest(&self) -> Result<(), ServiceError> {
-        self.storage.admit().inspect_err(|_| self.metrics.reject("storage_full"))
+        self.storage
+            .admit()
+            .inspect_err(|_| self.metrics.reject("storage_full"))
     }
 
     fn check_batch_size(&self, count: usize) -> Result<(), ServiceError> {

@@ -95,7 +95,11 @@ fn memory_full() -> ApiError {
 }
 
 /// Counts `n` more bytes of bodies in memory, at once or not at all.
-fn hold(s: &AppState, held: &mut tokio::sync::OwnedSemaphorePermit, n: usize) -> Result<(), ApiError> {
+fn hold(
+    s: &AppState,
+    held: &mut tokio::sync::OwnedSemaphorePermit,
+    n: usize,
+) -> Result<(), ApiError> {
     let n = u32::try_from(n).map_err(|_| memory_full())?;
     let more = s
         .body_memory
@@ -108,7 +112,11 @@ fn hold(s: &AppState, held: &mut tokio::sync::OwnedSemaphorePermit, n: usize) ->
 
 fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
     if let Some(slow) = crate::conn::BodyTooSlow::within(e) {
-        return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", slow.to_string());
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_too_slow",
+            slow.to_string(),
+        );
     }
     ApiError::bad_request(format!("cannot read the request body: {e}"))
 }
@@ -191,9 +199,12 @@ fn busy() -> ApiError {
     responses(
         (status = 200, description = "every event is durable", body = ReceiptsBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, description = "an event_id was used for different content", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 408, description = "`body_too_slow`: the body stalled or arrived below the minimum rate; the connection is closed", body = ErrorBody),
+        (status = 409, description = "an event_id was used for different content", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "invalid events: every problem with its line or index and field path", body = ErrorBody),
+        (status = 429, description = "too many failed authentications from this address; retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "saturated; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn ingest(
     State(s): S,
