@@ -14,8 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Instant;
-use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -86,7 +86,43 @@ fn with_security(mut api: OpenApi) -> OpenApi {
             ),
         );
     }
+    // Any authenticated request can meet the per-address throttle on failed authentication
+    // (`throttle.rs`), so every operation with a security requirement documents its 429 here,
+    // in one place, rather than in each route's annotation.
+    for item in api.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                op.responses
+                    .responses
+                    .entry("429".to_string())
+                    .or_insert_with(auth_throttled_response);
+            }
+        }
+    }
     api
+}
+
+fn auth_throttled_response() -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(
+            "`too_many_auth_failures`: too many failed authentications from this address; \
+             retry after `Retry-After` seconds",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// The OpenAPI document of the API (committed as `openapi.json`; served at `/openapi.json`).

@@ -204,7 +204,6 @@ fn busy() -> ApiError {
         (status = 409, description = "an event_id was used for different content", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "invalid events: every problem with its line or index and field path", body = ErrorBody),
-        (status = 429, description = "too many failed authentications from this address; retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "saturated; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn ingest(
     State(s): S,
