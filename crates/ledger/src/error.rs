@@ -103,6 +103,34 @@ pub enum AppendError {
     Closed,
 }
 
+impl AppendError {
+    /// The same refusal with its event index mapped through `f`: for a caller that appended a
+    /// part of its batch and reports positions in the whole.
+    pub fn reindexed(self, f: impl Fn(usize) -> usize) -> AppendError {
+        match self {
+            AppendError::Invalid { index, reason } => AppendError::Invalid {
+                index: f(index),
+                reason,
+            },
+            AppendError::Conflict {
+                index,
+                event_id,
+                seq,
+            } => AppendError::Conflict {
+                index: f(index),
+                event_id,
+                seq,
+            },
+            AppendError::TooLarge { index, len, max } => AppendError::TooLarge {
+                index: f(index),
+                len,
+                max,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Why a read or a proof failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

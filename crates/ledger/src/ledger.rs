@@ -323,14 +323,26 @@ impl Ledger {
         tenant: &TenantId,
         events: Vec<ValidEvent>,
     ) -> Result<Vec<Receipt>, AppendError> {
+        self.append_digested(tenant, events.into_iter().map(|e| (e, None)).collect())
+    }
+
+    /// [`Ledger::append`] of events each with the caller's keyed digest of what its emitter
+    /// sent (see [`stored::submitted_bytes`]), stored as `content_digest`: a re-send is a replay
+    /// when the digests match, whatever the stored content was sealed with.
+    pub fn append_digested(
+        &self,
+        tenant: &TenantId,
+        events: Vec<(ValidEvent, Option<String>)>,
+    ) -> Result<Vec<Receipt>, AppendError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
         let ctx = &self.inner.ctx;
         let mut prepared: Vec<Prepared> = Vec::with_capacity(events.len());
-        for (index, ev) in events.into_iter().enumerate() {
-            let p = stored::prepare(ev, tenant, ctx.clock.as_ref())
+        for (index, (ev, digest)) in events.into_iter().enumerate() {
+            let mut p = stored::prepare(ev, tenant, ctx.clock.as_ref())
                 .map_err(|reason| AppendError::Invalid { index, reason })?;
+            p.content_digest = digest;
             let len = p.max_stored_len();
             if len > crate::frame::MAX_RECORD_LEN {
                 return Err(AppendError::TooLarge {
@@ -346,6 +358,21 @@ impl Ledger {
         }
         let t = self.tenant(tenant, true)?;
         t.append(ctx, prepared)
+    }
+
+    /// Which `(event_id, content_digest)` pairs are already in the tenant's ledger with that
+    /// digest: their receipts, in order (`None`: not there, or stored without a digest). A
+    /// different digest for a stored id is [`AppendError::Conflict`]. Read-only: a caller checks
+    /// before sealing so a replay is never protected (nor its values kept) again.
+    pub fn replays(
+        &self,
+        tenant: &TenantId,
+        probes: &[(&str, &str)],
+    ) -> Result<Vec<Option<Receipt>>, AppendError> {
+        if probes.is_empty() || !self.exists(tenant) {
+            return Ok(vec![None; probes.len()]);
+        }
+        self.tenant(tenant, false)?.replays(probes)
     }
 
     /// Whether a tenant exists in this data directory.

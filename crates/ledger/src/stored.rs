@@ -23,6 +23,7 @@ pub const SERVER_FIELDS: &[&str] = &[
     "session_seq",
     "session_prev_hash",
     "clock_skew_ms",
+    "content_digest",
     "hash",
 ];
 
@@ -49,13 +50,18 @@ pub struct Prepared {
     /// Canonical `"key":value` members of the emitter's object (with `event_id` and `tenant_id`
     /// filled in, without `caused_by`), sorted by key.
     members: Vec<(String, Vec<u8>)>,
+    /// The caller's keyed digest of what the emitter sent before any field was sealed or
+    /// tokenized ([`submitted_bytes`]); stored as `content_digest`, it is what idempotency
+    /// compares when both sides have one.
+    pub content_digest: Option<String>,
 }
 
 impl Prepared {
     /// An upper bound of the stored form's length: the members plus the most the sequencer adds
     /// (fixed fields, and per causal parent its id and a hash).
     pub fn max_stored_len(&self) -> usize {
-        let members: usize = self.members.iter().map(|m| m.1.len() + 1).sum();
+        let members: usize = self.members.iter().map(|m| m.1.len() + 1).sum::<usize>()
+            + self.content_digest.as_ref().map_or(0, |d| d.len() + 20);
         let causes: usize = self
             .caused_by
             .iter()
@@ -149,7 +155,35 @@ pub fn prepare(
         caused_by,
         occurred_at,
         members,
+        content_digest: None,
     })
+}
+
+/// The canonical bytes of what the emitter sent, with `tenant_id` filled in: for an event with
+/// an `event_id`, equal to [`submitted_content`] of its [`prepare`]d form, but taken from the
+/// event as submitted (before sealing and tokenization), so a caller can key a digest of it
+/// that no data-key rotation or erasure changes.
+pub fn submitted_bytes(event: &ValidEvent, tenant: &TenantId) -> Result<Vec<u8>, PrepareError> {
+    let tenant_id = Value::String(tenant.to_string());
+    let mut members: Vec<(&str, &Value)> = event
+        .value
+        .iter()
+        .filter(|(k, _)| k.as_str() != "tenant_id")
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    members.push(("tenant_id", &tenant_id));
+    // Top-level keys are ASCII: byte order is RFC 8785's order.
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        member(k, v, &mut out)?;
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// A UUIDv7 from the injected clock and fresh randomness: every event id agentrail assigns comes
@@ -221,6 +255,9 @@ pub fn finish(p: &Prepared, s: &ServerFields) -> Vec<u8> {
     if let Some(skew) = s.clock_skew_ms {
         extra.push(("clock_skew_ms".into(), Value::from(skew)));
     }
+    if let Some(d) = &p.content_digest {
+        extra.push(("content_digest".into(), Value::String(d.clone())));
+    }
     let extra: Vec<(String, Vec<u8>)> = extra
         .into_iter()
         .map(|(k, v)| {
@@ -284,6 +321,8 @@ pub struct StoredHeader {
     pub session_prev_hash: Option<String>,
     #[serde(default)]
     pub caused_by: Option<Vec<CauseRef>>,
+    #[serde(default)]
+    pub content_digest: Option<String>,
 }
 
 /// One resolved causal link.

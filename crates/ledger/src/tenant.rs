@@ -983,6 +983,56 @@ impl Tenant {
         Ok(receipts.into_iter().flatten().collect())
     }
 
+    /// Which of `probes` (`(event_id, content_digest)`) are already in the ledger with the same
+    /// digest: their receipts (`replayed`), in order; `None` for an id not in the ledger, or
+    /// whose stored form has no digest (only the full append can compare those). A different
+    /// digest is a conflict. Lets a caller skip protecting events that are replays.
+    pub fn replays(&self, probes: &[(&str, &str)]) -> Result<Vec<Option<Receipt>>, AppendError> {
+        let st = lock(&self.state);
+        let mut out = Vec::with_capacity(probes.len());
+        for (index, (event_id, digest)) in probes.iter().enumerate() {
+            let Some(&seq) = st.ids.get(&digest16(event_id)) else {
+                out.push(None);
+                continue;
+            };
+            let (existing, header) = self.read_header(&st, seq)?;
+            if header.content_digest.is_none() {
+                out.push(None);
+                continue;
+            }
+            match as_replay(&existing, header, event_id, Some(digest), Vec::new) {
+                Some(r) => out.push(Some(r)),
+                None => {
+                    return Err(AppendError::Conflict {
+                        index,
+                        event_id: (*event_id).to_owned(),
+                        seq,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_header(
+        &self,
+        st: &State,
+        seq: u64,
+    ) -> Result<(StoredEvent, StoredHeader), AppendError> {
+        let tenant = self.id.to_string();
+        let existing = self
+            .read_locked(st, seq)
+            .map_err(|e| AppendError::Damaged {
+                tenant: tenant.clone(),
+                reason: e.to_string(),
+            })?;
+        let header = StoredHeader::parse(&existing.bytes).map_err(|r| AppendError::Damaged {
+            tenant,
+            reason: format!("seq {seq}: {r}"),
+        })?;
+        Ok((existing, header))
+    }
+
     /// Under the state lock: resolve replays and conflicts, then write every new event.
     #[allow(clippy::type_complexity)]
     fn sequence(
@@ -1002,7 +1052,7 @@ impl Tenant {
             }
             let d = digest16(&p.event_id);
             if let Some(&j) = in_batch.get(&d) {
-                if stored::submitted_content(&batch[j]) != stored::submitted_content(p) {
+                if !same_submission(&batch[j], p) {
                     return Err(AppendError::Conflict {
                         index: i,
                         event_id: p.event_id.clone(),
@@ -1013,35 +1063,20 @@ impl Tenant {
                 continue;
             }
             if let Some(&seq) = st.ids.get(&d) {
-                let existing = self
-                    .read_locked(st, seq)
-                    .map_err(|e| AppendError::Damaged {
-                        tenant: tenant.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let header =
-                    StoredHeader::parse(&existing.bytes).map_err(|r| AppendError::Damaged {
-                        tenant: tenant.clone(),
-                        reason: format!("seq {seq}: {r}"),
-                    })?;
-                let same_id = header.event_id == p.event_id;
-                let same = same_id
-                    && stored::submitted_content_of_stored(&existing.bytes).ok()
-                        == Some(stored::submitted_content(p));
-                if !same {
-                    return Err(AppendError::Conflict {
-                        index: i,
-                        event_id: p.event_id.clone(),
-                        seq,
-                    });
+                let (existing, header) = self.read_header(st, seq)?;
+                let digest = p.content_digest.as_deref();
+                match as_replay(&existing, header, &p.event_id, digest, || {
+                    stored::submitted_content(p)
+                }) {
+                    Some(r) => receipts[i] = Some(r),
+                    None => {
+                        return Err(AppendError::Conflict {
+                            index: i,
+                            event_id: p.event_id.clone(),
+                            seq,
+                        });
+                    }
                 }
-                receipts[i] = Some(Receipt {
-                    event_id: p.event_id.clone(),
-                    seq,
-                    hash: to_hex(&existing.hash),
-                    received_at: header.received_at,
-                    replayed: true,
-                });
                 continue;
             }
             in_batch.insert(d, i);
@@ -1591,4 +1626,38 @@ impl Tenant {
         }
         Ok(out)
     }
+}
+
+/// Whether two events of one batch with the same id are the same submission: by content digest
+/// when both have one, else by their content.
+fn same_submission(a: &Prepared, b: &Prepared) -> bool {
+    match (&a.content_digest, &b.content_digest) {
+        (Some(x), Some(y)) => x == y,
+        _ => stored::submitted_content(a) == stored::submitted_content(b),
+    }
+}
+
+/// A stored event as a replay of a submission of `event_id`: its receipt if the content is the
+/// same — by content digest when both sides have one (what the emitter sent, whatever keys
+/// sealed it since), else by the submitted content `content()` against the stored content.
+/// `None`: different content.
+fn as_replay(
+    existing: &StoredEvent,
+    header: StoredHeader,
+    event_id: &str,
+    digest: Option<&str>,
+    content: impl FnOnce() -> Vec<u8>,
+) -> Option<Receipt> {
+    let same = header.event_id == event_id
+        && match (digest, header.content_digest.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => stored::submitted_content_of_stored(&existing.bytes).ok() == Some(content()),
+        };
+    same.then(|| Receipt {
+        event_id: event_id.to_owned(),
+        seq: existing.seq,
+        hash: to_hex(&existing.hash),
+        received_at: header.received_at,
+        replayed: true,
+    })
 }

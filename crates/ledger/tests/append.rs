@@ -120,6 +120,94 @@ fn replays_return_the_original_receipt_and_conflicts_write_nothing() {
 }
 
 #[test]
+fn content_digests_decide_replays_when_both_sides_have_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    let t = tenant("acme");
+    let with = |ev, d: &str| (ev, Some(d.to_owned()));
+    let first = l
+        .append_digested(&t, vec![with(event(0, 1), "d0"), with(event(1, 1), "d1")])
+        .unwrap();
+    assert_eq!(stored(&l, &t, 0)["content_digest"], "d0");
+    // The digest is a server field: stripped from what the emitter sent.
+    let bytes = l.read(&t, 0).unwrap().bytes;
+    let submitted = agentrail_ledger::stored::submitted_content_of_stored(&bytes).unwrap();
+    assert!(
+        !String::from_utf8(submitted)
+            .unwrap()
+            .contains("content_digest")
+    );
+
+    // Other stored bytes (as after sealing with a rotated key), same digest: a replay.
+    let resealed =
+        validate_bytes(br#"{"schema_version":"1","event_id":"e1","event_type":"custom.resealed"}"#)
+            .unwrap();
+    let again = l.append_digested(&t, vec![with(resealed, "d1")]).unwrap();
+    assert!(again[0].replayed);
+    assert_eq!(
+        (again[0].seq, &again[0].hash),
+        (first[1].seq, &first[1].hash)
+    );
+    // Same bytes, another digest: different submitted content, a conflict.
+    let err = l
+        .append_digested(&t, vec![with(event(1, 1), "other")])
+        .unwrap_err();
+    assert!(matches!(err, AppendError::Conflict { seq: 1, .. }), "{err}");
+    // Within one batch too.
+    let err = l
+        .append_digested(&t, vec![with(event(2, 1), "a"), with(event(2, 1), "b")])
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::Conflict { index: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(l.size(&t).unwrap(), 2);
+
+    // The read-only check a caller makes before sealing.
+    let probes = l
+        .replays(&t, &[("e1", "d1"), ("e9", "d9"), ("e0", "d0")])
+        .unwrap();
+    assert_eq!(
+        probes
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.seq))
+            .collect::<Vec<_>>(),
+        vec![Some(1), None, Some(0)]
+    );
+    let err = l.replays(&t, &[("e9", "d9"), ("e1", "x")]).unwrap_err();
+    assert!(
+        matches!(&err, AppendError::Conflict { index: 1, seq: 1, event_id } if event_id == "e1"),
+        "{err}"
+    );
+    // Stored without a digest: only the full append can compare it; unknown tenant: nothing.
+    l.append(&t, vec![event(3, 1)]).unwrap();
+    assert!(l.replays(&t, &[("e3", "d3")]).unwrap()[0].is_none());
+    assert!(l.replays(&tenant("globex"), &[("e1", "d1")]).unwrap()[0].is_none());
+    assert!(!l.exists(&tenant("globex")));
+    // A digested re-send of an event stored without one falls back to its content.
+    assert!(
+        l.append_digested(&t, vec![with(event(3, 1), "d3")])
+            .unwrap()[0]
+            .replayed
+    );
+}
+
+#[test]
+fn submitted_bytes_are_the_submitted_content_of_the_prepared_event() {
+    let t = tenant("acme");
+    let clock = clock();
+    for body in [
+        r#"{"schema_version":"1","event_id":"x","event_type":"custom.a","caused_by":["p","q"],"payload":{"z":1,"a":"é"}}"#,
+        r#"{"schema_version":"1","event_id":"x","event_type":"custom.a","tenant_id":"acme"}"#,
+    ] {
+        let ev = validate_bytes(body.as_bytes()).unwrap();
+        let direct = agentrail_ledger::stored::submitted_bytes(&ev, &t).unwrap();
+        let p = agentrail_ledger::stored::prepare(ev, &t, clock.as_ref()).unwrap();
+        assert_eq!(direct, agentrail_ledger::stored::submitted_content(&p));
+    }
+}
+
+#[test]
 fn events_for_another_tenant_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path());
