@@ -32,6 +32,32 @@ pub fn token_for(key: &TokenKey, label: &str, value: &str) -> String {
     format!("tok_{label}_{}", hex::encode(&tag[..16]))
 }
 
+/// The keyed digest of an event's submitted content (the canonical bytes of what its emitter
+/// sent, before sealing or tokenization), which idempotency compares: 32 hex digits, the first
+/// 16 bytes of HMAC-SHA256(k, tenant ‖ 0 ‖ content) under k = HMAC-SHA256(token key, 0 ‖
+/// "agentrail-content-digest/v1"). The token key is the tenant's one key that neither a data-key
+/// rotation nor a subject's erasure changes, so an identical re-send still matches; the derived
+/// key (its input starts with a 0 byte, which no token label does) keeps digests and tokens
+/// apart. Like a token, a digest lets only a holder of the key confirm a guessed content.
+pub fn content_digest(key: &TokenKey, tenant: &str, content: &[u8]) -> String {
+    let mut derive = hmac_256(&key.0);
+    derive.update(b"\0agentrail-content-digest/v1");
+    let derived: [u8; 32] = derive.finalize().into_bytes().into();
+    let mut mac = hmac_256(&derived);
+    mac.update(tenant.as_bytes());
+    mac.update(&[0]);
+    mac.update(content);
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// HMAC-SHA256 under a 32-byte key, infallibly: the key zero-padded to the 64-byte block is
+/// the same key to HMAC (RFC 2104 §2).
+fn hmac_256(key: &[u8; 32]) -> Hmac<Sha256> {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    <Hmac<Sha256> as KeyInit>::new(&block.into())
+}
+
 /// Replaces detected values in one string.
 pub fn tokenize_str(key: &TokenKey, d: &Detectors, s: &str, out: &mut Vec<Tokenized>) -> String {
     let matches = detect(s, d);
@@ -93,4 +119,30 @@ pub fn find_tokens(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn content_digest_is_keyed_per_tenant_and_apart_from_tokens() {
+        let k = TokenKey([7; 32]);
+        let d = content_digest(&k, "acme", b"{\"a\":1}");
+        assert_eq!(d.len(), 32);
+        assert!(
+            d.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(d, content_digest(&k, "acme", b"{\"a\":1}"));
+        assert_ne!(d, content_digest(&k, "acme", b"{\"a\":2}"));
+        assert_ne!(d, content_digest(&k, "globex", b"{\"a\":1}"));
+        assert_ne!(d, content_digest(&TokenKey([8; 32]), "acme", b"{\"a\":1}"));
+        // The padded-key HMAC is HMAC under the key itself.
+        let mut a = hmac_256(&[7; 32]);
+        a.update(b"x");
+        let mut b = Hmac::<Sha256>::new_from_slice(&[7; 32]).unwrap();
+        b.update(b"x");
+        assert_eq!(a.finalize().into_bytes(), b.finalize().into_bytes());
+    }
 }
