@@ -15,10 +15,12 @@ use agentrail_event::{TenantId, ValidEvent};
 use agentrail_index::{Content, Cutoffs, IndexSource};
 use agentrail_ledger::files::write_atomic;
 use agentrail_ledger::layout::DataDir;
+use agentrail_ledger::stored;
 use agentrail_ledger::sync::{HandleCache, lock};
-use agentrail_ledger::{ChainLog, Clock};
+use agentrail_ledger::{AppendError, ChainLog, Clock};
 use agentrail_vault::{
-    Aad, Detectors, TokenKey, Tokenized, Vault, is_sealed, open_field, protect_field, seal_field,
+    Aad, Detectors, TokenKey, Tokenized, Vault, content_digest, is_sealed, open_field,
+    protect_field, seal_field,
 };
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -406,6 +408,14 @@ impl Sealing<'_> {
         self.privacy.protect_batch(self.tenant, events)
     }
 
+    /// See [`Privacy::content_digests`].
+    pub fn content_digests(
+        &self,
+        events: &[ValidEvent],
+    ) -> Result<Vec<Option<String>>, ServiceError> {
+        self.privacy.content_digests(self.tenant, events)
+    }
+
     /// The batch whose values `w` holds is in the ledger: they count as kept from now on.
     pub fn commit(&self, w: TokenWrites) {
         if let Some(store) = w.store {
@@ -578,6 +588,33 @@ impl Privacy {
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
             Ok(Mutex::new(t))
         })
+    }
+
+    /// The keyed digest of what each event's emitter sent ([`agentrail_vault::content_digest`]
+    /// of [`stored::submitted_bytes`]), for the events that carry an `event_id` (the others
+    /// get a fresh one: nothing to be idempotent about).
+    fn content_digests(
+        &self,
+        tenant: &TenantId,
+        events: &[ValidEvent],
+    ) -> Result<Vec<Option<String>>, ServiceError> {
+        if !events.iter().any(|ev| ev.value.contains_key("event_id")) {
+            return Ok(vec![None; events.len()]);
+        }
+        let key = self.vault.token_key(tenant, self.clock.now())?;
+        events
+            .iter()
+            .enumerate()
+            .map(|(index, ev)| {
+                if !ev.value.contains_key("event_id") {
+                    return Ok(None);
+                }
+                // What the ledger would refuse the event for, as it would.
+                let bytes = stored::submitted_bytes(ev, tenant)
+                    .map_err(|reason| AppendError::Invalid { index, reason })?;
+                Ok(Some(content_digest(&key, tenant.as_str(), &bytes)))
+            })
+            .collect()
     }
 
     /// Tokenizes and seals the sensitive fields of a batch of events in place (assigning event

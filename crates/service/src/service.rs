@@ -578,18 +578,57 @@ impl Service {
         let receipts = self
             .privacy
             .sealing(tenant, |sealing| {
-                let written = if self.cfg.seal_sensitive_fields {
-                    Some(sealing.protect_batch(&mut events)?)
+                // Idempotency compares a keyed digest of what was sent, not the sealed bytes
+                // (which change with a rotated or erased key). Replays already in the ledger
+                // are answered before sealing: their values are never sealed or kept again (an
+                // erased subject's re-sent event stays erased).
+                let digests = sealing.content_digests(&events)?;
+                let probes: Vec<(usize, &str, &str)> = events
+                    .iter()
+                    .zip(&digests)
+                    .enumerate()
+                    .filter_map(|(i, (ev, d))| {
+                        let id = ev.value.get("event_id").and_then(Value::as_str)?;
+                        Some((i, id, d.as_deref()?))
+                    })
+                    .collect();
+                let pairs: Vec<(&str, &str)> = probes.iter().map(|p| (p.1, p.2)).collect();
+                let known = self
+                    .ledger
+                    .replays(tenant, &pairs)
+                    .map_err(|e| e.reindexed(|k| probes[k].0))?;
+                let mut answered: Vec<Option<Receipt>> = vec![None; events.len()];
+                for (p, r) in probes.iter().zip(known) {
+                    answered[p.0] = r;
+                }
+                let mut fresh = Vec::with_capacity(events.len());
+                let mut fresh_digests = Vec::with_capacity(events.len());
+                let mut at = Vec::with_capacity(events.len());
+                for (i, (ev, d)) in events.drain(..).zip(digests).enumerate() {
+                    if answered[i].is_none() {
+                        fresh.push(ev);
+                        fresh_digests.push(d);
+                        at.push(i);
+                    }
+                }
+                let written = if self.cfg.seal_sensitive_fields && !fresh.is_empty() {
+                    Some(sealing.protect_batch(&mut fresh)?)
                 } else {
                     None
                 };
-                let receipts = self.ledger.append(tenant, events)?;
+                let appended = self
+                    .ledger
+                    .append_digested(tenant, fresh.into_iter().zip(fresh_digests).collect())
+                    .map_err(|e| e.reindexed(|k| at[k]))?;
                 // Only now do the batch's token values count as kept (a refused batch's are
                 // dropped when the vault is next opened).
                 if let Some(w) = written {
                     sealing.commit(w);
                 }
-                Ok::<_, ServiceError>(receipts)
+                for (i, r) in at.into_iter().zip(appended) {
+                    answered[i] = Some(r);
+                }
+                Ok::<_, ServiceError>(answered.into_iter().flatten().collect::<Vec<_>>())
             })
             .inspect_err(|e| {
                 if e.is_storage_failure() {

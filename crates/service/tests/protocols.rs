@@ -286,3 +286,110 @@ fn a_million_line_body_is_refused_before_it_is_parsed() {
     }
     assert_eq!(env.size(), 0);
 }
+
+/// The first `tok_email_…` token in a served event.
+fn email_token(ev: &Value) -> String {
+    let text = ev.to_string();
+    let at = text.find("tok_email_").expect("an email token");
+    text[at..at + "tok_email_".len() + 32].to_owned()
+}
+
+#[test]
+fn identical_resends_after_a_rotation_and_an_erasure_are_replays() {
+    let env = env();
+    let mut tenant_wide = decision("rot-1", "-", "ticket 7 is resolved");
+    tenant_wide.as_object_mut().unwrap().remove("subject_id");
+    let alice = decision("era-1", "alice", "write to alice.w@example.com today");
+    let first = env.ingest(&[tenant_wide.clone(), alice.clone()]).unwrap();
+    let (_, served) = env.decisions().pop().unwrap();
+    let token = email_token(&served);
+    let reveal = |env: &Env| {
+        let req = common::request(env.admin.clone(), &env.tenant);
+        env.service
+            .reveal(req, std::slice::from_ref(&token))
+            .unwrap()[0]
+            .1
+            .clone()
+    };
+    assert_eq!(reveal(&env), Some(json!("alice.w@example.com")));
+    let erased = |v: Option<Value>| v.is_some_and(|v| v.get("$erased").is_some());
+
+    // After a rotation the same event seals to other bytes; it is still the same submission.
+    env.service
+        .rotate_data_key(&env.admin, &env.tenant)
+        .unwrap();
+    let again = env.ingest(&[tenant_wide.clone()]).unwrap();
+    assert!(again[0].replayed);
+    assert_eq!(
+        (again[0].seq, &again[0].hash),
+        (first[0].seq, &first[0].hash)
+    );
+    // Other content under the same id is still a conflict.
+    let mut changed = tenant_wide.clone();
+    changed["payload"]["output"]["raw"] = json!("not ok");
+    assert!(matches!(
+        env.ingest(&[changed]),
+        Err(ServiceError::Conflict { .. })
+    ));
+
+    // After the subject's erasure: a replay with the original receipt, and nothing of the
+    // re-sent content is kept again (its value stays unrevealable, across a reopen too).
+    env.service
+        .erase_subject(&env.admin, &env.tenant, "alice")
+        .unwrap();
+    assert!(erased(reveal(&env)));
+    let size = env.size();
+    let again = env.ingest(&[alice.clone(), tenant_wide.clone()]).unwrap();
+    assert!(again.iter().all(|r| r.replayed), "{again:?}");
+    assert_eq!(
+        (again[0].seq, &again[0].hash),
+        (first[1].seq, &first[1].hash)
+    );
+    assert_eq!(env.size(), size);
+    assert!(erased(reveal(&env)));
+    let served = env.decisions();
+    assert!(
+        !serde_json::to_string(&served).unwrap().contains("alice.w@"),
+        "{served:?}"
+    );
+    // A replay mixed with a new event: the new one is written, receipts stay in order.
+    let r = env
+        .ingest(&[decision("new-1", "bob", "hi"), alice.clone()])
+        .unwrap();
+    assert!(!r[0].replayed && r[1].replayed);
+    assert_eq!(r[1].seq, first[1].seq);
+    // A conflict is named at its place in the whole batch.
+    let mut alice_changed = alice.clone();
+    alice_changed["payload"]["output"]["raw"] = json!("changed");
+    match env.ingest(&[decision("new-2", "bob", "x"), alice.clone(), alice_changed]) {
+        Err(ServiceError::Conflict { details, .. }) => {
+            assert_eq!(details, vec![json!({"index": 2, "event_id": "era-1"})]);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    let dir = env._dir.path().to_path_buf();
+    let Env {
+        service,
+        tenant,
+        admin,
+        _dir,
+    } = env;
+    service.shutdown();
+    drop(service);
+    let cfg = ServiceConfig {
+        data_dir: dir,
+        verify_interval_ms: 0,
+        retention_interval_ms: 0,
+        ..ServiceConfig::default()
+    };
+    let service = Service::open(cfg).unwrap().service;
+    let env = Env {
+        service,
+        tenant,
+        admin,
+        _dir,
+    };
+    assert!(erased(reveal(&env)));
+    assert!(env.ingest(&[alice]).unwrap()[0].replayed);
+}

@@ -556,12 +556,25 @@ fn a_refused_batch_leaves_no_token_values_behind() {
             .ingest(&t, &serde_json::to_vec(evs).unwrap(), BatchFormat::Json)
     };
     send(&e, &[decision("d1", "hello")]).unwrap();
-    // A batch the ledger refuses (d1 again with other content) after its values were kept.
+    // A conflict with the ledger is found before anything is sealed: nothing is kept.
+    let refused = send(
+        &e,
+        &[
+            decision("d2", "write to early.value@example.com"),
+            decision("d1", "changed"),
+        ],
+    );
+    assert!(
+        matches!(refused, Err(ServiceError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(token_records(dir.path(), "acme"), vec![]);
+    // A batch the ledger refuses (d2 twice with different content) after its values were kept.
     let refused = send(
         &e,
         &[
             decision("d2", "write to refused.value@example.com"),
-            decision("d1", "changed"),
+            decision("d2", "changed"),
         ],
     );
     assert!(
