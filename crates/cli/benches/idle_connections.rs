@@ -1,5 +1,6 @@
-//! What an idle connection costs `agentrail serve` (a child process, its RSS from /proc), and
-//! whether memory comes back after the connections close. Prints a table; run with
+//! What hostile clients cost `agentrail serve` (a child process, its memory from /proc): an idle
+//! connection (RSS per connection, and whether memory comes back after they close), and a
+//! 10^6-line body (time to refuse it, peak RSS). Prints tables; run with
 //! `cargo bench -p agentrail --bench idle_connections`.
 
 #[path = "../tests/common/mod.rs"]
@@ -9,10 +10,14 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -39,6 +44,41 @@ fn main() {
     let addr = url.trim_start_matches("http://").to_owned();
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(500));
+    // A 10^6-line body (NDJSON and a JSON array), refused by the batch limit before parsing.
+    let key = common::tenant_key(&url, &tmp.path().join("data"), "bench", &["events:write"]);
+    let a = common::agent();
+    let ingest = format!("{url}/v1/tenants/bench/events");
+    println!(
+        "| body | bytes | status | time to answer (ms) | peak RSS before (KiB) | peak RSS after (KiB) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for round in 0..2 {
+        for (name, ct, body) in [
+            (
+                "NDJSON, 10^6 lines",
+                "application/x-ndjson",
+                b"{}\n".repeat(1_000_000),
+            ),
+            (
+                "JSON array, 10^6 items",
+                "application/json",
+                [b"[".to_vec(), b"{},".repeat(999_999), b"{}]".to_vec()].concat(),
+            ),
+        ] {
+            let len = body.len();
+            let hwm = status_kib(pid, "VmHWM:");
+            let started = std::time::Instant::now();
+            let (status, _) = common::call(&a, "POST", &ingest, &key, Some((ct, body))).unwrap();
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            println!(
+                "| {name} (round {}) | {len} | {status} | {ms:.1} | {hwm} | {} |",
+                round + 1,
+                status_kib(pid, "VmHWM:")
+            );
+        }
+    }
+    println!();
+
     println!(
         "| round | connections | RSS before (KiB) | RSS open (KiB) | per connection (KiB) | RSS 2 s after close (KiB) |"
     );
@@ -57,6 +97,7 @@ fn main() {
             open.saturating_sub(before) as f64 / n as f64
         );
     }
+
     let _ = child.kill();
     let _ = child.wait();
 }
