@@ -178,7 +178,15 @@ fn main() {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(state.clone());
-        rt.spawn(async move { axum::serve(listener, app).await });
+        // The accept loop `agentrail serve` runs (connection caps, header and body timeouts).
+        let st = state.clone();
+        rt.spawn(agentrail_server::conn::accept_loop(
+            listener,
+            app,
+            st,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
         _dir = dir;
         _rt = rt;
         Target {
