@@ -10,28 +10,11 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    common::status_kib(pid, "VmRSS:")
 }
 
 fn main() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let lim = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: lim.maximum,
-            maximum: lim.maximum,
-        },
-    );
+    agentrail_server::conn::raise_open_file_limit();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("agentrail.toml");
     std::fs::write(
@@ -66,14 +49,14 @@ fn main() {
             ),
         ] {
             let len = body.len();
-            let hwm = status_kib(pid, "VmHWM:");
+            let hwm = common::status_kib(pid, "VmHWM:");
             let started = std::time::Instant::now();
             let (status, _) = common::call(&a, "POST", &ingest, &key, Some((ct, body))).unwrap();
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             println!(
                 "| {name} (round {}) | {len} | {status} | {ms:.1} | {hwm} | {} |",
                 round + 1,
-                status_kib(pid, "VmHWM:")
+                common::status_kib(pid, "VmHWM:")
             );
         }
     }

@@ -72,36 +72,40 @@ fn config(dir: &Path, toml: &str) -> std::path::PathBuf {
     p
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+/// A server on a fresh data directory with the settings `toml` (its log in `server.log` beside
+/// the data when `log`): the temporary directory, the data directory, the child, its URL and
+/// port, and a runtime for raw connections to it.
+fn start(
+    toml: &str,
+    log: bool,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::process::Child,
+    String,
+    u16,
+    tokio::runtime::Runtime,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), toml);
+    let log = log.then(|| tmp.path().join("server.log"));
+    let (child, url, _) = common::spawn_server_with(&data, Some(&cfg), log.as_deref(), 0);
+    let p = port(&url);
+    (tmp, data, child, url, p, runtime())
 }
 
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let lim = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: lim.maximum,
-            maximum: lim.maximum,
-        },
-    );
+fn rss_kib(pid: u32) -> u64 {
+    let kib = common::status_kib(pid, "VmRSS:");
+    assert!(kib > 0, "no VmRSS for pid {pid}");
+    kib
 }
 
 #[test]
 fn a_bystander_ingests_while_500_uploads_stall() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (mut child, url, _) = common::spawn_server(&data, 0);
-    let p = port(&url);
+    let (_tmp, data, mut child, url, p, rt) = start("", false);
     let attacker = common::tenant_key(&url, &data, "attacker", &["events:write"]);
     let bystander = common::tenant_key(&url, &data, "bystander", &["events:write"]);
-    let rt = runtime();
     // 500 uploads announce 100,000 bytes, send six, and stop: from two addresses, so no
     // per-address cap turns them away. They hold no append slot while their bodies are due.
     let head = format!(
@@ -130,16 +134,11 @@ fn a_bystander_ingests_while_500_uploads_stall() {
 
 #[test]
 fn stalled_bodies_slow_headers_and_idle_connections_are_closed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let cfg = config(
-        tmp.path(),
+    let (_tmp, data, mut child, url, p, rt) = start(
         "header_read_timeout_ms = 1000\nbody_stall_timeout_ms = 1000\n",
+        false,
     );
-    let (mut child, url, _) = common::spawn_server_with(&data, Some(&cfg), None, 0);
-    let p = port(&url);
     let key = common::tenant_key(&url, &data, "acme", &["events:write"]);
-    let rt = runtime();
 
     // A body that stops: 408, and the connection is closed.
     let mut s = connect_from(&rt, "127.0.0.1", p);
@@ -209,16 +208,11 @@ fn stalled_bodies_slow_headers_and_idle_connections_are_closed() {
 
 #[test]
 fn two_thousand_idle_connections_cost_little_memory_and_caps_hold() {
-    raise_open_file_limit();
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let cfg = config(
-        tmp.path(),
+    agentrail_server::conn::raise_open_file_limit();
+    let (_tmp, _, mut child, _, p, rt) = start(
         "header_read_timeout_ms = 60000\nmax_connections_per_address = 250\n",
+        false,
     );
-    let (mut child, url, _) = common::spawn_server_with(&data, Some(&cfg), None, 0);
-    let p = port(&url);
-    let rt = runtime();
     let pid = child.id();
     // Warm up: one request served, so what follows measures connections, not first use.
     let answer = request_from(
@@ -261,14 +255,9 @@ fn two_thousand_idle_connections_cost_little_memory_and_caps_hold() {
 
 #[test]
 fn failed_authentication_is_logged_and_throttled_per_source() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let (tmp, data, mut child, url, p, rt) = start("max_auth_failures_per_minute = 5\n", true);
     let log = tmp.path().join("server.log");
-    let cfg = config(tmp.path(), "max_auth_failures_per_minute = 5\n");
-    let (mut child, url, _) = common::spawn_server_with(&data, Some(&cfg), Some(&log), 0);
-    let p = port(&url);
     let key = common::tenant_key(&url, &data, "acme", &["events:write"]);
-    let rt = runtime();
     let guess = post_event("ar_0123456789abcdef_notthesecret", "acme", EVENT);
     for _ in 0..5 {
         let a = request_from(&rt, "127.0.0.2", p, &guess);

@@ -101,3 +101,13 @@ pub fn tenant_key(url: &str, data: &Path, tenant: &str, scopes: &[&str]) -> Stri
     assert_eq!(st, 201, "{v}");
     v["key"].as_str().unwrap().to_owned()
 }
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`); 0 when it cannot be read.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
