@@ -556,30 +556,23 @@ fn a_refused_batch_leaves_no_token_values_behind() {
             .ingest(&t, &serde_json::to_vec(evs).unwrap(), BatchFormat::Json)
     };
     send(&e, &[decision("d1", "hello")]).unwrap();
+    let conflict = |second: Value, first_text: &str| {
+        let refused = send(&e, &[decision("d2", first_text), second]);
+        assert!(
+            matches!(refused, Err(ServiceError::Conflict { .. })),
+            "{refused:?}"
+        );
+    };
     // A conflict with the ledger is found before anything is sealed: nothing is kept.
-    let refused = send(
-        &e,
-        &[
-            decision("d2", "write to early.value@example.com"),
-            decision("d1", "changed"),
-        ],
-    );
-    assert!(
-        matches!(refused, Err(ServiceError::Conflict { .. })),
-        "{refused:?}"
+    conflict(
+        decision("d1", "changed"),
+        "write to early.value@example.com",
     );
     assert_eq!(token_records(dir.path(), "acme"), vec![]);
     // A batch the ledger refuses (d2 twice with different content) after its values were kept.
-    let refused = send(
-        &e,
-        &[
-            decision("d2", "write to refused.value@example.com"),
-            decision("d2", "changed"),
-        ],
-    );
-    assert!(
-        matches!(refused, Err(ServiceError::Conflict { .. })),
-        "{refused:?}"
+    conflict(
+        decision("d2", "changed"),
+        "write to refused.value@example.com",
     );
     let orphans = token_records(dir.path(), "acme");
     assert_eq!(
