@@ -114,6 +114,7 @@ pub fn parse(input: &[u8]) -> Result<Value, JsonError> {
         }
     };
     let mut p = Parser {
+        text,
         s: text.as_bytes(),
         pos: 0,
     };
@@ -161,17 +162,34 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), Canonical
         }
         Value::Object(map) => {
             out.push(b'{');
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // RFC 8785 §3.2.3: sort by the UTF-16 code units of the raw key. A map's own order is
-            // not relied on (serde_json's `preserve_order` feature changes it).
-            entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
-            for (i, (k, v)) in entries.into_iter().enumerate() {
+            // RFC 8785 §3.2.3: sorted by the UTF-16 code units of the raw key. A map's own order
+            // is not relied on (serde_json's `preserve_order` feature changes it), only checked:
+            // usually it is that order already, and nothing needs collecting or sorting.
+            let mut keys = map.keys();
+            let mut prev = keys.next();
+            let in_order = keys.all(|k| {
+                let ok = prev.is_none_or(|p| utf16_cmp(p, k) == Ordering::Less);
+                prev = Some(k);
+                ok
+            });
+            let mut write = |i: usize, k: &str, v: &Value| {
                 if i > 0 {
                     out.push(b',');
                 }
                 write_string(k, out);
                 out.push(b':');
-                write_canonical(v, out)?;
+                write_canonical(v, out)
+            };
+            if in_order {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    write(i, k, v)?;
+                }
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    write(i, k, v)?;
+                }
             }
             out.push(b'}');
         }
@@ -223,20 +241,20 @@ fn write_f64(f: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(buf.format_finite(f).as_bytes());
 }
 
-/// Writes a string with the escaping of ECMAScript `JSON.stringify` (RFC 8785 §3.2.2.2).
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// Writes a string with the escaping of ECMAScript `JSON.stringify` (RFC 8785 §3.2.2.2): the
+/// canonical form of `Value::String(s)`, without building one.
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
     // Copy runs of bytes that need no escaping in one go; only `"`, `\\` and controls do.
-    while let Some(rel) = bytes[start..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
-        let i = start + rel;
+    loop {
+        let i = start + plain_run(&bytes[start..]);
         out.extend_from_slice(&bytes[start..i]);
-        let b = bytes[i];
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -254,8 +272,33 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
         }
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// How many leading bytes of `bytes` are string content that needs no escaping: no `"`, no
+/// `\\`, no control character (< 0x20). Strings are most of an event's bytes and this is the
+/// loop they go through when parsed and when canonicalized, so it looks at eight bytes at a
+/// time (the classic "has a byte less than n" word test, exact for whether any byte matches).
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let hit = has_below(w, 0x20)
+            | has_below(w ^ (ONES * u64::from(b'"')), 1)
+            | has_below(w ^ (ONES * u64::from(b'\\')), 1);
+        if hit != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..]
+        .iter()
+        .position(|&b| special(b))
+        .unwrap_or(bytes.len() - i)
 }
 
 /// Builds the public error: line and column from the offset, path from the segments collected
@@ -321,6 +364,9 @@ struct Fail {
 }
 
 struct Parser<'a> {
+    /// The input, known to be UTF-8 ...
+    text: &'a str,
+    /// ... and its bytes.
     s: &'a [u8],
     pos: usize,
 }
@@ -609,14 +655,9 @@ impl Parser<'_> {
         let s = self.s;
         loop {
             let run_start = self.pos;
-            while let Some(&b) = s.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
-            // The run lies between ASCII delimiters of a valid UTF-8 text, so it is valid UTF-8.
-            out.push_str(&String::from_utf8_lossy(&s[run_start..self.pos]));
+            self.pos += plain_run(&s[self.pos..]);
+            // The run lies between ASCII delimiters of a UTF-8 text: on character boundaries.
+            out.push_str(&self.text[run_start..self.pos]);
             match s.get(self.pos) {
                 None => return Err(self.fail(JsonErrorKind::UnexpectedEnd)),
                 Some(b'"') => {
@@ -823,24 +864,18 @@ impl<'a> Canon<'a> {
         let start = self.pos;
         let mut owned: Option<Vec<u8>> = None;
         loop {
-            // Skip the run of bytes that need no attention in one go: find the next quote or
-            // backslash (SIMD), then make sure no raw control character hides before it.
+            // Skip the run of bytes that need no attention in one go.
             let rest = &self.s[self.pos..];
-            let Some(run) = memchr::memchr2(b'"', b'\\', rest) else {
-                self.pos = self.s.len();
-                return Err(self.fail("unterminated string"));
-            };
-            if let Some(c) = rest[..run].iter().position(|&b| b < 0x20) {
-                self.pos += c;
-                return Err(self.fail("unescaped control character"));
-            }
+            let run = plain_run(rest);
             if let Some(o) = &mut owned {
                 o.extend_from_slice(&rest[..run]);
             }
             self.pos += run;
-            match self.s[self.pos] {
-                b'"' => break,
-                b'\\' => {
+            match self.s.get(self.pos).copied() {
+                None => return Err(self.fail("unterminated string")),
+                Some(b) if b < 0x20 => return Err(self.fail("unescaped control character")),
+                Some(b'"') => break,
+                Some(_) => {
                     let decoded = match self.s.get(self.pos + 1) {
                         Some(b'"') => b'"',
                         Some(b'\\') => b'\\',
@@ -883,7 +918,6 @@ impl<'a> Canon<'a> {
                     }
                     self.pos += len;
                 }
-                _ => return Err(self.fail("unescaped control character")),
             }
         }
         let end = self.pos;
@@ -1198,6 +1232,29 @@ mod tests {
             r#""\u0000\u0001\u001f\b\t\n\f\r\u007f\u2028 \/ é \ud83d\ude00""#,
             "\"\\u0000\\u0001\\u001f\\b\\t\\n\\f\\r\u{7f}\u{2028} / é 😀\"",
         );
+    }
+
+    /// The word-at-a-time scan must find every byte that needs escaping wherever it sits in
+    /// or across an eight-byte word, and nothing else (bytes ≥ 0x80, `#`, `]`, DEL, `!`).
+    #[test]
+    fn escapes_are_found_at_every_offset() {
+        let specials = [
+            "\"", "\\", "\u{0}", "\u{1f}", "\n", "\u{7f}", "é", "😀", "!", "#", "]",
+        ];
+        for len in 0..24 {
+            for at in 0..=len {
+                for sp in specials {
+                    let s = format!("{}{sp}{}", "a".repeat(at), "b".repeat(len - at));
+                    let mut out = Vec::new();
+                    write_string(&s, &mut out);
+                    assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                    assert_eq!(parse(&out).unwrap(), Value::String(s.clone()), "{s:?}");
+                    let n = plain_run(s.as_bytes());
+                    let naive = s.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\');
+                    assert_eq!(n, naive.unwrap_or(s.len()), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]

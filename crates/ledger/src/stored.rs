@@ -86,8 +86,7 @@ pub struct ServerFields {
 }
 
 fn member(key: &str, value: &Value, out: &mut Vec<u8>) -> Result<(), PrepareError> {
-    write_canonical(&Value::String(key.to_owned()), out)
-        .map_err(|e| PrepareError::Canonical(e.to_string()))?;
+    json::write_string(key, out);
     out.push(b':');
     write_canonical(value, out).map_err(|e| PrepareError::Canonical(format!("{key}: {e}")))
 }
