@@ -605,16 +605,23 @@ impl Payload {
     /// so this fails only for values that were not validated.
     pub fn from_event(event: &Event) -> Result<Payload, serde_json::Error> {
         let map = event.payload.clone().unwrap_or_default();
-        let v = Value::Object(map.clone());
         Ok(match event.event_type.as_str() {
-            "model.decision" => Payload::ModelDecision(serde_json::from_value(v)?),
-            "tool.invocation" => Payload::ToolInvocation(serde_json::from_value(v)?),
-            "human.review" => Payload::HumanReview(serde_json::from_value(v)?),
-            "agent.session.started" => Payload::SessionStarted(serde_json::from_value(v)?),
-            "agent.session.ended" => Payload::SessionEnded(serde_json::from_value(v)?),
-            "agent.spawned" => Payload::AgentSpawned(serde_json::from_value(v)?),
-            "data.access" => Payload::DataAccess(serde_json::from_value(v)?),
-            "policy.decision" => Payload::PolicyDecision(serde_json::from_value(v)?),
+            "model.decision" => Payload::ModelDecision(serde_json::from_value(Value::Object(map))?),
+            "tool.invocation" => {
+                Payload::ToolInvocation(serde_json::from_value(Value::Object(map))?)
+            }
+            "human.review" => Payload::HumanReview(serde_json::from_value(Value::Object(map))?),
+            "agent.session.started" => {
+                Payload::SessionStarted(serde_json::from_value(Value::Object(map))?)
+            }
+            "agent.session.ended" => {
+                Payload::SessionEnded(serde_json::from_value(Value::Object(map))?)
+            }
+            "agent.spawned" => Payload::AgentSpawned(serde_json::from_value(Value::Object(map))?),
+            "data.access" => Payload::DataAccess(serde_json::from_value(Value::Object(map))?),
+            "policy.decision" => {
+                Payload::PolicyDecision(serde_json::from_value(Value::Object(map))?)
+            }
             _ => Payload::Custom(map),
         })
     }

@@ -151,8 +151,9 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
     // agentrail's own markers of sealed and erased fields are never content: a client-supplied
     // `{"$enc": …}` would be stored as if sealed (its text in clear in every file) and opened
     // for readers. Refused wherever it appears.
-    let mut segs = Vec::new();
-    reserved_markers(&value, &mut segs, &mut problems);
+    if has_reserved_marker(&value) {
+        reserved_markers(&value, &mut Vec::new(), &mut problems);
+    }
     if problems.is_empty() {
         // Checks the schema cannot express.
         if let (Some(id), Some(Value::Array(parents))) = (
@@ -285,6 +286,18 @@ fn kind_name(v: &Value) -> &'static str {
 
 /// Keys agentrail writes into stored events and no emitter may send.
 pub const RESERVED_MARKERS: [&str; 2] = ["$enc", "$erased"];
+
+/// Whether any object in `v` has a key of [`RESERVED_MARKERS`]: the walk every event takes,
+/// with no path built ([`reserved_markers`] then names where).
+fn has_reserved_marker(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, child)| RESERVED_MARKERS.contains(&k.as_str()) || has_reserved_marker(child)),
+        Value::Array(items) => items.iter().any(has_reserved_marker),
+        _ => false,
+    }
+}
 
 fn reserved_markers(v: &Value, segs: &mut Vec<Seg>, problems: &mut Vec<Problem>) {
     match v {
