@@ -1,18 +1,13 @@
 //! `agentrail`: the command-line entry point. Each subcommand lives in its own module under
 //! `commands/`; this file only parses arguments and turns errors into exit codes.
 
+mod alloc;
 mod client;
 mod commands;
 mod input;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of the system allocator: ingest, sealing and indexing allocate many small
-/// JSON values; measured with `cargo bench -p agentrail-server --bench http_ingest` on the 2-core
-/// VM, alternating runs, it raised HTTP ingest by 22–36% (privacy on and off, 1 and 4
-/// connections).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -238,16 +238,18 @@ fn two_thousand_idle_connections_cost_little_memory_and_caps_hold() {
     let full = rss_kib(pid);
     let per = (full.saturating_sub(before)) as f64 / 2000.0;
     drop(idle);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
     let after = rss_kib(pid);
     eprintln!(
         "RSS {before} KiB, with 2,000 idle connections {full} KiB ({per:.1} KiB each), after they closed {after} KiB"
     );
     // Generous bounds (the benchmark measures precisely): the goal is 64 KiB a connection.
     assert!(per <= 256.0, "{per:.1} KiB per idle connection");
+    // Their memory is given back (workers collect their heaps when idle): at most half of
+    // what they took stays.
     assert!(
-        after <= before + 64 * 1024,
-        "{after} KiB after the connections closed, {before} KiB before"
+        after <= before + (full.saturating_sub(before)) / 2 + 4 * 1024,
+        "{after} KiB after the connections closed, {before} KiB before, {full} KiB open"
     );
     child.kill().unwrap();
     let _ = child.wait();

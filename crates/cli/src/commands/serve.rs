@@ -36,7 +36,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::alloc::worker_parked)
         .build()?;
+    rt.spawn(crate::alloc::tick());
     rt.block_on(agentrail_server::serve(cfg, |addr, opened| {
         let url = format!("http://{addr}");
         println!("agentrail listening on {url}");
