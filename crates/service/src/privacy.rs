@@ -19,7 +19,7 @@ use agentrail_ledger::stored;
 use agentrail_ledger::sync::{HandleCache, lock};
 use agentrail_ledger::{AppendError, ChainLog, Clock};
 use agentrail_vault::{
-    Aad, Detectors, TokenKey, Tokenized, Vault, content_digest, is_sealed, open_field,
+    Aad, ContentDigester, Detectors, TokenKey, Tokenized, Vault, is_sealed, open_field,
     protect_field, seal_field,
 };
 use jiff::Timestamp;
@@ -602,6 +602,7 @@ impl Privacy {
             return Ok(vec![None; events.len()]);
         }
         let key = self.vault.token_key(tenant, self.clock.now())?;
+        let digester = ContentDigester::new(&key, tenant.as_str());
         events
             .iter()
             .enumerate()
@@ -612,7 +613,7 @@ impl Privacy {
                 // What the ledger would refuse the event for, as it would.
                 let bytes = stored::submitted_bytes(ev, tenant)
                     .map_err(|reason| AppendError::Invalid { index, reason })?;
-                Ok(Some(content_digest(&key, tenant.as_str(), &bytes)))
+                Ok(Some(digester.digest(&bytes)))
             })
             .collect()
     }

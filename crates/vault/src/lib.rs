@@ -30,7 +30,10 @@ pub use keys::{KeyRef, TokenKey, Vault, VaultError};
 pub use seal::{
     Aad, is_sealed, open_field, open_sealed, protect_field, seal_field, sealed_content,
 };
-pub use token::{Tokenized, content_digest, find_tokens, token_for, tokenize_str, tokenize_value};
+pub use token::{
+    ContentDigester, Tokenized, content_digest, find_tokens, token_for, tokenize_str,
+    tokenize_value,
+};
 
 #[cfg(test)]
 mod tests {

@@ -40,14 +40,40 @@ pub fn token_for(key: &TokenKey, label: &str, value: &str) -> String {
 /// key (its input starts with a 0 byte, which no token label does) keeps digests and tokens
 /// apart. Like a token, a digest lets only a holder of the key confirm a guessed content.
 pub fn content_digest(key: &TokenKey, tenant: &str, content: &[u8]) -> String {
-    let mut derive = hmac_256(&key.0);
-    derive.update(b"\0agentrail-content-digest/v1");
-    let derived: [u8; 32] = derive.finalize().into_bytes().into();
-    let mut mac = hmac_256(&derived);
-    mac.update(tenant.as_bytes());
-    mac.update(&[0]);
-    mac.update(content);
-    hex::encode(&mac.finalize().into_bytes()[..16])
+    ContentDigester::new(key, tenant).digest(content)
+}
+
+/// [`content_digest`] for many events of one tenant: the key derivation and the MAC's key and
+/// tenant prefix are done once (they were a third of the digest's cost per event).
+#[derive(Clone)]
+pub struct ContentDigester {
+    /// HMAC-SHA256 under the derived key, fed `tenant ‖ 0`.
+    prefixed: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for ContentDigester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentDigester(..)")
+    }
+}
+
+impl ContentDigester {
+    pub fn new(key: &TokenKey, tenant: &str) -> ContentDigester {
+        let mut derive = hmac_256(&key.0);
+        derive.update(b"\0agentrail-content-digest/v1");
+        let derived: [u8; 32] = derive.finalize().into_bytes().into();
+        let mut prefixed = hmac_256(&derived);
+        prefixed.update(tenant.as_bytes());
+        prefixed.update(&[0]);
+        ContentDigester { prefixed }
+    }
+
+    /// The digest of `content` (canonical bytes).
+    pub fn digest(&self, content: &[u8]) -> String {
+        let mut mac = self.prefixed.clone();
+        mac.update(content);
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
 }
 
 /// HMAC-SHA256 under a 32-byte key, infallibly: the key zero-padded to the 64-byte block is
