@@ -44,10 +44,15 @@ const NOT_TLDS: [&str; 12] = [
 ];
 
 /// A plain address: it ends where the address does, its TLD is no file extension, and it is
-/// not the user part of a URL (`https://user@example.com/`).
+/// not the user part of a URL (`https://user@example.com/`) nor of an SSH or scp target
+/// (`git@github.com:acme/repo.git`: a colon with no blank after it).
 pub(super) fn plain_ok(text: &str, start: usize, end: usize) -> bool {
     let tld = text[..end].rsplit('.').next().unwrap_or_default();
+    let rest = &text[end..];
+    let host_path =
+        rest.starts_with(':') && rest[1..].chars().next().is_some_and(|c| !c.is_whitespace());
     ends_cleanly(text, end)
+        && !host_path
         && !NOT_TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
         && !text[..start].ends_with("://")
 }

@@ -6,11 +6,11 @@
 /// (the last one shorter) separated by one space.
 pub(super) const CANDIDATE: &str = concat!(
     r"(?i)(?-u:\b)[a-z]{2}[0-9]{2}",
-    r"(?:[a-z0-9]{11,30}(?-u:\b)|(?: [a-z0-9]{4}){2,}(?: [a-z0-9]{1,3})?(?-u:\b))",
+    r"(?:[a-z0-9]{11,30}(?-u:\b)|(?:[ -][a-z0-9]{4}){2,}(?:[ -][a-z0-9]{1,3})?(?-u:\b))",
 );
 
 /// What every candidate starts with, for the one-pass prefilter.
-pub(super) const TRIGGER: &str = r"(?i-u)[a-z]{2}[0-9]{2} ?[a-z0-9]{4}";
+pub(super) const TRIGGER: &str = r"(?i-u)[a-z]{2}[0-9]{2}[ -]?[a-z0-9]{4}";
 
 /// IBAN lengths by country (SWIFT IBAN registry).
 const LENGTHS: &[(&str, usize)] = &[
@@ -139,13 +139,13 @@ pub(super) fn iban_len(candidate: &str) -> Option<usize> {
     let want = country_length(b.get(..2)?)?;
     let mut chars: Vec<u8> = Vec::with_capacity(want);
     for (i, &c) in b.iter().enumerate() {
-        if c == b' ' {
+        if c == b' ' || c == b'-' {
             continue;
         }
         chars.push(c);
         if chars.len() == want {
             // Whole groups only: the cut must fall at the end of one.
-            let at_end = b.get(i + 1).is_none_or(|&n| n == b' ');
+            let at_end = b.get(i + 1).is_none_or(|&n| n == b' ' || n == b'-');
             return (at_end && mod97_ok(&chars)).then_some(i + 1);
         }
     }

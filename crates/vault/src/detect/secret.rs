@@ -28,15 +28,18 @@ pub(super) const FIXED_TRIGGER: &str =
 
 /// `<name> = <value>` where the name ends in a secret-sounding word: `password`, `db_password`,
 /// `AWS_SECRET_ACCESS_KEY`, `"api_key"`, `stripeApiKey`, `X-Api-Key`, `client_secret`, also
-/// inside escaped JSON (`{\"password\": \"…\"}`). The name must end there (`max_tokens: 512` and `password_hint: x` are not secrets). Group 1 is
-/// the name's last word, group 2 a double-quoted value, 3 a single-quoted one, 4 a bare one.
+/// inside escaped JSON (`{\"password\": \"…\"}`), in prose (`my password is hunter2`) and as a
+/// command-line flag (`--password hunter2`). The name must end there (`max_tokens: 512` and
+/// `password_hint: x` are not secrets). Group 1 is the name's last word; group 2 is set when the
+/// separator is `is`/`was`, group 3 when it is only blanks; group 4 is a double-quoted value, 5
+/// a single-quoted one, 6 a bare one.
 pub(super) const KEY_VALUE: &str = concat!(
     r#"(?i)(?-u:\b)[a-z0-9_.-]{0,40}?"#,
     r#"(api[_-]?key|apikey|api[_-]?token|secret[_-]?access[_-]?key|access[_-]?key[_-]?secret"#,
     r#"|secret[_-]?key|private[_-]?key|client[_-]?secret|app[_-]?secret|secret"#,
     r#"|access[_-]?token|refresh[_-]?token|auth[_-]?token|session[_-]?token|id[_-]?token"#,
     r#"|token|password|passwd|passphrase|pwd)(?-u:\b)"#,
-    r#"(?:\\?["'])?[ \t]*(?:=|:=|:|=>)[ \t]*"#,
+    r#"(?:(?:\\?["'])?[ \t]*(?:=|:=|:|=>)[ \t]*|[ \t]+((?:is|was)[ \t]+)|([ \t]+))"#,
     r#"(?:\\?"([^"\\\r\n]{1,200})\\?"|'([^'\r\n]{1,200})'|([^\s"'`,;<>(){}\[\]\\]{1,200}))"#,
 );
 
@@ -134,10 +137,25 @@ pub(super) fn key_value_ok(name: &str, v: &str) -> bool {
 /// characters` (a word followed by more words), `password = getpass()` (a call),
 /// `token = self.token` (a dotted name).
 pub(super) fn key_value_span(text: &str, c: &Captures) -> Option<(usize, usize)> {
-    let name = c.get(1)?.as_str();
-    let v = c.get(2).or_else(|| c.get(3)).or_else(|| c.get(4))?;
+    let name = c.get(1)?;
+    let v = c.get(4).or_else(|| c.get(5)).or_else(|| c.get(6))?;
+    // Blanks alone separate a value only after a command-line flag (`--password x`); `is`
+    // only a value that is no plain word (`the password is required`).
+    let flag = text[..c.get(0)?.start()].ends_with("--") || text[..name.start()].ends_with("--");
+    if c.get(3).is_some() && (!flag || v.as_str().starts_with(['-', '$'])) {
+        return None;
+    }
+    if c.get(2).is_some()
+        && v.as_str()
+            .trim_end_matches(['.', ',', '!', '?'])
+            .chars()
+            .all(char::is_alphabetic)
+    {
+        return None;
+    }
+    let name = name.as_str();
     let mut s = v.as_str();
-    if c.get(4).is_some() {
+    if c.get(6).is_some() {
         // In a query string or form (`api_key=…&page=2`) the value ends at the `&` that starts
         // the next pair; a `&` inside a password (`Tr0ub4dor&3x`) stays.
         let next_pair = s.match_indices('&').map(|(i, _)| i).find(|&i| {
