@@ -30,11 +30,8 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
         tempfile::tempdir().unwrap()
     };
     let cfg = ServiceConfig {
-        data_dir: dir.path().to_path_buf(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
         reserve_bytes: 0,
-        ..ServiceConfig::default()
+        ..ServiceConfig::unscheduled(dir.path().to_path_buf())
     };
     let opened = Service::open(cfg).unwrap();
     let root = opened.root().unwrap();

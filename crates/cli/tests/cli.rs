@@ -317,11 +317,8 @@ fn verify_checks_the_token_vault_and_key_log() {
     let data = dir.path().join("data");
     {
         let cfg = agentrail_service::ServiceConfig {
-            data_dir: data.clone(),
-            verify_interval_ms: 0,
-            retention_interval_ms: 0,
             reserve_bytes: 0,
-            ..Default::default()
+            ..agentrail_service::ServiceConfig::unscheduled(data.clone())
         };
         let opened = agentrail_service::Service::open(cfg).unwrap();
         let s = opened.service;

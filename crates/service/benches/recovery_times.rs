@@ -40,12 +40,9 @@ fn main() {
     );
     let _ = std::fs::remove_dir_all(&base);
     let cfg = ServiceConfig {
-        data_dir: base.clone(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
         max_index_lag: u64::MAX,
         query_wait_ms: 0,
-        ..ServiceConfig::default()
+        ..ServiceConfig::unscheduled(base.clone())
     };
     let opened = Service::open(cfg.clone()).unwrap();
     let root = opened.root().unwrap();

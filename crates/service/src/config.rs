@@ -46,6 +46,20 @@ pub struct ServiceConfig {
     pub heal_after_ms: u64,
 }
 
+impl ServiceConfig {
+    /// The defaults on `data_dir`, with no scheduled verification or retention runs: for a
+    /// short-lived process (the offline `agentrail ingest`), tests, benchmarks and fuzzing,
+    /// where a background pass would only compete with the work at hand.
+    pub fn unscheduled(data_dir: impl Into<PathBuf>) -> ServiceConfig {
+        ServiceConfig {
+            data_dir: data_dir.into(),
+            verify_interval_ms: 0,
+            retention_interval_ms: 0,
+            ..ServiceConfig::default()
+        }
+    }
+}
+
 impl Default for ServiceConfig {
     fn default() -> ServiceConfig {
         ServiceConfig {

@@ -24,11 +24,8 @@ fn ten_thousand_tenants_under_a_limit_of_1024_files() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = ServiceConfig {
-        data_dir: dir.path().to_path_buf(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
         reserve_bytes: 1 << 20,
-        ..ServiceConfig::default()
+        ..ServiceConfig::unscheduled(dir.path().to_path_buf())
     };
     let opened = Service::open(cfg.clone()).unwrap();
     let root = opened.root().unwrap();

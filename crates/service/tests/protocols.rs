@@ -20,12 +20,7 @@ struct Env {
 /// A service on a fresh data directory with tenant `acme` and a principal holding every scope.
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = ServiceConfig {
-        data_dir: dir.path().to_path_buf(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
-        ..ServiceConfig::default()
-    };
+    let cfg = ServiceConfig::unscheduled(dir.path().to_path_buf());
     let opened = Service::open(cfg).unwrap();
     let root = opened.root().unwrap();
     let service = opened.service;
@@ -377,12 +372,7 @@ fn identical_resends_after_a_rotation_and_an_erasure_are_replays() {
     } = env;
     service.shutdown();
     drop(service);
-    let cfg = ServiceConfig {
-        data_dir: dir,
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
-        ..ServiceConfig::default()
-    };
+    let cfg = ServiceConfig::unscheduled(dir);
     let service = Service::open(cfg).unwrap().service;
     let env = Env {
         service,

@@ -20,13 +20,10 @@ struct Env {
 
 fn config(data: &Path) -> ServiceConfig {
     ServiceConfig {
-        data_dir: data.to_path_buf(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
         reserve_bytes: 1 << 20,
         heal_after_ms: 200,
         query_wait_ms: 2_000,
-        ..ServiceConfig::default()
+        ..ServiceConfig::unscheduled(data.to_path_buf())
     }
 }
 

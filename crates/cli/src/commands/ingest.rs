@@ -53,12 +53,7 @@ pub fn run(
         return Ok(ExitCode::FAILURE);
     }
     // A short-lived process: no scheduled verification or retention runs of its own.
-    let cfg = ServiceConfig {
-        data_dir: data_dir.to_owned(),
-        verify_interval_ms: 0,
-        retention_interval_ms: 0,
-        ..ServiceConfig::default()
-    };
+    let cfg = ServiceConfig::unscheduled(data_dir.to_owned());
     let opened = Service::open(cfg)
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
     if let Some(key) = &opened.new_root_key {
