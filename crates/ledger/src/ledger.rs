@@ -6,7 +6,7 @@ use crate::error::{AppendError, CheckpointError, LedgerOpenError, OpenError, Rea
 use crate::files::{FsyncHook, Syncer};
 use crate::layout::DataDir;
 use crate::stored::{self, Prepared};
-use crate::tenant::{Ctx, Receipt, SignedCheckpoint, StoredEvent, Tenant, lock};
+use crate::tenant::{Ctx, Held, Receipt, SignedCheckpoint, StoredEvent, Tenant, lock};
 use agentrail_event::{TenantId, ValidEvent};
 use agentrail_merkle::Hash;
 use agentrail_note::{Signer, Verifier};
@@ -360,17 +360,18 @@ impl Ledger {
         t.append(ctx, prepared)
     }
 
-    /// Which `(event_id, content_digest)` pairs are already in the tenant's ledger with that
-    /// digest: their receipts, in order (`None`: not there, or stored without a digest). A
-    /// different digest for a stored id is [`AppendError::Conflict`]. Read-only: a caller checks
-    /// before sealing so a replay is never protected (nor its values kept) again.
+    /// What the tenant's ledger holds for each `(event_id, content_digest)` pair, in order
+    /// ([`Held`]): the original receipt of a replay (same digest), the stored bytes of an event
+    /// stored without a digest, or nothing. A different digest for a stored id is
+    /// [`AppendError::Conflict`]. Read-only: a caller checks before sealing so a replay is
+    /// never protected (nor its values kept) again.
     pub fn replays(
         &self,
         tenant: &TenantId,
         probes: &[(&str, &str)],
-    ) -> Result<Vec<Option<Receipt>>, AppendError> {
+    ) -> Result<Vec<Held>, AppendError> {
         if probes.is_empty() || !self.exists(tenant) {
-            return Ok(vec![None; probes.len()]);
+            return Ok(vec![Held::Absent; probes.len()]);
         }
         self.tenant(tenant, false)?.replays(probes)
     }

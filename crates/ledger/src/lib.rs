@@ -43,7 +43,7 @@ pub use ledger::{
     Config, DEFAULT_ORIGIN_PREFIX, DEFAULT_SEGMENT_SIZE, Ledger, STATEMENT_KINDS, list_tenants,
     read_verifier,
 };
-pub use tenant::{Receipt, SignedCheckpoint, StoredEvent};
+pub use tenant::{Held, Receipt, SignedCheckpoint, StoredEvent};
 pub use verify::{TenantReport, verify_tenant};
 
 /// The origin prefix stored in a data directory (`system/origin`).

@@ -63,6 +63,19 @@ pub struct Receipt {
     pub replayed: bool,
 }
 
+/// What a tenant's ledger holds for a probed event id ([`crate::Ledger::replays`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// No event with that id.
+    Absent,
+    /// The same submission (same content digest): the original receipt.
+    Replay(Receipt),
+    /// An event with that id stored without a content digest (before the ledger kept one):
+    /// only its content can tell whether it is the same. `receipt` is the answer if it is,
+    /// `stored` its stored bytes.
+    Undigested { receipt: Receipt, stored: Vec<u8> },
+}
+
 /// One stored event as read back: its seq, hash and canonical bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -983,25 +996,35 @@ impl Tenant {
         Ok(receipts.into_iter().flatten().collect())
     }
 
-    /// Which of `probes` (`(event_id, content_digest)`) are already in the ledger with the same
-    /// digest: their receipts (`replayed`), in order; `None` for an id not in the ledger, or
-    /// whose stored form has no digest (only the full append can compare those). A different
-    /// digest is a conflict. Lets a caller skip protecting events that are replays.
-    pub fn replays(&self, probes: &[(&str, &str)]) -> Result<Vec<Option<Receipt>>, AppendError> {
+    /// What the ledger holds for each of `probes` (`(event_id, content_digest)`), in order:
+    /// [`Held::Replay`] with the original receipt when the digest is the same,
+    /// [`Held::Undigested`] for an id stored without a digest (only its content can tell),
+    /// [`Held::Absent`] for an id not in the ledger. A different digest is a conflict. Lets a
+    /// caller skip protecting events that are replays.
+    pub fn replays(&self, probes: &[(&str, &str)]) -> Result<Vec<Held>, AppendError> {
         let st = lock(&self.state);
         let mut out = Vec::with_capacity(probes.len());
         for (index, (event_id, digest)) in probes.iter().enumerate() {
             let Some(&seq) = st.ids.get(&digest16(event_id)) else {
-                out.push(None);
+                out.push(Held::Absent);
                 continue;
             };
             let (existing, header) = self.read_header(&st, seq)?;
             if header.content_digest.is_none() {
-                out.push(None);
+                if header.event_id == *event_id {
+                    let receipt = receipt_of(&existing, header, event_id);
+                    out.push(Held::Undigested {
+                        receipt,
+                        stored: existing.bytes,
+                    });
+                } else {
+                    // Another id with the same 16-byte digest: not this event.
+                    out.push(Held::Absent);
+                }
                 continue;
             }
             match as_replay(&existing, header, event_id, Some(digest), Vec::new) {
-                Some(r) => out.push(Some(r)),
+                Some(r) => out.push(Held::Replay(r)),
                 None => {
                     return Err(AppendError::Conflict {
                         index,
@@ -1653,11 +1676,16 @@ fn as_replay(
             (Some(a), Some(b)) => a == b,
             _ => stored::submitted_content_of_stored(&existing.bytes).ok() == Some(content()),
         };
-    same.then(|| Receipt {
+    same.then(|| receipt_of(existing, header, event_id))
+}
+
+/// The receipt a replay of a stored event gets: the original one, marked replayed.
+fn receipt_of(existing: &StoredEvent, header: StoredHeader, event_id: &str) -> Receipt {
+    Receipt {
         event_id: event_id.to_owned(),
         seq: existing.seq,
         hash: to_hex(&existing.hash),
         received_at: header.received_at,
         replayed: true,
-    })
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use agentrail_event::hash::to_hex;
 use agentrail_event::validate_bytes;
 use agentrail_ledger::stored::StoredHeader;
-use agentrail_ledger::{AppendError, Ledger, ReadError};
+use agentrail_ledger::{AppendError, Held, Ledger, ReadError};
 use common::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -167,22 +167,35 @@ fn content_digests_decide_replays_when_both_sides_have_one() {
     let probes = l
         .replays(&t, &[("e1", "d1"), ("e9", "d9"), ("e0", "d0")])
         .unwrap();
-    assert_eq!(
+    let seqs = |probes: &[Held]| -> Vec<Option<u64>> {
         probes
             .iter()
-            .map(|r| r.as_ref().map(|r| r.seq))
-            .collect::<Vec<_>>(),
-        vec![Some(1), None, Some(0)]
-    );
+            .map(|h| match h {
+                Held::Replay(r) => Some(r.seq),
+                Held::Absent => None,
+                Held::Undigested { .. } => panic!("stored with a digest: {h:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(seqs(&probes), vec![Some(1), None, Some(0)]);
     let err = l.replays(&t, &[("e9", "d9"), ("e1", "x")]).unwrap_err();
     assert!(
         matches!(&err, AppendError::Conflict { index: 1, seq: 1, event_id } if event_id == "e1"),
         "{err}"
     );
-    // Stored without a digest: only the full append can compare it; unknown tenant: nothing.
+    // Stored without a digest: its bytes, for the caller to compare; unknown tenant: nothing.
     l.append(&t, vec![event(3, 1)]).unwrap();
-    assert!(l.replays(&t, &[("e3", "d3")]).unwrap()[0].is_none());
-    assert!(l.replays(&tenant("globex"), &[("e1", "d1")]).unwrap()[0].is_none());
+    match &l.replays(&t, &[("e3", "d3")]).unwrap()[0] {
+        Held::Undigested { receipt, stored } => {
+            assert_eq!((receipt.seq, receipt.replayed), (2, true));
+            assert_eq!(stored, &l.read(&t, 2).unwrap().bytes);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        l.replays(&tenant("globex"), &[("e1", "d1")]).unwrap(),
+        vec![Held::Absent]
+    );
     assert!(!l.exists(&tenant("globex")));
     // A digested re-send of an event stored without one falls back to its content.
     assert!(

@@ -416,6 +416,11 @@ impl Sealing<'_> {
         self.privacy.content_digests(self.tenant, events)
     }
 
+    /// See [`Privacy::stored_digest`].
+    pub fn stored_digest(&self, stored: &[u8]) -> Result<Option<String>, ServiceError> {
+        self.privacy.stored_digest(self.tenant, stored)
+    }
+
     /// The batch whose values `w` holds is in the ledger: they count as kept from now on.
     pub fn commit(&self, w: TokenWrites) {
         if let Some(store) = w.store {
@@ -616,6 +621,95 @@ impl Privacy {
                 Ok(Some(digester.digest(&bytes)))
             })
             .collect()
+    }
+
+    /// The content digest ([`Privacy::content_digests`]) of what the emitter of a stored event
+    /// sent, recovered for an event stored before the ledger kept digests: its sealed fields
+    /// opened under the keys that sealed them (a rotation keeps the old ones) and their tokens
+    /// replaced by the values the token vault keeps. `None` when that is no longer possible:
+    /// a key or a token value was erased, or a field does not open.
+    fn stored_digest(
+        &self,
+        tenant: &TenantId,
+        stored: &[u8],
+    ) -> Result<Option<String>, ServiceError> {
+        let Ok(Value::Object(mut v)) = agentrail_event::json::parse(stored) else {
+            return Ok(None);
+        };
+        let event_id = v
+            .get("event_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        for (k, field) in v.iter_mut() {
+            if !self.recover(tenant, &event_id, k, field)? {
+                return Ok(None);
+            }
+        }
+        let Ok(stored) = agentrail_event::json::to_canonical_vec(&Value::Object(v)) else {
+            return Ok(None);
+        };
+        let Ok(submitted) = stored::submitted_content_of_stored(&stored) else {
+            return Ok(None);
+        };
+        let key = self.vault.token_key(tenant, self.clock.now())?;
+        Ok(Some(
+            ContentDigester::new(&key, tenant.as_str()).digest(&submitted),
+        ))
+    }
+
+    /// Puts back, in place, what was sent in the sealed values inside `v` (at `path`): opened
+    /// and detokenized. `false` if one no longer can be.
+    fn recover(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        path: &str,
+        v: &mut Value,
+    ) -> Result<bool, ServiceError> {
+        if !is_sealed(v) {
+            if let Value::Object(m) = v {
+                for (k, child) in m.iter_mut() {
+                    if !self.recover(tenant, event_id, &format!("{path}.{k}"), child)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            return Ok(true);
+        }
+        let Ok(mut plain) = open_field(&self.vault, tenant, Aad::new(event_id, path), v) else {
+            return Ok(false);
+        };
+        if plain.get("$erased").is_some() {
+            return Ok(false);
+        }
+        let mut tokens = Vec::new();
+        for_each_string(&mut plain, &mut |s| {
+            tokens.extend(agentrail_vault::find_tokens(s));
+            true
+        });
+        tokens.sort_unstable();
+        tokens.dedup();
+        let mut values = HashMap::new();
+        for (tok, value) in self.reveal(tenant, &tokens)? {
+            let Some(Value::String(value)) = value else {
+                // Unknown, or erased with its subject.
+                return Ok(false);
+            };
+            values.insert(tok, value);
+        }
+        let whole = for_each_string(&mut plain, &mut |s| match agentrail_vault::detokenize_str(
+            s,
+            |t| values.get(t).map(String::as_str),
+        ) {
+            Some(d) => {
+                *s = d;
+                true
+            }
+            None => false,
+        });
+        *v = plain;
+        Ok(whole)
     }
 
     /// Tokenizes and seals the sensitive fields of a batch of events in place (assigning event
@@ -887,5 +981,16 @@ impl Privacy {
             out.push((tok.clone(), value));
         }
         Ok(out)
+    }
+}
+
+/// Calls `f` on every string inside `v` (not object keys, which tokenizing leaves alone) until
+/// it returns `false`; whether it never did.
+fn for_each_string(v: &mut Value, f: &mut impl FnMut(&mut String) -> bool) -> bool {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter_mut().all(|x| for_each_string(x, f)),
+        Value::Object(m) => m.values_mut().all(|x| for_each_string(x, f)),
+        _ => true,
     }
 }

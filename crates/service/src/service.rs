@@ -25,7 +25,7 @@ use agentrail_ledger::files::write_atomic;
 use agentrail_ledger::layout::DataDir;
 use agentrail_ledger::proofs::{self, ConsistencyProof, InclusionProof};
 use agentrail_ledger::sync::lock;
-use agentrail_ledger::{Clock, Ledger, Receipt, SignedCheckpoint, SystemClock};
+use agentrail_ledger::{Clock, Held, Ledger, Receipt, SignedCheckpoint, SystemClock};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -290,6 +290,11 @@ impl Service {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The tenants' vaults, policies and token vaults: what protects sensitive fields.
+    pub fn privacy(&self) -> &Arc<Privacy> {
+        &self.privacy
     }
 
     pub fn layout(&self) -> &DataDir {
@@ -598,8 +603,18 @@ impl Service {
                     .replays(tenant, &pairs)
                     .map_err(|e| e.reindexed(|k| probes[k].0))?;
                 let mut answered: Vec<Option<Receipt>> = vec![None; events.len()];
-                for (p, r) in probes.iter().zip(known) {
-                    answered[p.0] = r;
+                for (p, held) in probes.iter().zip(known) {
+                    answered[p.0] = match held {
+                        Held::Absent => None,
+                        Held::Replay(r) => Some(r),
+                        // Stored before digests were kept: the same if what was sent, recovered
+                        // from the stored form, has the same digest (else the append compares
+                        // the stored bytes, and a rotated key makes that a conflict).
+                        Held::Undigested { receipt, stored } => {
+                            (sealing.stored_digest(&stored)?.as_deref() == Some(p.2))
+                                .then_some(receipt)
+                        }
+                    };
                 }
                 let mut fresh = Vec::with_capacity(events.len());
                 let mut fresh_digests = Vec::with_capacity(events.len());

@@ -289,6 +289,74 @@ fn email_token(ev: &Value) -> String {
     text[at..at + "tok_email_".len() + 32].to_owned()
 }
 
+/// Events stored before the ledger kept content digests (sealed and appended as earlier versions
+/// did, without one): an identical re-send after a rotation is still a replay, recognized by
+/// what was sent, recovered from the stored form; different content is a conflict; once the
+/// subject is erased nothing can tell, and the re-send stays refused.
+#[test]
+fn resends_of_events_stored_without_a_digest_survive_a_rotation() {
+    let env = env();
+    let alice = decision(
+        "old-1",
+        "alice",
+        "write to alice.w@example.com or tok_x today",
+    );
+    let mut wide = decision("old-2", "-", "ticket 7 for jane@example.com");
+    wide.as_object_mut().unwrap().remove("subject_id");
+    let ledger = env.service.ledger().clone();
+    let first = env.service.privacy().sealing(&env.tenant, |s| {
+        let mut evs: Vec<_> = [&alice, &wide]
+            .iter()
+            .map(|v| agentrail_event::validate_value((*v).clone()).unwrap())
+            .collect();
+        let w = s.protect_batch(&mut evs).unwrap();
+        let r = ledger.append(&env.tenant, evs).unwrap();
+        s.commit(w);
+        r
+    });
+    let stored = ledger.read(&env.tenant, first[0].seq).unwrap();
+    let text = String::from_utf8(stored.bytes.clone()).unwrap();
+    assert!(
+        !text.contains("content_digest") && text.contains("$enc"),
+        "{text}"
+    );
+    // Without a rotation the stored bytes compare equal, as before.
+    assert!(env.ingest(std::slice::from_ref(&alice)).unwrap()[0].replayed);
+
+    env.service
+        .rotate_data_key(&env.admin, &env.tenant)
+        .unwrap();
+    let size = env.size();
+    let again = env.ingest(&[wide.clone(), alice.clone()]).unwrap();
+    assert!(again.iter().all(|r| r.replayed), "{again:?}");
+    assert_eq!(
+        again.iter().map(|r| (r.seq, &r.hash)).collect::<Vec<_>>(),
+        vec![
+            (first[1].seq, &first[1].hash),
+            (first[0].seq, &first[0].hash)
+        ]
+    );
+    assert_eq!(env.size(), size);
+    let mut changed = alice.clone();
+    changed["payload"]["prompt"]["messages"] = json!(["write to alice.v@example.com today"]);
+    assert!(matches!(
+        env.ingest(&[changed]),
+        Err(ServiceError::Conflict { .. })
+    ));
+
+    // Erased: what was sent cannot be recovered, so it cannot be shown to be the same.
+    env.service
+        .erase_subject(&env.admin, &env.tenant, "alice")
+        .unwrap();
+    let size = env.size();
+    assert!(matches!(
+        env.ingest(&[alice]),
+        Err(ServiceError::Conflict { .. })
+    ));
+    assert_eq!(env.size(), size);
+    assert!(env.ingest(&[wide]).unwrap()[0].replayed);
+}
+
 #[test]
 fn identical_resends_after_a_rotation_and_an_erasure_are_replays() {
     let env = env();

@@ -31,8 +31,8 @@ pub use seal::{
     Aad, is_sealed, open_field, open_sealed, protect_field, seal_field, sealed_content,
 };
 pub use token::{
-    ContentDigester, Tokenized, content_digest, find_tokens, token_for, tokenize_str,
-    tokenize_value,
+    ContentDigester, Tokenized, content_digest, detokenize_str, find_tokens, token_for,
+    tokenize_str, tokenize_value,
 };
 
 #[cfg(test)]

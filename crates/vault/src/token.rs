@@ -123,28 +123,50 @@ pub fn tokenize_value(key: &TokenKey, d: &Detectors, v: &mut Value, out: &mut Ve
     }
 }
 
+/// Where tokens (`tok_<type>_<32 hex>`) occur in a text, in order.
+fn token_spans(text: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = RE
+        .get_or_init(|| regex::Regex::new(r"tok_[a-z0-9_]{1,32}_[0-9a-f]{32}").ok())
+        .as_ref();
+    re.into_iter()
+        .flat_map(move |re| re.find_iter(text))
+        .filter(move |m| {
+            // A token never continues into more word characters.
+            let next = text[m.end()..].chars().next();
+            !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(|m| m.range())
+}
+
 /// The tokens (`tok_<type>_<32 hex>`) that occur in a text, each once, in order of first
 /// occurrence.
 pub fn find_tokens(text: &str) -> Vec<String> {
-    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    let Some(re) = RE
-        .get_or_init(|| regex::Regex::new(r"tok_[a-z0-9_]{1,32}_[0-9a-f]{32}").ok())
-        .as_ref()
-    else {
-        return Vec::new();
-    };
     let mut out: Vec<String> = Vec::new();
-    for m in re.find_iter(text) {
-        // A token never continues into more word characters.
-        let next = text[m.end()..].chars().next();
-        if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-            continue;
-        }
-        if !out.iter().any(|t| t == m.as_str()) {
-            out.push(m.as_str().to_owned());
+    for r in token_spans(text) {
+        let t = &text[r];
+        if !out.iter().any(|o| o == t) {
+            out.push(t.to_owned());
         }
     }
     out
+}
+
+/// The text with every token replaced by its value (`value_of`): the inverse of
+/// [`tokenize_str`]. `None` if some token has no value.
+pub fn detokenize_str<'v>(
+    text: &str,
+    value_of: impl Fn(&str) -> Option<&'v str>,
+) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in token_spans(text) {
+        out.push_str(&text[at..r.start]);
+        out.push_str(value_of(&text[r.clone()])?);
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -170,5 +192,25 @@ mod digest_tests {
         let mut b = Hmac::<Sha256>::new_from_slice(&[7; 32]).unwrap();
         b.update(b"x");
         assert_eq!(a.finalize().into_bytes(), b.finalize().into_bytes());
+    }
+
+    #[test]
+    fn detokenizing_gives_back_what_was_tokenized() {
+        let k = TokenKey([7; 32]);
+        let d = Detectors::default();
+        let text = "mail jane@example.com, again jane@example.com; card 4111 1111 1111 1111.";
+        let mut found = Vec::new();
+        let t = tokenize_str(&k, &d, text, &mut found);
+        assert_eq!(found.len(), 3, "{t}");
+        let value = |tok: &str| {
+            found
+                .iter()
+                .find(|f| f.token == tok)
+                .map(|f| f.value.as_str())
+        };
+        assert_eq!(detokenize_str(&t, value).as_deref(), Some(text));
+        // A token without a value cannot be given back; text without tokens is itself.
+        assert_eq!(detokenize_str(&t, |_| None), None);
+        assert_eq!(detokenize_str("tok_x", |_| None).as_deref(), Some("tok_x"));
     }
 }
