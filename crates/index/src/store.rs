@@ -418,8 +418,8 @@ impl TenantIndex {
                 let v: Value =
                     serde_json::from_str(body).map_err(|e| bad(format!("stored event: {e}")))?;
                 let event_type = str_at(&v, &["event_type"]).unwrap_or_default();
-                let payload = v.get("payload").cloned().unwrap_or(Value::Null);
-                let p = |path: &[&str]| str_at(&payload, path).map(str::to_owned);
+                let payload = v.get("payload").unwrap_or(&Value::Null);
+                let p = |path: &[&str]| str_at(payload, path).map(str::to_owned);
                 let (tool_name, outcome) = if event_type == "tool.invocation" {
                     (p(&["tool", "name"]), p(&["status", "outcome"]))
                 } else {
@@ -531,8 +531,8 @@ impl TenantIndex {
                     }
                 }
                 if event_type == "human.review"
-                    && str_at(&payload, &["decision"]) == Some("reject")
-                    && let Some(decision) = str_at(&payload, &["proposed_action", "event_id"])
+                    && str_at(payload, &["decision"]) == Some("reject")
+                    && let Some(decision) = str_at(payload, &["proposed_action", "event_id"])
                 {
                     rejected_by_review
                         .execute(rusqlite::params![decision, event_id])
@@ -540,11 +540,11 @@ impl TenantIndex {
                 }
                 if event_type == "tool.invocation"
                     && let (Some(tool), Some(occurred)) = (
-                        str_at(&payload, &["tool", "name"]),
+                        str_at(payload, &["tool", "name"]),
                         str_at(&v, &["occurred_at"]).and_then(ts_ns),
                     )
                 {
-                    let failed = str_at(&payload, &["status", "outcome"]) != Some("ok");
+                    let failed = str_at(payload, &["status", "outcome"]) != Some("ok");
                     minute
                         .execute(rusqlite::params![
                             tool,
