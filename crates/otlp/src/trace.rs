@@ -3,9 +3,11 @@
 //! `gen_ai.operation.name`, else `openinference.span.kind`; what agentrail does not map is kept
 //! in `attributes`, so nothing is dropped.
 //!
-//! Message content lands only in fields the ingest operation tokenizes and seals: `prompt` and
-//! `output` of a model decision, `input` and `output` of a tool invocation, `rationale` of a
-//! review, and `payload.content` of the other kinds. It never lands in `attributes`.
+//! Message content goes to `prompt` and `output` of a model decision, `input` and `output` of a
+//! tool invocation and `rationale` of a review (fields the ingest operation tokenizes and
+//! seals), and what has no such field to `payload.content`, which is not sealed yet: this
+//! mapping is not served until it is (issue 15). The content keys it knows never land in
+//! `attributes`.
 
 use crate::value::attributes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
