@@ -68,6 +68,17 @@ impl Env {
     fn size(&self) -> u64 {
         self.service.ledger().size(&self.tenant).unwrap()
     }
+
+    /// Whether ingesting `events` is refused as an id conflict.
+    fn conflicts(&self, events: &[Value]) -> bool {
+        matches!(self.ingest(events), Err(ServiceError::Conflict { .. }))
+    }
+
+    fn erase(&self, subject: &str) {
+        self.service
+            .erase_subject(&self.admin, &self.tenant, subject)
+            .unwrap();
+    }
 }
 
 #[test]
@@ -339,20 +350,12 @@ fn resends_of_events_stored_without_a_digest_survive_a_rotation() {
     assert_eq!(env.size(), size);
     let mut changed = alice.clone();
     changed["payload"]["prompt"]["messages"] = json!(["write to alice.v@example.com today"]);
-    assert!(matches!(
-        env.ingest(&[changed]),
-        Err(ServiceError::Conflict { .. })
-    ));
+    assert!(env.conflicts(&[changed]));
 
     // Erased: what was sent cannot be recovered, so it cannot be shown to be the same.
-    env.service
-        .erase_subject(&env.admin, &env.tenant, "alice")
-        .unwrap();
+    env.erase("alice");
     let size = env.size();
-    assert!(matches!(
-        env.ingest(&[alice]),
-        Err(ServiceError::Conflict { .. })
-    ));
+    assert!(env.conflicts(&[alice]));
     assert_eq!(env.size(), size);
     assert!(env.ingest(&[wide]).unwrap()[0].replayed);
 }
@@ -390,16 +393,11 @@ fn identical_resends_after_a_rotation_and_an_erasure_are_replays() {
     // Other content under the same id is still a conflict.
     let mut changed = tenant_wide.clone();
     changed["payload"]["output"]["raw"] = json!("not ok");
-    assert!(matches!(
-        env.ingest(&[changed]),
-        Err(ServiceError::Conflict { .. })
-    ));
+    assert!(env.conflicts(&[changed]));
 
     // After the subject's erasure: a replay with the original receipt, and nothing of the
     // re-sent content is kept again (its value stays unrevealable, across a reopen too).
-    env.service
-        .erase_subject(&env.admin, &env.tenant, "alice")
-        .unwrap();
+    env.erase("alice");
     assert!(erased(reveal(&env)));
     let size = env.size();
     let again = env.ingest(&[alice.clone(), tenant_wide.clone()]).unwrap();
