@@ -173,6 +173,10 @@ pub const DEFAULT_SENSITIVE_FIELDS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Sensitive in every event type, besides the defaults of its type: `payload.content`, where
+/// intake paths (OTLP spans) put message content a type has no field for.
+pub const SENSITIVE_IN_EVERY_TYPE: &[&str] = &["payload.content"];
+
 impl EventType {
     pub fn is_custom(&self) -> bool {
         self.0.starts_with("custom.")
@@ -410,12 +414,22 @@ pub struct Decision {
     pub branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// The ids of the tool calls the model asked for; a tool invocation (or a review) naming
+    /// one in the same trace (else session) is linked to this decision by the index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(length(min = 1, max = 256)))]
+    pub tool_call_ids: Option<Vec<String>>,
 }
 
 /// Payload of `tool.invocation`. Its `caused_by` names the model decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolInvocation {
     pub tool: ToolRef,
+    /// The id the model decision gave this call (`decision.tool_call_ids`): the index links
+    /// the invocation to that decision, whichever arrives first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub call_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -499,6 +513,11 @@ pub struct ProposedAction {
     /// The event (usually a model decision) whose action was proposed to the reviewer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<EventId>,
+    /// The tool call proposed (a decision's `tool_call_ids`), when `event_id` is not known to
+    /// the emitter: the index resolves it to the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub tool_call_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

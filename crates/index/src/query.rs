@@ -392,14 +392,14 @@ impl TenantIndex {
         let mut parents = self
             .conn
             .prepare_cached(
-                "SELECT parent_event_id, parent_hash FROM causes WHERE child_seq = ?1
+                "SELECT parent_event_id, parent_hash, via FROM causes WHERE child_seq = ?1
                  ORDER BY parent_event_id",
             )
             .map_err(sql_err)?;
         let mut children = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {ROW}, c.parent_hash FROM causes c JOIN events e ON e.seq = c.child_seq
+                "SELECT {ROW}, c.parent_hash, c.via FROM causes c JOIN events e ON e.seq = c.child_seq
                  WHERE c.parent_event_id = ?1 ORDER BY e.seq"
             ))
             .map_err(sql_err)?;
@@ -407,17 +407,17 @@ impl TenantIndex {
             if d >= depth {
                 continue;
             }
-            let next: Vec<(EventRow, Option<Vec<u8>>)> = match direction {
+            let next: Vec<(EventRow, Option<Vec<u8>>, Option<String>)> = match direction {
                 Direction::Causes => {
-                    let links: Vec<(String, Option<Vec<u8>>)> = parents
-                        .query_map([node.seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let links: Vec<(String, Option<Vec<u8>>, Option<String>)> = parents
+                        .query_map([node.seq as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .map_err(sql_err)?
                         .collect::<rusqlite::Result<_>>()
                         .map_err(sql_err)?;
                     let mut out = Vec::new();
-                    for (parent, hash) in links {
+                    for (parent, hash, via) in links {
                         match self.event_by_id(&parent)? {
-                            Some(p) => out.push((p, hash)),
+                            Some(p) => out.push((p, hash, via)),
                             None => dangling.push(DanglingLink {
                                 seq: node.seq,
                                 event_id: node.event_id.clone(),
@@ -428,12 +428,12 @@ impl TenantIndex {
                     out
                 }
                 Direction::Effects => children
-                    .query_map([&node.event_id], |r| Ok((row(r)?, r.get(5)?)))
+                    .query_map([&node.event_id], |r| Ok((row(r)?, r.get(5)?, r.get(6)?)))
                     .map_err(sql_err)?
                     .collect::<rusqlite::Result<_>>()
                     .map_err(sql_err)?,
             };
-            for (other, hash) in next {
+            for (other, hash, via) in next {
                 let (cause, effect) = match direction {
                     Direction::Causes => (&other, &node),
                     Direction::Effects => (&node, &other),
@@ -442,6 +442,7 @@ impl TenantIndex {
                     cause: cause.event_id.clone(),
                     effect: effect.event_id.clone(),
                     hash_matches: hash.map(|h| TenantIndex::hex(&h) == cause.hash),
+                    via,
                 });
                 if seen.insert(other.event_id.clone()) {
                     if nodes.len() >= max_nodes {
@@ -494,8 +495,12 @@ pub struct CausalEdge {
     pub cause: String,
     pub effect: String,
     /// Whether the hash the effect recorded for its cause is the cause's hash; `None` when the
-    /// cause arrived after the effect (recorded as null).
+    /// cause arrived after the effect (recorded as null) or the link is derived (`via`).
     pub hash_matches: Option<bool>,
+    /// How the index knows the link when the effect's `caused_by` does not name it:
+    /// `"tool_call_id"` (the decision asked for the call the invocation carries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

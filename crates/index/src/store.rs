@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -59,12 +59,26 @@ CREATE INDEX IF NOT EXISTS events_review ON events(review_decision, seq) WHERE r
 CREATE INDEX IF NOT EXISTS events_proposed ON events(proposed_event_id) WHERE proposed_event_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, seq) WHERE agent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor_id, seq) WHERE actor_id IS NOT NULL;
+-- Causal links: the child's `caused_by` (via NULL), or derived by the index from a tool call
+-- id (via 'tool_call_id': the decision that asked for the call, not hash-linked).
 CREATE TABLE IF NOT EXISTS causes (
     child_seq INTEGER NOT NULL,
     parent_event_id TEXT NOT NULL,
     parent_hash BLOB,
+    via TEXT,
     PRIMARY KEY (child_seq, parent_event_id)
 ) WITHOUT ROWID;
+-- Tool call ids by scope (the trace, else the session): role 0 a decision that asked for the
+-- call (its `decision.tool_call_ids`), 1 an invocation (`call_id`), 2 a review of the proposed
+-- call (`proposed_action.tool_call_id`). Whichever arrives last makes the link.
+CREATE TABLE IF NOT EXISTS tool_calls (
+    scope TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    role INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (scope, call_id, role, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tool_calls_seq ON tool_calls(seq);
 CREATE INDEX IF NOT EXISTS causes_parent ON causes(parent_event_id);
 -- Causal links whose cause is not (yet) in the ledger; a row goes when its cause arrives.
 CREATE TABLE IF NOT EXISTS dangling (
@@ -401,6 +415,39 @@ impl TenantIndex {
             let mut token = tx
                 .prepare_cached("INSERT OR IGNORE INTO tokens (token, seq) VALUES (?1, ?2)")
                 .map_err(sql)?;
+            let mut call = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO tool_calls (scope, call_id, role, seq)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            // The first decision in the scope that asked for a call.
+            let mut decision_for = tx
+                .prepare_cached(
+                    "SELECT e.seq, e.event_id FROM tool_calls t JOIN events e ON e.seq = t.seq
+                     WHERE t.scope = ?1 AND t.call_id = ?2 AND t.role = 0 ORDER BY t.seq LIMIT 1",
+                )
+                .map_err(sql)?;
+            // Invocations, then reviews, that named a call before its decision arrived.
+            let mut waiting = tx
+                .prepare_cached(
+                    "SELECT t.role, e.seq, e.event_id, e.review_decision
+                     FROM tool_calls t JOIN events e ON e.seq = t.seq
+                     WHERE t.scope = ?1 AND t.call_id = ?2 AND t.role > 0 ORDER BY t.role, t.seq",
+                )
+                .map_err(sql)?;
+            let mut derived = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO causes (child_seq, parent_event_id, parent_hash, via)
+                     VALUES (?1, ?2, NULL, 'tool_call_id')",
+                )
+                .map_err(sql)?;
+            let mut propose = tx
+                .prepare_cached(
+                    "UPDATE events SET proposed_event_id = ?2
+                     WHERE seq = ?1 AND proposed_event_id IS NULL",
+                )
+                .map_err(sql)?;
             let mut expect = self.applied;
             for ev in events {
                 if ev.seq != expect {
@@ -434,6 +481,10 @@ impl TenantIndex {
                 } else {
                     (None, None, None)
                 };
+                // Tool call ids link within a trace, else within a session.
+                let scope = str_at(&v, &["trace", "trace_id"])
+                    .or_else(|| str_at(&v, &["session_id"]))
+                    .unwrap_or_default();
                 let (decision, reviewer, latency, proposed) = if event_type == "human.review" {
                     let latency = match (p(&["presented_at"]), p(&["decided_at"])) {
                         (Some(a), Some(b)) => ts_ns(&a)
@@ -445,7 +496,17 @@ impl TenantIndex {
                         p(&["decision"]),
                         p(&["reviewer", "id"]),
                         latency,
-                        p(&["proposed_action", "event_id"]),
+                        match (
+                            p(&["proposed_action", "event_id"]),
+                            str_at(payload, &["proposed_action", "tool_call_id"]),
+                        ) {
+                            (Some(id), _) => Some(id),
+                            (None, Some(call_id)) => decision_for
+                                .query_row(params![scope, call_id], |r| r.get::<_, String>(1))
+                                .optional()
+                                .map_err(sql)?,
+                            (None, None) => None,
+                        },
                     )
                 } else {
                     (None, None, None, None)
@@ -532,11 +593,78 @@ impl TenantIndex {
                 }
                 if event_type == "human.review"
                     && str_at(payload, &["decision"]) == Some("reject")
-                    && let Some(decision) = str_at(payload, &["proposed_action", "event_id"])
+                    && let Some(decision) = &proposed
                 {
                     rejected_by_review
                         .execute(rusqlite::params![decision, event_id])
                         .map_err(sql)?;
+                }
+                let seq = ev.seq as i64;
+                let named: Vec<(&str, i64)> = match event_type {
+                    "model.decision" => payload
+                        .get("decision")
+                        .and_then(|d| d.get("tool_call_ids"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.as_str().map(|c| (c, 0)))
+                        .collect(),
+                    "tool.invocation" => str_at(payload, &["call_id"])
+                        .map(|c| (c, 1))
+                        .into_iter()
+                        .collect(),
+                    "human.review" => str_at(payload, &["proposed_action", "tool_call_id"])
+                        .map(|c| (c, 2))
+                        .into_iter()
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (call_id, role) in named {
+                    call.execute(params![scope, call_id, role, seq])
+                        .map_err(sql)?;
+                    let first: Option<(i64, String)> = decision_for
+                        .query_row(params![scope, call_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map_err(sql)?;
+                    let Some((decision_seq, decision_id)) = first else {
+                        continue;
+                    };
+                    match role {
+                        // This decision links what named its call before it arrived.
+                        0 if decision_seq == seq => {
+                            let rows: Vec<(i64, i64, String, Option<String>)> = waiting
+                                .query_map(params![scope, call_id], |r| {
+                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                                })
+                                .map_err(sql)?
+                                .collect::<rusqlite::Result<_>>()
+                                .map_err(sql)?;
+                            for (role, other, other_id, review) in rows {
+                                if role == 1 {
+                                    derived.execute(params![other, decision_id]).map_err(sql)?;
+                                    rejected_by_cause
+                                        .execute(params![other, decision_id])
+                                        .map_err(sql)?;
+                                } else if propose
+                                    .execute(params![other, decision_id])
+                                    .map_err(sql)?
+                                    > 0
+                                    && review.as_deref() == Some("reject")
+                                {
+                                    rejected_by_review
+                                        .execute(params![decision_id, other_id])
+                                        .map_err(sql)?;
+                                }
+                            }
+                        }
+                        1 if decision_seq != seq => {
+                            derived.execute(params![seq, decision_id]).map_err(sql)?;
+                            rejected_by_cause
+                                .execute(params![seq, decision_id])
+                                .map_err(sql)?;
+                        }
+                        _ => {}
+                    }
                 }
                 if event_type == "tool.invocation"
                     && let (Some(tool), Some(occurred)) = (
@@ -643,6 +771,7 @@ impl TenantIndex {
             let b = bound(new.events_ns)?;
             for q in [
                 "DELETE FROM causes WHERE child_seq < ?1",
+                "DELETE FROM tool_calls WHERE seq < ?1",
                 "DELETE FROM dangling WHERE child_seq < ?1",
                 "DELETE FROM rejected_executions WHERE seq < ?1",
                 "DELETE FROM attrs WHERE seq < ?1",

@@ -996,3 +996,95 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         8
     );
 }
+
+#[test]
+fn tool_call_ids_link_decisions_invocations_and_reviews_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _clock) = open_ledger(dir.path());
+    let t = tenant("acme");
+    let trace = |n: u8| json!({"trace_id": format!("{n:032x}"), "span_id": "00000000000000aa"});
+    let decision = |id: &str, tr: u8, calls: &[&str]| {
+        validate_value(json!({"schema_version": "1", "event_id": id,
+            "event_type": "model.decision", "trace": trace(tr), "session_id": "s",
+            "payload": {"model": {"name": "m"},
+                        "decision": {"kind": "tool_call", "tool_call_ids": calls}}}))
+        .unwrap()
+    };
+    let tool = |id: &str, tr: u8, call: &str| {
+        validate_value(json!({"schema_version": "1", "event_id": id,
+            "event_type": "tool.invocation", "trace": trace(tr), "session_id": "s",
+            "payload": {"tool": {"name": "refund"}, "call_id": call,
+                        "status": {"outcome": "ok"}}}))
+        .unwrap()
+    };
+    let review = json!({"schema_version": "1", "event_id": "r2",
+        "event_type": "human.review", "trace": trace(2), "session_id": "s",
+        "payload": {"reviewer": {"id": "ann"}, "decision": "reject",
+                    "proposed_action": {"tool_call_id": "k"},
+                    "presented_at": "2026-08-01T00:00:00Z", "decided_at": "2026-08-01T00:00:01Z"}});
+    // Trace 1: the decision first. Trace 2: the invocation and the rejecting review first.
+    // Trace 3 reuses the call id "k" and must not link to trace 2's decision.
+    ledger
+        .append(
+            &t,
+            vec![
+                decision("d1", 1, &["c1", "c2"]),
+                tool("t1", 1, "c1"),
+                tool("t2", 2, "k"),
+                validate_value(review).unwrap(),
+                tool("t3", 3, "k"),
+            ],
+        )
+        .unwrap();
+    let mut index = TenantIndex::open(dir.path(), &t).unwrap();
+    index.catch_up(&ledger).unwrap();
+    let causes = |index: &TenantIndex, id: &str| {
+        let g = index.causal(id, Direction::Causes, 5, 100).unwrap();
+        g.edges
+            .iter()
+            .map(|e| (e.cause.clone(), e.via.clone(), e.hash_matches))
+            .collect::<Vec<_>>()
+    };
+    let via = Some("tool_call_id".to_owned());
+    assert_eq!(causes(&index, "t1"), vec![("d1".into(), via.clone(), None)]);
+    assert!(causes(&index, "t2").is_empty());
+    let rejected = |index: &TenantIndex| {
+        index
+            .anomalies(
+                &AnomalyKind::ExecutedAfterRejection,
+                &TimeRange::default(),
+                &PageReq::first(10),
+            )
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|a| a.event_id)
+            .collect::<Vec<_>>()
+    };
+    assert!(rejected(&index).is_empty());
+    // The decision arrives: the earlier invocation and review now name it.
+    ledger.append(&t, vec![decision("d2", 2, &["k"])]).unwrap();
+    index.catch_up(&ledger).unwrap();
+    assert_eq!(causes(&index, "t2"), vec![("d2".into(), via.clone(), None)]);
+    assert!(causes(&index, "t3").is_empty());
+    let reviews = index
+        .reviews(&ReviewQuery::default(), &PageReq::first(10))
+        .unwrap();
+    assert_eq!(reviews.items[0].proposed_event_id.as_deref(), Some("d2"));
+    assert_eq!(rejected(&index), vec!["t2"]);
+    let effects = index.causal("d2", Direction::Effects, 5, 100).unwrap();
+    assert_eq!(seqs(&effects.nodes), vec![2, 5]);
+    // A second decision claiming the same call does not take the link; a rebuild answers the
+    // same.
+    ledger
+        .append(&t, vec![decision("d3", 1, &["c1"]), tool("t4", 1, "c2")])
+        .unwrap();
+    index.catch_up(&ledger).unwrap();
+    assert_eq!(causes(&index, "t4"), vec![("d1".into(), via.clone(), None)]);
+    assert_eq!(causes(&index, "t1"), vec![("d1".into(), via.clone(), None)]);
+    drop(index);
+    std::fs::remove_file(index_path(dir.path(), &t)).unwrap();
+    let index = TenantIndex::open_caught_up(&ledger, &t).unwrap();
+    assert_eq!(causes(&index, "t2"), vec![("d2".into(), via, None)]);
+    assert_eq!(rejected(&index), vec!["t2"]);
+}
