@@ -42,7 +42,7 @@ fn sensitive_mut(ev: &mut ValidEvent) -> Vec<(String, &mut Value)> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let paths = sensitive_paths(&t);
+    let paths: Vec<&str> = sensitive_paths(&t).collect();
     let Some(Value::Object(payload)) = ev.value.get_mut("payload") else {
         return Vec::new();
     };

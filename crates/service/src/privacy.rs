@@ -10,7 +10,7 @@
 
 use crate::access::TenantLogs;
 use crate::error::ServiceError;
-use agentrail_event::model::DEFAULT_SENSITIVE_FIELDS;
+use agentrail_event::model::{DEFAULT_SENSITIVE_FIELDS, SENSITIVE_IN_EVERY_TYPE};
 use agentrail_event::{TenantId, ValidEvent};
 use agentrail_index::{Content, Cutoffs, IndexSource};
 use agentrail_ledger::files::write_atomic;
@@ -457,12 +457,24 @@ impl Erasing<'_> {
     }
 }
 
-/// The sensitive field paths of an event type.
-pub fn sensitive_paths(event_type: &str) -> &'static [&'static str] {
+/// The default sensitive field paths of an event type: its type's and those of every type.
+pub fn sensitive_paths(event_type: &str) -> impl Iterator<Item = &'static str> {
     DEFAULT_SENSITIVE_FIELDS
         .iter()
         .find(|(t, _)| *t == event_type)
-        .map_or(&[], |(_, p)| p)
+        .map_or(&[][..], |(_, p)| p)
+        .iter()
+        .chain(SENSITIVE_IN_EVERY_TYPE)
+        .copied()
+}
+
+fn get<'a>(m: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut cur = m.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur)
 }
 
 fn get_mut<'a>(m: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
@@ -756,10 +768,12 @@ impl Privacy {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let mut paths: Vec<&str> = sensitive_paths(&event_type).to_vec();
+        let mut paths: Vec<&str> = sensitive_paths(&event_type).collect();
         if let Some(extra) = compiled.policy.sensitive_fields.get(&event_type) {
             paths.extend(extra.iter().map(String::as_str));
         }
+        // Only the paths this event has: one without sensitive content costs nothing here.
+        paths.retain(|p| get(&ev.value, p).is_some());
         if paths.is_empty() {
             return Ok(());
         }

@@ -449,3 +449,55 @@ fn identical_resends_after_a_rotation_and_an_erasure_are_replays() {
     assert!(erased(reveal(&env)));
     assert!(env.ingest(&[alice]).unwrap()[0].replayed);
 }
+
+/// `payload.content` is sensitive in every event type (intake paths put content there that a
+/// type has no field for): sealed in the ledger, tokenized when opened; other fields stay clear.
+#[test]
+fn payload_content_is_sealed_in_every_event_type() {
+    let env = env();
+    let probe = "content.probe@example.com";
+    let events = [
+        json!({"schema_version": "1", "event_id": "c-1", "event_type": "custom.otel.span",
+            "occurred_at": "2026-11-26T01:00:00Z",
+            "payload": {"name": "chain", "content": {"input.value": format!("mail {probe}")}}}),
+        json!({"schema_version": "1", "event_id": "c-2", "event_type": "agent.spawned",
+            "session_id": "s1", "agent_id": "bot", "occurred_at": "2026-11-26T01:00:00Z",
+            "payload": {"child_agent_id": "helper", "content": [probe]}}),
+        json!({"schema_version": "1", "event_id": "c-3", "event_type": "custom.plain",
+            "occurred_at": "2026-11-26T01:00:00Z", "payload": {"note": "no content here"}}),
+    ];
+    env.ingest(&events).unwrap();
+    let req = common::request(env.admin.clone(), &env.tenant);
+    let rows = common::all_events(&env.service, &req, &EventFilter::default()).unwrap();
+    let stored: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.event).unwrap())
+        .collect();
+    assert!(
+        stored[0]["payload"]["content"].get("$enc").is_some(),
+        "{}",
+        stored[0]
+    );
+    assert!(
+        stored[1]["payload"]["content"].get("$enc").is_some(),
+        "{}",
+        stored[1]
+    );
+    assert_eq!(stored[0]["payload"]["name"], "chain");
+    assert_eq!(stored[2]["payload"], json!({"note": "no content here"}));
+    let pv = env.service.presenter(&env.tenant, true);
+    let opened = pv.one(&rows[0]);
+    let text = opened["payload"]["content"]["input.value"]
+        .as_str()
+        .unwrap();
+    assert!(text.starts_with("mail tok_email_"), "{text}");
+    let mut files = Vec::new();
+    all_files(env._dir.path(), &mut files);
+    for (p, b) in files {
+        assert!(
+            !b.windows(13).any(|w| w == b"content.probe"),
+            "{} holds the probe",
+            p.display()
+        );
+    }
+}
