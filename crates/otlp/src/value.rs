@@ -5,7 +5,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Map, Value};
 
-/// An `AnyValue` as JSON: strings, booleans and integers as themselves, doubles as numbers (a
+/// An `AnyValue` as JSON: strings, booleans and integers as themselves (one beyond ±2^53 as its
+/// decimal string), doubles as numbers (a
 /// non-finite one, which JSON cannot hold, as its name: `"NaN"`, `"inf"`), bytes as base64,
 /// arrays and key-value lists as arrays and objects; an empty value as `null`.
 pub fn any_value(v: &AnyValue) -> Value {
@@ -13,6 +14,10 @@ pub fn any_value(v: &AnyValue) -> Value {
         None | Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
         Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        // Beyond ±2^53 a JSON number is not exact (the ledger refuses it): its decimal string.
+        Some(any_value::Value::IntValue(i)) if i.unsigned_abs() > 1 << 53 => {
+            Value::String(i.to_string())
+        }
         Some(any_value::Value::IntValue(i)) => Value::from(*i),
         Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d)
             .map_or_else(|| Value::String(d.to_string()), Value::Number),
@@ -57,7 +62,9 @@ mod tests {
         let cases = [
             (any(V::StringValue("s".into())), json!("s")),
             (any(V::BoolValue(true)), json!(true)),
-            (any(V::IntValue(i64::MAX)), json!(i64::MAX)),
+            (any(V::IntValue(1 << 53)), json!(1_i64 << 53)),
+            (any(V::IntValue(-(1 << 53) - 1)), json!("-9007199254740993")),
+            (any(V::IntValue(i64::MAX)), json!("9223372036854775807")),
             (any(V::DoubleValue(0.25)), json!(0.25)),
             (any(V::DoubleValue(f64::NAN)), json!("NaN")),
             (any(V::DoubleValue(f64::INFINITY)), json!("inf")),

@@ -180,8 +180,9 @@ fn a_conversation_becomes_linked_events() {
     }
     let (tool, chat, agent, review) = (&ev[0], &ev[1], &ev[2], &ev[3]);
     assert_eq!(chat["event_id"], id(2));
-    // Parent span first, then the decision that made the tool call.
-    assert_eq!(tool["caused_by"], json!([id(1), id(2)]));
+    // The parent span; the decision that made the call is linked by its id in the index.
+    assert_eq!(tool["caused_by"], json!([id(1)]));
+    assert_eq!(tool["payload"]["call_id"], "call_1");
     assert_eq!(chat["caused_by"], json!([id(1)]));
     assert!(agent.get("caused_by").is_none());
     assert_eq!(
@@ -195,7 +196,7 @@ fn a_conversation_becomes_linked_events() {
     assert_eq!(chat["payload"]["latency_ms"], json!(250.0));
     assert_eq!(
         chat["payload"]["decision"],
-        json!({"kind": "tool_call", "tool_name": "issue_refund"})
+        json!({"kind": "tool_call", "tool_name": "issue_refund", "tool_call_ids": ["call_1"]})
     );
     assert_eq!(chat["payload"]["output"]["finish_reason"], "tool_calls");
     assert_eq!(
@@ -215,7 +216,10 @@ fn a_conversation_becomes_linked_events() {
     assert_eq!(agent["payload"]["child_agent_id"], "support");
     assert_eq!(review["payload"]["decision"], "approve");
     assert_eq!(review["payload"]["reviewer"]["role"], "support-lead");
-    assert_eq!(review["payload"]["proposed_action"]["event_id"], id(2));
+    assert_eq!(
+        review["payload"]["proposed_action"],
+        json!({"tool_call_id": "call_1"})
+    );
     assert_eq!(review["payload"]["rationale"], "within policy");
     assert_eq!(
         review["payload"]["presented_at"],
@@ -348,5 +352,214 @@ fn other_spans_are_kept_and_bad_spans_are_named() {
     assert_eq!(
         mapped[2].event,
         Err("agentrail.review.reviewer.id is required on a review".into())
+    );
+}
+
+/// A span's event does not depend on the request it came in: a re-send batched differently is
+/// the same event, which the ledger answers as a replay.
+#[test]
+fn each_span_maps_the_same_alone_or_in_a_batch() {
+    let req = conversation();
+    let together = events(&req);
+    let spans = req.resource_spans[0].scope_spans[0].spans.clone();
+    let alone: Vec<Value> = spans
+        .into_iter()
+        .flat_map(|sp| events(&request(vec![sp])))
+        .collect();
+    assert_eq!(alone, together);
+}
+
+#[test]
+fn openllmetry_and_vercel_spans_are_read() {
+    let traceloop_chat = span(
+        10,
+        None,
+        "openai.chat",
+        vec![
+            s("llm.request.type", "chat"),
+            s("gen_ai.system", "OpenAI"),
+            s("gen_ai.request.model", "gpt-4o-mini"),
+            s("gen_ai.prompt.0.role", "user"),
+            s("gen_ai.prompt.0.content", "weather in Paris?"),
+            s("gen_ai.completion.0.finish_reason", "tool_calls"),
+            s("gen_ai.completion.0.tool_calls.0.id", "call_w"),
+            s("gen_ai.completion.0.tool_calls.0.name", "get_weather"),
+            s(
+                "gen_ai.completion.0.tool_calls.0.arguments",
+                r#"{"city":"Paris"}"#,
+            ),
+        ],
+    );
+    let traceloop_tool = span(
+        11,
+        Some(10),
+        "get_weather.tool",
+        vec![
+            s("traceloop.span.kind", "tool"),
+            s("traceloop.entity.name", "get_weather"),
+            s("traceloop.entity.input", r#"{"args":["Paris"]}"#),
+            s("traceloop.entity.output", "sunny"),
+        ],
+    );
+    let vercel_model = span(
+        12,
+        None,
+        "ai.generateText.doGenerate",
+        vec![
+            s("ai.model.id", "claude-3-5-haiku"),
+            s("ai.model.provider", "anthropic.messages"),
+            i("ai.usage.promptTokens", 40),
+            i("ai.usage.completionTokens", 9),
+            s(
+                "ai.prompt.messages",
+                r#"[{"role":"user","content":"look up order 7"}]"#,
+            ),
+            s(
+                "ai.response.toolCalls",
+                r#"[{"toolCallType":"function","toolCallId":"tc_1","toolName":"lookup","args":"{}"}]"#,
+            ),
+            s("ai.response.finishReason", "tool-calls"),
+        ],
+    );
+    let vercel_tool = span(
+        13,
+        Some(12),
+        "ai.toolCall",
+        vec![
+            s("ai.toolCall.name", "lookup"),
+            s("ai.toolCall.id", "tc_1"),
+            s("ai.toolCall.args", r#"{"order":7}"#),
+            s("ai.toolCall.result", r#"{"status":"shipped"}"#),
+        ],
+    );
+    let ev = events(&request(vec![
+        traceloop_chat,
+        traceloop_tool,
+        vercel_model,
+        vercel_tool,
+    ]));
+    assert_eq!(ev[0]["event_type"], "model.decision");
+    assert_eq!(
+        ev[0]["payload"]["decision"],
+        json!({"kind": "tool_call", "tool_name": "get_weather", "tool_call_ids": ["call_w"]})
+    );
+    assert_eq!(ev[1]["event_type"], "tool.invocation");
+    assert_eq!(ev[1]["payload"]["tool"]["name"], "get_weather");
+    assert_eq!(ev[1]["payload"]["input"], json!({"args": ["Paris"]}));
+    assert_eq!(ev[1]["payload"]["output"], "sunny");
+    assert_eq!(ev[2]["event_type"], "model.decision");
+    assert_eq!(
+        ev[2]["payload"]["model"],
+        json!({"provider": "anthropic.messages", "name": "claude-3-5-haiku"})
+    );
+    assert_eq!(
+        ev[2]["payload"]["usage"],
+        json!({"input_tokens": 40, "output_tokens": 9})
+    );
+    assert_eq!(
+        ev[2]["payload"]["decision"],
+        json!({"kind": "tool_call", "tool_name": "lookup", "tool_call_ids": ["tc_1"]})
+    );
+    assert_eq!(
+        ev[2]["payload"]["prompt"]["messages"][0]["content"],
+        "look up order 7"
+    );
+    assert_eq!(ev[3]["event_type"], "tool.invocation");
+    assert_eq!(ev[3]["payload"]["call_id"], "tc_1");
+    assert_eq!(ev[3]["payload"]["output"], json!({"status": "shipped"}));
+    for e in &ev {
+        let attrs = serde_json::to_string(&e["attributes"]).unwrap();
+        for secret in ["Paris", "order 7", "shipped", "sunny"] {
+            assert!(!attrs.contains(secret), "{secret} in attributes: {attrs}");
+        }
+    }
+}
+
+/// What no field holds is still kept: span events (content events, exceptions) sealed with
+/// the payload's content, everything else in `attributes`, agentrail's own `otel.*` keys beside
+/// a span's attribute of the same name; values the ledger could not hold exactly become strings.
+#[test]
+fn nothing_of_a_span_is_dropped() {
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    let mut sp = span(
+        20,
+        None,
+        "chain",
+        vec![
+            s("otel.span.name", "user-set"),
+            i("big", i64::MAX),
+            kv("raw", any_value::Value::BytesValue(vec![1, 2, 3])),
+            s("input.value", "my card 4111 1111 1111 1111"),
+        ],
+    );
+    sp.events = vec![Event {
+        time_unix_nano: 1_700_000_000_100_000_000,
+        name: "exception".into(),
+        attributes: vec![s("exception.message", "no user jane@example.com")],
+        dropped_attributes_count: 0,
+    }];
+    sp.links = vec![Link {
+        trace_id: vec![7; 16],
+        span_id: vec![8; 8],
+        trace_state: "k=v".into(),
+        attributes: vec![s("why", "retry")],
+        ..Default::default()
+    }];
+    sp.trace_state = "vendor=1".into();
+    sp.dropped_attributes_count = 3;
+    let ev = events(&request(vec![sp])).remove(0);
+    let attrs = &ev["attributes"];
+    assert_eq!(attrs["otel.span.name"], "chain");
+    assert_eq!(attrs["otel.span.name#attribute"], "user-set");
+    assert_eq!(attrs["big"], "9223372036854775807");
+    assert_eq!(attrs["raw"], "AQID");
+    assert_eq!(attrs["otel.trace_state"], "vendor=1");
+    assert_eq!(attrs["otel.dropped_attributes_count"], 3);
+    assert_eq!(attrs["otel.links"][0]["attributes"]["why"], "retry");
+    assert_eq!(attrs["otel.links"][0]["trace_state"], "k=v");
+    let content = &ev["payload"]["content"];
+    assert_eq!(content["input.value"], "my card 4111 1111 1111 1111");
+    assert_eq!(
+        content["otel.events"][0]["attributes"]["exception.message"],
+        "no user jane@example.com"
+    );
+    let text = serde_json::to_string(attrs).unwrap();
+    assert!(!text.contains("jane@") && !text.contains("4111"), "{text}");
+}
+
+#[test]
+fn reviews_are_normalized_or_refused_by_name() {
+    let review = |decision: &str| {
+        span(
+            30,
+            None,
+            "review",
+            vec![
+                s("agentrail.review.decision", decision),
+                s("agentrail.review.reviewer.id", "ann"),
+                i("agentrail.review.presented_at", 1_700_000_000_000_000_000),
+            ],
+        )
+    };
+    let ev = events(&request(vec![review("Approved")])).remove(0);
+    assert_eq!(ev["payload"]["decision"], "approve");
+    assert_eq!(
+        ev["payload"]["presented_at"],
+        "2023-11-14T22:13:20.000000000Z"
+    );
+    let bad = map_traces(&request(vec![review("maybe")])).remove(0);
+    assert_eq!(
+        bad.event,
+        Err(
+            "agentrail.review.decision must be approve, reject, modify or escalate, not \"maybe\""
+                .into()
+        )
+    );
+    let mut timeless = span(31, None, "x", vec![]);
+    timeless.start_time_unix_nano = 0;
+    timeless.end_time_unix_nano = 0;
+    assert_eq!(
+        map_traces(&request(vec![timeless])).remove(0).event,
+        Err("start_time_unix_nano and end_time_unix_nano are both missing".into())
     );
 }
