@@ -41,5 +41,6 @@ pub use error::ServiceError;
 pub use keys::{KeyRecord, KeyStore, Principal, Scope};
 pub use privacy::Policy;
 pub use service::{
-    Consistency, Erasure, EventRef, Opened, Presenter, ReadRequest, Service, TenantInfo, reindex,
+    Accepted, Consistency, Erasure, EventRef, Opened, Presenter, ReadRequest, Service, TenantInfo,
+    reindex,
 };

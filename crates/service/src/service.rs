@@ -61,6 +61,14 @@ impl std::fmt::Debug for Service {
 }
 
 /// What opening the service did.
+/// What [`Service::ingest_each`] stored: the receipts of the accepted items (in their order)
+/// and each refused item's position with the reason.
+#[derive(Debug, Clone, Default)]
+pub struct Accepted {
+    pub receipts: Vec<Receipt>,
+    pub rejected: Vec<(usize, String)>,
+}
+
 #[derive(Debug)]
 pub struct Opened {
     pub service: Arc<Service>,
@@ -661,6 +669,88 @@ impl Service {
             .ingest_replayed
             .inc_by(receipts.iter().filter(|r| r.replayed).count() as u64);
         Ok(receipts)
+    }
+
+    /// Stores what it can of a request whose items stand alone (OTLP spans, a topic's
+    /// records): each item is an event (or why its intake could not make one); the invalid ones,
+    /// and those the ledger refuses one by one (an event id used for other content, an event
+    /// too large), are reported by position with the reason, and the others go through
+    /// [`Service::ingest_events`] together. Anything that is not about one item (disk full,
+    /// back-pressure, shutting down) refuses the whole request, as for any batch.
+    pub fn ingest_each(
+        &self,
+        tenant: &TenantId,
+        items: Vec<Result<Value, String>>,
+    ) -> Result<Accepted, ServiceError> {
+        self.admit_ingest()?;
+        self.check_batch_size(items.len())?;
+        let mut rejected = Vec::new();
+        let mut events = Vec::with_capacity(items.len());
+        let mut at = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item.and_then(|v| {
+                agentrail_event::validate_value(v).map_err(|e| {
+                    e.problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.path, p.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            }) {
+                Ok(ev) => {
+                    events.push(ev);
+                    at.push(i);
+                }
+                Err(reason) => rejected.push((i, reason)),
+            }
+        }
+        // Each refusal of one item drops it and tries the rest again: at most one round more
+        // than there are items.
+        loop {
+            if events.is_empty() {
+                break;
+            }
+            let attempt = events.clone();
+            match self.ingest_events(tenant, attempt) {
+                Ok(receipts) => {
+                    rejected.sort_by_key(|r| r.0);
+                    if !rejected.is_empty() {
+                        self.metrics.reject("invalid");
+                    }
+                    return Ok(Accepted { receipts, rejected });
+                }
+                Err(
+                    ServiceError::Conflict { message, details }
+                    | ServiceError::InvalidEvents { message, details }
+                    | ServiceError::TooLarge {
+                        code: "event_too_large",
+                        message,
+                        details,
+                    },
+                ) if details.len() == 1 && details[0]["index"].as_u64().is_some() => {
+                    let k = details[0]["index"].as_u64().unwrap_or_default() as usize;
+                    if k >= events.len() {
+                        return Err(ServiceError::internal(format!(
+                            "the ledger refused item {k} of {}: {message}",
+                            events.len()
+                        )));
+                    }
+                    events.remove(k);
+                    let reason = message
+                        .strip_prefix(&format!("event {k}: "))
+                        .unwrap_or(&message)
+                        .to_owned();
+                    rejected.push((at.remove(k), reason));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        rejected.sort_by_key(|r| r.0);
+        self.metrics.reject("invalid");
+        Ok(Accepted {
+            receipts: Vec::new(),
+            rejected,
+        })
     }
 
     // ---- reads --------------------------------------------------------------------------------
