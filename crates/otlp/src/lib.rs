@@ -10,10 +10,12 @@
 //! Pure and sync: no I/O, no service; the server decodes, the service ingests.
 
 mod decode;
+mod response;
 mod trace;
 mod value;
 
 pub use decode::{Encoding, OtlpError, decode_traces};
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+pub use response::{Signal, export_response, status_body};
 pub use trace::{MappedSpan, map_traces};
 pub use value::any_value;

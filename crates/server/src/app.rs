@@ -3,7 +3,7 @@
 //! unknown routes and methods.
 
 use crate::api::{
-    admin::*, exports::*, ingest::*, integrity::*, ops, oversight::*, privacy::*, proofs::*,
+    admin::*, exports::*, ingest::*, integrity::*, ops, otlp, oversight::*, privacy::*, proofs::*,
     queries::*,
 };
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
@@ -29,6 +29,7 @@ use utoipa_axum::routes;
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "events", description = "ingest"),
+        (name = "otlp", description = "OpenTelemetry intake (OTLP/HTTP): GenAI spans become events of the key's tenant"),
         (name = "queries", description = "the auditor's questions"),
         (name = "proofs", description = "checkpoints and Merkle proofs"),
         (name = "admin", description = "tenants, keys, access log"),
@@ -49,6 +50,8 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
         .routes(routes!(ingest, list_events))
+        .routes(routes!(otlp::traces))
+        .routes(routes!(otlp::traces_under_otlp))
         .routes(routes!(get_event))
         .routes(routes!(causes))
         .routes(routes!(effects))

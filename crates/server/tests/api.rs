@@ -209,6 +209,51 @@ async fn isolation_matrix_over_every_route() {
                 continue;
             };
             assert!(!scopes.is_empty(), "{method} {template} names no scope");
+            if !template.contains("{tenant}") && template != "/v1/tenants" {
+                // OTLP intake: the key decides the tenant. Each tenant's writer lands in its
+                // own tenant only; every other key (and root) is refused; nothing crosses.
+                assert_eq!(
+                    scopes,
+                    BTreeSet::from(["events:write".to_owned()]),
+                    "{template}"
+                );
+                let h = [("content-type", "application/json")];
+                let span = |n: u64| {
+                    json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+                        "traceId": format!("{:032x}", 0xabc0 + n),
+                        "spanId": format!("{:016x}", 0xdef0 + n),
+                        "name": "step", "startTimeUnixNano": "1780000000000000000"}]}]}]})
+                    .to_string()
+                    .into_bytes()
+                };
+                for k in [None, Some("nonsense"), Some("ar_0123456789abcdef_unknown")] {
+                    let a = s.call(&method, template, k, &h, span(0)).await;
+                    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{template} with {k:?}");
+                }
+                let (a0, b0) = (s.size("alpha"), s.size("bravo"));
+                let mut n = exercised as u64 * 100;
+                for (sc, k) in keys_a.iter().chain(&keys_b) {
+                    n += 1;
+                    let a = s.call(&method, template, Some(k), &h, span(n)).await;
+                    if *sc == "events:write" {
+                        assert_eq!(a.status, StatusCode::OK, "{template} with {sc}");
+                    } else {
+                        assert_eq!(a.status, StatusCode::FORBIDDEN, "{template} with {sc}");
+                    }
+                }
+                let a = s.call(&method, template, Some(&s.root), &h, span(0)).await;
+                assert_eq!(a.status, StatusCode::FORBIDDEN, "{template} as root");
+                assert_eq!((s.size("alpha"), s.size("bravo")), (a0 + 1, b0 + 1));
+                let read_a = s.key("alpha", &["events:read"]).await;
+                let listed = s
+                    .get("/v1/tenants/alpha/events?limit=1000", &read_a)
+                    .await
+                    .json();
+                let text = listed.to_string();
+                assert!(!text.contains(&session_id) && !text.contains(&event_id));
+                exercised += 1;
+                continue;
+            }
             let fill = |tenant: &str| {
                 let mut p = template
                     .replace("{tenant}", tenant)

@@ -81,8 +81,8 @@ fn too_large(what: &str, max: usize) -> ApiError {
 }
 
 /// A request body read into memory, counted against `max_body_memory_bytes` until dropped.
-struct HeldBody {
-    bytes: Vec<u8>,
+pub(crate) struct HeldBody {
+    pub(crate) bytes: Vec<u8>,
     _memory: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -123,7 +123,11 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
 
 /// The body, gzip-decoded if so encoded, at most `max_body_bytes` either way. It is read frame
 /// by frame, each counted against the memory for bodies as it arrives.
-async fn read_body(s: &AppState, headers: &HeaderMap, body: Body) -> Result<HeldBody, ApiError> {
+pub(crate) async fn read_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<HeldBody, ApiError> {
     use http_body_util::BodyExt;
     let max = s.cfg.max_body_bytes;
     if let Some(len) = headers
@@ -214,10 +218,27 @@ pub async fn ingest(
 ) -> Result<Json<ReceiptsBody>, ApiError> {
     let tenant = tenant(&s, &caller, &t, &[Scope::EventsWrite])?;
     let format = body_format(&headers)?;
-    let metrics = s.service.metrics();
     // The body first (its own limits: size, pace, memory), so a client that stalls holds no
     // append slot; then the bounded queue: beyond twice the append slots, refuse at once.
     let held = read_body(&s, &headers, body).await?;
+    let service = s.service.clone();
+    let receipts = with_append_slot(&s, move || {
+        Ok(service.ingest(&tenant, &held.bytes, format)?)
+    })
+    .await?;
+    Ok(Json(ReceiptsBody {
+        receipts: receipts.into_iter().map(ReceiptJson::from).collect(),
+    }))
+}
+
+/// Runs an ingest `f` on a blocking thread once it holds an append slot: counted in the bounded
+/// queue (beyond twice the slots, refused at once), waiting at most `append_wait_ms` for a
+/// slot, 503 + Retry-After otherwise. Every HTTP intake path goes through here.
+pub(crate) async fn with_append_slot<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let metrics = s.service.metrics();
     let Some(_admitted) = s.admission.admit(&s.service) else {
         metrics.reject("busy");
         return Err(busy());
@@ -231,13 +252,9 @@ pub async fn ingest(
         metrics.reject("busy");
         return Err(busy());
     };
-    let service = s.service.clone();
-    let receipts = blocking(move || {
+    blocking(move || {
         let _permit = permit;
-        Ok(service.ingest(&tenant, &held.bytes, format)?)
+        f()
     })
-    .await?;
-    Ok(Json(ReceiptsBody {
-        receipts: receipts.into_iter().map(ReceiptJson::from).collect(),
-    }))
+    .await
 }

@@ -9,6 +9,7 @@ pub mod exports;
 pub mod ingest;
 pub mod integrity;
 pub mod ops;
+pub mod otlp;
 pub mod oversight;
 pub mod privacy;
 pub mod proofs;

@@ -1,0 +1,198 @@
+//! OTLP/HTTP intake (DESIGN.md §9.1): `POST /v1/traces`, also under `/otlp/`. The key decides
+//! the tenant, never an attribute. The body is read like any ingest body (size limit after
+//! gzip, pace, memory) and admitted through the same append slots; `agentrail_otlp` decodes
+//! and maps it, and [`agentrail_service::Service::ingest_each`] stores every span that makes a
+//! valid event. Answers follow the OTLP/HTTP spec, in the request's encoding: an
+//! `ExportTraceServiceResponse` (with `partial_success` naming what was rejected) or, for a
+//! refused request, a `google.rpc.Status` with 400 / 401 / 403 / 413 / 415 / 429 / 503.
+
+use crate::api::ingest::{read_body, with_append_slot};
+use crate::error::ApiError;
+use crate::extract::{Caller, S};
+use crate::state::AppState;
+use agentrail_otlp::{Encoding, Signal};
+use agentrail_service::Scope;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// At most this many rejected items are named in a partial-success message.
+const NAMED_REJECTIONS: usize = 10;
+
+fn content_type(enc: Encoding) -> HeaderValue {
+    HeaderValue::from_static(match enc {
+        Encoding::Protobuf => "application/x-protobuf",
+        Encoding::Json => "application/json",
+    })
+}
+
+fn answer(enc: Encoding, status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(enc));
+    resp
+}
+
+/// A refused request as OTLP/HTTP says: the status, a `google.rpc.Status` body, and
+/// `Retry-After` where the client should come back.
+fn refusal(enc: Encoding, e: ApiError) -> Response {
+    let body = agentrail_otlp::status_body(enc, e.status.as_u16(), &e.message);
+    let mut resp = answer(enc, e.status, body);
+    if let Some(s) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// The tenant of the key: OTLP requests carry no tenant of their own.
+fn tenant_of(
+    s: &AppState,
+    caller: &agentrail_service::Principal,
+) -> Result<agentrail_event::TenantId, ApiError> {
+    let Some(own) = &caller.tenant else {
+        return Err(ApiError::forbidden(
+            "the root key administers tenants; export spans with a tenant key holding events:write",
+        ));
+    };
+    Ok(s.service
+        .authorize(caller, own.as_str(), &[Scope::EventsWrite])?)
+}
+
+/// Why the items at these positions were rejected, as one message.
+fn rejection_message(total: usize, labels: &[String], rejected: &[(usize, String)]) -> String {
+    let mut msg = format!("{} of {total} rejected: ", rejected.len());
+    let named: Vec<String> = rejected
+        .iter()
+        .take(NAMED_REJECTIONS)
+        .map(|(i, why)| format!("{}: {why}", labels[*i]))
+        .collect();
+    msg.push_str(&named.join("; "));
+    if rejected.len() > NAMED_REJECTIONS {
+        msg.push_str(&format!("; and {} more", rejected.len() - NAMED_REJECTIONS));
+    }
+    msg
+}
+
+async fn export(
+    s: Arc<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(enc) = Encoding::from_content_type(ct) else {
+        return refusal(
+            Encoding::Json,
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "content type {ct:?} is not OTLP: send application/x-protobuf or application/json"
+                ),
+            ),
+        );
+    };
+    match export_in(&s, caller, &headers, body, signal, enc).await {
+        Ok(body) => answer(enc, StatusCode::OK, body),
+        Err(e) => refusal(enc, e),
+    }
+}
+
+async fn export_in(
+    s: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    body: Body,
+    signal: Signal,
+    enc: Encoding,
+) -> Result<Vec<u8>, ApiError> {
+    let Caller(caller) = caller?;
+    let tenant = tenant_of(s, &caller)?;
+    let held = read_body(s, headers, body).await?;
+    let service = s.service.clone();
+    with_append_slot(s, move || {
+        let (labels, items) = match signal {
+            Signal::Traces => {
+                let req = agentrail_otlp::decode_traces(&held.bytes, enc)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                drop(held);
+                let mapped = agentrail_otlp::map_traces(&req);
+                let mut labels = Vec::with_capacity(mapped.len());
+                let mut items = Vec::with_capacity(mapped.len());
+                for (i, m) in mapped.into_iter().enumerate() {
+                    labels.push(match m.event_id {
+                        Some(id) => format!("span {i} ({id})"),
+                        None => format!("span {i}"),
+                    });
+                    items.push(m.event);
+                }
+                (labels, items)
+            }
+            Signal::Logs => {
+                return Err(ApiError::not_found("logs are not accepted yet"));
+            }
+        };
+        let total = items.len();
+        let accepted = service.ingest_each(&tenant, items)?;
+        let message = if accepted.rejected.is_empty() {
+            String::new()
+        } else {
+            rejection_message(total, &labels, &accepted.rejected)
+        };
+        Ok(agentrail_otlp::export_response(
+            signal,
+            enc,
+            accepted.rejected.len() as u64,
+            &message,
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/traces", tag = "otlp",
+    request_body(description = "An OTLP `ExportTraceServiceRequest`: protobuf (`application/x-protobuf`) or OTLP JSON (`application/json`), optionally `Content-Encoding: gzip`. Each span becomes one event (`otel-<trace_id>-<span_id>`) of the key's tenant.",
+        content((String = "application/x-protobuf"), (Object = "application/json"))),
+    security(("bearer" = ["events:write"])),
+    responses(
+        (status = 200, description = "an `ExportTraceServiceResponse` in the request's encoding: every span durable, or `partialSuccess` with `rejectedSpans` and a message naming each rejected span and why"),
+        (status = 400, description = "a malformed request (a `google.rpc.Status`; nothing was stored)"),
+        (status = 401, description = "no valid key"), (status = 403, description = "the key lacks events:write, or is the root key"),
+        (status = 408, description = "the body stalled"),
+        (status = 413, description = "the body, after decompression, is above the limit"),
+        (status = 415, description = "not an OTLP content type or encoding"),
+        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
+pub async fn traces(
+    State(s): S,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(s, caller, headers, body, Signal::Traces).await
+}
+
+#[utoipa::path(post, path = "/otlp/v1/traces", tag = "otlp",
+    request_body(description = "The same as `POST /v1/traces`, for exporters configured with an `/otlp` base path.",
+        content((String = "application/x-protobuf"), (Object = "application/json"))),
+    security(("bearer" = ["events:write"])),
+    responses(
+        (status = 200, description = "as `POST /v1/traces`"),
+        (status = 400, description = "as `POST /v1/traces`"), (status = 401, description = "no valid key"),
+        (status = 403, description = "the key lacks events:write"),
+        (status = 413, description = "too large"), (status = 415, description = "not OTLP"),
+        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
+pub async fn traces_under_otlp(
+    State(s): S,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(s, caller, headers, body, Signal::Traces).await
+}
