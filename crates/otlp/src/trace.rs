@@ -556,21 +556,30 @@ fn messages(a: &mut Attrs, json_keys: &[&str], indexed: &[(&str, &str)]) -> Opti
 
 fn model_payload(a: &mut Attrs, duration_ms: Option<f64>) -> Map<String, Value> {
     let mut p = Map::new();
-    let request = a.string(&[
-        "gen_ai.request.model",
-        "llm.request.model_name",
-        "ai.model.id",
-    ]);
+    // OpenInference names the model that answered (`llm.model_name`); the one asked for is in
+    // the invocation parameters (a JSON string, left in `attributes` as it came).
+    let invoked =
+        a.0.get("llm.invocation_parameters")
+            .and_then(Value::as_str)
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .and_then(|p| p.get("model").and_then(Value::as_str).map(str::to_owned))
+            .filter(|m| !m.is_empty());
+    let request = a
+        .string(&[
+            "gen_ai.request.model",
+            "llm.request.model_name",
+            "ai.model.id",
+        ])
+        .or(invoked);
     let response = a.string(&[
         "gen_ai.response.model",
         "llm.response.model_name",
         "ai.response.model",
+        "llm.model_name",
     ]);
-    let other = a.string(&["llm.model_name"]);
     let name = request
         .clone()
         .or_else(|| response.clone())
-        .or(other)
         .unwrap_or_else(|| "unknown".into());
     let mut model = Map::new();
     if let Some(provider) = a.string(&[
@@ -631,7 +640,11 @@ fn model_payload(a: &mut Attrs, duration_ms: Option<f64>) -> Map<String, Value> 
             f
         }
         Some(Value::Array(r)) => r.first().and_then(Value::as_str).map(str::to_owned),
-        _ => a.string(&["gen_ai.response.finish_reasons", "ai.response.finishReason"]),
+        _ => a.string(&[
+            "gen_ai.response.finish_reasons",
+            "ai.response.finishReason",
+            "llm.finish_reason",
+        ]),
     };
     let calls = raw.as_ref().map(tool_calls_in).unwrap_or_default();
     if let Some(raw) = raw {
