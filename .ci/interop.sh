@@ -2,7 +2,9 @@
 # Interop against a running `agentrail serve` (the debug binary the tests built):
 # 1. schemathesis (PyPI) fuzzes the OpenAPI document it serves: no 5xx, no response that violates
 #    the document;
-# 2. a Parquet export is read back with pyarrow (PyPI) and compared with the NDJSON export.
+# 2. a Parquet export is read back with pyarrow (PyPI) and compared with the NDJSON export;
+# 3. OpenTelemetry clients (Python SDK, openai-v2 and OpenInference instrumentations, the JS
+#    SDK's JSON exporter) send GenAI spans that are queried back (.ci/otel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${AGENTRAIL_BIN:-target/debug/agentrail}
@@ -30,6 +32,26 @@ key=$("$bin" key create --tenant st --scope events:write,events:read,export,veri
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 AGENTRAIL_KEY="$key" "$bin" ingest --tenant st examples/events.ndjson >/dev/null
 export ST_KEY="$key"
+
+# Real OpenTelemetry clients: each sends a GenAI conversation (and then the same spans again) to
+# its own tenant; the check queries every one back (.ci/otel/interop.py).
+runs=()
+for mode in manual openai-v2 openinference js-json; do
+  t="otel-$mode"
+  "$bin" tenant create "$t" >/dev/null
+  k=$("$bin" key create --tenant "$t" --scope events:write,events:read --name otel 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  case $mode in
+    js-json) node .ci/otel/export_json.mjs "$url" "$k" "$work/$mode.json" ;;
+    # Content on spans: the latest GenAI conventions (JSON-string message attributes).
+    openai-v2) OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental \
+      OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY \
+      python3 .ci/otel/interop.py emit "$mode" "$url" "$k" "$work/$mode.json" ;;
+    *) python3 .ci/otel/interop.py emit "$mode" "$url" "$k" "$work/$mode.json" ;;
+  esac
+  runs+=("$t:$k:$work/$mode.json")
+done
+python3 .ci/otel/interop.py check "$url" "$work/data" "${runs[@]}"
 
 # Parquet read by an independent reader.
 
