@@ -119,11 +119,11 @@ fn structure(v: Value) -> Value {
 }
 
 /// A span's attributes, each read at most once: what is left over goes to `attributes`.
-struct Attrs(Map<String, Value>);
+pub(crate) struct Attrs(pub(crate) Map<String, Value>);
 
 impl Attrs {
     /// The first of `keys` holding a non-empty string (taken).
-    fn string(&mut self, keys: &[&str]) -> Option<String> {
+    pub(crate) fn string(&mut self, keys: &[&str]) -> Option<String> {
         for k in keys {
             if let Some(Value::String(s)) = self.0.get(*k)
                 && !s.is_empty()
@@ -154,7 +154,7 @@ impl Attrs {
 
     /// A value that may arrive structured or as a JSON string (GenAI message attributes on
     /// spans do both): the structure, taken.
-    fn structured(&mut self, key: &str) -> Option<Value> {
+    pub(crate) fn structured(&mut self, key: &str) -> Option<Value> {
         self.0.remove(key).map(structure)
     }
 
@@ -183,16 +183,16 @@ impl Attrs {
         by_index.into_values().map(Value::Object).collect()
     }
 
-    fn take(&mut self, key: &str) -> Option<Value> {
+    pub(crate) fn take(&mut self, key: &str) -> Option<Value> {
         self.0.remove(key)
     }
 
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.0.contains_key(key)
     }
 
     /// The content-bearing attributes left (taken).
-    fn content(&mut self) -> Map<String, Value> {
+    pub(crate) fn content(&mut self) -> Map<String, Value> {
         let keys: Vec<String> = self.0.keys().filter(|k| is_content(k)).cloned().collect();
         keys.into_iter()
             .filter_map(|k| self.0.remove(&k).map(|v| (k, v)))
@@ -261,7 +261,7 @@ fn ids(span: &Span) -> Result<(String, String, Option<String>), String> {
 }
 
 /// RFC 3339 (UTC, nanoseconds) of a time in Unix nanoseconds.
-fn timestamp(ns: u64) -> Option<String> {
+pub(crate) fn timestamp(ns: u64) -> Option<String> {
     let t = jiff::Timestamp::from_nanosecond(i128::from(ns)).ok()?;
     Some(format!("{t:.9}"))
 }
@@ -320,9 +320,48 @@ fn kind(a: &Attrs, span: &Span) -> Kind {
     }
 }
 
+/// `source` fields from resource attributes (a resource attribute mapped here is not repeated
+/// in `attributes["otel.resource"]`).
+const SOURCE_KEYS: [(&str, &str); 3] = [
+    ("system", "service.name"),
+    ("version", "service.version"),
+    ("host", "host.name"),
+];
+
+/// An event's `source` from its resource (`service.*`, `host.name`) and instrumentation scope.
+pub(crate) fn source_of(resource: &Map<String, Value>, scope: &str) -> Option<Value> {
+    let mut source = Map::new();
+    for (field, key) in SOURCE_KEYS {
+        if let Some(Value::String(s)) = resource.get(key)
+            && !s.is_empty()
+        {
+            source.insert(field.into(), json!(s));
+        }
+    }
+    if !scope.is_empty() {
+        source.insert("component".into(), json!(scope));
+    }
+    (!source.is_empty()).then_some(Value::Object(source))
+}
+
+/// The resource's attributes `source` does not already hold, as `otel.resource`.
+pub(crate) fn put_resource(rest: &mut Map<String, Value>, resource: &Map<String, Value>) {
+    let unmapped: Map<String, Value> = resource
+        .iter()
+        .filter(|(k, v)| {
+            !(SOURCE_KEYS.iter().any(|(_, key)| key == k)
+                && v.as_str().is_some_and(|s| !s.is_empty()))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !unmapped.is_empty() {
+        put_reserved(rest, "otel.resource", Value::Object(unmapped));
+    }
+}
+
 /// Puts what agentrail synthesizes (`otel.*`) into `attributes`; a span attribute of the same
 /// name is kept beside it as `<key>#attribute`, so neither is lost.
-fn put_reserved(rest: &mut Map<String, Value>, key: &str, v: Value) {
+pub(crate) fn put_reserved(rest: &mut Map<String, Value>, key: &str, v: Value) {
     if let Some(theirs) = rest.insert(key.to_owned(), v) {
         rest.insert(format!("{key}#attribute"), theirs);
     }
@@ -390,23 +429,8 @@ fn span_event(
     if let Some(subject) = a.string(&["enduser.id", "user.id"]) {
         ev.insert("subject_id".into(), json!(subject));
     }
-    let mut source = Map::new();
-    for (field, key) in [
-        ("system", "service.name"),
-        ("version", "service.version"),
-        ("host", "host.name"),
-    ] {
-        if let Some(Value::String(s)) = resource.get(key)
-            && !s.is_empty()
-        {
-            source.insert(field.into(), json!(s));
-        }
-    }
-    if !scope.is_empty() {
-        source.insert("component".into(), json!(scope));
-    }
-    if !source.is_empty() {
-        ev.insert("source".into(), Value::Object(source));
+    if let Some(source) = source_of(resource, scope) {
+        ev.insert("source".into(), source);
     }
 
     let failed = span
@@ -417,7 +441,7 @@ fn span_event(
     let mut payload = match kind {
         Kind::Model => model_payload(&mut a, duration_ms),
         Kind::Tool => tool_payload(&mut a, span, failed, duration_ms),
-        Kind::Review => review_payload(&mut a, &occurred_at, span)?,
+        Kind::Review => review_payload(&mut a, &occurred_at, span.end_time_unix_nano)?,
         Kind::Agent => {
             let mut p = Map::new();
             p.insert(
@@ -530,9 +554,7 @@ fn span_event(
             put_reserved(&mut rest, key, json!(n));
         }
     }
-    if !resource.is_empty() {
-        put_reserved(&mut rest, "otel.resource", Value::Object(resource.clone()));
-    }
+    put_resource(&mut rest, resource);
     ev.insert("attributes".into(), Value::Object(rest));
     Ok(Value::Object(ev))
 }
@@ -854,10 +876,10 @@ fn review_time(a: &mut Attrs, key: &str) -> Option<String> {
 }
 
 /// `agentrail.review.*` (agentrail's own attributes; OpenTelemetry has no review convention).
-fn review_payload(
+pub(crate) fn review_payload(
     a: &mut Attrs,
     occurred_at: &str,
-    span: &Span,
+    end_ns: u64,
 ) -> Result<Map<String, Value>, String> {
     let mut p = Map::new();
     let decision = a
@@ -887,7 +909,7 @@ fn review_payload(
     let presented =
         review_time(a, "agentrail.review.presented_at").unwrap_or_else(|| occurred_at.to_owned());
     let decided = review_time(a, "agentrail.review.decided_at")
-        .or_else(|| timestamp(span.end_time_unix_nano).filter(|_| span.end_time_unix_nano > 0))
+        .or_else(|| timestamp(end_ns).filter(|_| end_ns > 0))
         .unwrap_or_else(|| occurred_at.to_owned());
     p.insert("presented_at".into(), json!(presented));
     p.insert("decided_at".into(), json!(decided));

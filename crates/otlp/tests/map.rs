@@ -339,10 +339,9 @@ fn other_spans_are_kept_and_bad_spans_are_named() {
     assert_eq!(ev["attributes"]["http.request.method"], "GET");
     assert_eq!(ev["attributes"]["otel.status.code"], "STATUS_CODE_ERROR");
     assert_eq!(ev["attributes"]["otel.status.message"], "502");
-    assert_eq!(
-        ev["attributes"]["otel.resource"]["service.name"],
-        "support-bot"
-    );
+    // Resource attributes `source` holds are not repeated; the others are kept.
+    assert_eq!(ev["source"]["version"], "1.4");
+    assert!(ev["attributes"].get("otel.resource").is_none());
     agentrail_event::validate_value(ev.clone()).unwrap();
     assert_eq!(mapped[1].event_id, None);
     assert_eq!(
