@@ -1,11 +1,13 @@
 //! HTTP ingest workload: a server in this process (real sockets, durable acknowledgements, the
 //! background indexer running) and N client threads, each with one keep-alive connection,
-//! posting NDJSON batches of 1,000 ~1 KiB events. Prints events/s, MB/s, request latency, the
+//! posting NDJSON batches of 1,000 ~1 KiB events (with `--otlp`: batches of 512, and for each
+//! connection count the same events as OTLP/HTTP protobuf GenAI spans to `/v1/traces`, 512
+//! per request as the SDK's BatchSpanProcessor sends them, native and OTLP alternated). Prints events/s, MB/s, request latency, the
 //! index lag when the clients stop and how long the index takes to catch up; then the latency
 //! of session queries while ingest runs at full speed.
 //!
 //! `cargo bench -p agentrail-server --bench http_ingest [-- --batches 60 --connections 1,4,16
-//!  --no-privacy --pii-rate 0.3 --url http://host:port --key ROOT_KEY]` (with `--url`, drives
+//!  --no-privacy --pii-rate 0.3 --otlp [--formats otlp] --url http://host:port --key ROOT_KEY]` (with `--url`, drives
 //!  that server instead; its index lag is then read from /metrics; `--no-privacy` stores
 //!  sensitive fields in clear, to measure what tokenizing and sealing cost; `--pii-rate`: the
 //!  share of prompts quoting personal data — the subject's email, in a quarter of them also a
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Events per native request (OTLP runs use the SDK's 512 for both).
 const BATCH: usize = 1000;
+const OTLP_BATCH: usize = 512;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -100,6 +104,28 @@ impl Target {
         (keys[0].clone(), keys[1].clone())
     }
 
+    /// Bytes of a tenant's files (everything but the index; the index) in a server of this
+    /// process, `(0, 0)` for a server elsewhere.
+    fn bytes_on_disk(&self, tenant: &str) -> (u64, u64) {
+        fn du(p: &std::path::Path) -> u64 {
+            std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    let m = e
+                        .metadata()
+                        .map(|m| if m.is_dir() { du(&e.path()) } else { m.len() });
+                    m.unwrap_or(0)
+                })
+                .sum()
+        }
+        let Some(s) = &self.state else { return (0, 0) };
+        let dir = s.cfg.service.data_dir.join("tenants").join(tenant);
+        let index = du(&dir.join("index"));
+        (du(&dir) - index, index)
+    }
+
     /// (total, max) index lag.
     fn lag(&self) -> (u64, u64) {
         if let Some(s) = &self.state {
@@ -120,26 +146,236 @@ impl Target {
     }
 }
 
-/// NDJSON bodies of `BATCH` events each, and their total bytes.
-fn bodies(tenant: &str, batches: usize, pii_rate: f64) -> (Vec<Vec<u8>>, usize) {
+/// Batches of `per` generated events (the same for every tenant name).
+fn generated(tenant: &str, batches: usize, per: usize, pii_rate: f64) -> Vec<Vec<Value>> {
     let profile = Profile {
         text_bytes: 700,
         pii_rate,
         ..Profile::default()
     };
     let mut g = Generator::with_profile(42, tenant, 64, profile);
-    let mut out = Vec::with_capacity(batches);
-    let mut total = 0;
-    for _ in 0..batches {
-        let mut b = Vec::with_capacity(BATCH * 1100);
-        for e in g.by_ref().take(BATCH) {
-            b.extend_from_slice(e.to_string().as_bytes());
-            b.push(b'\n');
-        }
-        total += b.len();
-        out.push(b);
-    }
+    (0..batches)
+        .map(|_| {
+            g.by_ref()
+                .take(per)
+                .map(|mut e| {
+                    // The key decides the tenant; the body names none.
+                    e.as_object_mut().map(|o| o.remove("tenant_id"));
+                    e
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// NDJSON bodies, and their total bytes.
+fn ndjson(batches: &[Vec<Value>]) -> (Vec<Vec<u8>>, usize) {
+    let out: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|b| {
+            let mut body = Vec::with_capacity(b.len() * 1100);
+            for e in b {
+                body.extend_from_slice(e.to_string().as_bytes());
+                body.push(b'\n');
+            }
+            body
+        })
+        .collect();
+    let total = out.iter().map(Vec::len).sum();
     (out, total)
+}
+
+/// The first `n` bytes of SHA-256 of `s`: stable trace and span ids from event and session ids.
+fn id_bytes(s: &str, n: usize) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())[..n].to_vec()
+}
+
+/// A generated event as the GenAI span an instrumentation would send for it: a chat span with
+/// its messages as JSON-string attributes, an execute_tool span, a review span with
+/// `agentrail.review.*`, other events as spans carrying their payload as an attribute.
+fn span_of(ev: &Value) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    let mut attrs: Vec<KeyValue> = Vec::new();
+    let mut put = |k: &str, v: any_value::Value| {
+        attrs.push(KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        })
+    };
+    let text = |v: &Value| {
+        any_value::Value::StringValue(match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let p = &ev["payload"];
+    let session = ev["session_id"].as_str().unwrap_or("none");
+    put("gen_ai.conversation.id", text(&ev["session_id"]));
+    if let Some(a) = ev["agent_id"].as_str() {
+        put("gen_ai.agent.id", any_value::Value::StringValue(a.into()));
+    }
+    if let Some(sub) = ev["subject_id"].as_str() {
+        put("enduser.id", any_value::Value::StringValue(sub.into()));
+    }
+    let name = match ev["event_type"].as_str().unwrap_or_default() {
+        "model.decision" => {
+            put(
+                "gen_ai.operation.name",
+                any_value::Value::StringValue("chat".into()),
+            );
+            put("gen_ai.provider.name", text(&p["model"]["provider"]));
+            put("gen_ai.request.model", text(&p["model"]["name"]));
+            put("gen_ai.response.model", text(&p["model"]["version"]));
+            for (k, f) in [
+                ("gen_ai.usage.input_tokens", "input_tokens"),
+                ("gen_ai.usage.output_tokens", "output_tokens"),
+            ] {
+                if let Some(n) = p["usage"][f].as_i64() {
+                    put(k, any_value::Value::IntValue(n));
+                }
+            }
+            if !p["prompt"].is_null() {
+                put("gen_ai.input.messages", text(&p["prompt"]["messages"]));
+                put(
+                    "gen_ai.output.messages",
+                    text(&json!([{"role": "assistant",
+                    "parts": [{"type": "text", "content": p["output"]["raw"]}]}])),
+                );
+            }
+            format!("chat {}", p["model"]["name"].as_str().unwrap_or_default())
+        }
+        "tool.invocation" => {
+            put(
+                "gen_ai.operation.name",
+                any_value::Value::StringValue("execute_tool".into()),
+            );
+            put("gen_ai.tool.name", text(&p["tool"]["name"]));
+            put("gen_ai.tool.call.arguments", text(&p["input"]));
+            format!(
+                "execute_tool {}",
+                p["tool"]["name"].as_str().unwrap_or_default()
+            )
+        }
+        "human.review" => {
+            put("agentrail.review.decision", text(&p["decision"]));
+            put("agentrail.review.reviewer.id", text(&p["reviewer"]["id"]));
+            put("agentrail.review.presented_at", text(&p["presented_at"]));
+            put("agentrail.review.decided_at", text(&p["decided_at"]));
+            put(
+                "agentrail.review.proposed.event_id",
+                text(&p["proposed_action"]["event_id"]),
+            );
+            "review".into()
+        }
+        other => {
+            put("app.payload", text(p));
+            other.to_owned()
+        }
+    };
+    let start: jiff::Timestamp = ev["occurred_at"]
+        .as_str()
+        .unwrap_or("2026-08-01T00:00:00Z")
+        .parse()
+        .unwrap();
+    let start = start.as_nanosecond() as u64;
+    opentelemetry_proto::tonic::trace::v1::Span {
+        trace_id: id_bytes(session, 16),
+        span_id: id_bytes(ev["event_id"].as_str().unwrap_or_default(), 8),
+        parent_span_id: ev["caused_by"][0]
+            .as_str()
+            .map(|c| id_bytes(c, 8))
+            .unwrap_or_default(),
+        name,
+        kind: 3,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 250_000_000,
+        attributes: attrs,
+        ..Default::default()
+    }
+}
+
+/// OTLP protobuf `ExportTraceServiceRequest` bodies of the same events, and their total bytes.
+fn otlp(batches: &[Vec<Value>]) -> (Vec<Vec<u8>>, usize) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use prost::Message;
+    let out: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|b| {
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![KeyValue {
+                            key: "service.name".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue("bench-agent".into())),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans: b.iter().map(span_of).collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    let total = out.iter().map(Vec::len).sum();
+    (out, total)
+}
+
+/// Posts every body over `n` keep-alive connections (retrying 503/429); the wall time and each
+/// request's latency.
+fn drive(
+    url: &str,
+    key: &str,
+    ct: &'static str,
+    bodies: Vec<Vec<u8>>,
+    n: usize,
+) -> (f64, Vec<Duration>) {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..n {
+        let (bodies, next, key, url) =
+            (bodies.clone(), next.clone(), key.to_owned(), url.to_owned());
+        threads.push(std::thread::spawn(move || {
+            let a = agent();
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                loop {
+                    let t = Instant::now();
+                    let (st, v) = post(&a, &url, &key, ct, body);
+                    if st == 200 {
+                        // An OTLP answer with a partial success would be a protobuf body;
+                        // a full success is empty.
+                        lat.push(t.elapsed());
+                        break;
+                    }
+                    assert!(st == 503 || st == 429, "{st}: {v}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    lat.sort();
+    (started.elapsed().as_secs_f64(), lat)
 }
 
 fn main() {
@@ -196,8 +432,10 @@ fn main() {
         }
     };
 
+    let with_otlp = args.iter().any(|a| a == "--otlp");
+    let per = if with_otlp { OTLP_BATCH } else { BATCH };
     println!(
-        "HTTP ingest: batches of {BATCH} events, NDJSON, durable acknowledgements, index running, {:.0}% of prompts with personal data, privacy {}",
+        "HTTP ingest: batches of {per} events, durable acknowledgements, index running, {:.0}% of prompts with personal data, privacy {}",
         pii_rate * 100.0,
         if args.iter().any(|a| a == "--no-privacy") {
             "off"
@@ -205,68 +443,106 @@ fn main() {
             "on (tokenize + seal sensitive fields)"
         }
     );
-    println!(
-        "| connections | events | avg event B | events/s | MB/s | p50 ms | p99 ms | index lag at end | index caught up after s |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for &n in &conns {
-        let tenant = format!("bench-{n}-{}", std::process::id());
-        let (writer, _) = target.tenant(&tenant);
-        let (bodies, bytes) = bodies(&tenant, batches, pii_rate);
-        let bodies = Arc::new(bodies);
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let started = Instant::now();
-        let mut threads = Vec::new();
-        for _ in 0..n {
-            let (bodies, next, writer) = (bodies.clone(), next.clone(), writer.clone());
-            let url = format!("{}/v1/tenants/{tenant}/events", target.url);
-            threads.push(std::thread::spawn(move || {
-                let a = agent();
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { break };
-                    loop {
-                        let t = Instant::now();
-                        let (st, v) = post(&a, &url, &writer, "application/x-ndjson", body);
-                        if st == 200 {
-                            lat.push(t.elapsed());
-                            break;
-                        }
-                        assert!(st == 503 || st == 429, "{st}: {v}");
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
+    if with_otlp {
+        // What each intake costs per event before the one ingest operation: NDJSON parse and
+        // validation, against OTLP decode, mapping and validation (one thread, same events).
+        let sample = generated("bench", 4, per, pii_rate);
+        let (nd, _) = ndjson(&sample);
+        let (ot, _) = otlp(&sample);
+        let n = (4 * per) as f64;
+        let time = |f: &dyn Fn()| {
+            let t = Instant::now();
+            for _ in 0..5 {
+                f();
+            }
+            t.elapsed().as_secs_f64() / 5.0 / n * 1e6
+        };
+        let native = time(&|| {
+            for b in &nd {
+                let items = agentrail_event::batch::parse_batch(
+                    b,
+                    agentrail_event::batch::BatchFormat::Ndjson,
+                );
+                assert!(items.iter().all(|i| i.result.is_ok()));
+            }
+        });
+        let decode = time(&|| {
+            for b in &ot {
+                agentrail_otlp::decode_traces(b, agentrail_otlp::Encoding::Protobuf).unwrap();
+            }
+        });
+        let mapped = time(&|| {
+            for b in &ot {
+                let req =
+                    agentrail_otlp::decode_traces(b, agentrail_otlp::Encoding::Protobuf).unwrap();
+                for m in agentrail_otlp::map_traces(&req) {
+                    agentrail_event::validate_value(m.event.unwrap()).unwrap();
                 }
-                lat
-            }));
-        }
-        let mut lat: Vec<Duration> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
-        let secs = started.elapsed().as_secs_f64();
-        lat.sort();
-        let (lag_total, _) = target.lag();
-        let catch = Instant::now();
-        while target.lag().0 > 0 && catch.elapsed() < Duration::from_secs(600) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let events = batches * BATCH;
+            }
+        });
         println!(
-            "| {n} | {events} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {lag_total} | {:.2} |",
-            bytes / events,
-            events as f64 / secs,
-            bytes as f64 / secs / 1e6,
-            percentile_ms(&lat, 0.5),
-            percentile_ms(&lat, 0.99),
-            catch.elapsed().as_secs_f64()
+            "intake per event, one thread: NDJSON parse + validate {native:.1} µs; OTLP decode {decode:.1} µs, decode + map + validate {mapped:.1} µs"
         );
+    }
+    println!(
+        "| connections | format | events | avg request B | stored B/event | index B/event | events/s | MB/s | p50 ms | p99 ms | index lag at end | index caught up after s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let formats: Vec<String> = match arg(&args, "--formats") {
+        Some(f) => f.split(',').map(str::to_owned).collect(),
+        None if with_otlp => vec!["ndjson".into(), "otlp".into()],
+        None => vec!["ndjson".into()],
+    };
+    for (row, &n) in conns.iter().enumerate() {
+        // A B, then B A: neither format always runs on the warmer process.
+        let mut order: Vec<&str> = formats.iter().map(String::as_str).collect();
+        if row % 2 == 1 {
+            order.reverse();
+        }
+        for format in order {
+            let tenant = format!("bench-{n}-{format}-{}", std::process::id());
+            let (writer, _) = target.tenant(&tenant);
+            // The same events whatever the tenant: both formats carry the same content.
+            let events_in = generated("bench", batches, per, pii_rate);
+            let ((bodies, bytes), url, ct) = match format {
+                "otlp" => (
+                    otlp(&events_in),
+                    format!("{}/v1/traces", target.url),
+                    "application/x-protobuf",
+                ),
+                _ => (
+                    ndjson(&events_in),
+                    format!("{}/v1/tenants/{tenant}/events", target.url),
+                    "application/x-ndjson",
+                ),
+            };
+            let requests = bodies.len();
+            let (secs, lat) = drive(&url, &writer, ct, bodies, n);
+            let (lag_total, _) = target.lag();
+            let catch = Instant::now();
+            while target.lag().0 > 0 && catch.elapsed() < Duration::from_secs(600) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let events = batches * per;
+            let (stored, indexed) = target.bytes_on_disk(&tenant);
+            println!(
+                "| {n} | {format} | {events} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {lag_total} | {:.2} |",
+                bytes / requests,
+                stored / events as u64,
+                indexed / events as u64,
+                events as f64 / secs,
+                bytes as f64 / secs / 1e6,
+                percentile_ms(&lat, 0.5),
+                percentile_ms(&lat, 0.99),
+                catch.elapsed().as_secs_f64()
+            );
+        }
     }
 
     // Session queries while 4 connections ingest at full speed.
     let tenant = format!("bench-q-{}", std::process::id());
     let (writer, reader) = target.tenant(&tenant);
-    let (bodies, _) = bodies(&tenant, batches, pii_rate);
+    let (bodies, _) = ndjson(&generated(&tenant, batches, BATCH, pii_rate));
     let sessions: Vec<String> = {
         let first = String::from_utf8_lossy(&bodies[0]).into_owned();
         let mut s: Vec<String> = first
