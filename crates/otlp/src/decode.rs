@@ -1,5 +1,6 @@
 //! Decoding an OTLP/HTTP request body (already decompressed and within the body limit).
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::Value;
@@ -40,10 +41,20 @@ pub enum OtlpError {
 
 /// Decodes an `ExportTraceServiceRequest`.
 pub fn decode_traces(body: &[u8], enc: Encoding) -> Result<ExportTraceServiceRequest, OtlpError> {
+    decode(body, enc)
+}
+
+/// Decodes an `ExportLogsServiceRequest`.
+pub fn decode_logs(body: &[u8], enc: Encoding) -> Result<ExportLogsServiceRequest, OtlpError> {
+    decode(body, enc)
+}
+
+fn decode<M>(body: &[u8], enc: Encoding) -> Result<M, OtlpError>
+where
+    M: Message + Default + serde::de::DeserializeOwned,
+{
     match enc {
-        Encoding::Protobuf => {
-            ExportTraceServiceRequest::decode(body).map_err(|e| OtlpError::Protobuf(e.to_string()))
-        }
+        Encoding::Protobuf => M::decode(body).map_err(|e| OtlpError::Protobuf(e.to_string())),
         Encoding::Json => {
             let mut v: Value =
                 serde_json::from_slice(body).map_err(|e| OtlpError::Json(e.to_string()))?;

@@ -10,11 +10,14 @@
 //! Pure and sync: no I/O, no service; the server decodes, the service ingests.
 
 mod decode;
+mod logs;
 mod response;
 mod trace;
 mod value;
 
-pub use decode::{Encoding, OtlpError, decode_traces};
+pub use decode::{Encoding, OtlpError, decode_logs, decode_traces};
+pub use logs::map_logs;
+pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 pub use response::{Signal, export_response, status_body};
 pub use trace::{MappedSpan, map_traces};

@@ -52,6 +52,8 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(ingest, list_events))
         .routes(routes!(otlp::traces))
         .routes(routes!(otlp::traces_under_otlp))
+        .routes(routes!(otlp::logs))
+        .routes(routes!(otlp::logs_under_otlp))
         .routes(routes!(get_event))
         .routes(routes!(causes))
         .routes(routes!(effects))

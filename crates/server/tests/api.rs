@@ -218,11 +218,18 @@ async fn isolation_matrix_over_every_route() {
                     "{template}"
                 );
                 let h = [("content-type", "application/json")];
+                let logs = template.ends_with("/logs");
                 let span = |n: u64| {
-                    json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
-                        "traceId": format!("{:032x}", 0xabc0 + n),
-                        "spanId": format!("{:016x}", 0xdef0 + n),
-                        "name": "step", "startTimeUnixNano": "1780000000000000000"}]}]}]})
+                    if logs {
+                        json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+                            "timeUnixNano": format!("{}", 1_780_000_000_000_000_000u64 + n),
+                            "body": {"stringValue": "step"}}]}]}]})
+                    } else {
+                        json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+                            "traceId": format!("{:032x}", 0xabc0 + n),
+                            "spanId": format!("{:016x}", 0xdef0 + n),
+                            "name": "step", "startTimeUnixNano": "1780000000000000000"}]}]}]})
+                    }
                     .to_string()
                     .into_bytes()
                 };

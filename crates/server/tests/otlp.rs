@@ -521,3 +521,81 @@ async fn every_kind_of_attribute_value_is_kept() {
     assert_eq!(a["kvlist"], json!({"n": 1}));
     assert_eq!(a["empty"], Value::Null);
 }
+
+/// GenAI log events (content the instrumentation sends apart from its spans) attach to the span
+/// they name, with their body sealed; a retry is a replay; a bad record is rejected alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_log_events_attach_to_their_span() {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::KeyValueList;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let env = Env::new();
+    let writer = env.tenant_key("acme", &["events:write"]).await;
+    let reader = env.tenant_key("acme", &["events:read"]).await;
+    let choice = LogRecord {
+        time_unix_nano: 1_780_000_000_400_000_000,
+        event_name: "gen_ai.choice".into(),
+        trace_id: vec![11; 16],
+        span_id: vec![2; 8],
+        attributes: vec![s("gen_ai.system", "openai")],
+        body: Some(AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![s("message", "I will write to log.probe@example.com")],
+            })),
+        }),
+        ..Default::default()
+    };
+    let timeless = LogRecord {
+        body: choice.body.clone(),
+        ..Default::default()
+    };
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![choice, timeless],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let send = || env.export("/v1/logs", &writer, &[PROTO], req.encode_to_vec());
+    let a = send().await;
+    assert_eq!(a.status, StatusCode::OK);
+    let r = ExportLogsServiceResponse::decode(&a.body[..]).unwrap();
+    let p = r.partial_success.unwrap();
+    assert_eq!(p.rejected_log_records, 1);
+    assert!(
+        p.error_message
+            .contains("log record 1: time_unix_nano and observed_time_unix_nano"),
+        "{}",
+        p.error_message
+    );
+    assert_eq!(env.size("acme"), 1);
+    // The retry: a replay.
+    send().await;
+    assert_eq!(env.size("acme"), 1);
+    // The span arrives after its log event: the log is among its effects.
+    env.traces(&writer, &request(vec![turn(11).remove(1)]))
+        .await;
+    let g = env
+        .get(
+            &reader,
+            &format!("/v1/tenants/acme/events/{}/effects", event_id(11, 2)),
+        )
+        .await;
+    let log = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["event_type"] == "custom.otel.log")
+        .unwrap_or_else(|| panic!("{g:#}"));
+    assert_eq!(log["payload"]["event_name"], "gen_ai.choice");
+    let text = log.to_string();
+    assert!(
+        text.contains("tok_email_") && !text.contains("log.probe@"),
+        "{text}"
+    );
+    assert!(files_contain(env.t.dir.path(), b"log.probe@").is_empty());
+}

@@ -1,4 +1,5 @@
-//! OTLP/HTTP intake (DESIGN.md §9.1): `POST /v1/traces`, also under `/otlp/`. The key decides
+//! OTLP/HTTP intake (DESIGN.md §9.1): `POST /v1/traces` and `POST /v1/logs`, also under
+//! `/otlp/`. The key decides
 //! the tenant, never an attribute. The body is read like any ingest body (size limit after
 //! gzip, pace, memory) and admitted through the same append slots; `agentrail_otlp` decodes
 //! and maps it, and [`agentrail_service::Service::ingest_each`] stores every span that makes a
@@ -137,7 +138,14 @@ async fn export_in(
                 (labels, items)
             }
             Signal::Logs => {
-                return Err(ApiError::not_found("logs are not accepted yet"));
+                let req = agentrail_otlp::decode_logs(&held.bytes, enc)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                drop(held);
+                let mapped = agentrail_otlp::map_logs(&req);
+                let labels = (0..mapped.len())
+                    .map(|i| format!("log record {i}"))
+                    .collect();
+                (labels, mapped.into_iter().map(|m| m.event).collect())
             }
         };
         let total = items.len();
@@ -195,4 +203,44 @@ pub async fn traces_under_otlp(
     body: Body,
 ) -> Response {
     export(s, caller, headers, body, Signal::Traces).await
+}
+
+#[utoipa::path(post, path = "/v1/logs", tag = "otlp",
+    request_body(description = "An OTLP `ExportLogsServiceRequest`: protobuf or OTLP JSON, optionally gzip. GenAI log events (`gen_ai.client.inference.operation.details`, `gen_ai.*.message`, `gen_ai.choice`) and any other record become `custom.otel.log` events caused by the span they name, body sealed; `agentrail.review.*` records become reviews.",
+        content((String = "application/x-protobuf"), (Object = "application/json"))),
+    security(("bearer" = ["events:write"])),
+    responses(
+        (status = 200, description = "an `ExportLogsServiceResponse`: every record durable, or `partialSuccess` with `rejectedLogRecords` and a message naming each rejected record and why"),
+        (status = 400, description = "a malformed request (nothing was stored)"),
+        (status = 401, description = "no valid key"), (status = 403, description = "the key lacks events:write, or is the root key"),
+        (status = 408, description = "the body stalled"),
+        (status = 413, description = "the body, after decompression, is above the limit"),
+        (status = 415, description = "not an OTLP content type or encoding"),
+        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
+pub async fn logs(
+    State(s): S,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(s, caller, headers, body, Signal::Logs).await
+}
+
+#[utoipa::path(post, path = "/otlp/v1/logs", tag = "otlp",
+    request_body(description = "The same as `POST /v1/logs`.",
+        content((String = "application/x-protobuf"), (Object = "application/json"))),
+    security(("bearer" = ["events:write"])),
+    responses(
+        (status = 200, description = "as `POST /v1/logs`"),
+        (status = 400, description = "as `POST /v1/logs`"), (status = 401, description = "no valid key"),
+        (status = 403, description = "the key lacks events:write"),
+        (status = 413, description = "too large"), (status = 415, description = "not OTLP"),
+        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
+pub async fn logs_under_otlp(
+    State(s): S,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(s, caller, headers, body, Signal::Logs).await
 }
