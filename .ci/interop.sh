@@ -36,7 +36,7 @@ export ST_KEY="$key"
 # Real OpenTelemetry clients: each sends a GenAI conversation (and then the same spans again) to
 # its own tenant; the check queries every one back (.ci/otel/interop.py).
 runs=()
-for mode in manual openai-v2 openinference js-json; do
+for mode in manual openai-v2 openai-v2-events openinference js-json; do
   t="otel-$mode"
   "$bin" tenant create "$t" >/dev/null
   k=$("$bin" key create --tenant "$t" --scope events:write,events:read --name otel 2>/dev/null \
@@ -46,6 +46,10 @@ for mode in manual openai-v2 openinference js-json; do
     # Content on spans: the latest GenAI conventions (JSON-string message attributes).
     openai-v2) OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental \
       OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY \
+      python3 .ci/otel/interop.py emit "$mode" "$url" "$k" "$work/$mode.json" ;;
+    # Content only in log events (gen_ai.client.inference.operation.details), to /v1/logs.
+    openai-v2-events) OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental \
+      OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=EVENT_ONLY \
       python3 .ci/otel/interop.py emit "$mode" "$url" "$k" "$work/$mode.json" ;;
     *) python3 .ci/otel/interop.py emit "$mode" "$url" "$k" "$work/$mode.json" ;;
   esac

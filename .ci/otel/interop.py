@@ -1,6 +1,6 @@
 """Real OpenTelemetry clients against a running agentrail server (DESIGN.md §9.1).
 
-    interop.py emit MODE URL KEY OUT    # MODE: manual | openai-v2 | openinference
+    interop.py emit MODE URL KEY OUT    # manual | openai-v2 | openai-v2-events | openinference
     interop.py check URL DATA_DIR TENANT:KEY:OUT...
 
 `emit` runs in its own process per mode (the instrumentations patch the `openai` client, and
@@ -85,6 +85,20 @@ def fake_openai():
 
 
 # ---- emitting ----------------------------------------------------------------------------------
+
+
+def log_provider(url, key):
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    exporter = OTLPLogExporter(endpoint=url + "/v1/logs", headers={"Authorization": "Bearer " + key})
+    lp = LoggerProvider(resource=Resource.create({"service.name": "interop-agent"}))
+    memory = InMemoryLogRecordExporter()
+    lp.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    lp.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    return lp, exporter, memory
 
 
 def provider(url, key):
@@ -178,10 +192,17 @@ def emit(mode, url, key, out):
         import openai
 
         base = fake_openai()
+        logs = None
         if mode == "openai-v2":
             from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
             OpenAIInstrumentor().instrument(tracer_provider=tp)
+        elif mode == "openai-v2-events":
+            # Content in log events (EVENT_ONLY), spans without it.
+            from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+            logs = log_provider(url, key)
+            OpenAIInstrumentor().instrument(tracer_provider=tp, logger_provider=logs[0])
         else:
             from openinference.instrumentation.openai import OpenAIInstrumentor
 
@@ -219,6 +240,8 @@ def emit(mode, url, key, out):
                 "model": "gpt-4o-mini",
                 "version": "gpt-4o-mini-2024-07-18",
                 "decisions": 2,
+                # Without content on spans the decision names no tool call id.
+                "linked": logs is None,
             }
         )
     assert tp.force_flush(30_000), "the batch processor did not flush"
@@ -236,6 +259,17 @@ def emit(mode, url, key, out):
 
     assert exporter.export(spans) == SpanExportResult.SUCCESS, "re-export refused"
     sent["exported"] = len(spans)
+    sent["logs"] = 0
+    if mode != "manual" and logs is not None:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        lp, log_exporter, log_memory = logs
+        lp.force_flush()
+        records = log_memory.get_finished_logs()
+        assert records, "the instrumentation sent no log events"
+        assert log_exporter.export(records) == LogRecordExportResult.SUCCESS, "logs refused"
+        sent["logs"] = len(records)
+        lp.shutdown()
     tp.shutdown()
     with open(out, "w") as f:
         json.dump(sent, f)
@@ -253,26 +287,39 @@ def check(url, data_dir, runs):
         for c in sent["conversations"]:
             # Session reconstruction finds every span of the conversation, once, chained.
             s = api(url, key, f"/v1/tenants/{tenant}/sessions/{c['session']}?limit=1000")
-            got = sorted(e["trace"]["span_id"] for e in s["events"])
+            got = sorted(e["trace"]["span_id"] for e in s["events"]
+                         if e["event_type"] != "custom.otel.log")
             assert got == c["spans"], (sent["mode"], got, c["spans"])
             assert s["chain"]["unbroken"], s["chain"]
             total += len(got)
+            # GenAI log events: in the session, each caused by a span of it.
+            logs = [e for e in s["events"] if e["event_type"] == "custom.otel.log"]
+            assert len(logs) == sent.get("logs", 0), (sent["mode"], len(logs), sent.get("logs"))
+            for e in logs:
+                assert e["caused_by"][0]["hash"] is not None or e["caused_by"][0]["event_id"], e
+                assert e["trace"]["span_id"] in c["spans"], e
+                assert "$enc" not in json.dumps(e["payload"]), e
+            total += len(logs)
             # The tool call's causal chain reaches the model decision that asked for it.
             tool = f"otel-{c['trace']}-{c['tool_span']}"
             g = api(url, key, f"/v1/tenants/{tenant}/events/{tool}/causes?depth=5")
             types = {n["event_id"]: n["event_type"] for n in g["nodes"]}
             linked = [e for e in g["edges"] if e["effect"] == tool and e.get("via") == "tool_call_id"]
-            assert linked and types[linked[0]["cause"]] == "model.decision", (sent["mode"], g)
+            if c.get("linked", True):
+                assert linked and types[linked[0]["cause"]] == "model.decision", (sent["mode"], g)
             # Model attribution counts every decision under the response model.
             m = api(url, key, f"/v1/tenants/{tenant}/models/{c['model']}")
             versions = {v["version"]: v["count"] for v in m["counts_by_version"]}
             assert versions.get(c["version"]) == c["decisions"], (sent["mode"], m)
-            print(f"{sent['mode']}: {len(got)} spans in session, tool -> decision by call id, "
+            how = ("tool -> decision by call id" if c.get("linked", True)
+                   else f"{len(logs)} log events attached to their spans")
+            print(f"{sent['mode']}: {len(got)} spans in session, {how}, "
                   f"{c['decisions']} decision(s) of {c['version']}")
         # The re-export duplicated nothing.
         listed = api(url, key, f"/v1/tenants/{tenant}/events?limit=1000")
         ids = [e["event_id"] for e in listed["events"]]
-        assert len(ids) == len(set(ids)) == total == sent["exported"], (len(ids), total)
+        assert len(ids) == len(set(ids)) == total == sent["exported"] + sent.get("logs", 0), (
+            len(ids), total)
     # Prompt content is tokenized: no file of the data directory holds the address.
     needle = EMAIL.encode()
     for root, _, files in os.walk(data_dir):
