@@ -165,82 +165,59 @@ async fn export_in(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/traces", tag = "otlp",
-    request_body(description = "An OTLP `ExportTraceServiceRequest`: protobuf (`application/x-protobuf`) or OTLP JSON (`application/json`), optionally `Content-Encoding: gzip`. Each span becomes one event (`otel-<trace_id>-<span_id>`) of the key's tenant.",
-        content((String = "application/x-protobuf"), (Object = "application/json"))),
-    security(("bearer" = ["events:write"])),
-    responses(
-        (status = 200, description = "an `ExportTraceServiceResponse` in the request's encoding: every span durable, or `partialSuccess` with `rejectedSpans` and a message naming each rejected span and why"),
-        (status = 400, description = "a malformed request (a `google.rpc.Status`; nothing was stored)"),
-        (status = 401, description = "no valid key"), (status = 403, description = "the key lacks events:write, or is the root key"),
-        (status = 408, description = "the body stalled"),
-        (status = 413, description = "the body, after decompression, is above the limit"),
-        (status = 415, description = "not an OTLP content type or encoding"),
-        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
-pub async fn traces(
-    State(s): S,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    export(s, caller, headers, body, Signal::Traces).await
+/// One OTLP/HTTP export route: the handler and its OpenAPI description (the `/otlp/` twins of
+/// the standard paths share everything but the path).
+macro_rules! export_route {
+    ($name:ident, $signal:expr, $path:literal, $request:literal, $ok:literal) => {
+        #[utoipa::path(post, path = $path, tag = "otlp",
+            request_body(description = $request,
+                content((String = "application/x-protobuf"), (Object = "application/json"))),
+            security(("bearer" = ["events:write"])),
+            responses(
+                (status = 200, description = $ok),
+                (status = 400, description = "a malformed request (a `google.rpc.Status`; nothing was stored)"),
+                (status = 401, description = "no valid key"),
+                (status = 403, description = "the key lacks events:write, or is the root key"),
+                (status = 408, description = "the body stalled"),
+                (status = 413, description = "the body, after decompression, is above the limit"),
+                (status = 415, description = "not an OTLP content type or encoding"),
+                (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
+        pub async fn $name(
+            State(s): S,
+            caller: Result<Caller, ApiError>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Response {
+            export(s, caller, headers, body, $signal).await
+        }
+    };
 }
 
-#[utoipa::path(post, path = "/otlp/v1/traces", tag = "otlp",
-    request_body(description = "The same as `POST /v1/traces`, for exporters configured with an `/otlp` base path.",
-        content((String = "application/x-protobuf"), (Object = "application/json"))),
-    security(("bearer" = ["events:write"])),
-    responses(
-        (status = 200, description = "as `POST /v1/traces`"),
-        (status = 400, description = "as `POST /v1/traces`"), (status = 401, description = "no valid key"),
-        (status = 403, description = "the key lacks events:write"),
-        (status = 413, description = "too large"), (status = 415, description = "not OTLP"),
-        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
-pub async fn traces_under_otlp(
-    State(s): S,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    export(s, caller, headers, body, Signal::Traces).await
-}
-
-#[utoipa::path(post, path = "/v1/logs", tag = "otlp",
-    request_body(description = "An OTLP `ExportLogsServiceRequest`: protobuf or OTLP JSON, optionally gzip. GenAI log events (`gen_ai.client.inference.operation.details`, `gen_ai.*.message`, `gen_ai.choice`) and any other record become `custom.otel.log` events caused by the span they name, body sealed; `agentrail.review.*` records become reviews.",
-        content((String = "application/x-protobuf"), (Object = "application/json"))),
-    security(("bearer" = ["events:write"])),
-    responses(
-        (status = 200, description = "an `ExportLogsServiceResponse`: every record durable, or `partialSuccess` with `rejectedLogRecords` and a message naming each rejected record and why"),
-        (status = 400, description = "a malformed request (nothing was stored)"),
-        (status = 401, description = "no valid key"), (status = 403, description = "the key lacks events:write, or is the root key"),
-        (status = 408, description = "the body stalled"),
-        (status = 413, description = "the body, after decompression, is above the limit"),
-        (status = 415, description = "not an OTLP content type or encoding"),
-        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
-pub async fn logs(
-    State(s): S,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    export(s, caller, headers, body, Signal::Logs).await
-}
-
-#[utoipa::path(post, path = "/otlp/v1/logs", tag = "otlp",
-    request_body(description = "The same as `POST /v1/logs`.",
-        content((String = "application/x-protobuf"), (Object = "application/json"))),
-    security(("bearer" = ["events:write"])),
-    responses(
-        (status = 200, description = "as `POST /v1/logs`"),
-        (status = 400, description = "as `POST /v1/logs`"), (status = 401, description = "no valid key"),
-        (status = 403, description = "the key lacks events:write"),
-        (status = 413, description = "too large"), (status = 415, description = "not OTLP"),
-        (status = 503, description = "saturated; retry after `Retry-After` seconds")))]
-pub async fn logs_under_otlp(
-    State(s): S,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    export(s, caller, headers, body, Signal::Logs).await
-}
+export_route!(
+    traces,
+    Signal::Traces,
+    "/v1/traces",
+    "An OTLP `ExportTraceServiceRequest`: protobuf (`application/x-protobuf`) or OTLP JSON (`application/json`), optionally `Content-Encoding: gzip`. Each span becomes one event (`otel-<trace_id>-<span_id>`) of the key's tenant.",
+    "an `ExportTraceServiceResponse` in the request's encoding: every span durable, or `partialSuccess` with `rejectedSpans` and a message naming each rejected span and why"
+);
+export_route!(
+    traces_under_otlp,
+    Signal::Traces,
+    "/otlp/v1/traces",
+    "The same as `POST /v1/traces`, for exporters configured with an `/otlp` base path.",
+    "as `POST /v1/traces`"
+);
+export_route!(
+    logs,
+    Signal::Logs,
+    "/v1/logs",
+    "An OTLP `ExportLogsServiceRequest`: protobuf or OTLP JSON, optionally gzip. GenAI log events (`gen_ai.client.inference.operation.details`, `gen_ai.*.message`, `gen_ai.choice`) and any other record become `custom.otel.log` events caused by the span they name, body sealed; `agentrail.review.*` records become reviews.",
+    "an `ExportLogsServiceResponse`: every record durable, or `partialSuccess` with `rejectedLogRecords` and a message naming each rejected record and why"
+);
+export_route!(
+    logs_under_otlp,
+    Signal::Logs,
+    "/otlp/v1/logs",
+    "The same as `POST /v1/logs`, for exporters configured with an `/otlp` base path.",
+    "as `POST /v1/logs`"
+);
