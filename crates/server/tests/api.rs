@@ -84,9 +84,7 @@ impl Server {
     }
 
     async fn tenant(&self, t: &str) {
-        let a = self
-            .post_json("/v1/tenants", &self.root, json!({"tenant_id": t}))
-            .await;
+        let a = common::create_tenant(&self.app, &self.root, t).await;
         assert_eq!(
             a.status,
             StatusCode::CREATED,
@@ -96,20 +94,7 @@ impl Server {
     }
 
     async fn key(&self, t: &str, scopes: &[&str]) -> String {
-        let a = self
-            .post_json(
-                &format!("/v1/tenants/{t}/keys"),
-                &self.root,
-                json!({"scopes": scopes, "name": "test"}),
-            )
-            .await;
-        assert_eq!(
-            a.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&a.body)
-        );
-        a.json()["key"].as_str().unwrap().to_owned()
+        common::create_key(&self.app, &self.root, t, scopes).await
     }
 
     async fn ingest_ndjson(&self, t: &str, key: &str, events: &[Value]) -> Answer {

@@ -145,34 +145,13 @@ impl Env {
     }
 
     async fn tenant_key(&self, tenant: &str, scopes: &[&str]) -> String {
-        let a = common::send(
-            &self.t.app,
-            "POST",
-            "/v1/tenants",
-            Some(&self.t.root),
-            &[JSON],
-            json!({"tenant_id": tenant}).to_string().into_bytes(),
-        )
-        .await;
+        let a = common::create_tenant(&self.t.app, &self.t.root, tenant).await;
         assert!(
             a.status == StatusCode::CREATED || a.status == StatusCode::CONFLICT,
             "{}",
             a.status
         );
-        let a = common::send(
-            &self.t.app,
-            "POST",
-            &format!("/v1/tenants/{tenant}/keys"),
-            Some(&self.t.root),
-            &[JSON],
-            json!({"scopes": scopes}).to_string().into_bytes(),
-        )
-        .await;
-        assert_eq!(a.status, StatusCode::CREATED);
-        serde_json::from_slice::<Value>(&a.body).unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        common::create_key(&self.t.app, &self.t.root, tenant, scopes).await
     }
 
     async fn export(

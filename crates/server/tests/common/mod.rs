@@ -81,3 +81,43 @@ pub async fn send(
         body,
     }
 }
+
+/// Creates a tenant with the root key; the answer (201, or 409 when it exists).
+pub async fn create_tenant(app: &Router, root: &str, tenant: &str) -> Answer {
+    let body = serde_json::json!({"tenant_id": tenant})
+        .to_string()
+        .into_bytes();
+    send(
+        app,
+        "POST",
+        "/v1/tenants",
+        Some(root),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// Creates a key of `tenant` with `scopes` (root key); the key.
+pub async fn create_key(app: &Router, root: &str, tenant: &str, scopes: &[&str]) -> String {
+    let body = serde_json::json!({"scopes": scopes, "name": "test"})
+        .to_string()
+        .into_bytes();
+    let a = send(
+        app,
+        "POST",
+        &format!("/v1/tenants/{tenant}/keys"),
+        Some(root),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
