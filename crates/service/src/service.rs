@@ -560,6 +560,17 @@ impl Service {
         })
     }
 
+    /// An intake that does not answer a tenant's key (Kafka, offline) may name any tenant: one
+    /// that does not exist is the caller's mistake, and nothing of it is created.
+    fn check_tenant(&self, tenant: &TenantId) -> Result<(), ServiceError> {
+        if self.ledger.exists(tenant) {
+            return Ok(());
+        }
+        Err(ServiceError::not_found(format!(
+            "tenant {tenant} does not exist"
+        )))
+    }
+
     /// Stores a batch of validated events — the one ingest operation every intake path (HTTP,
     /// the offline `agentrail ingest`, and every later one) ends in: admission (disk space,
     /// index lag, batch size), then, under the tenant's erasure gate, tokenize and seal the
@@ -570,6 +581,7 @@ impl Service {
         tenant: &TenantId,
         mut events: Vec<ValidEvent>,
     ) -> Result<Vec<Receipt>, ServiceError> {
+        self.check_tenant(tenant)?;
         self.admit_ingest()?;
         self.check_batch_size(events.len())?;
         let handle = self.indexer.handle(tenant)?;
@@ -682,6 +694,7 @@ impl Service {
         tenant: &TenantId,
         items: Vec<Result<Value, String>>,
     ) -> Result<Accepted, ServiceError> {
+        self.check_tenant(tenant)?;
         self.admit_ingest()?;
         self.check_batch_size(items.len())?;
         let mut rejected = Vec::new();

@@ -141,6 +141,31 @@ fn a_rejected_batch_appends_nothing() {
 }
 
 #[test]
+fn ingest_for_a_tenant_that_does_not_exist_is_refused_and_creates_nothing() {
+    let env = env();
+    let nosuch = TenantId::parse("nosuch").unwrap();
+    let body = serde_json::to_vec(&[decision("x-1", "alice", "hi")]).unwrap();
+    match env.service.ingest(&nosuch, &body, BatchFormat::Json) {
+        Err(ServiceError::NotFound(m)) => assert_eq!(m, "tenant nosuch does not exist"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    let each = env
+        .service
+        .ingest_each(&nosuch, vec![Ok(decision("x-2", "alice", "hi"))]);
+    assert!(matches!(each, Err(ServiceError::NotFound(_))), "{each:?}");
+    assert!(!env.service.ledger().exists(&nosuch));
+    let tenants = std::fs::read_dir(env.service.layout().tenants_dir()).unwrap();
+    let names: Vec<String> = tenants
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["acme"],
+        "nothing of the unknown tenant is created"
+    );
+}
+
+#[test]
 fn an_erasure_racing_four_writers_leaves_nothing_readable_before_its_event() {
     let env = env();
     let service = &env.service;
