@@ -12,6 +12,7 @@
 //! agentrail_server::serve(cfg, |addr, opened| {
 //!     println!("listening on {addr}");
 //!     if let Some(key) = &opened.new_root_key { println!("root key: {key}"); }
+//!     Ok(())
 //! }).await
 //! # }
 //! ```

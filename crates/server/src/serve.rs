@@ -7,10 +7,11 @@ use agentrail_service::Opened;
 use std::time::{Duration, Instant};
 
 /// Opens the data directory and serves until a shutdown signal. `on_ready` gets the bound
-/// address and the root key if this start created it.
+/// address and the root key if this start created it, and starts what runs beside the server
+/// (the Kafka sources); if it fails, the service is shut down and nothing is served.
 pub async fn serve(
     cfg: ServerConfig,
-    on_ready: impl FnOnce(std::net::SocketAddr, &Opened),
+    on_ready: impl FnOnce(std::net::SocketAddr, &Opened) -> Result<(), String>,
 ) -> Result<(), String> {
     crate::conn::raise_open_file_limit();
     let listen = cfg.listen.clone();
@@ -21,7 +22,13 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    on_ready(addr, &opened);
+    if let Err(e) = on_ready(addr, &opened) {
+        let service = state.service.clone();
+        tokio::task::spawn_blocking(move || service.shutdown())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Err(e);
+    }
     let app = crate::app::router(state.clone());
     tracing::info!(%addr, data_dir = %state.cfg.service.data_dir.display(), "serving");
     let draining = state.clone();

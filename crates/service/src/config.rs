@@ -2,6 +2,7 @@
 //! keys are refused there).
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// What the application needs to know: where its data is, its limits and its schedules.
@@ -44,6 +45,69 @@ pub struct ServiceConfig {
     /// A tenant whose write or fsync failed heals (files cut back to the last durable batch,
     /// reopened) on the first request after this long.
     pub heal_after_ms: u64,
+    /// Intake the service pulls from outside (`[[source.kafka]]`).
+    pub source: Sources,
+}
+
+/// Where events are pulled from, besides the requests the server answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    pub kafka: Vec<KafkaSource>,
+}
+
+/// One `[[source.kafka]]`: a consumer group reading topics whose records are events (one JSON
+/// value, or NDJSON lines, per record). The tenant of a record is its topic's in
+/// `topic_tenants`, else the value of its `tenant_header` header, else `tenant`; a record whose
+/// header names another tenant than its topic's is refused. Offsets are committed only once the
+/// record's events are durable, or the record is in `dead_letter_topic` with its error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Names the source in logs and metrics (default: the group id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port[,host:port…]` (librdkafka's `bootstrap.servers`).
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    pub dead_letter_topic: String,
+    #[serde(default)]
+    pub topic_tenants: BTreeMap<String, String>,
+    #[serde(default = "default_tenant_header")]
+    pub tenant_header: String,
+    /// The tenant of records that name none (no map entry, no header).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Most records taken in one round (the events of one tenant in a round are ingested
+    /// together, in batches of at most `max_batch_events`).
+    #[serde(default = "default_max_batch_records")]
+    pub max_batch_records: usize,
+    /// How long a round waits for more records once it has one.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Passed to librdkafka as they are (`security.protocol`, `sasl.*`, `ssl.*`,
+    /// `auto.offset.reset`, …); offset commits stay agentrail's.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSource {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.group_id)
+    }
+}
+
+fn default_tenant_header() -> String {
+    "agentrail-tenant".into()
+}
+
+fn default_max_batch_records() -> usize {
+    1_000
+}
+
+fn default_linger_ms() -> u64 {
+    20
 }
 
 impl ServiceConfig {
@@ -80,6 +144,7 @@ impl Default for ServiceConfig {
             seal_sensitive_fields: true,
             reserve_bytes: 64 << 20,
             heal_after_ms: 1_000,
+            source: Sources::default(),
         }
     }
 }

@@ -36,11 +36,11 @@ mod schedule;
 mod service;
 pub mod storage;
 
-pub use config::ServiceConfig;
+pub use config::{KafkaSource, ServiceConfig, Sources};
 pub use error::ServiceError;
 pub use keys::{KeyRecord, KeyStore, Principal, Scope};
 pub use privacy::Policy;
 pub use service::{
-    Accepted, Consistency, Erasure, EventRef, Opened, Presenter, ReadRequest, Service, TenantInfo,
-    reindex,
+    Accepted, Consistency, Erasure, EventRef, Intake, Opened, Presenter, ReadRequest, Service,
+    TenantInfo, reindex,
 };

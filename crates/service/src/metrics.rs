@@ -27,6 +27,22 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// One partition of a Kafka source's topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KafkaPartition {
+    pub source: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// What became of a Kafka source's records: `ingested` (their events durable),
+/// `dead_lettered` (in the dead-letter topic with their error), `redelivered` is not counted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KafkaOutcome {
+    pub source: String,
+    pub outcome: String,
+}
+
 /// Every metric of the server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -70,6 +86,9 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Requests answered 429 because their source failed authentication too often.
     pub auth_throttled: Counter,
+    /// Per partition of a Kafka source: the high watermark minus the committed offset.
+    pub kafka_consumer_lag: Family<KafkaPartition, Gauge>,
+    pub kafka_records: Family<KafkaOutcome, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -258,8 +277,22 @@ impl Default for Metrics {
             "Tenants whose latest integrity verification failed",
             integrity_failing_tenants.clone(),
         );
+        let kafka_consumer_lag = Family::<KafkaPartition, Gauge>::default();
+        registry.register(
+            "kafka_consumer_lag",
+            "Records of a Kafka source's partition not yet committed (high watermark minus committed offset)",
+            kafka_consumer_lag.clone(),
+        );
+        let kafka_records = Family::<KafkaOutcome, Counter>::default();
+        registry.register(
+            "kafka_records",
+            "Records of a Kafka source, by outcome (ingested, dead_lettered)",
+            kafka_records.clone(),
+        );
         Metrics {
             registry,
+            kafka_consumer_lag,
+            kafka_records,
             integrity_failures,
             integrity_failing_tenants,
             storage_full,

@@ -52,6 +52,14 @@ pub struct Service {
     admin: Mutex<()>,
     /// Per tenant: the size of its latest checkpoint and since when events beyond it were seen.
     unsigned_since: Mutex<HashMap<TenantId, (u64, Instant)>>,
+    /// Intake running beside the service (Kafka sources): stopped first at shutdown.
+    intakes: Mutex<Vec<Box<dyn Intake>>>,
+}
+
+/// Something that feeds the service from outside on its own thread (a Kafka source). Its
+/// `stop` returns once it takes no more input and what it took is durable or handed back.
+pub trait Intake: Send {
+    fn stop(&mut self);
 }
 
 impl std::fmt::Debug for Service {
@@ -280,6 +288,7 @@ impl Service {
             clock,
             admin: Mutex::new(()),
             unsigned_since: Mutex::new(HashMap::new()),
+            intakes: Mutex::new(Vec::new()),
         };
         Ok(Opened {
             service: Arc::new(service),
@@ -1216,7 +1225,17 @@ impl Service {
     }
 
     /// Clean shutdown: stop the jobs and the indexer, sign final checkpoints.
+    /// Runs `intake` beside the service until [`Service::shutdown`], which stops it before
+    /// anything else.
+    pub fn attach(&self, intake: Box<dyn Intake>) {
+        lock(&self.intakes).push(intake);
+    }
+
     pub fn shutdown(&self) {
+        let intakes = std::mem::take(&mut *lock(&self.intakes));
+        for mut intake in intakes {
+            intake.stop();
+        }
         self.integrity.stop();
         self.retention.stop();
         self.exports.stop();
