@@ -527,3 +527,229 @@ pub mod bench {
         }
     }
 }
+
+/// A real Kafka-protocol broker for tests: `tansu` (crates.io, a Kafka-compatible broker;
+/// `.ci/run` installs it), on a port of its own with in-memory storage, killed when dropped.
+/// The binary is `$AGENTRAIL_TANSU`, else `tansu` on the `PATH`.
+pub mod kafka {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    #[derive(Debug)]
+    pub struct Broker {
+        child: Child,
+        bin: PathBuf,
+        port: u16,
+    }
+
+    fn binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("AGENTRAIL_TANSU") {
+            return PathBuf::from(p);
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no Kafka-protocol broker for this test: install tansu \
+                     (cargo install tansu --version 0.6.0 --no-default-features \
+                     --features dynostore, as .ci/run does) or set AGENTRAIL_TANSU"
+                )
+            })
+    }
+
+    impl Broker {
+        /// Starts a broker and waits until it takes connections.
+        pub fn start() -> Broker {
+            let bin = binary();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"));
+            let url = format!("tcp://127.0.0.1:{port}");
+            let child = Command::new(&bin)
+                .args(["broker", "--listener-url", &url])
+                .args(["--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/", "--silent"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let broker = Broker { child, bin, port };
+            let started = Instant::now();
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the broker did not listen on port {port} within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            broker
+        }
+
+        /// `host:port`, for `bootstrap.servers`.
+        pub fn bootstrap(&self) -> String {
+            format!("127.0.0.1:{}", self.port)
+        }
+
+        pub fn create_topic(&self, name: &str, partitions: u32) {
+            let out = Command::new(&self.bin)
+                .args(["topic", "create", name, "--partitions"])
+                .arg(partitions.to_string())
+                .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+            assert!(
+                out.status.success(),
+                "creating topic {name}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// A record read back.
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        pub partition: i32,
+        pub offset: i64,
+        pub key: Option<Vec<u8>>,
+        pub headers: Vec<(String, String)>,
+        pub value: Vec<u8>,
+    }
+
+    impl Received {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    impl Broker {
+        /// A producer of one-record batches: tansu 0.6 answers a fetch from an offset inside a
+        /// batch with nothing (Kafka sends the whole batch and the client skips what is before
+        /// the offset), so a consumer resuming from a committed offset mid-batch would wait
+        /// forever. With one record per batch every offset starts one.
+        pub fn producer(&self) -> BaseProducer {
+            ClientConfig::new()
+                .set("bootstrap.servers", self.bootstrap())
+                .set("enable.idempotence", "true")
+                .set("batch.num.messages", "1")
+                .set("linger.ms", "0")
+                .create()
+                .unwrap_or_else(|e| panic!("producer: {e}"))
+        }
+
+        /// Queues one record (waiting while the producer's queue is full).
+        pub fn send(
+            producer: &BaseProducer,
+            topic: &str,
+            key: Option<&str>,
+            headers: &[(&str, &str)],
+            value: &[u8],
+        ) {
+            let mut h = OwnedHeaders::new();
+            for (k, v) in headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut r = BaseRecord::<str, [u8]>::to(topic).payload(value).headers(h);
+            if let Some(k) = key {
+                r = r.key(k);
+            }
+            loop {
+                match producer.send(r) {
+                    Ok(()) => return,
+                    Err((e, back)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "send to {topic}: {e}"
+                        );
+                        producer.poll(Duration::from_millis(50));
+                        r = back;
+                    }
+                }
+            }
+        }
+
+        /// Waits until the broker has every record queued.
+        pub fn flush(producer: &BaseProducer) {
+            producer
+                .flush(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("flush: {e}"));
+        }
+
+        /// Reads `topic` from the start (a fresh consumer group) until it has `count` records
+        /// or `timeout` passed; returns what it read.
+        pub fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Received> {
+            let group = format!("reader-{}-{}", std::process::id(), rand_seed());
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", self.bootstrap())
+                .set("group.id", &group)
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap_or_else(|e| panic!("consumer: {e}"));
+            c.subscribe(&[topic])
+                .unwrap_or_else(|e| panic!("subscribe: {e}"));
+            let mut out = Vec::new();
+            let started = Instant::now();
+            while out.len() < count && started.elapsed() < timeout {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                    out.push(Received {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_owned(),
+                                            String::from_utf8_lossy(h.value.unwrap_or_default())
+                                                .into_owned(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                    });
+                }
+            }
+            out
+        }
+    }
+
+    fn rand_seed() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    }
+
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
