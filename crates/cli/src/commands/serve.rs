@@ -58,6 +58,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        agentrail_kafka::start_all(&opened.service)
     }))
     .map_err(|e| anyhow!(e))?;
     Ok(ExitCode::SUCCESS)
