@@ -332,22 +332,28 @@ fn otlp(batches: &[Vec<Value>]) -> (Vec<Vec<u8>>, usize) {
     (out, total)
 }
 
-/// Posts every body over `n` keep-alive connections (retrying 503/429); the wall time and each
-/// request's latency.
+/// Posts every body over `n` keep-alive connections (retrying 503/429 after 200 ms); the wall
+/// time, each request's latency, and how many answers were 503/429.
 fn drive(
     url: &str,
     key: &str,
     ct: &'static str,
     bodies: Vec<Vec<u8>>,
     n: usize,
-) -> (f64, Vec<Duration>) {
+) -> (f64, Vec<Duration>, usize) {
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut threads = Vec::new();
     for _ in 0..n {
-        let (bodies, next, key, url) =
-            (bodies.clone(), next.clone(), key.to_owned(), url.to_owned());
+        let (bodies, next, key, url, retried) = (
+            bodies.clone(),
+            next.clone(),
+            key.to_owned(),
+            url.to_owned(),
+            retried.clone(),
+        );
         threads.push(std::thread::spawn(move || {
             let a = agent();
             let mut lat = Vec::new();
@@ -364,6 +370,7 @@ fn drive(
                         break;
                     }
                     assert!(st == 503 || st == 429, "{st}: {v}");
+                    retried.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
@@ -375,7 +382,11 @@ fn drive(
         .flat_map(|t| t.join().unwrap())
         .collect();
     lat.sort();
-    (started.elapsed().as_secs_f64(), lat)
+    (
+        started.elapsed().as_secs_f64(),
+        lat,
+        retried.load(Ordering::Relaxed),
+    )
 }
 
 fn main() {
@@ -485,9 +496,9 @@ fn main() {
         );
     }
     println!(
-        "| connections | format | events | avg request B | stored B/event | index B/event | events/s | MB/s | p50 ms | p99 ms | index lag at end | index caught up after s |"
+        "| connections | format | events | avg request B | stored B/event | index B/event | events/s | MB/s | p50 ms | p99 ms | 503/429 | index lag at end | index caught up after s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let formats: Vec<String> = match arg(&args, "--formats") {
         Some(f) => f.split(',').map(str::to_owned).collect(),
         None if with_otlp => vec!["ndjson".into(), "otlp".into()],
@@ -517,7 +528,7 @@ fn main() {
                 ),
             };
             let requests = bodies.len();
-            let (secs, lat) = drive(&url, &writer, ct, bodies, n);
+            let (secs, lat, retried) = drive(&url, &writer, ct, bodies, n);
             let (lag_total, _) = target.lag();
             let catch = Instant::now();
             while target.lag().0 > 0 && catch.elapsed() < Duration::from_secs(600) {
@@ -526,7 +537,7 @@ fn main() {
             let events = batches * per;
             let (stored, indexed) = target.bytes_on_disk(&tenant);
             println!(
-                "| {n} | {format} | {events} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {lag_total} | {:.2} |",
+                "| {n} | {format} | {events} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {retried} | {lag_total} | {:.2} |",
                 bytes / requests,
                 stored / events as u64,
                 indexed / events as u64,
