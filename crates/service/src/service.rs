@@ -727,13 +727,14 @@ impl Service {
             }
         }
         // Each refusal of one item drops it and tries the rest again: at most one round more
-        // than there are items.
+        // than there are items. What is kept for another attempt is each event's JSON, not its
+        // validated form (which holds it twice more, typed): refusals are rare, copies not.
+        let mut kept: Vec<Map<String, Value>> = events.iter().map(|e| e.value.clone()).collect();
         loop {
             if events.is_empty() {
                 break;
             }
-            let attempt = events.clone();
-            match self.ingest_events(tenant, attempt) {
+            match self.ingest_events(tenant, std::mem::take(&mut events)) {
                 Ok(receipts) => {
                     rejected.sort_by_key(|r| r.0);
                     if !rejected.is_empty() {
@@ -751,13 +752,24 @@ impl Service {
                     },
                 ) if details.len() == 1 && details[0]["index"].as_u64().is_some() => {
                     let k = details[0]["index"].as_u64().unwrap_or_default() as usize;
-                    if k >= events.len() {
+                    if k >= kept.len() {
                         return Err(ServiceError::internal(format!(
                             "the ledger refused item {k} of {}: {message}",
-                            events.len()
+                            kept.len()
                         )));
                     }
-                    events.remove(k);
+                    kept.remove(k);
+                    events = kept
+                        .iter()
+                        .map(|m| {
+                            agentrail_event::validate_value(Value::Object(m.clone())).map_err(|e| {
+                                ServiceError::internal(format!(
+                                    "a valid event is not: {:?}",
+                                    e.problems
+                                ))
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
                     let reason = message
                         .strip_prefix(&format!("event {k}: "))
                         .unwrap_or(&message)
