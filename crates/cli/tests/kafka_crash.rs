@@ -7,6 +7,7 @@
 mod common;
 
 use agentrail_event::TenantId;
+use agentrail_kafka::records::Record;
 use agentrail_ledger::{Config, Ledger};
 use agentrail_testkit::Generator;
 use agentrail_testkit::kafka::Broker;
@@ -31,6 +32,11 @@ fn kafka_metrics(a: &ureq::Agent, url: &str) -> BTreeMap<String, i64> {
             Some((k.to_owned(), v.parse().ok()?))
         })
         .collect()
+}
+
+/// A header value as text.
+fn text(v: &[u8]) -> &str {
+    std::str::from_utf8(v).unwrap()
 }
 
 fn ingested(m: &BTreeMap<String, i64>) -> i64 {
@@ -164,17 +170,17 @@ fn kafka_consumption_survives_server_sigkill() {
         .read_range(&t, 0, usize::MAX)
         .unwrap()
         .iter()
-        .map(|e| {
-            let v: Value = serde_json::from_slice(&e.bytes).unwrap();
-            v["event_id"].as_str().unwrap().to_owned()
-        })
+        .map(|e| e.event_id().unwrap())
         .collect();
     if stored.len() != with_id.len() + without_id {
-        let dead = broker.read(DEAD, 10_000, Duration::from_secs(10));
+        let dead = broker.read(DEAD, 10_000, Duration::from_secs(10), |m| {
+            Record::from_message(m)
+        });
         let mut why: BTreeMap<String, usize> = BTreeMap::new();
         for d in &dead {
             let e = d
                 .header("agentrail-error")
+                .map(text)
                 .unwrap_or("")
                 .chars()
                 .take(120)
@@ -198,7 +204,9 @@ fn kafka_consumption_survives_server_sigkill() {
     // again: the dead-letter topic is at least once).
     let mut want = invalid.len();
     let (dead, keys) = loop {
-        let dead = broker.read(DEAD, want, Duration::from_secs(60));
+        let dead = broker.read(DEAD, want, Duration::from_secs(60), |m| {
+            Record::from_message(m)
+        });
         let keys: BTreeSet<String> = dead
             .iter()
             .map(|d| String::from_utf8(d.key.clone().unwrap()).unwrap())
@@ -209,5 +217,8 @@ fn kafka_consumption_survives_server_sigkill() {
         want = dead.len() + invalid.len() - keys.len();
     };
     assert_eq!(keys, invalid);
-    assert!(dead.iter().all(|d| d.header("agentrail-error").is_some()));
+    assert!(
+        dead.iter()
+            .all(|d| d.header("agentrail-error").map(text).is_some())
+    );
 }

@@ -37,7 +37,7 @@ use agentrail_service::{Intake, KafkaSource, Service, ServiceError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -394,21 +394,7 @@ impl Worker {
             match self.consumer.poll(wait) {
                 Some(Ok(m)) => {
                     first.get_or_insert_with(Instant::now);
-                    out.push(Record {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        value: m.payload().map(<[u8]>::to_vec),
-                    });
+                    out.push(Record::from_message(&m));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(source = %self.source.name(), error = %e, "Kafka poll");

@@ -4,6 +4,7 @@
 
 use agentrail_event::TenantId;
 use agentrail_service::KafkaSource;
+use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -31,6 +32,25 @@ pub struct Unit {
 }
 
 impl Record {
+    /// An owned copy of a polled message (the intake's rounds, and tests reading a topic back).
+    pub fn from_message(m: &impl Message) -> Record {
+        Record {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            value: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers

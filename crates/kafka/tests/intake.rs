@@ -5,6 +5,7 @@
 //! consumes nothing twice.
 
 use agentrail_event::TenantId;
+use agentrail_kafka::records::Record;
 use agentrail_kafka::{
     ERROR_HEADER, KafkaIntake, SOURCE_LINE_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER,
     SOURCE_TOPIC_HEADER,
@@ -40,10 +41,7 @@ fn ids(service: &Service, tenant: &str) -> Vec<String> {
         .read_range(&t, 0, usize::MAX)
         .unwrap()
         .iter()
-        .map(|e| {
-            let v: Value = serde_json::from_slice(&e.bytes).unwrap();
-            v["event_id"].as_str().unwrap().to_owned()
-        })
+        .map(|e| e.event_id().unwrap())
         .collect()
 }
 
@@ -62,6 +60,11 @@ fn kafka_metrics(service: &Service) -> BTreeMap<String, i64> {
 
 /// A record that must be refused: topic, key, headers, value, and what its error says.
 type Refusal<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, String, &'a str);
+
+/// A header value as text.
+fn text(v: &[u8]) -> &str {
+    std::str::from_utf8(v).unwrap()
+}
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -195,7 +198,9 @@ fn each_valid_record_is_stored_once_and_each_refusal_is_dead_lettered() {
     wait_for("every valid event", Duration::from_secs(90), || {
         ids(&service, "globex").len() >= 103 && ids(&service, "acme").len() >= 40
     });
-    let dead = broker.read(DEAD, bad.len() + 1, Duration::from_secs(60));
+    let dead = broker.read(DEAD, bad.len() + 1, Duration::from_secs(60), |m| {
+        Record::from_message(m)
+    });
     assert_eq!(dead.len(), bad.len() + 1, "dead letters: {dead:#?}");
     wait_for("the offsets committed", Duration::from_secs(30), || {
         let m = kafka_metrics(&service);
@@ -234,14 +239,18 @@ fn each_valid_record_is_stored_once_and_each_refusal_is_dead_lettered() {
     for (topic, key, _, value, says) in &bad {
         let d = dead
             .iter()
-            .find(|d| d.key.as_deref() == Some(key.as_bytes()) && d.value == value.as_bytes())
+            .find(|d| {
+                d.key.as_deref() == Some(key.as_bytes())
+                    && d.value.as_deref() == Some(value.as_bytes())
+            })
             .unwrap_or_else(|| panic!("{key} not dead-lettered: {dead:#?}"));
-        let err = d.header(ERROR_HEADER).unwrap();
+        let err = d.header(ERROR_HEADER).map(text).unwrap();
         assert!(err.contains(says), "{key}: {err}");
-        assert_eq!(d.header(SOURCE_TOPIC_HEADER), Some(*topic));
-        assert!(d.header(SOURCE_PARTITION_HEADER).is_some());
+        assert_eq!(d.header(SOURCE_TOPIC_HEADER).map(text), Some(*topic));
+        assert!(d.header(SOURCE_PARTITION_HEADER).map(text).is_some());
         assert!(
             d.header(SOURCE_OFFSET_HEADER)
+                .map(text)
                 .unwrap()
                 .parse::<i64>()
                 .is_ok()
@@ -251,11 +260,12 @@ fn each_valid_record_is_stored_once_and_each_refusal_is_dead_lettered() {
         .iter()
         .find(|d| d.key.as_deref() == Some(b"ndjson".as_slice()))
         .unwrap();
-    assert_eq!(line.value, b"{not json");
-    assert_eq!(line.header(SOURCE_LINE_HEADER), Some("2"));
-    assert_eq!(line.header("agentrail-tenant"), Some("globex"));
+    assert_eq!(line.value.as_deref(), Some(b"{not json".as_slice()));
+    assert_eq!(line.header(SOURCE_LINE_HEADER).map(text), Some("2"));
+    assert_eq!(line.header("agentrail-tenant").map(text), Some("globex"));
     assert!(
         line.header(ERROR_HEADER)
+            .map(text)
             .unwrap()
             .starts_with("line 2: not JSON")
     );

@@ -84,6 +84,15 @@ pub struct StoredEvent {
     pub bytes: Vec<u8>,
 }
 
+impl StoredEvent {
+    /// The stored event's `event_id` (every stored event has one: assigned if it was sent
+    /// without); `None` only if the bytes are not an event.
+    pub fn event_id(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&self.bytes).ok()?;
+        v.get("event_id")?.as_str().map(str::to_owned)
+    }
+}
+
 /// A signed checkpoint of a tenant's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {

@@ -534,7 +534,7 @@ pub mod bench {
 pub mod kafka {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use std::net::{TcpListener, TcpStream};
     use std::path::PathBuf;
@@ -616,25 +616,6 @@ pub mod kafka {
         }
     }
 
-    /// A record read back.
-    #[derive(Debug, Clone)]
-    pub struct Received {
-        pub partition: i32,
-        pub offset: i64,
-        pub key: Option<Vec<u8>>,
-        pub headers: Vec<(String, String)>,
-        pub value: Vec<u8>,
-    }
-
-    impl Received {
-        pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
     impl Broker {
         /// A producer of one-record batches: tansu 0.6 answers a fetch from an offset inside a
         /// batch with nothing (Kafka sends the whole batch and the client skips what is before
@@ -698,7 +679,13 @@ pub mod kafka {
 
         /// Reads `topic` from the start (a fresh consumer group) until it has `count` records
         /// or `timeout` passed; returns what it read.
-        pub fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Received> {
+        pub fn read<T>(
+            &self,
+            topic: &str,
+            count: usize,
+            timeout: Duration,
+            owned: impl Fn(&BorrowedMessage<'_>) -> T,
+        ) -> Vec<T> {
             let group = format!("reader-{}-{}", std::process::id(), rand_seed());
             let c: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", self.bootstrap())
@@ -713,26 +700,7 @@ pub mod kafka {
             let started = Instant::now();
             while out.len() < count && started.elapsed() < timeout {
                 if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                    out.push(Received {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|h| {
-                                        (
-                                            h.key.to_owned(),
-                                            String::from_utf8_lossy(h.value.unwrap_or_default())
-                                                .into_owned(),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        value: m.payload().unwrap_or_default().to_vec(),
-                    });
+                    out.push(owned(&m));
                 }
             }
             out
