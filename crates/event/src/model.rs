@@ -623,25 +623,19 @@ impl Payload {
     /// Reads `payload` as the struct of `event_type`. Validation has already checked the shape,
     /// so this fails only for values that were not validated.
     pub fn from_event(event: &Event) -> Result<Payload, serde_json::Error> {
-        let map = event.payload.clone().unwrap_or_default();
+        // Read in place (a `&Map` deserializes): only a custom payload is copied whole.
+        let empty = Map::new();
+        let map = event.payload.as_ref().unwrap_or(&empty);
         Ok(match event.event_type.as_str() {
-            "model.decision" => Payload::ModelDecision(serde_json::from_value(Value::Object(map))?),
-            "tool.invocation" => {
-                Payload::ToolInvocation(serde_json::from_value(Value::Object(map))?)
-            }
-            "human.review" => Payload::HumanReview(serde_json::from_value(Value::Object(map))?),
-            "agent.session.started" => {
-                Payload::SessionStarted(serde_json::from_value(Value::Object(map))?)
-            }
-            "agent.session.ended" => {
-                Payload::SessionEnded(serde_json::from_value(Value::Object(map))?)
-            }
-            "agent.spawned" => Payload::AgentSpawned(serde_json::from_value(Value::Object(map))?),
-            "data.access" => Payload::DataAccess(serde_json::from_value(Value::Object(map))?),
-            "policy.decision" => {
-                Payload::PolicyDecision(serde_json::from_value(Value::Object(map))?)
-            }
-            _ => Payload::Custom(map),
+            "model.decision" => Payload::ModelDecision(Deserialize::deserialize(map)?),
+            "tool.invocation" => Payload::ToolInvocation(Deserialize::deserialize(map)?),
+            "human.review" => Payload::HumanReview(Deserialize::deserialize(map)?),
+            "agent.session.started" => Payload::SessionStarted(Deserialize::deserialize(map)?),
+            "agent.session.ended" => Payload::SessionEnded(Deserialize::deserialize(map)?),
+            "agent.spawned" => Payload::AgentSpawned(Deserialize::deserialize(map)?),
+            "data.access" => Payload::DataAccess(Deserialize::deserialize(map)?),
+            "policy.decision" => Payload::PolicyDecision(Deserialize::deserialize(map)?),
+            _ => Payload::Custom(map.clone()),
         })
     }
 }

@@ -5,7 +5,7 @@ use crate::model::{Event, EventId, Payload, SHAPES, TIMESTAMP};
 use crate::schema::event_schema;
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::paths::LocationSegment;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
 
@@ -182,7 +182,8 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
         problems.dedup();
         return Err(InvalidEvent { problems });
     }
-    let typed = serde_json::from_value::<Event>(value.clone()).and_then(|event| {
+    // Read from the checked value in place: the typed form copies only what it holds.
+    let typed = Event::deserialize(&value).and_then(|event| {
         let payload = Payload::from_event(&event)?;
         Ok((event, payload))
     });
