@@ -473,11 +473,14 @@ impl Worker {
         let mut ingested = 0u64;
         for (tenant, at) in &by_tenant {
             for chunk in at.chunks(max) {
-                let items: Vec<Result<Value, String>> = chunk
-                    .iter()
-                    .map(|&(r, u)| units[r][u].event.clone())
-                    .collect();
-                let refused: Vec<(usize, String)> = match self.service.ingest_each(tenant, items) {
+                // The units stay for a stalled round's retry: the ingest takes copies.
+                let items = || -> Vec<Result<Value, String>> {
+                    chunk
+                        .iter()
+                        .map(|&(r, u)| units[r][u].event.clone())
+                        .collect()
+                };
+                let refused = match self.service.ingest_each(tenant, items(), items) {
                     Ok(a) => {
                         ingested += a.receipts.len() as u64;
                         a.rejected

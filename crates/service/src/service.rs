@@ -68,7 +68,6 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// What opening the service did.
 /// What [`Service::ingest_each`] stored: the receipts of the accepted items (in their order)
 /// and each refused item's position with the reason.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +76,7 @@ pub struct Accepted {
     pub rejected: Vec<(usize, String)>,
 }
 
+/// What opening the service did.
 #[derive(Debug)]
 pub struct Opened {
     pub service: Arc<Service>,
@@ -698,43 +698,60 @@ impl Service {
     /// too large), are reported by position with the reason, and the others go through
     /// [`Service::ingest_events`] together. Anything that is not about one item (disk full,
     /// back-pressure, shutting down) refuses the whole request, as for any batch.
+    ///
+    /// A refusal of one item consumes the others (they were sealed on the way), so `remake`
+    /// makes the same items again, in the same order: called once more per refused item, at
+    /// most. Refusals are rare; keeping a copy of every event for them would not be.
     pub fn ingest_each(
         &self,
         tenant: &TenantId,
         items: Vec<Result<Value, String>>,
+        mut remake: impl FnMut() -> Vec<Result<Value, String>>,
     ) -> Result<Accepted, ServiceError> {
         self.check_tenant(tenant)?;
         self.admit_ingest()?;
-        self.check_batch_size(items.len())?;
-        let mut rejected = Vec::new();
-        let mut events = Vec::with_capacity(items.len());
-        let mut at = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            match item.and_then(|v| {
-                agentrail_event::validate_value(v).map_err(|e| {
-                    e.problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.path, p.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            }) {
-                Ok(ev) => {
-                    events.push(ev);
-                    at.push(i);
-                }
-                Err(reason) => rejected.push((i, reason)),
-            }
-        }
-        // Each refusal of one item drops it and tries the rest again: at most one round more
-        // than there are items. What is kept for another attempt is each event's JSON, not its
-        // validated form (which holds it twice more, typed): refusals are rare, copies not.
-        let mut kept: Vec<Map<String, Value>> = events.iter().map(|e| e.value.clone()).collect();
+        let total = items.len();
+        self.check_batch_size(total)?;
+        let mut rejected: Vec<(usize, String)> = Vec::new();
+        let mut refused = vec![false; total];
+        let mut items = Some(items);
         loop {
+            let round = items.take().unwrap_or_else(&mut remake);
+            if round.len() != total {
+                return Err(ServiceError::internal(format!(
+                    "a request of {total} items was made again with {}",
+                    round.len()
+                )));
+            }
+            let mut events = Vec::with_capacity(total);
+            let mut at = Vec::with_capacity(total);
+            for (i, item) in round.into_iter().enumerate() {
+                if refused[i] {
+                    continue;
+                }
+                match item.and_then(|v| {
+                    agentrail_event::validate_value(v).map_err(|e| {
+                        e.problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.path, p.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                }) {
+                    Ok(ev) => {
+                        events.push(ev);
+                        at.push(i);
+                    }
+                    Err(reason) => {
+                        refused[i] = true;
+                        rejected.push((i, reason));
+                    }
+                }
+            }
             if events.is_empty() {
                 break;
             }
-            match self.ingest_events(tenant, std::mem::take(&mut events)) {
+            match self.ingest_events(tenant, events) {
                 Ok(receipts) => {
                     rejected.sort_by_key(|r| r.0);
                     if !rejected.is_empty() {
@@ -752,29 +769,18 @@ impl Service {
                     },
                 ) if details.len() == 1 && details[0]["index"].as_u64().is_some() => {
                     let k = details[0]["index"].as_u64().unwrap_or_default() as usize;
-                    if k >= kept.len() {
+                    let Some(&i) = at.get(k) else {
                         return Err(ServiceError::internal(format!(
                             "the ledger refused item {k} of {}: {message}",
-                            kept.len()
+                            at.len()
                         )));
-                    }
-                    kept.remove(k);
-                    events = kept
-                        .iter()
-                        .map(|m| {
-                            agentrail_event::validate_value(Value::Object(m.clone())).map_err(|e| {
-                                ServiceError::internal(format!(
-                                    "a valid event is not: {:?}",
-                                    e.problems
-                                ))
-                            })
-                        })
-                        .collect::<Result<_, _>>()?;
+                    };
                     let reason = message
                         .strip_prefix(&format!("event {k}: "))
                         .unwrap_or(&message)
                         .to_owned();
-                    rejected.push((at.remove(k), reason));
+                    refused[i] = true;
+                    rejected.push((i, reason));
                 }
                 Err(e) => return Err(e),
             }

@@ -149,9 +149,8 @@ fn ingest_for_a_tenant_that_does_not_exist_is_refused_and_creates_nothing() {
         Err(ServiceError::NotFound(m)) => assert_eq!(m, "tenant nosuch does not exist"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let each = env
-        .service
-        .ingest_each(&nosuch, vec![Ok(decision("x-2", "alice", "hi"))]);
+    let items = || vec![Ok(decision("x-2", "alice", "hi"))];
+    let each = env.service.ingest_each(&nosuch, items(), items);
     assert!(matches!(each, Err(ServiceError::NotFound(_))), "{each:?}");
     assert!(!env.service.ledger().exists(&nosuch));
     let tenants = std::fs::read_dir(env.service.layout().tenants_dir()).unwrap();

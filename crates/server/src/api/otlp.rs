@@ -63,6 +63,11 @@ fn tenant_of(
         .authorize(caller, own.as_str(), &[Scope::EventsWrite])?)
 }
 
+/// What the ingest takes of mapped spans or log records: each one's event, or why there is none.
+fn events(mapped: Vec<agentrail_otlp::MappedSpan>) -> Vec<Result<serde_json::Value, String>> {
+    mapped.into_iter().map(|m| m.event).collect()
+}
+
 /// Why the items at these positions were rejected, as one message.
 fn rejection_message(total: usize, labels: &[String], rejected: &[(usize, String)]) -> String {
     let mut msg = format!("{} of {total} rejected: ", rejected.len());
@@ -120,36 +125,41 @@ async fn export_in(
     let held = read_body(s, headers, body).await?;
     let service = s.service.clone();
     with_append_slot(s, move || {
-        let (labels, items) = match signal {
+        // The decoded request stays until the ingest is done: should the ledger refuse one
+        // span, the others are mapped again from it.
+        let (labels, accepted) = match signal {
             Signal::Traces => {
                 let req = agentrail_otlp::decode_traces(&held.bytes, enc)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 drop(held);
                 let mapped = agentrail_otlp::map_traces(&req);
-                let mut labels = Vec::with_capacity(mapped.len());
-                let mut items = Vec::with_capacity(mapped.len());
-                for (i, m) in mapped.into_iter().enumerate() {
-                    labels.push(match m.event_id {
+                let labels: Vec<String> = mapped
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| match &m.event_id {
                         Some(id) => format!("span {i} ({id})"),
                         None => format!("span {i}"),
-                    });
-                    items.push(m.event);
-                }
-                (labels, items)
+                    })
+                    .collect();
+                let accepted = service.ingest_each(&tenant, events(mapped), || {
+                    events(agentrail_otlp::map_traces(&req))
+                })?;
+                (labels, accepted)
             }
             Signal::Logs => {
                 let req = agentrail_otlp::decode_logs(&held.bytes, enc)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 drop(held);
-                let mapped = agentrail_otlp::map_logs(&req);
+                let mapped = events(agentrail_otlp::map_logs(&req));
                 let labels = (0..mapped.len())
                     .map(|i| format!("log record {i}"))
                     .collect();
-                (labels, mapped.into_iter().map(|m| m.event).collect())
+                let accepted = service
+                    .ingest_each(&tenant, mapped, || events(agentrail_otlp::map_logs(&req)))?;
+                (labels, accepted)
             }
         };
-        let total = items.len();
-        let accepted = service.ingest_each(&tenant, items)?;
+        let total = labels.len();
         let message = if accepted.rejected.is_empty() {
             String::new()
         } else {
