@@ -14,7 +14,7 @@
 //!  phone and a card number seen once — default 0.3).
 
 use agentrail_server::{AppState, ServerConfig, router};
-use agentrail_testkit::bench::{arg, percentile_ms};
+use agentrail_testkit::bench::{arg, percentile_ms, process_cpu_seconds};
 use agentrail_testkit::{Generator, Profile};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -496,9 +496,9 @@ fn main() {
         );
     }
     println!(
-        "| connections | format | events | avg request B | stored B/event | index B/event | events/s | MB/s | p50 ms | p99 ms | 503/429 | index lag at end | index caught up after s |"
+        "| connections | format | events | avg request B | stored B/event | index B/event | events/s | MB/s | p50 ms | p99 ms | 503/429 | index lag at end | index caught up after s | CPU µs/event |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let formats: Vec<String> = match arg(&args, "--formats") {
         Some(f) => f.split(',').map(str::to_owned).collect(),
         None if with_otlp => vec!["ndjson".into(), "otlp".into()],
@@ -528,6 +528,7 @@ fn main() {
                 ),
             };
             let requests = bodies.len();
+            let cpu = process_cpu_seconds();
             let (secs, lat, retried) = drive(&url, &writer, ct, bodies, n);
             let (lag_total, _) = target.lag();
             let catch = Instant::now();
@@ -535,9 +536,11 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let events = batches * per;
+            // Client and server together (they share the process), until the index caught up.
+            let cpu = (process_cpu_seconds() - cpu) / events as f64 * 1e6;
             let (stored, indexed) = target.bytes_on_disk(&tenant);
             println!(
-                "| {n} | {format} | {events} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {retried} | {lag_total} | {:.2} |",
+                "| {n} | {format} | {events} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {retried} | {lag_total} | {:.2} | {cpu:.1} |",
                 bytes / requests,
                 stored / events as u64,
                 indexed / events as u64,

@@ -495,6 +495,21 @@ pub mod bench {
             .map_or(0.0, |kb| kb / 1024.0)
     }
 
+    /// CPU time (user + system) this process has used so far, in seconds, from `/proc/self/stat`
+    /// (in clock ticks of 1/100 s, the Linux default); 0 where there is none.
+    pub fn process_cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // The command name (field 2) may hold spaces: fields are counted after its `)`.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: f64 = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse::<f64>().ok())
+            .sum();
+        ticks / 100.0
+    }
+
     /// The value after `--name` on a command line.
     pub fn arg(args: &[String], name: &str) -> Option<String> {
         args.iter()
@@ -524,6 +539,22 @@ pub mod bench {
             assert_eq!(percentile_ms(&lat, 0.5), 51.0);
             assert_eq!(percentile_ms(&lat, 0.99), 99.0);
             assert_eq!(percentile_ms(&[], 0.5), 0.0);
+        }
+
+        #[test]
+        fn process_cpu_time_grows_with_work() {
+            let before = process_cpu_seconds();
+            let started = std::time::Instant::now();
+            let mut x = 0u64;
+            while process_cpu_seconds() - before < 0.05 {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "a minute of spinning never counted 50 ms of CPU"
+                );
+            }
         }
     }
 }
