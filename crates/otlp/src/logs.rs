@@ -18,20 +18,20 @@ use prost::Message;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
-/// Maps every log record of a request, in request order; each on its own.
-pub fn map_logs(req: &ExportLogsServiceRequest) -> Vec<MappedSpan> {
+/// Maps every log record of a request, in request order; each on its own. The request is
+/// consumed: its strings move into the events.
+pub fn map_logs(req: ExportLogsServiceRequest) -> Vec<MappedSpan> {
     let mut out = Vec::new();
-    for rl in &req.resource_logs {
+    for rl in req.resource_logs {
         let resource = rl
             .resource
-            .as_ref()
-            .map(|r| attributes(&r.attributes))
+            .map(|r| attributes(r.attributes))
             .unwrap_or_default();
-        for sl in &rl.scope_logs {
-            let scope = sl.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-            for rec in &sl.log_records {
-                let event_id = record_id(&resource, scope, rec);
-                let event = record_event(&resource, scope, rec, &event_id);
+        for sl in rl.scope_logs {
+            let scope = sl.scope.map(|s| s.name).unwrap_or_default();
+            for rec in sl.log_records {
+                let event_id = record_id(&resource, &scope, &rec);
+                let event = record_event(&resource, &scope, rec, &event_id);
                 out.push(MappedSpan {
                     event_id: Some(event_id),
                     event,
@@ -55,7 +55,7 @@ fn record_id(resource: &Map<String, Value>, scope: &str, rec: &LogRecord) -> Str
 fn record_event(
     resource: &Map<String, Value>,
     scope: &str,
-    rec: &LogRecord,
+    mut rec: LogRecord,
     event_id: &str,
 ) -> Result<Value, String> {
     let valid = |b: &[u8], len: usize| b.len() == len && b.iter().any(|&x| x != 0);
@@ -79,11 +79,11 @@ fn record_event(
     }
     let occurred_at = timestamp(ns).ok_or("time_unix_nano is out of range")?;
 
-    let mut a = Attrs(attributes(&rec.attributes));
+    let mut a = Attrs(attributes(std::mem::take(&mut rec.attributes)));
     let name = if rec.event_name.is_empty() {
         a.string(&["event.name"])
     } else {
-        Some(rec.event_name.clone())
+        Some(std::mem::take(&mut rec.event_name))
     };
     let review = a.has("agentrail.review.decision");
     let mut ev = Map::new();
@@ -148,7 +148,7 @@ fn record_event(
     };
     // The body and the content attributes: sealed.
     let mut content = a.content();
-    if let Some(body) = rec.body.as_ref().map(any_value).filter(|b| !b.is_null()) {
+    if let Some(body) = rec.body.take().map(any_value).filter(|b| !b.is_null()) {
         content.insert("body".into(), body);
     }
     if !content.is_empty() {

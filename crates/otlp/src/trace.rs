@@ -125,11 +125,9 @@ impl Attrs {
     /// The first of `keys` holding a non-empty string (taken).
     pub(crate) fn string(&mut self, keys: &[&str]) -> Option<String> {
         for k in keys {
-            if let Some(Value::String(s)) = self.0.get(*k)
-                && !s.is_empty()
+            if matches!(self.0.get(*k), Some(Value::String(s)) if !s.is_empty())
+                && let Some(Value::String(s)) = self.0.remove(*k)
             {
-                let s = s.clone();
-                self.0.remove(*k);
                 return Some(s);
             }
         }
@@ -203,22 +201,22 @@ impl Attrs {
 /// Maps every span of a request, in request order. Each span maps on its own: its event does
 /// not depend on which other spans share the request, so an exporter's re-send, batched
 /// differently, is the same event (a replay). Links through tool call ids are the index's.
-pub fn map_traces(req: &ExportTraceServiceRequest) -> Vec<MappedSpan> {
+/// The request is consumed: its strings move into the events.
+pub fn map_traces(req: ExportTraceServiceRequest) -> Vec<MappedSpan> {
     let mut out = Vec::new();
-    for rs in &req.resource_spans {
+    for rs in req.resource_spans {
         let resource = rs
             .resource
-            .as_ref()
-            .map(|r| attributes(&r.attributes))
+            .map(|r| attributes(r.attributes))
             .unwrap_or_default();
-        for ss in &rs.scope_spans {
-            let scope = ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-            for span in &ss.spans {
-                out.push(match ids(span) {
+        for ss in rs.scope_spans {
+            let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+            for span in ss.spans {
+                out.push(match ids(&span) {
                     Ok((trace, id, parent)) => {
                         let event_id = format!("otel-{trace}-{id}");
                         let event =
-                            span_event(&resource, scope, span, &event_id, &trace, &id, parent);
+                            span_event(&resource, &scope, span, &event_id, &trace, &id, parent);
                         MappedSpan {
                             event_id: Some(event_id),
                             event,
@@ -371,7 +369,7 @@ pub(crate) fn put_reserved(rest: &mut Map<String, Value>, key: &str, v: Value) {
 fn span_event(
     resource: &Map<String, Value>,
     scope: &str,
-    span: &Span,
+    mut span: Span,
     event_id: &str,
     trace_id: &str,
     span_id: &str,
@@ -389,8 +387,8 @@ fn span_event(
     let duration_ms = (span.end_time_unix_nano >= start && span.start_time_unix_nano > 0)
         .then(|| (span.end_time_unix_nano - start) as f64 / 1e6);
 
-    let mut a = Attrs(attributes(&span.attributes));
-    let kind = kind(&a, span);
+    let mut a = Attrs(attributes(std::mem::take(&mut span.attributes)));
+    let kind = kind(&a, &span);
     let mut ev = Map::new();
     ev.insert("schema_version".into(), json!("1"));
     ev.insert("event_id".into(), json!(event_id));
@@ -440,7 +438,7 @@ fn span_event(
         || a.has("error.type");
     let mut payload = match kind {
         Kind::Model => model_payload(&mut a, duration_ms),
-        Kind::Tool => tool_payload(&mut a, span, failed, duration_ms),
+        Kind::Tool => tool_payload(&mut a, &span, failed, duration_ms),
         Kind::Review => review_payload(&mut a, &occurred_at, span.end_time_unix_nano)?,
         Kind::Agent => {
             let mut p = Map::new();
@@ -476,17 +474,13 @@ fn span_event(
     // exception messages and stack traces), go where the ingest operation seals them.
     let mut content = a.content();
     if !span.events.is_empty() {
-        let events: Vec<Value> = span
-            .events
-            .iter()
+        let events: Vec<Value> = std::mem::take(&mut span.events)
+            .into_iter()
             .map(|e| {
                 let mut o = Map::new();
                 o.insert("name".into(), json!(e.name));
                 o.insert("time".into(), json!(timestamp(e.time_unix_nano)));
-                o.insert(
-                    "attributes".into(),
-                    Value::Object(attributes(&e.attributes)),
-                );
+                o.insert("attributes".into(), Value::Object(attributes(e.attributes)));
                 if e.dropped_attributes_count > 0 {
                     o.insert(
                         "dropped_attributes_count".into(),
@@ -521,9 +515,8 @@ fn span_event(
         put_reserved(&mut rest, "otel.trace_state", json!(span.trace_state));
     }
     if !span.links.is_empty() {
-        let links: Vec<Value> = span
-            .links
-            .iter()
+        let links: Vec<Value> = std::mem::take(&mut span.links)
+            .into_iter()
             .map(|l| {
                 let mut o = Map::new();
                 o.insert("trace_id".into(), json!(hex::encode(&l.trace_id)));
@@ -532,10 +525,7 @@ fn span_event(
                     o.insert("trace_state".into(), json!(l.trace_state));
                 }
                 if !l.attributes.is_empty() {
-                    o.insert(
-                        "attributes".into(),
-                        Value::Object(attributes(&l.attributes)),
-                    );
+                    o.insert("attributes".into(), Value::Object(attributes(l.attributes)));
                 }
                 Value::Object(o)
             })

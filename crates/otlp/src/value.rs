@@ -8,36 +8,32 @@ use serde_json::{Map, Value};
 /// An `AnyValue` as JSON: strings, booleans and integers as themselves (one beyond ±2^53 as its
 /// decimal string), doubles as numbers (a
 /// non-finite one, which JSON cannot hold, as its name: `"NaN"`, `"inf"`), bytes as base64,
-/// arrays and key-value lists as arrays and objects; an empty value as `null`.
-pub fn any_value(v: &AnyValue) -> Value {
-    match &v.value {
+/// arrays and key-value lists as arrays and objects; an empty value as `null`. Taken by value:
+/// a decoded request's strings move into the event rather than being copied.
+pub fn any_value(v: AnyValue) -> Value {
+    match v.value {
         None | Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        Some(any_value::Value::StringValue(s)) => Value::String(s),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(b),
         // Beyond ±2^53 a JSON number is not exact (the ledger refuses it): its decimal string.
         Some(any_value::Value::IntValue(i)) if i.unsigned_abs() > 1 << 53 => {
             Value::String(i.to_string())
         }
-        Some(any_value::Value::IntValue(i)) => Value::from(*i),
-        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d)
+        Some(any_value::Value::IntValue(i)) => Value::from(i),
+        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(d)
             .map_or_else(|| Value::String(d.to_string()), Value::Number),
         Some(any_value::Value::BytesValue(b)) => Value::String(B64.encode(b)),
         Some(any_value::Value::ArrayValue(a)) => {
-            Value::Array(a.values.iter().map(any_value).collect())
+            Value::Array(a.values.into_iter().map(any_value).collect())
         }
-        Some(any_value::Value::KvlistValue(kv)) => Value::Object(attributes(&kv.values)),
+        Some(any_value::Value::KvlistValue(kv)) => Value::Object(attributes(kv.values)),
     }
 }
 
 /// Key-value pairs as a JSON object (a repeated key: the last one).
-pub(crate) fn attributes(kvs: &[KeyValue]) -> Map<String, Value> {
-    kvs.iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                kv.value.as_ref().map_or(Value::Null, any_value),
-            )
-        })
+pub(crate) fn attributes(kvs: Vec<KeyValue>) -> Map<String, Value> {
+    kvs.into_iter()
+        .map(|kv| (kv.key, kv.value.map_or(Value::Null, any_value)))
         .collect()
 }
 
@@ -82,7 +78,7 @@ mod tests {
             (AnyValue::default(), Value::Null),
         ];
         for (v, want) in cases {
-            assert_eq!(any_value(&v), want, "{v:?}");
+            assert_eq!(any_value(v.clone()), want, "{v:?}");
         }
     }
 }

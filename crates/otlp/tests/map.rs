@@ -69,7 +69,7 @@ fn id(n: u8) -> String {
 
 /// Maps and checks each event with the v1 validator; returns them.
 fn events(req: &ExportTraceServiceRequest) -> Vec<Value> {
-    map_traces(req)
+    map_traces(req.clone())
         .into_iter()
         .map(|m| {
             let ev = m.event.unwrap();
@@ -332,7 +332,7 @@ fn other_spans_are_kept_and_bad_spans_are_named() {
         "review",
         vec![s("agentrail.review.decision", "reject")],
     );
-    let mapped = map_traces(&request(vec![http, no_ids, review]));
+    let mapped = map_traces(request(vec![http, no_ids, review]));
     let ev = mapped[0].event.as_ref().unwrap();
     assert_eq!(ev["event_type"], "custom.otel.span");
     assert_eq!(ev["payload"]["name"], "GET /orders");
@@ -546,7 +546,7 @@ fn reviews_are_normalized_or_refused_by_name() {
         ev["payload"]["presented_at"],
         "2023-11-14T22:13:20.000000000Z"
     );
-    let bad = map_traces(&request(vec![review("maybe")])).remove(0);
+    let bad = map_traces(request(vec![review("maybe")])).remove(0);
     assert_eq!(
         bad.event,
         Err(
@@ -558,7 +558,7 @@ fn reviews_are_normalized_or_refused_by_name() {
     timeless.start_time_unix_nano = 0;
     timeless.end_time_unix_nano = 0;
     assert_eq!(
-        map_traces(&request(vec![timeless])).remove(0).event,
+        map_traces(request(vec![timeless])).remove(0).event,
         Err("start_time_unix_nano and end_time_unix_nano are both missing".into())
     );
 }

@@ -125,14 +125,14 @@ async fn export_in(
     let held = read_body(s, headers, body).await?;
     let service = s.service.clone();
     with_append_slot(s, move || {
-        // The decoded request stays until the ingest is done: should the ledger refuse one
-        // span, the others are mapped again from it.
+        // The body stays until the ingest is done: should the ledger refuse one span or
+        // record, the others are decoded and mapped again from it.
         let (labels, accepted) = match signal {
             Signal::Traces => {
-                let req = agentrail_otlp::decode_traces(&held.bytes, enc)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                drop(held);
-                let mapped = agentrail_otlp::map_traces(&req);
+                let decode = || agentrail_otlp::decode_traces(&held.bytes, enc);
+                let mapped = agentrail_otlp::map_traces(
+                    decode().map_err(|e| ApiError::bad_request(e.to_string()))?,
+                );
                 let labels: Vec<String> = mapped
                     .iter()
                     .enumerate()
@@ -142,20 +142,21 @@ async fn export_in(
                     })
                     .collect();
                 let accepted = service.ingest_each(&tenant, events(mapped), || {
-                    events(agentrail_otlp::map_traces(&req))
+                    decode().map_or_else(|_| Vec::new(), |r| events(agentrail_otlp::map_traces(r)))
                 })?;
                 (labels, accepted)
             }
             Signal::Logs => {
-                let req = agentrail_otlp::decode_logs(&held.bytes, enc)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                drop(held);
-                let mapped = events(agentrail_otlp::map_logs(&req));
+                let decode = || agentrail_otlp::decode_logs(&held.bytes, enc);
+                let mapped = agentrail_otlp::map_logs(
+                    decode().map_err(|e| ApiError::bad_request(e.to_string()))?,
+                );
                 let labels = (0..mapped.len())
                     .map(|i| format!("log record {i}"))
                     .collect();
-                let accepted = service
-                    .ingest_each(&tenant, mapped, || events(agentrail_otlp::map_logs(&req)))?;
+                let accepted = service.ingest_each(&tenant, events(mapped), || {
+                    decode().map_or_else(|_| Vec::new(), |r| events(agentrail_otlp::map_logs(r)))
+                })?;
                 (labels, accepted)
             }
         };
