@@ -511,6 +511,9 @@ fn main() {
         None if with_otlp => vec!["ndjson".into(), "otlp".into()],
         None => vec!["ndjson".into()],
     };
+    if let Ok(s) = std::env::var("BENCH_SLEEP") {
+        std::thread::sleep(Duration::from_secs(s.parse().unwrap()));
+    }
     for (row, &n) in conns.iter().enumerate() {
         // A B, then B A: neither format always runs on the warmer process.
         let mut order: Vec<&str> = formats.iter().map(String::as_str).collect();
