@@ -480,7 +480,7 @@ impl Worker {
                         .map(|&(r, u)| units[r][u].event.clone())
                         .collect()
                 };
-                let refused = match self.service.ingest_each(tenant, items(), items) {
+                let refused = match self.service.ingest_each(tenant, items) {
                     Ok(a) => {
                         ingested += a.receipts.len() as u64;
                         a.rejected

@@ -512,8 +512,9 @@ impl Service {
         body: &[u8],
         format: BatchFormat,
     ) -> Result<Vec<Receipt>, ServiceError> {
-        // First: while the disk is (nearly) full nothing is parsed, opened or written.
-        self.admit_ingest()?;
+        // First: while the disk is (nearly) full or the index far behind, nothing is parsed,
+        // opened or written (a refused request the client retries costs a lookup, not a parse).
+        self.admit_events(tenant)?;
         // Counted before anything is parsed: a million-line body is refused at the cost of a
         // byte scan, not of a million validated events.
         self.check_batch_size(count_items(body, format))?;
@@ -580,19 +581,12 @@ impl Service {
         )))
     }
 
-    /// Stores a batch of validated events — the one ingest operation every intake path (HTTP,
-    /// the offline `agentrail ingest`, and every later one) ends in: admission (disk space,
-    /// index lag, batch size), then, under the tenant's erasure gate, tokenize and seal the
-    /// sensitive fields and append all-or-nothing; the receipts come back only once every
-    /// event is durable. A rejected batch appends nothing and keeps no token value.
-    pub fn ingest_events(
-        &self,
-        tenant: &TenantId,
-        mut events: Vec<ValidEvent>,
-    ) -> Result<Vec<Receipt>, ServiceError> {
+    /// Whether `tenant` takes events now: it exists, the disk has room, and its query index is
+    /// not too far behind. Every intake checks it before it parses or maps anything, and
+    /// [`Service::ingest_events`] again.
+    fn admit_events(&self, tenant: &TenantId) -> Result<(), ServiceError> {
         self.check_tenant(tenant)?;
         self.admit_ingest()?;
-        self.check_batch_size(events.len())?;
         let handle = self.indexer.handle(tenant)?;
         // A rebuild after damage runs flat out and is reported by queries and /readyz; ingest
         // goes on meanwhile (the ledger is the truth).
@@ -608,6 +602,21 @@ impl Service {
                 2,
             ));
         }
+        Ok(())
+    }
+
+    /// Stores a batch of validated events — the one ingest operation every intake path (HTTP,
+    /// the offline `agentrail ingest`, and every later one) ends in: admission (disk space,
+    /// index lag, batch size), then, under the tenant's erasure gate, tokenize and seal the
+    /// sensitive fields and append all-or-nothing; the receipts come back only once every
+    /// event is durable. A rejected batch appends nothing and keeps no token value.
+    pub fn ingest_events(
+        &self,
+        tenant: &TenantId,
+        mut events: Vec<ValidEvent>,
+    ) -> Result<Vec<Receipt>, ServiceError> {
+        self.admit_events(tenant)?;
+        self.check_batch_size(events.len())?;
         let started = Instant::now();
         let receipts = self
             .privacy
@@ -699,24 +708,23 @@ impl Service {
     /// [`Service::ingest_events`] together. Anything that is not about one item (disk full,
     /// back-pressure, shutting down) refuses the whole request, as for any batch.
     ///
-    /// A refusal of one item consumes the others (they were sealed on the way), so `remake`
-    /// makes the same items again, in the same order: called once more per refused item, at
-    /// most. Refusals are rare; keeping a copy of every event for them would not be.
+    /// `make` makes the items; it is called once admission passed (a request refused as a
+    /// whole costs no mapping), and once more per item the ledger refuses alone, since the
+    /// refused round consumed the others (they were sealed on the way): each time the same
+    /// items in the same order. Refusals are rare; keeping a copy of every event for them
+    /// would not be.
     pub fn ingest_each(
         &self,
         tenant: &TenantId,
-        items: Vec<Result<Value, String>>,
-        mut remake: impl FnMut() -> Vec<Result<Value, String>>,
+        mut make: impl FnMut() -> Vec<Result<Value, String>>,
     ) -> Result<Accepted, ServiceError> {
-        self.check_tenant(tenant)?;
-        self.admit_ingest()?;
-        let total = items.len();
+        self.admit_events(tenant)?;
+        let mut round = make();
+        let total = round.len();
         self.check_batch_size(total)?;
         let mut rejected: Vec<(usize, String)> = Vec::new();
         let mut refused = vec![false; total];
-        let mut items = Some(items);
         loop {
-            let round = items.take().unwrap_or_else(&mut remake);
             if round.len() != total {
                 return Err(ServiceError::internal(format!(
                     "a request of {total} items was made again with {}",
@@ -781,6 +789,7 @@ impl Service {
                         .to_owned();
                     refused[i] = true;
                     rejected.push((i, reason));
+                    round = make();
                 }
                 Err(e) => return Err(e),
             }

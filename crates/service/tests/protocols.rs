@@ -19,8 +19,13 @@ struct Env {
 
 /// A service on a fresh data directory with tenant `acme` and a principal holding every scope.
 fn env() -> Env {
+    env_with(|_| {})
+}
+
+fn env_with(config: impl FnOnce(&mut ServiceConfig)) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = ServiceConfig::unscheduled(dir.path().to_path_buf());
+    let mut cfg = ServiceConfig::unscheduled(dir.path().to_path_buf());
+    config(&mut cfg);
     let opened = Service::open(cfg).unwrap();
     let root = opened.root().unwrap();
     let service = opened.service;
@@ -150,7 +155,7 @@ fn ingest_for_a_tenant_that_does_not_exist_is_refused_and_creates_nothing() {
         other => panic!("expected NotFound, got {other:?}"),
     }
     let items = || vec![Ok(decision("x-2", "alice", "hi"))];
-    let each = env.service.ingest_each(&nosuch, items(), items);
+    let each = env.service.ingest_each(&nosuch, items);
     assert!(matches!(each, Err(ServiceError::NotFound(_))), "{each:?}");
     assert!(!env.service.ledger().exists(&nosuch));
     let tenants = std::fs::read_dir(env.service.layout().tenants_dir()).unwrap();
@@ -162,6 +167,55 @@ fn ingest_for_a_tenant_that_does_not_exist_is_refused_and_creates_nothing() {
         vec!["acme"],
         "nothing of the unknown tenant is created"
     );
+}
+
+#[test]
+fn a_tenant_whose_index_is_behind_is_refused_before_a_request_is_parsed_or_mapped() {
+    let env = env_with(|c| c.max_index_lag = 0);
+    env.ingest(&[decision("b-1", "alice", "hi")]).unwrap();
+    // Read-your-writes: the index holds b-1 once this answers.
+    assert_eq!(env.decisions().len(), 1);
+    // Another writer on the index file holds the indexer off: what is appended next stays
+    // behind in the index.
+    let index = agentrail_index::index_path(env.service.layout().root(), &env.tenant);
+    let blocker = rusqlite::Connection::open(&index).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    env.ingest(&[decision("b-2", "alice", "hi")]).unwrap();
+
+    let behind = |r: Result<(), ServiceError>| match r {
+        Err(ServiceError::Unavailable { code, .. }) => assert_eq!(code, "index_behind"),
+        other => panic!("expected index_behind, got {other:?}"),
+    };
+    // Not even looked at: a malformed body is refused as the valid one would be.
+    behind(
+        env.service
+            .ingest(&env.tenant, b"{not json", BatchFormat::Ndjson)
+            .map(drop),
+    );
+    let mut made = 0;
+    behind(
+        env.service
+            .ingest_each(&env.tenant, || {
+                made += 1;
+                vec![Ok(decision("b-3", "alice", "hi"))]
+            })
+            .map(drop),
+    );
+    assert_eq!(made, 0, "nothing is mapped for a refused request");
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match env.ingest(&[decision("b-3", "alice", "hi")]) {
+            Ok(_) => break,
+            Err(ServiceError::Unavailable { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("the index never caught up: {e}"),
+        }
+    }
+    assert_eq!(env.decisions().len(), 3);
 }
 
 #[test]

@@ -125,39 +125,45 @@ async fn export_in(
     let held = read_body(s, headers, body).await?;
     let service = s.service.clone();
     with_append_slot(s, move || {
-        // The body stays until the ingest is done: should the ledger refuse one span or
-        // record, the others are decoded and mapped again from it.
-        let (labels, accepted) = match signal {
+        // A malformed body is refused first. The spans (or log records) are mapped only once
+        // the tenant takes events; the body stays until the ingest is done, so that should the
+        // ledger refuse one item the others are decoded and mapped again from it.
+        let mut labels: Vec<String> = Vec::new();
+        let accepted = match signal {
             Signal::Traces => {
                 let decode = || agentrail_otlp::decode_traces(&held.bytes, enc);
-                let mapped = agentrail_otlp::map_traces(
-                    decode().map_err(|e| ApiError::bad_request(e.to_string()))?,
-                );
-                let labels: Vec<String> = mapped
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| match &m.event_id {
-                        Some(id) => format!("span {i} ({id})"),
-                        None => format!("span {i}"),
-                    })
-                    .collect();
-                let accepted = service.ingest_each(&tenant, events(mapped), || {
-                    decode().map_or_else(|_| Vec::new(), |r| events(agentrail_otlp::map_traces(r)))
-                })?;
-                (labels, accepted)
+                let mut first = Some(decode().map_err(|e| ApiError::bad_request(e.to_string()))?);
+                service.ingest_each(&tenant, || {
+                    let mapped = first
+                        .take()
+                        .or_else(|| decode().ok())
+                        .map(agentrail_otlp::map_traces)
+                        .unwrap_or_default();
+                    labels = mapped
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| match &m.event_id {
+                            Some(id) => format!("span {i} ({id})"),
+                            None => format!("span {i}"),
+                        })
+                        .collect();
+                    events(mapped)
+                })?
             }
             Signal::Logs => {
                 let decode = || agentrail_otlp::decode_logs(&held.bytes, enc);
-                let mapped = agentrail_otlp::map_logs(
-                    decode().map_err(|e| ApiError::bad_request(e.to_string()))?,
-                );
-                let labels = (0..mapped.len())
-                    .map(|i| format!("log record {i}"))
-                    .collect();
-                let accepted = service.ingest_each(&tenant, events(mapped), || {
-                    decode().map_or_else(|_| Vec::new(), |r| events(agentrail_otlp::map_logs(r)))
-                })?;
-                (labels, accepted)
+                let mut first = Some(decode().map_err(|e| ApiError::bad_request(e.to_string()))?);
+                service.ingest_each(&tenant, || {
+                    let mapped = first
+                        .take()
+                        .or_else(|| decode().ok())
+                        .map(agentrail_otlp::map_logs)
+                        .unwrap_or_default();
+                    labels = (0..mapped.len())
+                        .map(|i| format!("log record {i}"))
+                        .collect();
+                    events(mapped)
+                })?
             }
         };
         let total = labels.len();
