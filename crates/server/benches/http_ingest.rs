@@ -415,6 +415,9 @@ fn main() {
         let mut cfg = ServerConfig::on(dir.path());
         cfg.listen = "127.0.0.1:0".into();
         cfg.service.seal_sensitive_fields = !args.iter().any(|a| a == "--no-privacy");
+        if let Some(lag) = arg(&args, "--max-index-lag").and_then(|s| s.parse().ok()) {
+            cfg.service.max_index_lag = lag;
+        }
         let (state, opened) = AppState::open(cfg).expect("open");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -521,7 +524,7 @@ fn main() {
             order.reverse();
         }
         for format in order {
-            let tenant = format!("bench-{n}-{format}-{}", std::process::id());
+            let tenant = format!("bench-{row}-{n}-{format}-{}", std::process::id());
             let (writer, _) = target.tenant(&tenant);
             // The same events whatever the tenant: both formats carry the same content.
             let events_in = generated("bench", batches, per, pii_rate);
@@ -546,6 +549,16 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let events = batches * per;
+            // Every row stores new events: a row that replayed another's would measure the
+            // replay path, not ingest.
+            if let Some(s) = &target.state {
+                let t = agentrail_event::TenantId::parse(&tenant).unwrap();
+                assert_eq!(
+                    s.service.ledger().size(&t).unwrap_or(0),
+                    events as u64,
+                    "tenant {tenant} does not hold exactly the row's events"
+                );
+            }
             // Client and server together (they share the process), until the index caught up.
             let cpu = (process_cpu_seconds() - cpu) / events as f64 * 1e6;
             let (stored, indexed) = target.bytes_on_disk(&tenant);
