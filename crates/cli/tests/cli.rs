@@ -202,8 +202,8 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(receipts.len(), 5);
-    assert_eq!(receipts[4]["seq"], 4);
+    assert_eq!(receipts.len(), 14);
+    assert_eq!(receipts[13]["seq"], 13);
     // The offline path protects like the HTTP one: the email is tokenized (in no file of the
     // data directory: segments, index, logs) and the prompt sealed (in no file but the query
     // index's hot content, which holds sealed fields tokenized).
@@ -225,7 +225,7 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
     let ok = agentrail(&["verify", "--data-dir", data], None);
     assert!(ok.status.success(), "{}", stdout(&ok));
     assert!(
-        stdout(&ok).starts_with("acme: ok: 5 events"),
+        stdout(&ok).starts_with("acme: ok: 14 events"),
         "{}",
         stdout(&ok)
     );
@@ -236,7 +236,7 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
         &["checkpoint", "--data-dir", data, "--tenant", "acme"],
         None,
     );
-    assert!(stdout(&cp).starts_with("agentrail.local/tenants/acme\n5\n"));
+    assert!(stdout(&cp).starts_with("agentrail.local/tenants/acme\n14\n"));
     let checked = agentrail(
         &["verify-note", "--key", vkey.trim(), "-"],
         Some(&cp.stdout),
@@ -280,7 +280,7 @@ fn ingest_verify_checkpoint_and_prove_against_a_data_dir() {
         String::from_utf8_lossy(&re.stderr)
     );
     assert!(
-        stdout(&re).starts_with("acme: 5 events indexed"),
+        stdout(&re).starts_with("acme: 14 events indexed"),
         "{}",
         stdout(&re)
     );
