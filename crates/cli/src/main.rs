@@ -41,6 +41,9 @@ enum KeyCommand {
         scopes: Vec<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Print only the key (for `KEY=$(agentrail key create ... --key-only)`).
+        #[arg(long)]
+        key_only: bool,
         #[command(flatten)]
         remote: client::Remote,
     },
@@ -208,6 +211,9 @@ enum Command {
         /// Events per tenant.
         #[arg(long, default_value_t = 3000)]
         events: usize,
+        /// Where the keys the demo makes are saved (mode 0600), as `export NAME=key` lines.
+        #[arg(long, default_value = "./agentrail-demo.env")]
+        keys_file: PathBuf,
     },
     /// Verify a data directory offline: every record, hash, chain, session chain, causal link,
     /// Merkle node and signed checkpoint. Exits 1 with the location of the first failure per
@@ -313,8 +319,9 @@ fn main() -> ExitCode {
                 tenant,
                 scopes,
                 name,
+                key_only,
                 remote,
-            } => commands::remote::key_create(&remote, &tenant, &scopes, name.as_deref()),
+            } => commands::remote::key_create(&remote, &tenant, &scopes, name.as_deref(), key_only),
             KeyCommand::Revoke {
                 tenant,
                 key_id,
@@ -357,7 +364,8 @@ fn main() -> ExitCode {
             remote,
             tenants,
             events,
-        } => commands::demo::run(&remote, tenants, events),
+            keys_file,
+        } => commands::demo::run(&remote, tenants, events, &keys_file),
         Command::Verify {
             data_dir,
             tenant,

@@ -56,20 +56,82 @@ fn created_key(o: &Output) -> String {
 }
 
 #[test]
-fn demo_runs_and_verifies_a_proof() {
+fn demo_runs_verifies_a_proof_and_hands_over_commands_that_work() {
     let s = serve();
-    let o = run(&s, &s.root, &["demo", "--tenants", "2", "--events", "600"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let keys = s._dir.path().join("demo.env");
+    let keys_arg = keys.to_str().unwrap();
+    let demo = || {
+        let o = run(
+            &s,
+            &s.root,
+            &[
+                "demo",
+                "--tenants",
+                "2",
+                "--events",
+                "600",
+                "--keys-file",
+                keys_arg,
+            ],
+        );
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+    let out = demo();
     assert!(out.contains("VERIFIED"), "{out}");
     assert!(out.contains("HTTP 403"), "{out}");
-    // Again: idempotent.
-    let o = run(&s, &s.root, &["demo", "--tenants", "2", "--events", "600"]);
-    assert!(o.status.success());
+    assert!(!out.contains("events/s"), "no throughput figure: {out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the keys file is the owner's only");
+    let saved = std::fs::read_to_string(&keys).unwrap();
+    assert!(saved.contains("export DEMO_FINTECH_READER=ar_"), "{saved}");
+
+    // The commands it hands over, run as printed (with the keys file sourced): each answers,
+    // and each answer holds something.
+    let next: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("next:"))
+        .skip(1)
+        .map(str::trim)
+        .collect();
+    assert_eq!(next[0], format!("source {keys_arg}"), "{out}");
+    assert!(next.len() >= 5, "{out}");
+    for cmd in &next[1..] {
+        let script = format!(
+            "set -euo pipefail; source '{keys_arg}'; agentrail() {{ '{}' \"$@\"; }}; {cmd}",
+            env!("CARGO_BIN_EXE_agentrail")
+        );
+        let o = Command::new("bash")
+            .args(["-c", &script])
+            .env_remove("AGENTRAIL_KEY")
+            .env("AGENTRAIL_URL", "http://127.0.0.1:1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{cmd}: {text}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let count = text
+            .lines()
+            .rev()
+            .filter_map(|l| l.strip_suffix(" results").or(l.strip_suffix(" result")))
+            .find_map(|n| n.parse::<usize>().ok());
+        assert!(
+            matches!(count, Some(n) if n > 0),
+            "{cmd}: nothing found\n{text}"
+        );
+    }
+    // Again: another run of events into the same tenants.
+    let again = demo();
+    assert!(again.contains("exists (re-running the demo)"), "{again}");
 }
 
 #[test]

@@ -127,6 +127,10 @@ impl Default for Profile {
 pub struct Generator {
     rng: Rng,
     tenant: String,
+    /// What event ids start with (the tenant, unless set).
+    ids: String,
+    /// What session ids start with (`sess`, unless event ids are prefixed).
+    sessions: String,
     profile: Profile,
     parallel: usize,
     /// Emitter time, ms since the epoch.
@@ -166,6 +170,8 @@ impl Generator {
         Generator {
             rng: Rng::new(seed ^ 0xA076_1D64_78BD_642F),
             tenant: tenant.to_owned(),
+            ids: tenant.to_owned(),
+            sessions: "sess".to_owned(),
             profile,
             parallel: parallel.max(1),
             now_ms: 1_785_542_400_000, // 2026-08-01T00:00:00Z
@@ -175,8 +181,22 @@ impl Generator {
         }
     }
 
+    /// The same stream with event ids `<prefix>-<n>` and session ids `<prefix>-sess-<n>`
+    /// (distinct runs into one tenant).
+    pub fn with_id_prefix(mut self, prefix: &str) -> Generator {
+        self.ids = prefix.to_owned();
+        self.sessions = format!("{prefix}-sess");
+        self
+    }
+
+    /// The same stream with its emitter clock starting at `ms` (ms since the epoch).
+    pub fn starting_at(mut self, ms: i64) -> Generator {
+        self.now_ms = ms;
+        self
+    }
+
     fn id(&mut self) -> String {
-        let id = format!("{}-{}", self.tenant, self.next_id);
+        let id = format!("{}-{}", self.ids, self.next_id);
         self.next_id += 1;
         id
     }
@@ -232,7 +252,7 @@ impl Generator {
 
     /// Builds one whole session (and a sub-agent's, if spawned) as a queue of events.
     fn session(&mut self) -> VecDeque<Value> {
-        let sid = format!("sess-{}", self.next_session);
+        let sid = format!("{}-{}", self.sessions, self.next_session);
         self.next_session += 1;
         let agent = format!("agent-{}", self.rng.below(20));
         let user = format!("user-{}", self.rng.below(500));
@@ -275,7 +295,7 @@ impl Generator {
             if self.rng.chance(self.profile.dangling_rate) {
                 causes.push(json!(format!(
                     "{}-missing-{}",
-                    self.tenant,
+                    self.ids,
                     self.rng.below(1000)
                 )));
             }

@@ -1,14 +1,17 @@
 //! `agentrail demo`: drives a running server (it starts nothing itself) with the workload
 //! generator across several tenants, then asks a few of the auditor's questions and prints the
-//! answers, and checks one inclusion proof locally against the signed checkpoint. Re-running it
-//! is harmless: the same events are idempotent replays.
+//! answers, and checks one inclusion proof locally against the signed checkpoint. It hands over:
+//! the keys it made are printed and saved (mode 0600) as a shell file to `source`, and it ends
+//! with the exact commands to run next. Events are stamped with the current time (the last one
+//! now), with event ids unique to the run, so re-running adds another run's events.
 
 use crate::client::{Client, Remote, enc};
 use agentrail_event::hash::from_hex;
 use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 const TENANTS: [&str; 4] = ["demo-fintech", "demo-health", "demo-legal", "demo-saas"];
 
@@ -26,11 +29,64 @@ fn key(root: &Client, tenant: &str, scopes: &[&str], name: &str) -> anyhow::Resu
         .ok_or_else(|| anyhow!("no key in the answer"))
 }
 
-pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode> {
+/// The demo's traffic: the generator's default mix (reviews, fast approvals, rejections, some
+/// executed anyway, failures, sub-agents, a little clock skew, personal data in a fifth of the
+/// prompts), events 20 ms apart, the last one at `now_ms`; ids `<tenant>-<run>-<n>`.
+fn traffic(seed: u64, tenant: &str, run: &str, events: usize, now_ms: i64) -> Vec<Value> {
+    let profile = agentrail_testkit::Profile {
+        gap_ms: 20,
+        pii_rate: 0.2,
+        ..Default::default()
+    };
+    let generator = agentrail_testkit::Generator::with_profile(seed, tenant, 8, profile)
+        .with_id_prefix(&format!("{tenant}-{run}"));
+    // The stream is deterministic: a dry run says how long it spans, so that it ends now.
+    let last = |evs: &[Value]| {
+        evs.iter()
+            .filter_map(|e| e["occurred_at"].as_str())
+            .filter_map(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_millisecond())
+            .max()
+            .unwrap_or(0)
+    };
+    let dry: Vec<Value> = generator.clone().starting_at(0).take(events).collect();
+    let span = last(&dry);
+    generator.starting_at(now_ms - span).take(events).collect()
+}
+
+/// A run's stamp: its start in ms, base 36 (`miq3k2x1`), short in every event id.
+fn base36(mut n: i64) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    while n > 0 {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The shell name of a tenant's key: `DEMO_FINTECH_READER`.
+fn var(tenant: &str, role: &str) -> String {
+    format!("{}_{role}", tenant.replace('-', "_").to_uppercase())
+}
+
+pub fn run(
+    r: &Remote,
+    tenants: usize,
+    events: usize,
+    keys_file: &Path,
+) -> anyhow::Result<ExitCode> {
     if tenants == 0 || tenants > TENANTS.len() {
         bail!("--tenants must be 1..={}", TENANTS.len());
     }
     let root = Client::new(r);
+    let now = jiff::Timestamp::now();
+    let run = base36(now.as_millisecond());
+    let mut keys = format!(
+        "# agentrail demo keys, {now:.0}: `source` this file. Each key is shown only once.\nexport AGENTRAIL_URL={}\n",
+        r.url
+    );
     println!("== 1. tenants and keys (root key)");
     let mut readers = Vec::new();
     let mut firsts: Vec<Vec<Value>> = Vec::new();
@@ -43,19 +99,18 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
         }
         let writer = key(&root, tenant, &["events:write"], "demo writer")?;
         let reader = key(&root, tenant, &["events:read"], "demo auditor")?;
+        for (role, k, scope) in [
+            ("WRITER", &writer, "events:write"),
+            ("READER", &reader, "events:read"),
+        ] {
+            println!("  ${} = {k}   ({scope})", var(tenant, role));
+            let _ = writeln!(keys, "export {}={k}", var(tenant, role));
+        }
         let w = root.with_key(&writer);
-        let started = Instant::now();
-        let mut generator = agentrail_testkit::Generator::new(7 + i as u64, tenant, 8);
-        let mut sent = 0usize;
-        let mut sample = Vec::new();
-        while sent < events {
-            let n = (events - sent).min(500);
-            let batch: Vec<Value> = generator.by_ref().take(n).collect();
-            if sample.len() < 200 {
-                sample.extend(batch.iter().take(200 - sample.len()).cloned());
-            }
+        let all = traffic(7 + i as u64, tenant, &run, events, now.as_millisecond());
+        for batch in all.chunks(500) {
             let mut body = Vec::new();
-            for ev in &batch {
+            for ev in batch {
                 body.extend_from_slice(ev.to_string().as_bytes());
                 body.push(b'\n');
             }
@@ -68,16 +123,16 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
             if !a.ok() {
                 return Err(a.error());
             }
-            sent += n;
         }
-        let secs = started.elapsed().as_secs_f64();
         println!(
-            "  {tenant}: {sent} events acknowledged durable in {secs:.2}s ({:.0} events/s)",
-            sent as f64 / secs
+            "  {tenant}: {} events sent in batches of 500, each acknowledged once durable",
+            all.len()
         );
         readers.push(root.with_key(&reader));
-        firsts.push(sample);
+        firsts.push(all.into_iter().take(200).collect());
     }
+    save_keys(keys_file, &keys)?;
+    println!("  (keys saved, mode 0600, in {})", keys_file.display());
 
     let tenant = TENANTS[0];
     let reader = &readers[0];
@@ -233,12 +288,46 @@ pub fn run(r: &Remote, tenants: usize, events: usize) -> anyhow::Result<ExitCode
                 .unwrap_or_default()
         );
     }
+    let reader_var = var(tenant, "READER");
     println!(
-        "\nnext: agentrail query --tenant {tenant} session {session}   (with AGENTRAIL_KEY set to a reader key)"
+        "\nnext: the same questions from the CLI, with the auditor key this demo made\n  source {}",
+        keys_file.display()
     );
+    for q in [
+        format!("session {session}"),
+        format!("causes {tool_call}"),
+        "anomalies fast_approval --max-latency-ms 1000".to_owned(),
+        "anomalies executed_after_rejection".to_owned(),
+        "reviews --decision reject".to_owned(),
+    ] {
+        println!("  AGENTRAIL_KEY=${reader_var} agentrail query --tenant {tenant} {q}");
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes the keys file readable by its owner only (created so, never widened afterwards).
+fn save_keys(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        // An existing file keeps its mode on open: narrow it first.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        }
+    }
+    let mut f = options
+        .open(path)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }

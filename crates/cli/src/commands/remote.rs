@@ -28,13 +28,22 @@ pub fn key_create(
     tenant: &str,
     scopes: &[String],
     name: Option<&str>,
+    key_only: bool,
 ) -> anyhow::Result<ExitCode> {
     let body = json!({"scopes": scopes, "name": name});
     let a = Client::new(r).post_json(&format!("/v1/tenants/{}/keys", enc(tenant)), &body)?;
     if !a.ok() {
         return Err(a.error());
     }
-    print_json(&a.json()?);
+    let created = a.json()?;
+    if key_only {
+        let key = created["key"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the server's answer holds no key"))?;
+        println!("{key}");
+    } else {
+        print_json(&created);
+    }
     eprintln!("the key is shown only now; store it safely");
     Ok(ExitCode::SUCCESS)
 }
@@ -305,6 +314,13 @@ fn table(events: &[Value]) {
     for e in events {
         println!("{}", event_line(e));
     }
+    results(events.len());
+}
+
+/// How many rows a table showed, so that an empty answer reads as one ("0 results"), not as a
+/// failure.
+fn results(n: usize) {
+    println!("{n} result{}", if n == 1 { "" } else { "s" });
 }
 
 pub fn query(
@@ -455,6 +471,7 @@ pub fn query(
                     rv["proposed_event_id"].as_str().unwrap_or("")
                 );
             }
+            results(v["reviews"].as_array().map_or(0, Vec::len));
         }
         Query::Anomalies { .. } => {
             println!("{:>8}  {:<26} {:<28} DETAIL", "SEQ", "KIND", "EVENT_ID");
@@ -467,6 +484,7 @@ pub fn query(
                     a["detail"]
                 );
             }
+            results(v["anomalies"].as_array().map_or(0, Vec::len));
         }
         Query::Events { .. } => table(v["events"].as_array().unwrap_or(&empty)),
         Query::Model { .. } => {
