@@ -72,6 +72,27 @@ AGENTRAIL_KEY="$key" "$bin" ingest --tenant st "$work/gen.ndjson" >/dev/null
 AGENTRAIL_KEY="$key" "$bin" export --tenant st --format ndjson --out "$work/nd" >/dev/null
 AGENTRAIL_KEY="$key" "$bin" export --tenant st --format parquet --out "$work/pq" >/dev/null
 python3 .ci/pyarrow_check.py "$work/nd" "$work/pq"
+# /metrics read by Prometheus's own Python client parsers, in both formats it negotiates.
+python3 - "$url" <<'PY'
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families as text_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+def get(accept):
+    req = urllib.request.Request(sys.argv[1] + "/metrics", headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(req) as r:
+        return r.headers["Content-Type"], r.read().decode()
+for accept, want, parse in [(None, "text/plain", text_families),
+        ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+         "application/openmetrics-text", om_families)]:
+    ct, body = get(accept)
+    assert ct.startswith(want), (accept, ct)
+    fams = {f.name: f for f in parse(body)}
+    ingest = fams["agentrail_ingest_events"]
+    assert ingest.type == "counter", ingest.type
+    total = sum(s.value for s in ingest.samples if s.name == "agentrail_ingest_events_total")
+    assert total > 0, ingest.samples
+    print(f"/metrics as {want}: {len(fams)} families, {int(total)} events ingested")
+PY
 python3 -m schemathesis.cli --config-file .ci/schemathesis.toml run "$url/openapi.json" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --workers 1 --phases examples,coverage,fuzzing

@@ -707,7 +707,7 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     }
     // Metrics count what happened.
     let m = s.call("GET", "/metrics", None, &[], Vec::new()).await;
-    let text = String::from_utf8(m.body).unwrap();
+    let text = String::from_utf8(m.body.clone()).unwrap();
     // 200 new events and 10 replays acknowledged.
     assert!(text.contains("agentrail_ingest_events_total 210"), "{text}");
     assert!(
@@ -715,6 +715,41 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
         "{text}"
     );
     assert!(text.contains("agentrail_index_lag_events"));
+    // Without an Accept header: the Prometheus text format; asked for: OpenMetrics.
+    let ct = |a: &Answer| a.headers["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        ct(&m).starts_with("text/plain; version=0.0.4"),
+        "{}",
+        ct(&m)
+    );
+    assert!(
+        text.contains("# TYPE agentrail_ingest_events_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"));
+    let om = s
+        .call(
+            "GET",
+            "/metrics",
+            None,
+            &[(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )],
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        ct(&om).starts_with("application/openmetrics-text"),
+        "{}",
+        ct(&om)
+    );
+    let om = String::from_utf8(om.body).unwrap();
+    assert!(
+        om.contains("# TYPE agentrail_ingest_events counter"),
+        "{om}"
+    );
+    assert!(om.ends_with("# EOF\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
