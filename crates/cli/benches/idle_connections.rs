@@ -15,7 +15,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     agentrail_server::conn::raise_open_file_limit();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = agentrail_testkit::bench::scratch_dir();
     let cfg = tmp.path().join("agentrail.toml");
     std::fs::write(
         &cfg,

@@ -41,7 +41,7 @@ fn main() {
     let dir = match arg(&args, "--dir") {
         Some(d) => std::path::PathBuf::from(d),
         None => {
-            tmp = tempfile::tempdir_in(".").expect("temp dir");
+            tmp = agentrail_testkit::bench::scratch_dir();
             tmp.path().to_path_buf()
         }
     };

@@ -43,7 +43,15 @@ fn main() {
     let n: usize = arg("--events")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = std::path::PathBuf::from(arg("--dir").unwrap_or_else(|| "target/index-bench".into()));
+    // Kept between runs (building a million events takes minutes), outside the source tree.
+    let dir = arg("--dir").map_or_else(
+        || std::env::temp_dir().join("agentrail-index-bench"),
+        std::path::PathBuf::from,
+    );
+    eprintln!(
+        "bench data in {} (reused by the next run unless removed)",
+        dir.display()
+    );
     let keep = args.iter().any(|a| a == "--keep");
     let big = TenantId::parse("big").unwrap();
     let ledger = Ledger::open(Config::new(&dir)).unwrap();

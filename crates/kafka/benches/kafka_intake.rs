@@ -85,7 +85,7 @@ fn main() {
 
 /// Seconds from the source's start until it has consumed and committed every record.
 fn consume(broker: &Broker, s: &Shape, events: usize, run: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = agentrail_testkit::bench::scratch_dir();
     let service = Service::open(ServiceConfig::unscheduled(dir.path()))
         .unwrap()
         .service;

@@ -193,8 +193,14 @@ fn main() {
     let total: usize = arg("--events")
         .and_then(|s| s.parse().ok())
         .unwrap_or(64_000);
-    let base =
-        std::path::PathBuf::from(arg("--dir").unwrap_or_else(|| "target/ledger-bench".into()));
+    let scratch;
+    let base = match arg("--dir") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            scratch = agentrail_testkit::bench::scratch_dir();
+            scratch.path().to_path_buf()
+        }
+    };
     std::fs::create_dir_all(&base).unwrap();
     let only: Option<Vec<usize>> =
         arg("--only").map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect());

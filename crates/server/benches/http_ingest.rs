@@ -411,7 +411,7 @@ fn main() {
             state: None,
         }
     } else {
-        let dir = tempfile::tempdir_in(".").expect("temp dir");
+        let dir = agentrail_testkit::bench::scratch_dir();
         let mut cfg = ServerConfig::on(dir.path());
         cfg.listen = "127.0.0.1:0".into();
         cfg.service.seal_sensitive_fields = !args.iter().any(|a| a == "--no-privacy");

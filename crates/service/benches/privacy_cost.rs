@@ -65,7 +65,7 @@ fn main() {
     let pii_rate: f64 = arg(&args, "--pii-rate")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.3);
-    let dir = tempfile::tempdir_in(".").expect("temp dir");
+    let dir = agentrail_testkit::bench::scratch_dir();
     let layout = DataDir::new(dir.path());
     let vault = Arc::new(open_vault(&layout).expect("vault"));
     let clock = Arc::new(ManualClock::at("2026-11-26T00:00:00Z"));

@@ -35,9 +35,14 @@ fn main() {
     let total: usize = arg(&args, "--events")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let base = std::path::PathBuf::from(
-        arg(&args, "--dir").unwrap_or_else(|| "target/recovery-bench".into()),
-    );
+    let scratch;
+    let base = match arg(&args, "--dir") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            scratch = agentrail_testkit::bench::scratch_dir();
+            scratch.path().join("data")
+        }
+    };
     let _ = std::fs::remove_dir_all(&base);
     let cfg = ServiceConfig {
         max_index_lag: u64::MAX,

@@ -530,6 +530,24 @@ pub mod bench {
         ticks / 100.0
     }
 
+    /// A scratch directory for a benchmark's data, removed when dropped: under
+    /// `AGENTRAIL_BENCH_DIR` if set, else the system's temporary directory (`TMPDIR`), never
+    /// the source tree `cargo bench` runs in. Says where on stderr: benchmarks write GBs.
+    pub fn scratch_dir() -> tempfile::TempDir {
+        let base = std::env::var_os("AGENTRAIL_BENCH_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("agentrail-bench-")
+            .tempdir_in(&base)
+            .unwrap_or_else(|e| panic!("a scratch directory in {}: {e}", base.display()));
+        eprintln!(
+            "bench data in {} (removed at the end; AGENTRAIL_BENCH_DIR chooses the disk)",
+            dir.path().display()
+        );
+        dir
+    }
+
     /// The value after `--name` on a command line.
     pub fn arg(args: &[String], name: &str) -> Option<String> {
         args.iter()
