@@ -49,7 +49,7 @@ fn main() {
         std::path::PathBuf::from,
     );
     eprintln!(
-        "bench data in {} (reused by the next run unless removed)",
+        "bench data in {} (removed at the end unless --keep; a kept one is reused)",
         dir.display()
     );
     let keep = args.iter().any(|a| a == "--keep");
