@@ -72,6 +72,7 @@ AGENTRAIL_KEY="$key" "$bin" ingest --tenant st "$work/gen.ndjson" >/dev/null
 AGENTRAIL_KEY="$key" "$bin" export --tenant st --format ndjson --out "$work/nd" >/dev/null
 AGENTRAIL_KEY="$key" "$bin" export --tenant st --format parquet --out "$work/pq" >/dev/null
 python3 .ci/pyarrow_check.py "$work/nd" "$work/pq"
+python3 .ci/analytics_check.py "$work/pq"
 # /metrics read by Prometheus's own Python client parsers, in both formats it negotiates.
 python3 - "$url" <<'PY'
 import sys, urllib.request

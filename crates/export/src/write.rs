@@ -10,8 +10,11 @@ use crate::manifest::{
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::{Ledger, StoredEvent};
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -167,7 +170,14 @@ struct OpenFile {
     sink: Sink,
 }
 
+/// The Parquet columns: the structural fields an analyst filters and aggregates on, typed
+/// (timestamps as UTC timestamps in microseconds, what warehouses and DuckDB's `TIMESTAMPTZ`
+/// hold; the exact text stays in `stored`, counts as integers, money and milliseconds as doubles), each
+/// null where the event has none; then `hash` and `stored`, the stored form verification
+/// recomputes the hash from. Sensitive fields stay in `stored` only, sealed: a structural path
+/// a tenant's policy seals holds an object, not a string or number, and reads as null.
 fn parquet_schema() -> Arc<Schema> {
+    let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
         Field::new("seq", DataType::UInt64, false),
         Field::new("event_id", DataType::Utf8, false),
@@ -175,51 +185,103 @@ fn parquet_schema() -> Arc<Schema> {
         Field::new("session_id", DataType::Utf8, true),
         Field::new("agent_id", DataType::Utf8, true),
         Field::new("subject_id", DataType::Utf8, true),
-        Field::new("occurred_at", DataType::Utf8, true),
-        Field::new("received_at", DataType::Utf8, false),
+        Field::new("occurred_at", utc(), true),
+        Field::new("received_at", utc(), false),
+        Field::new("model_provider", DataType::Utf8, true),
+        Field::new("model_name", DataType::Utf8, true),
+        Field::new("model_version", DataType::Utf8, true),
+        Field::new("decision_kind", DataType::Utf8, true),
+        Field::new("tool_name", DataType::Utf8, true),
+        Field::new("tool_outcome", DataType::Utf8, true),
+        Field::new("review_decision", DataType::Utf8, true),
+        Field::new("latency_ms", DataType::Float64, true),
+        Field::new("input_tokens", DataType::Int64, true),
+        Field::new("output_tokens", DataType::Int64, true),
+        Field::new("cost", DataType::Float64, true),
         Field::new("hash", DataType::Utf8, false),
         Field::new("stored", DataType::Utf8, false),
     ]))
 }
 
-/// The structural columns of a stored event (serde skips the rest without building it).
-#[derive(Deserialize)]
-struct Cols {
-    event_id: Option<String>,
-    event_type: Option<String>,
-    session_id: Option<String>,
-    agent_id: Option<String>,
-    subject_id: Option<String>,
-    occurred_at: Option<String>,
-    received_at: Option<String>,
+/// An RFC 3339 timestamp as microseconds since the epoch.
+fn micros(v: Option<&serde_json::Value>) -> Option<i64> {
+    let t: jiff::Timestamp = v?.as_str()?.parse().ok()?;
+    Some(t.as_microsecond())
 }
 
 fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
-    let mut rows = Vec::with_capacity(events.len());
+    let mut rows: Vec<serde_json::Value> = Vec::with_capacity(events.len());
     let mut stored = Vec::with_capacity(events.len());
     for ev in events {
-        let c: Cols = serde_json::from_slice(&ev.bytes)
-            .map_err(|e| ExportError::Bad(format!("seq {}: {e}", ev.seq)))?;
-        rows.push(c);
+        rows.push(
+            serde_json::from_slice(&ev.bytes)
+                .map_err(|e| ExportError::Bad(format!("seq {}: {e}", ev.seq)))?,
+        );
         stored.push(
             std::str::from_utf8(&ev.bytes)
                 .map_err(|_| ExportError::Bad(format!("seq {} is not UTF-8", ev.seq)))?,
         );
     }
-    let col = |f: fn(&Cols) -> Option<&str>| -> ArrayRef {
-        Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    let is = |r: &serde_json::Value, t: &str| r["event_type"] == t;
+    let text = |f: &dyn Fn(&serde_json::Value) -> Option<&serde_json::Value>| -> ArrayRef {
+        Arc::new(StringArray::from(
+            rows.iter()
+                .map(|r| f(r).and_then(serde_json::Value::as_str))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let float = |f: &dyn Fn(&serde_json::Value) -> Option<&serde_json::Value>| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            rows.iter()
+                .map(|r| f(r).and_then(serde_json::Value::as_f64))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let int = |f: &dyn Fn(&serde_json::Value) -> Option<&serde_json::Value>| -> ArrayRef {
+        Arc::new(Int64Array::from(
+            rows.iter()
+                .map(|r| f(r).and_then(serde_json::Value::as_i64))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let time = |key: &str| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                rows.iter().map(|r| micros(r.get(key))).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        )
     };
     let cols_out: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from(
             events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         )),
-        col(|c| c.event_id.as_deref()),
-        col(|c| c.event_type.as_deref()),
-        col(|c| c.session_id.as_deref()),
-        col(|c| c.agent_id.as_deref()),
-        col(|c| c.subject_id.as_deref()),
-        col(|c| c.occurred_at.as_deref()),
-        col(|c| c.received_at.as_deref()),
+        text(&|r| r.get("event_id")),
+        text(&|r| r.get("event_type")),
+        text(&|r| r.get("session_id")),
+        text(&|r| r.get("agent_id")),
+        text(&|r| r.get("subject_id")),
+        time("occurred_at"),
+        time("received_at"),
+        text(&|r| r.pointer("/payload/model/provider")),
+        text(&|r| r.pointer("/payload/model/name")),
+        text(&|r| r.pointer("/payload/model/version")),
+        text(&|r| r.pointer("/payload/decision/kind")),
+        text(&|r| r.pointer("/payload/tool/name")),
+        text(&|r| r.pointer("/payload/status/outcome")),
+        text(&|r| {
+            is(r, "human.review")
+                .then(|| r.pointer("/payload/decision"))
+                .flatten()
+        }),
+        // A decision's model latency; a tool invocation's duration.
+        float(&|r| {
+            r.pointer("/payload/latency_ms")
+                .or_else(|| r.pointer("/payload/duration_ms"))
+        }),
+        int(&|r| r.pointer("/payload/usage/input_tokens")),
+        int(&|r| r.pointer("/payload/usage/output_tokens")),
+        float(&|r| r.pointer("/payload/usage/cost")),
         Arc::new(StringArray::from(
             events.iter().map(|e| to_hex(&e.hash)).collect::<Vec<_>>(),
         )),

@@ -309,3 +309,104 @@ fn a_rerun_after_a_crash_writes_the_same_files_and_manifest() {
     }
     check(&crashed, &ledger).unwrap();
 }
+
+#[test]
+fn parquet_columns_are_typed_for_analysts_and_agree_with_the_stored_form() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type};
+    use arrow_schema::{DataType, TimeUnit};
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = ledger_with(&tmp.path().join("ledger"), &[("acme", 2000)]);
+    let out = tmp.path().join("out");
+    export(
+        &ledger,
+        &req("acme", FileFormat::Parquet, Selection::default()),
+        &out,
+        |_, _| true,
+    )
+    .unwrap();
+    let (mut decisions, mut reviews, mut tools) = (0, 0, 0);
+    for f in data_files(&out) {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+            assert_eq!(
+                b.schema()
+                    .field_with_name("occurred_at")
+                    .unwrap()
+                    .data_type(),
+                &utc
+            );
+            assert_eq!(
+                b.schema()
+                    .field_with_name("received_at")
+                    .unwrap()
+                    .data_type(),
+                &utc
+            );
+            let col = |n: &str| b.column_by_name(n).unwrap().clone();
+            let seq = col("seq");
+            let stored = col("stored");
+            let occurred = col("occurred_at");
+            let model = col("model_name");
+            let input = col("input_tokens");
+            let cost = col("cost");
+            let review = col("review_decision");
+            let tool = col("tool_name");
+            let latency = col("latency_ms");
+            for i in 0..b.num_rows() {
+                let ev: serde_json::Value =
+                    serde_json::from_str(stored.as_string::<i32>().value(i)).unwrap();
+                assert_eq!(ev["seq"], seq.as_primitive::<UInt64Type>().value(i));
+                let at: jiff::Timestamp = ev["occurred_at"].as_str().unwrap().parse().unwrap();
+                assert_eq!(
+                    occurred.as_primitive::<TimestampMicrosecondType>().value(i),
+                    at.as_microsecond()
+                );
+                let p = &ev["payload"];
+                let text = |a: &arrow_array::ArrayRef| {
+                    (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_owned())
+                };
+                let float = |a: &arrow_array::ArrayRef| {
+                    (!a.is_null(i)).then(|| a.as_primitive::<Float64Type>().value(i))
+                };
+                let s = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+                match ev["event_type"].as_str().unwrap() {
+                    "model.decision" => {
+                        decisions += 1;
+                        assert_eq!(text(&model), s(&p["model"]["name"]));
+                        assert!(text(&model).is_some());
+                        assert_eq!(
+                            (!input.is_null(i)).then(|| input.as_primitive::<Int64Type>().value(i)),
+                            p["usage"]["input_tokens"].as_i64()
+                        );
+                        assert_eq!(float(&cost), p["usage"]["cost"].as_f64());
+                    }
+                    "human.review" => {
+                        reviews += 1;
+                        assert_eq!(text(&review), s(&p["decision"]));
+                        assert!(text(&review).is_some() && model.is_null(i));
+                    }
+                    "tool.invocation" => {
+                        tools += 1;
+                        assert_eq!(text(&tool), s(&p["tool"]["name"]));
+                        assert_eq!(float(&latency), p["duration_ms"].as_f64());
+                        assert!(float(&latency).is_some());
+                    }
+                    _ => assert!(input.is_null(i) && review.is_null(i)),
+                }
+            }
+        }
+    }
+    assert!(
+        decisions > 100 && reviews > 10 && tools > 100,
+        "{decisions} {reviews} {tools}"
+    );
+    check(&out, &ledger).unwrap();
+}
