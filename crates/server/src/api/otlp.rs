@@ -68,6 +68,35 @@ fn events(mapped: Vec<agentrail_otlp::MappedSpan>) -> Vec<Result<serde_json::Val
     mapped.into_iter().map(|m| m.event).collect()
 }
 
+/// Decodes a request (a malformed one is a 400), then stores its mapped items through
+/// [`agentrail_service::Service::ingest_each`]: mapped only once the tenant takes events, and
+/// decoded and mapped again from the body should the ledger refuse one item. Also each item's
+/// label for the rejection message.
+fn ingest_mapped<R>(
+    service: &agentrail_service::Service,
+    tenant: &agentrail_event::TenantId,
+    decode: impl Fn() -> Result<R, agentrail_otlp::OtlpError>,
+    map: impl Fn(R) -> Vec<agentrail_otlp::MappedSpan>,
+    label: impl Fn(usize, &agentrail_otlp::MappedSpan) -> String,
+) -> Result<(Vec<String>, agentrail_service::Accepted), ApiError> {
+    let mut first = Some(decode().map_err(|e| ApiError::bad_request(e.to_string()))?);
+    let mut labels = Vec::new();
+    let accepted = service.ingest_each(tenant, || {
+        let mapped = first
+            .take()
+            .or_else(|| decode().ok())
+            .map(&map)
+            .unwrap_or_default();
+        labels = mapped
+            .iter()
+            .enumerate()
+            .map(|(i, m)| label(i, m))
+            .collect();
+        events(mapped)
+    })?;
+    Ok((labels, accepted))
+}
+
 /// Why the items at these positions were rejected, as one message.
 fn rejection_message(total: usize, labels: &[String], rejected: &[(usize, String)]) -> String {
     let mut msg = format!("{} of {total} rejected: ", rejected.len());
@@ -128,43 +157,24 @@ async fn export_in(
         // A malformed body is refused first. The spans (or log records) are mapped only once
         // the tenant takes events; the body stays until the ingest is done, so that should the
         // ledger refuse one item the others are decoded and mapped again from it.
-        let mut labels: Vec<String> = Vec::new();
-        let accepted = match signal {
-            Signal::Traces => {
-                let decode = || agentrail_otlp::decode_traces(&held.bytes, enc);
-                let mut first = Some(decode().map_err(|e| ApiError::bad_request(e.to_string()))?);
-                service.ingest_each(&tenant, || {
-                    let mapped = first
-                        .take()
-                        .or_else(|| decode().ok())
-                        .map(agentrail_otlp::map_traces)
-                        .unwrap_or_default();
-                    labels = mapped
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| match &m.event_id {
-                            Some(id) => format!("span {i} ({id})"),
-                            None => format!("span {i}"),
-                        })
-                        .collect();
-                    events(mapped)
-                })?
-            }
-            Signal::Logs => {
-                let decode = || agentrail_otlp::decode_logs(&held.bytes, enc);
-                let mut first = Some(decode().map_err(|e| ApiError::bad_request(e.to_string()))?);
-                service.ingest_each(&tenant, || {
-                    let mapped = first
-                        .take()
-                        .or_else(|| decode().ok())
-                        .map(agentrail_otlp::map_logs)
-                        .unwrap_or_default();
-                    labels = (0..mapped.len())
-                        .map(|i| format!("log record {i}"))
-                        .collect();
-                    events(mapped)
-                })?
-            }
+        let (labels, accepted) = match signal {
+            Signal::Traces => ingest_mapped(
+                &service,
+                &tenant,
+                || agentrail_otlp::decode_traces(&held.bytes, enc),
+                agentrail_otlp::map_traces,
+                |i, m| match &m.event_id {
+                    Some(id) => format!("span {i} ({id})"),
+                    None => format!("span {i}"),
+                },
+            )?,
+            Signal::Logs => ingest_mapped(
+                &service,
+                &tenant,
+                || agentrail_otlp::decode_logs(&held.bytes, enc),
+                agentrail_otlp::map_logs,
+                |i, _| format!("log record {i}"),
+            )?,
         };
         let total = labels.len();
         let message = if accepted.rejected.is_empty() {
