@@ -5,6 +5,7 @@ mod alloc;
 mod client;
 mod commands;
 mod input;
+mod progress;
 
 use clap::{Parser, Subcommand};
 

@@ -27,5 +27,5 @@ pub mod verify;
 pub mod write;
 
 pub use manifest::{FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest};
-pub use verify::{ExportReport, VerifyExportError, verify_export};
+pub use verify::{ExportReport, VerifyExportError, verify_export, verify_export_with_progress};
 pub use write::{DEFAULT_MAX_FILE_BYTES, ExportError, ExportRequest, export, file_sha256};

@@ -185,6 +185,15 @@ const BATCH: usize = 8192;
 
 /// Verifies the export in `dir` with the tenant's verifier key.
 pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyExportError> {
+    verify_export_with_progress(dir, key, &mut |_, _| {})
+}
+
+/// [`verify_export`], calling `progress(events verified, events in the export)` as it goes.
+pub fn verify_export_with_progress(
+    dir: &Path,
+    key: &Verifier,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport, VerifyExportError> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&path)
         .map_err(|e| VerifyExportError::Manifest(format!("cannot read: {e}")))?;
@@ -276,10 +285,12 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
                     items.push((i as u64 + 1, line));
                     if items.len() == BATCH {
                         walk.batch(&f.name, &items)?;
+                        progress(walk.seq - m.first_seq, m.count);
                         items.clear();
                     }
                 }
                 walk.batch(&f.name, &items)?;
+                progress(walk.seq - m.first_seq, m.count);
             }
             FileFormat::Parquet => {
                 let file = std::fs::File::open(&fp).map_err(|e| ferr(e.to_string()))?;
@@ -313,6 +324,7 @@ pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyE
                         items.push((row, stored.value(i).as_bytes().to_vec()));
                     }
                     walk.batch(&f.name, &items)?;
+                    progress(walk.seq - m.first_seq, m.count);
                 }
             }
         }

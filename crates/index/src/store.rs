@@ -710,6 +710,16 @@ impl TenantIndex {
 
     /// Applies everything the ledger holds beyond what the index has; returns how many events.
     pub fn catch_up(&mut self, ledger: &Ledger) -> Result<u64, IndexError> {
+        self.catch_up_with_progress(ledger, &mut |_, _| {})
+    }
+
+    /// [`TenantIndex::catch_up`], calling `progress(events applied, ledger size)` after each
+    /// batch.
+    pub fn catch_up_with_progress(
+        &mut self,
+        ledger: &Ledger,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, IndexError> {
         let size = ledger.size(&self.tenant)?;
         if size < self.applied {
             return Err(IndexError::Ahead {
@@ -725,6 +735,7 @@ impl TenantIndex {
                 break;
             }
             self.apply(&batch)?;
+            progress(self.applied, size);
         }
         Ok(self.applied - start)
     }
@@ -895,6 +906,7 @@ pub fn reindex(
     tenant: &TenantId,
     source: Option<Arc<dyn IndexSource>>,
     keep_old_cutoffs: bool,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TenantIndex, IndexError> {
     let path = index_path(data_dir, tenant);
     let old = if path.exists() && keep_old_cutoffs {
@@ -914,6 +926,6 @@ pub fn reindex(
     let mut idx = TenantIndex::open_at(&path, tenant)?;
     idx.purge(old)?;
     idx.set_source(source)?;
-    idx.catch_up(ledger)?;
+    idx.catch_up_with_progress(ledger, progress)?;
     Ok(idx)
 }

@@ -520,7 +520,7 @@ fn a_rebuilt_index_answers_every_query_identically() {
     index.catch_up(&ledger).unwrap();
     let before = answers(&index);
     drop(index);
-    let rebuilt = reindex(&ledger, dir.path(), &t, None, true).unwrap();
+    let rebuilt = reindex(&ledger, dir.path(), &t, None, true, &mut |_, _| {}).unwrap();
     assert_eq!(rebuilt.applied(), 800);
     assert_eq!(answers(&rebuilt), before);
     // Reopening the same index needs no work; opening it caught up sees new events.
@@ -959,7 +959,15 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         }
     );
     drop(index);
-    let rebuilt = reindex(&ledger, dir.path(), &t, Some(prompt_source(&[])), true).unwrap();
+    let rebuilt = reindex(
+        &ledger,
+        dir.path(),
+        &t,
+        Some(prompt_source(&[])),
+        true,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(rebuilt.applied(), 10);
     assert_eq!(search(&rebuilt, "tok_email_all"), vec![4, 5, 6, 7, 8, 9]);
     // A source that knows bob was erased drops his content when it is set (an erasure that was
@@ -979,7 +987,15 @@ fn hot_content_is_searchable_by_token_purged_by_age_and_erased_by_subject() {
         },
         open: false,
     });
-    let rebuilt = reindex(&ledger, dir.path(), &t, Some(knows_cutoffs), true).unwrap();
+    let rebuilt = reindex(
+        &ledger,
+        dir.path(),
+        &t,
+        Some(knows_cutoffs),
+        true,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(
         rebuilt.cutoffs(),
         Cutoffs {

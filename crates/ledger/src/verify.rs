@@ -65,6 +65,18 @@ pub fn verify_tenant(
     verifier: &Verifier,
     origin_prefix: &str,
 ) -> TenantReport {
+    verify_tenant_with_progress(data_dir, tenant, verifier, origin_prefix, &mut |_, _| {})
+}
+
+/// [`verify_tenant`], calling `progress(bytes verified, bytes of all segments)` as the walk goes
+/// (every few thousand events, and at each segment's end).
+pub fn verify_tenant_with_progress(
+    data_dir: &Path,
+    tenant: &TenantId,
+    verifier: &Verifier,
+    origin_prefix: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> TenantReport {
     let mut report = TenantReport {
         tenant: tenant.to_string(),
         events: 0,
@@ -76,7 +88,14 @@ pub fn verify_tenant(
         failure: None,
         notes: Vec::new(),
     };
-    if let Err(d) = walk(data_dir, tenant, verifier, origin_prefix, &mut report) {
+    if let Err(d) = walk(
+        data_dir,
+        tenant,
+        verifier,
+        origin_prefix,
+        &mut report,
+        progress,
+    ) {
         report.failure = Some(d);
     }
     report
@@ -88,6 +107,7 @@ fn walk(
     verifier: &Verifier,
     origin_prefix: &str,
     report: &mut TenantReport,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), Damage> {
     let w = Walk {
         tenant: tenant.as_str(),
@@ -160,6 +180,11 @@ fn walk(
     let segments = list_segments(&dir)
         .map_err(|e| w.damage("ledger", None, None, format!("cannot list segments: {e}")))?;
     report.segments = segments.len();
+    let total: u64 = segments
+        .iter()
+        .filter_map(|&first| fs::metadata(dir.join(segment_name(first))).ok())
+        .map(|m| m.len())
+        .sum();
     let mut frontier = Frontier::new();
     if let Some(r) = roots_wanted.get_mut(&0) {
         *r = Some(frontier.root());
@@ -186,6 +211,7 @@ fn walk(
             ));
         }
         let bytes = read(&name)?;
+        let done_before = report.bytes;
         report.bytes += bytes.len() as u64;
         let base = decode_header(FileKind::Segment, &bytes)
             .map_err(|e| w.damage(&name, Some(0), None, e.to_string()))?;
@@ -384,8 +410,12 @@ fn walk(
                 *r = Some(frontier.root());
             }
             report.events = seq;
+            if seq.is_multiple_of(4096) {
+                progress(done_before + frames[i].2 as u64, total.max(report.bytes));
+            }
             Ok(())
         })?;
+        progress(report.bytes, total.max(report.bytes));
         if let Some(d) = stop {
             return Err(d);
         }

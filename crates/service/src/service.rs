@@ -1295,6 +1295,7 @@ pub fn reindex(
     ledger: &Ledger,
     tenant: &TenantId,
     recompute_retention: Option<jiff::Timestamp>,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TenantIndex, ServiceError> {
     let layout = DataDir::new(ledger.data_dir());
     let has_master =
@@ -1315,5 +1316,6 @@ pub fn reindex(
         tenant,
         Some(source),
         recompute_retention.is_none(),
+        progress,
     )?)
 }

@@ -1,7 +1,8 @@
 //! `agentrail export` (against a server: start an export job, follow its progress, download its
 //! files) and `agentrail verify-export DIR --key KEY` (offline: no server, no data directory).
 
-use crate::client::{Client, Progress, Remote, enc};
+use crate::client::{Client, Remote, enc};
+use crate::progress::Progress;
 use agentrail_note::Verifier;
 use anyhow::{anyhow, bail};
 use serde_json::json;
@@ -54,7 +55,7 @@ pub fn export(r: &Remote, a: ExportArgs<'_>) -> anyhow::Result<ExitCode> {
             None => bail!("unexpected answer {st}"),
         }
     };
-    if let Some(p) = &progress {
+    if let Some(p) = &mut progress {
         p.finish();
     }
     std::fs::create_dir_all(a.out)?;
@@ -97,7 +98,12 @@ pub fn export(r: &Remote, a: ExportArgs<'_>) -> anyhow::Result<ExitCode> {
 pub fn verify_export(dir: &Path, key: &str) -> anyhow::Result<ExitCode> {
     let key: Verifier = key.trim().parse().map_err(|e| anyhow!("--key: {e}"))?;
     let started = std::time::Instant::now();
-    match agentrail_export::verify_export(dir, &key) {
+    let mut bar = Progress::labelled(0, "events", "");
+    let result = agentrail_export::verify_export_with_progress(dir, &key, &mut |done, total| {
+        bar.set(done, total)
+    });
+    bar.clear();
+    match result {
         Ok(r) => {
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             println!(

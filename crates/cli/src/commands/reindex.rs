@@ -1,8 +1,10 @@
 //! `agentrail reindex --data-dir DIR [--tenant T]`: deletes a tenant's query store and rebuilds
 //! it from the ledger (the ledger is the only source of truth; the index is derived). The
 //! rebuild is the service's ([`agentrail_service::reindex`]): with the vault, so sealed content
-//! is searchable by token again, and with the latest retention cutoffs.
+//! is searchable by token again, and with the latest retention cutoffs. On a terminal, a
+//! progress line per tenant.
 
+use crate::progress::Progress;
 use agentrail_event::TenantId;
 use agentrail_ledger::{Config, DataDir, Ledger, list_tenants};
 use anyhow::{Context, anyhow, bail};
@@ -34,8 +36,12 @@ pub fn run(
         let start = Instant::now();
         let now = recompute_retention
             .then(|| agentrail_ledger::Clock::now(&agentrail_ledger::SystemClock));
-        let index = agentrail_service::reindex(&ledger, t, now)
-            .with_context(|| format!("rebuilding the index of tenant {t}"))?;
+        let mut bar = Progress::labelled(0, "events", format!("{t}: "));
+        let index =
+            agentrail_service::reindex(&ledger, t, now, &mut |done, total| bar.set(done, total))
+                .with_context(|| format!("rebuilding the index of tenant {t}"));
+        bar.clear();
+        let index = index?;
         let secs = start.elapsed().as_secs_f64();
         println!(
             "{t}: {} events indexed in {secs:.2} s ({:.0} events/s), {:.1} MB",

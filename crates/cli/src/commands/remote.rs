@@ -1,8 +1,9 @@
 //! Commands against a running server: `tenant create`, `key create|revoke|list`, `ingest FILE`
 //! (without `--data-dir`) and `query ...`.
 
-use crate::client::{Client, Progress, Remote, enc};
+use crate::client::{Client, Remote, enc};
 use crate::input::{self, Format};
+use crate::progress::Progress;
 use agentrail_event::batch::BatchFormat;
 use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
@@ -157,7 +158,7 @@ pub fn ingest(
                         .map_err(|e| anyhow!("reading {}: {e}", file.display()))?,
                 ))
             };
-            let mut p = Progress::new(total, "bytes");
+            let mut p = Progress::bytes(total, "");
             let mut batch = Vec::new();
             let (mut in_batch, mut first_line) = (0usize, 1usize);
             for (i, line) in reader.split(b'\n').enumerate() {

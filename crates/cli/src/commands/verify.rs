@@ -1,12 +1,15 @@
 //! `agentrail verify --data-dir DIR [--tenant T]`: offline, read-only verification of every
 //! record, hash, chain, session chain, causal link, tree node and signed checkpoint, and the
 //! chain of each tenant's access log, retention log, token vault and key log (and of the system
-//! integrity log).
+//! integrity log). On a terminal, a progress line per tenant (bytes of its segments).
 
+use crate::progress::Progress;
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::DataDir;
-use agentrail_ledger::{list_tenants, read_origin_prefix, read_verifier, verify_tenant};
+use agentrail_ledger::{
+    list_tenants, read_origin_prefix, read_verifier, verify_tenant_with_progress,
+};
 use agentrail_note::Verifier;
 use anyhow::{Context, anyhow};
 use std::path::Path;
@@ -39,7 +42,11 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
     let start = Instant::now();
     for t in &tenants {
         let began = Instant::now();
-        let r = verify_tenant(data_dir, t, &verifier, &prefix);
+        let mut bar = Progress::bytes(0, format!("{t}: "));
+        let r = verify_tenant_with_progress(data_dir, t, &verifier, &prefix, &mut |done, total| {
+            bar.set(done, total)
+        });
+        bar.clear();
         let secs = began.elapsed().as_secs_f64().max(1e-9);
         events += r.events;
         bytes += r.bytes;
