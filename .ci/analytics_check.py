@@ -1,18 +1,22 @@
 """Reads a Parquet export the way an analyst would, with DuckDB and pandas (PyPI): the typed
 columns have their types (timestamps as UTC timestamps, tokens as integers, cost and latency as
 doubles), and the example events' numbers come out of plain SQL. The export holds
-examples/events.ndjson (among other events)."""
+examples/events.ndjson (among other events). The data files sit in data/ beside manifest.json, so the
+folder itself is a dataset: DuckDB's glob, pandas' read_parquet(folder) and a pyarrow dataset."""
 import json
 import pathlib
 import sys
 
 import duckdb
 import pandas as pd
+import pyarrow.dataset as ds
 
 pq_dir = pathlib.Path(sys.argv[1])
 manifest = json.loads((pq_dir / "manifest.json").read_text())["manifest"]
 files = [str(pq_dir / f["name"]) for f in manifest["files"]]
-glob = str(pq_dir / "events-*.parquet")
+assert all(f["name"].startswith("data/") for f in manifest["files"]), manifest["files"]
+assert sorted(p.name for p in (pq_dir / "data").iterdir()) == sorted(pathlib.Path(f).name for f in files)
+glob = str(pq_dir / "data" / "*.parquet")
 
 con = duckdb.connect()
 types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{glob}'))").fetchall())
@@ -35,7 +39,8 @@ assert reviews == {"approve": 2, "reject": 1}, reviews
 (first,) = con.execute(f"SELECT min(occurred_at) FROM read_parquet('{glob}') WHERE event_id LIKE 'evt-%'").fetchone()
 assert first.isoformat().startswith("2026-11-25T09:00:00"), first
 
-df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+assert ds.dataset(pq_dir / "data", format="parquet").count_rows() == manifest["count"]
+df = pd.read_parquet(pq_dir / "data")
 assert len(df) == manifest["count"], (len(df), manifest["count"])
 assert str(df["occurred_at"].dtype).startswith("datetime64[") and "UTC" in str(df["occurred_at"].dtype), df["occurred_at"].dtype
 ex = df[df["event_id"].str.startswith("evt-")]

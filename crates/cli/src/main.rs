@@ -188,6 +188,11 @@ enum Command {
         /// A named destination: export only what it has not received yet.
         #[arg(long)]
         destination: Option<String>,
+        /// Parquet: `decrypted` fills the content columns (prompt, output, ...) with the sealed
+        /// content, tokenized (needs events:read; the default for a key that has it); `stored`
+        /// leaves them null where sealed.
+        #[arg(long, value_parser = ["stored", "decrypted"])]
+        view: Option<String>,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -345,6 +350,7 @@ fn main() -> ExitCode {
             to_seq,
             format,
             destination,
+            view,
             out,
             remote,
         } => commands::export::export(
@@ -357,6 +363,7 @@ fn main() -> ExitCode {
                 to_seq,
                 format: &format,
                 destination,
+                view,
                 out: &out,
             },
         ),

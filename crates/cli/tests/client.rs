@@ -352,7 +352,7 @@ fn export_download_and_verify_offline_then_incrementally() {
         assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
         assert!(String::from_utf8_lossy(&v.stdout).contains("900 events"));
         // Tampered: exit 1 and the file is named.
-        let data = std::fs::read_dir(&out)
+        let data = std::fs::read_dir(out.join("data"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.to_string_lossy().contains("events-"))

@@ -119,6 +119,7 @@ fn main() {
             selection: Selection::default(),
             format,
             max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
+            content: None,
         };
         reset_peak();
         let started = Instant::now();

@@ -1,7 +1,7 @@
 //! Signed exports an auditor verifies offline (DESIGN.md §7): a tenant's events for a seq or time
-//! range as NDJSON or Parquet files of bounded size, and `manifest.json` (range, count, each
-//! file's SHA-256, the signed checkpoint, the material tying the range to its root, and the log
-//! key's signature over all of it). [`verify_export`] needs only the directory and the tenant's
+//! range as NDJSON or Parquet files of bounded size in `data/`, and `manifest.json` beside it
+//! (range, count, each file's SHA-256, the signed checkpoint, the material tying the range to its
+//! root, and the log key's signature over all of it). [`verify_export`] needs only the directory and the tenant's
 //! verifier key.
 //!
 //! What it is not: no HTTP (the server runs export jobs and serves the files), no scheduling.
@@ -15,6 +15,7 @@
 //!     selection: Selection::default(),
 //!     format: FileFormat::Ndjson,
 //!     max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
+//!     content: None,
 //! };
 //! export(&ledger, &req, "./export-acme".as_ref(), |_, _| true)?;
 //! verify_export("./export-acme".as_ref(), ledger.verifier())?;
@@ -26,6 +27,11 @@ pub mod manifest;
 pub mod verify;
 pub mod write;
 
-pub use manifest::{FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest};
+pub use manifest::{
+    DATA_DIR, FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest,
+    valid_file_path,
+};
 pub use verify::{ExportReport, VerifyExportError, verify_export, verify_export_with_progress};
-pub use write::{DEFAULT_MAX_FILE_BYTES, ExportError, ExportRequest, export, file_sha256};
+pub use write::{
+    ContentOpener, DEFAULT_MAX_FILE_BYTES, ExportError, ExportRequest, export, file_sha256,
+};

@@ -10,6 +10,24 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "agentrail-export/v1";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The folder beside `manifest.json` that holds the data files, so that a reader given the
+/// folder (`pd.read_parquet("export/data")`, DuckDB's `'export/data/*.parquet'`) sees only them.
+pub const DATA_DIR: &str = "data";
+
+/// Whether `name` is where a data file of an export may be: `data/<file>`, or a bare `<file>`
+/// (exports made before [`DATA_DIR`] existed), `<file>` a plain name. Nothing outside the export's
+/// directory can be named.
+pub fn valid_file_path(name: &str) -> bool {
+    let file = name
+        .strip_prefix(DATA_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(name);
+    !file.is_empty()
+        && file != "."
+        && file != ".."
+        && !file.contains(['/', '\\'])
+        && file != MANIFEST_FILE
+}
 
 /// How the events of an export are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +59,7 @@ impl FileFormat {
 /// One data file of an export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// The file's path relative to `manifest.json`: `data/events-<first seq>.<ext>`.
     pub name: String,
     pub first_seq: u64,
     pub count: u64,

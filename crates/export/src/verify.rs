@@ -5,7 +5,9 @@
 //! `[0, first_seq)` plus the exported leaves give the root at `end_seq`; the consistency proof
 //! ties that root to the checkpoint's).
 
-use crate::manifest::{FORMAT, FileFormat, MANIFEST_FILE, Manifest, SignedManifest};
+use crate::manifest::{
+    DATA_DIR, FORMAT, FileFormat, MANIFEST_FILE, Manifest, SignedManifest, valid_file_path,
+};
 use crate::write::file_sha256;
 use agentrail_event::hash::{from_hex, sha256, to_hex};
 use agentrail_merkle::{Frontier, Hash, leaf_hash};
@@ -251,10 +253,10 @@ pub fn verify_export_with_progress(
     let mut total = 0u64;
     for f in &m.files {
         let fp = dir.join(&f.name);
-        if f.name.contains('/') || f.name.contains("..") {
+        if !valid_file_path(&f.name) {
             return Err(VerifyExportError::File {
                 file: f.name.clone(),
-                reason: "not a plain file name".into(),
+                reason: format!("not a file of the export (a plain name in {DATA_DIR}/)"),
             });
         }
         let ferr = |reason: String| VerifyExportError::File {

@@ -1,14 +1,15 @@
-//! Writing an export: stream a seq range out of the ledger into bounded-size files, then the
-//! signed manifest. Memory stays bounded (events are read in chunks; a Parquet row group at a
+//! Writing an export: stream a seq range out of the ledger into bounded-size files in `data/`,
+//! then the signed manifest beside it. Memory stays bounded (events are read in chunks; a Parquet row group at a
 //! time). Idempotent: the first run records its plan (range and checkpoint) in `job.json`, a
 //! re-run after a crash follows the same plan and writes byte-identical files and manifest;
 //! `manifest.json` is written last, atomically, and is the commit point.
 
 use crate::manifest::{
-    FORMAT, FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest,
+    DATA_DIR, FORMAT, FileEntry, FileFormat, MANIFEST_FILE, Manifest, Selection, SignedManifest,
 };
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
+use agentrail_event::model::{DEFAULT_SENSITIVE_FIELDS, SENSITIVE_IN_EVERY_TYPE};
 use agentrail_ledger::{Ledger, StoredEvent};
 use arrow_array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
@@ -55,6 +56,24 @@ pub struct ExportRequest {
     pub selection: Selection,
     pub format: FileFormat,
     pub max_file_bytes: u64,
+    /// Parquet only: opens the sealed content of each event into the content columns (the
+    /// caller decides whether whoever asked may read it). `None`: sealed fields read as null.
+    pub content: Option<ContentOpener>,
+}
+
+/// Opens a stored event's sealed fields: `{field path: tokenized value}` for those whose key
+/// still exists, `None` when there are none (the service's is
+/// `agentrail_vault::sealed_content` with the tenant's vault).
+#[derive(Clone)]
+pub struct ContentOpener(pub Arc<OpenFn>);
+
+/// What a [`ContentOpener`] calls: the stored event in, its opened fields out.
+pub type OpenFn = dyn Fn(&serde_json::Value) -> Option<serde_json::Value> + Send + Sync;
+
+impl std::fmt::Debug for ContentOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentOpener")
+    }
 }
 
 /// The plan of an export, fixed by the first run.
@@ -68,6 +87,9 @@ struct Job {
     checkpoint_size: u64,
     checkpoint: String,
     max_file_bytes: u64,
+    /// Whether the content columns were opened (older plans: no).
+    #[serde(default)]
+    content: bool,
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
@@ -152,13 +174,18 @@ fn plan(ledger: &Ledger, req: &ExportRequest) -> Result<Job, ExportError> {
         checkpoint_size: size,
         checkpoint: cp.text,
         max_file_bytes: req.max_file_bytes.max(1),
+        content: req.content.is_some(),
     })
 }
 
 /// One open data file.
 enum Sink {
     Ndjson(BufWriter<File>),
-    Parquet(Box<parquet::arrow::ArrowWriter<File>>, Vec<StoredEvent>),
+    Parquet(
+        Box<parquet::arrow::ArrowWriter<File>>,
+        Vec<StoredEvent>,
+        Option<ContentOpener>,
+    ),
 }
 
 struct OpenFile {
@@ -170,37 +197,73 @@ struct OpenFile {
     sink: Sink,
 }
 
+/// The content columns: one per sensitive field of the event model (the defaults of every type,
+/// `payload.` dropped, dots as underscores: `prompt`, `output`, …, `proposed_action_content`),
+/// then `more_content`, every other opened field as a JSON object `{path: value}`.
+fn content_columns() -> Vec<(String, &'static str)> {
+    let mut v: Vec<(String, &'static str)> = Vec::new();
+    let paths = DEFAULT_SENSITIVE_FIELDS
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .chain(SENSITIVE_IN_EVERY_TYPE);
+    for &path in paths {
+        if !v.iter().any(|(_, p)| *p == path) {
+            let name = path
+                .strip_prefix("payload.")
+                .unwrap_or(path)
+                .replace('.', "_");
+            v.push((name, path));
+        }
+    }
+    v
+}
+const MORE_CONTENT: &str = "more_content";
+
 /// The Parquet columns: the structural fields an analyst filters and aggregates on, typed
 /// (timestamps as UTC timestamps in microseconds, what warehouses and DuckDB's `TIMESTAMPTZ`
 /// hold; the exact text stays in `stored`, counts as integers, money and milliseconds as doubles), each
-/// null where the event has none; then `hash` and `stored`, the stored form verification
-/// recomputes the hash from. Sensitive fields stay in `stored` only, sealed: a structural path
-/// a tenant's policy seals holds an object, not a string or number, and reads as null.
+/// null where the event has none; then the content columns (text: a string as it is, anything
+/// else as JSON), readable where the export was asked with `view=decrypted` by a key that may read
+/// content, else null where sealed; then `hash` and `stored`, the stored form (ciphertext and all)
+/// verification recomputes the hash from. A structural path a tenant's policy seals holds an
+/// object, not a string or number, and reads as null.
 fn parquet_schema() -> Arc<Schema> {
     let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("seq", DataType::UInt64, false),
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("event_type", DataType::Utf8, false),
-        Field::new("session_id", DataType::Utf8, true),
-        Field::new("agent_id", DataType::Utf8, true),
-        Field::new("subject_id", DataType::Utf8, true),
-        Field::new("occurred_at", utc(), true),
-        Field::new("received_at", utc(), false),
-        Field::new("model_provider", DataType::Utf8, true),
-        Field::new("model_name", DataType::Utf8, true),
-        Field::new("model_version", DataType::Utf8, true),
-        Field::new("decision_kind", DataType::Utf8, true),
-        Field::new("tool_name", DataType::Utf8, true),
-        Field::new("tool_outcome", DataType::Utf8, true),
-        Field::new("review_decision", DataType::Utf8, true),
-        Field::new("latency_ms", DataType::Float64, true),
-        Field::new("input_tokens", DataType::Int64, true),
-        Field::new("output_tokens", DataType::Int64, true),
-        Field::new("cost", DataType::Float64, true),
-        Field::new("hash", DataType::Utf8, false),
-        Field::new("stored", DataType::Utf8, false),
-    ]))
+    let content = content_columns()
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain([MORE_CONTENT.to_owned()])
+        .map(|name| Field::new(name, DataType::Utf8, true));
+    Arc::new(Schema::new(
+        [
+            Field::new("seq", DataType::UInt64, false),
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("event_type", DataType::Utf8, false),
+            Field::new("session_id", DataType::Utf8, true),
+            Field::new("agent_id", DataType::Utf8, true),
+            Field::new("subject_id", DataType::Utf8, true),
+            Field::new("occurred_at", utc(), true),
+            Field::new("received_at", utc(), false),
+            Field::new("model_provider", DataType::Utf8, true),
+            Field::new("model_name", DataType::Utf8, true),
+            Field::new("model_version", DataType::Utf8, true),
+            Field::new("decision_kind", DataType::Utf8, true),
+            Field::new("tool_name", DataType::Utf8, true),
+            Field::new("tool_outcome", DataType::Utf8, true),
+            Field::new("review_decision", DataType::Utf8, true),
+            Field::new("latency_ms", DataType::Float64, true),
+            Field::new("input_tokens", DataType::Int64, true),
+            Field::new("output_tokens", DataType::Int64, true),
+            Field::new("cost", DataType::Float64, true),
+        ]
+        .into_iter()
+        .chain(content)
+        .chain([
+            Field::new("hash", DataType::Utf8, false),
+            Field::new("stored", DataType::Utf8, false),
+        ])
+        .collect::<Vec<_>>(),
+    ))
 }
 
 /// An RFC 3339 timestamp as microseconds since the epoch.
@@ -209,7 +272,59 @@ fn micros(v: Option<&serde_json::Value>) -> Option<i64> {
     Some(t.as_microsecond())
 }
 
-fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
+/// A content value as text: a string as it is, anything else as JSON.
+fn as_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The content columns of one batch: for each field, its opened value, else its stored value
+/// where that is not sealed (a field the tenant's policy leaves in clear), else null.
+fn content_arrays(rows: &[serde_json::Value], opener: Option<&ContentOpener>) -> Vec<ArrayRef> {
+    let opened: Vec<Option<serde_json::Value>> =
+        rows.iter().map(|r| opener.and_then(|o| (o.0)(r))).collect();
+    let columns = content_columns();
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 1);
+    for (_, path) in &columns {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let values: Vec<Option<String>> = rows
+            .iter()
+            .zip(&opened)
+            .map(|(r, o)| {
+                o.as_ref()
+                    .and_then(|o| o.get(*path))
+                    .or_else(|| {
+                        r.pointer(&pointer)
+                            .filter(|v| !agentrail_vault::is_sealed(v))
+                    })
+                    .map(as_text)
+            })
+            .collect();
+        out.push(Arc::new(StringArray::from(values)));
+    }
+    let more: Vec<Option<String>> = opened
+        .iter()
+        .map(|o| {
+            let rest: serde_json::Map<String, serde_json::Value> = o
+                .as_ref()?
+                .as_object()?
+                .iter()
+                .filter(|(k, _)| !columns.iter().any(|(_, p)| p == k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!rest.is_empty()).then(|| serde_json::Value::Object(rest).to_string())
+        })
+        .collect();
+    out.push(Arc::new(StringArray::from(more)));
+    out
+}
+
+fn record_batch(
+    events: &[StoredEvent],
+    opener: Option<&ContentOpener>,
+) -> Result<RecordBatch, ExportError> {
     let mut rows: Vec<serde_json::Value> = Vec::with_capacity(events.len());
     let mut stored = Vec::with_capacity(events.len());
     for ev in events {
@@ -252,7 +367,7 @@ fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
             .with_timezone("UTC"),
         )
     };
-    let cols_out: Vec<ArrayRef> = vec![
+    let mut cols_out: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from(
             events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         )),
@@ -282,18 +397,24 @@ fn record_batch(events: &[StoredEvent]) -> Result<RecordBatch, ExportError> {
         int(&|r| r.pointer("/payload/usage/input_tokens")),
         int(&|r| r.pointer("/payload/usage/output_tokens")),
         float(&|r| r.pointer("/payload/usage/cost")),
-        Arc::new(StringArray::from(
-            events.iter().map(|e| to_hex(&e.hash)).collect::<Vec<_>>(),
-        )),
-        Arc::new(StringArray::from(stored)),
     ];
+    cols_out.extend(content_arrays(&rows, opener));
+    cols_out.push(Arc::new(StringArray::from(
+        events.iter().map(|e| to_hex(&e.hash)).collect::<Vec<_>>(),
+    )));
+    cols_out.push(Arc::new(StringArray::from(stored)));
     RecordBatch::try_new(parquet_schema(), cols_out)
         .map_err(|e| ExportError::Parquet(e.to_string()))
 }
 
 impl OpenFile {
-    fn create(dir: &Path, format: FileFormat, first_seq: u64) -> Result<OpenFile, ExportError> {
-        let name = format!("events-{first_seq:020}.{}", format.extension());
+    fn create(
+        dir: &Path,
+        format: FileFormat,
+        first_seq: u64,
+        content: Option<&ContentOpener>,
+    ) -> Result<OpenFile, ExportError> {
+        let name = format!("{DATA_DIR}/events-{first_seq:020}.{}", format.extension());
         let tmp = dir.join(format!("{name}.part"));
         let f = File::create(&tmp).map_err(io("create", &tmp))?;
         let sink = match format {
@@ -306,7 +427,7 @@ impl OpenFile {
                     .build();
                 let w = parquet::arrow::ArrowWriter::try_new(f, parquet_schema(), Some(props))
                     .map_err(|e| ExportError::Parquet(e.to_string()))?;
-                Sink::Parquet(Box::new(w), Vec::new())
+                Sink::Parquet(Box::new(w), Vec::new(), content.cloned())
             }
         };
         Ok(OpenFile {
@@ -328,10 +449,10 @@ impl OpenFile {
                     .and_then(|()| w.write_all(b"\n"))
                     .map_err(io("write", &self.tmp))?;
             }
-            Sink::Parquet(w, pending) => {
+            Sink::Parquet(w, pending, opener) => {
                 pending.push(ev);
                 if pending.len() >= ROW_GROUP {
-                    let batch = record_batch(pending)?;
+                    let batch = record_batch(pending, opener.as_ref())?;
                     pending.clear();
                     w.write(&batch)
                         .map_err(|e| ExportError::Parquet(e.to_string()))?;
@@ -349,9 +470,9 @@ impl OpenFile {
                 path: self.tmp.clone(),
                 source: e.into_error(),
             })?,
-            Sink::Parquet(mut w, pending) => {
+            Sink::Parquet(mut w, pending, opener) => {
                 if !pending.is_empty() {
-                    let batch = record_batch(&pending)?;
+                    let batch = record_batch(&pending, opener.as_ref())?;
                     w.write(&batch)
                         .map_err(|e| ExportError::Parquet(e.to_string()))?;
                 }
@@ -399,7 +520,8 @@ pub fn export(
     dir: &Path,
     mut progress: impl FnMut(u64, u64) -> bool,
 ) -> Result<SignedManifest, ExportError> {
-    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let data = dir.join(DATA_DIR);
+    fs::create_dir_all(&data).map_err(io("create", &data))?;
     let manifest_path = dir.join(MANIFEST_FILE);
     let job_path = dir.join(JOB_FILE);
     let job: Job = match fs::read(&job_path) {
@@ -409,6 +531,7 @@ pub fn export(
             if job.tenant != req.tenant.as_str()
                 || job.format != req.format
                 || job.selection != req.selection
+                || job.content != req.content.is_some()
             {
                 return Err(ExportError::Mismatch {
                     dir: dir.to_path_buf(),
@@ -460,7 +583,12 @@ pub fn export(
                 files.push(f.finish(dir)?);
             }
             if open.is_none() {
-                open = Some(OpenFile::create(dir, job.format, ev.seq)?);
+                open = Some(OpenFile::create(
+                    dir,
+                    job.format,
+                    ev.seq,
+                    req.content.as_ref(),
+                )?);
             }
             if let Some(f) = open.as_mut() {
                 f.push(ev)?;
@@ -474,6 +602,7 @@ pub fn export(
     if let Some(f) = open.take() {
         files.push(f.finish(dir)?);
     }
+    sync_dir(&data)?; // the renames into data/ are durable before the manifest names them
     let prev_hash = if job.first_seq > 0 {
         Some(to_hex(&ledger.read(t, job.first_seq - 1)?.hash))
     } else {

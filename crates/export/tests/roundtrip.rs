@@ -28,6 +28,7 @@ fn req(t: &str, format: FileFormat, selection: Selection) -> ExportRequest {
         selection,
         format,
         max_file_bytes: 300_000,
+        content: None,
     }
 }
 
@@ -39,12 +40,32 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }
 
+/// Every file under `dir`, as paths relative to it, sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = PathBuf::from(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            v.extend(tree(&e.path()).into_iter().map(|p| name.join(p)));
+        } else {
+            v.push(name);
+        }
+    }
+    v.sort();
+    v
+}
+
 fn data_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
@@ -182,7 +203,7 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
         &nd,
         &|d| {
             let theirs = data_files(&other)[0].clone();
-            std::fs::copy(&theirs, d.join(theirs.file_name().unwrap())).unwrap();
+            std::fs::copy(&theirs, d.join("data").join(theirs.file_name().unwrap())).unwrap();
         },
         "the file was changed",
     );
@@ -263,6 +284,70 @@ fn ndjson_and_parquet_round_trip_and_every_tamper_is_named() {
 }
 
 #[test]
+fn data_files_sit_in_data_and_a_manifest_cannot_name_a_file_outside_the_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = ledger_with(&tmp.path().join("ledger"), &[("acme", 2000)]);
+    let out = tmp.path().join("out");
+    let m = export(
+        &ledger,
+        &req("acme", FileFormat::Parquet, Selection::default()),
+        &out,
+        |_, _| true,
+    )
+    .unwrap();
+    // Only the manifest beside data/, and only data files in it: a reader given data/ sees
+    // nothing else.
+    let mut want: Vec<PathBuf> = m
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.name.clone().into())
+        .collect();
+    want.push("manifest.json".into());
+    want.sort();
+    assert_eq!(tree(&out), want);
+    assert!(
+        m.manifest
+            .files
+            .iter()
+            .all(|f| f.name.starts_with("data/events-"))
+    );
+
+    // Re-sign the manifest with its file names rewritten (a buggy or hostile exporter holding the
+    // log key), moving the files to match.
+    let rename = |name: &str, to: &dyn Fn(&str) -> String| -> Result<(), String> {
+        let d = tmp.path().join(name);
+        copy_dir(&out, &d);
+        let mpath = d.join("manifest.json");
+        let mut sm: SignedManifest =
+            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        for f in &mut sm.manifest.files {
+            let new = to(&f.name);
+            let dest = d.join(&new);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::rename(d.join(&f.name), dest).unwrap();
+            f.name = new;
+        }
+        let tenant = TenantId::parse(&sm.manifest.tenant).unwrap();
+        sm.signature = ledger
+            .sign_statement(&tenant, "export", &[sm.manifest.statement().unwrap()])
+            .unwrap();
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&sm).unwrap()).unwrap();
+        check(&d, &ledger).map(|_| ())
+    };
+    // Exports made before data/ existed (files beside the manifest) still verify.
+    rename("old-layout", &|n| n.trim_start_matches("data/").to_owned()).unwrap();
+    for (case, to) in [
+        ("dot-dot", "data/../x.parquet"),
+        ("nested", "data/more/x.parquet"),
+        ("other-dir", "elsewhere/x.parquet"),
+    ] {
+        let e = rename(case, &|n| to.replace("x", n.trim_start_matches("data/"))).unwrap_err();
+        assert!(e.contains("not a file of the export"), "{case}: {e}");
+    }
+}
+
+#[test]
 fn a_rerun_after_a_crash_writes_the_same_files_and_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = ledger_with(&tmp.path().join("data"), &[("acme", 6000)]);
@@ -291,20 +376,13 @@ fn a_rerun_after_a_crash_writes_the_same_files_and_manifest() {
     ledger.checkpoint(&tenant).unwrap();
     // The re-run follows its recorded plan: byte-identical to the reference.
     export(&ledger, &r, &crashed, |_, _| true).unwrap();
-    let names = |d: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(names(&crashed), names(&reference));
-    for n in names(&reference) {
+    assert_eq!(tree(&crashed), tree(&reference));
+    for n in tree(&reference) {
         assert_eq!(
             std::fs::read(crashed.join(&n)).unwrap(),
             std::fs::read(reference.join(&n)).unwrap(),
-            "{n}"
+            "{}",
+            n.display()
         );
     }
     check(&crashed, &ledger).unwrap();

@@ -69,6 +69,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(create_export))
         .routes(routes!(get_export))
         .routes(routes!(export_file))
+        .routes(routes!(export_data_file))
         .routes(routes!(verify_now))
         .routes(routes!(integrity_reports))
         .routes(routes!(reveal_tokens))

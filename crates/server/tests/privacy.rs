@@ -470,6 +470,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         selection: agentrail_export::Selection::default(),
         format: agentrail_export::FileFormat::Ndjson,
         max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
+        content: None,
     };
     let m = agentrail_export::export(state.service.ledger(), &req, &out, |_, _| true).unwrap();
     agentrail_export::verify_export(&out, state.service.ledger().verifier()).unwrap();
@@ -557,6 +558,204 @@ async fn sealed_tokenized_revealable_and_erasable() {
 /// search by token finds it; the event itself still reads decrypted from the ledger), rows older
 /// than `retention_days` leave the index, legal hold suspends both, every run is logged in a
 /// chain, and the ledger still verifies.
+/// Starts an export and waits until it is no longer running; its final status.
+async fn export_done(app: &axum::Router, key: &str, body: Value) -> Value {
+    let (st, v) = call(app, "POST", "/v1/tenants/acme/exports", key, body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["export_id"].as_str().unwrap().to_owned();
+    for _ in 0..500 {
+        let (_, v) = call(
+            app,
+            "GET",
+            &format!("/v1/tenants/acme/exports/{id}"),
+            key,
+            Value::Null,
+        )
+        .await;
+        if v["status"] != "running" {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("export {id} did not finish");
+}
+
+/// Column `name` of a Parquet file, by `event_id`.
+fn parquet_column(bytes: Vec<u8>, name: &str) -> std::collections::HashMap<String, Option<String>> {
+    use arrow_array::{Array, StringArray};
+    let mut file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut file, &bytes).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .unwrap_or_else(|| panic!("no column {n}"))
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (ids, values) = (col("event_id"), col(name));
+        for i in 0..batch.num_rows() {
+            out.insert(
+                ids.value(i).to_owned(),
+                values.is_valid(i).then(|| values.value(i).to_owned()),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_exports_open_content_for_readers_and_erasure_removes_it() {
+    let env = acme(|_| {}, None).await;
+    let keys = [
+        env.key(&["events:write"]).await,
+        env.key(&["export", "events:read"]).await,
+        env.key(&["export"]).await,
+        env.key(&["tenant:admin"]).await,
+    ];
+    let (w, reader, exporter, admin) = (&keys[0], &keys[1], &keys[2], &keys[3]);
+    let Acme { dir, app, .. } = env;
+    let events = json!([
+        decision(
+            "e-alice",
+            "alice",
+            &format!("mail {ALICE_EMAIL} {ALICE_PHRASE}")
+        ),
+        decision("e-bob", "bob", "no secrets here"),
+    ]);
+    let (st, v) = call(&app, "POST", "/v1/tenants/acme/events", w, events).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let download = async |key: &str, status: &Value, name: &str| {
+        let id = status["export_id"].as_str().unwrap();
+        common::send(
+            &app,
+            "GET",
+            &format!("/v1/tenants/acme/exports/{id}/files/{name}"),
+            Some(key),
+            &[],
+            Vec::new(),
+        )
+        .await
+    };
+
+    // A key that may read content: the content columns hold it, tokenized; `stored` stays sealed.
+    let opened = export_done(&app, reader, json!({"format": "parquet"})).await;
+    assert_eq!(opened["status"], "done", "{opened}");
+    let name = opened["files"][0].as_str().unwrap().to_owned();
+    assert!(name.starts_with("data/events-"), "{name}");
+    // The listed name works as a path, and with its `/` encoded.
+    let a = download(reader, &opened, &name).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let b = download(reader, &opened, &name.replace('/', "%2F")).await;
+    assert_eq!(a.body, b.body);
+    let prompt = parquet_column(a.body.clone(), "prompt");
+    let alice = prompt["e-alice"].as_deref().unwrap();
+    assert!(
+        alice.contains(ALICE_PHRASE) && alice.contains("tok_email_"),
+        "{alice}"
+    );
+    assert!(!alice.contains(ALICE_EMAIL), "{alice}");
+    assert!(
+        prompt["e-bob"]
+            .as_deref()
+            .unwrap()
+            .contains("no secrets here")
+    );
+    let stored = parquet_column(a.body.clone(), "stored");
+    assert!(stored["e-alice"].as_deref().unwrap().contains("$enc"));
+    assert!(!stored["e-alice"].as_deref().unwrap().contains(ALICE_PHRASE));
+    // Not a string: JSON text.
+    let output = parquet_column(a.body, "output");
+    let output: Value = serde_json::from_str(output["e-alice"].as_deref().unwrap()).unwrap();
+    assert!(
+        output["raw"].as_str().unwrap().contains("tok_email_"),
+        "{output}"
+    );
+
+    // A key without events:read, or `view=stored`: sealed content reads null.
+    for (key, body) in [
+        (exporter, json!({"format": "parquet"})),
+        (reader, json!({"format": "parquet", "view": "stored"})),
+    ] {
+        let st = export_done(&app, key, body).await;
+        let a = download(key, &st, st["files"][0].as_str().unwrap()).await;
+        assert_eq!(parquet_column(a.body, "prompt")["e-alice"], None, "{st}");
+    }
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/exports",
+        exporter,
+        json!({"format": "parquet", "view": "decrypted"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("events:read"),
+        "{v}"
+    );
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/tenants/acme/exports",
+        reader,
+        json!({"format": "ndjson", "view": "decrypted"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+
+    // Erasing a subject removes what the server holds of content exports; the signed manifest
+    // stays, the status says why, nothing is served.
+    let (st, v) = call(
+        &app,
+        "DELETE",
+        "/v1/tenants/acme/subjects/alice",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let id = opened["export_id"].as_str().unwrap();
+    let (_, after) = call(
+        &app,
+        "GET",
+        &format!("/v1/tenants/acme/exports/{id}"),
+        reader,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(after["status"], "erased", "{after}");
+    assert!(
+        after["error"].as_str().unwrap().contains("erasure"),
+        "{after}"
+    );
+    assert_eq!(after["files"], json!([]));
+    assert_eq!(
+        download(reader, &opened, &name).await.status,
+        StatusCode::CONFLICT
+    );
+    let mut hits = Vec::new();
+    files_containing(dir.path(), ALICE_PHRASE, &mut hits);
+    assert!(hits.is_empty(), "alice's words are still in {hits:?}");
+    // A content export made after the erasure has nothing of hers.
+    let again = export_done(&app, reader, json!({"format": "parquet"})).await;
+    let a = download(reader, &again, again["files"][0].as_str().unwrap()).await;
+    let prompt = parquet_column(a.body, "prompt");
+    assert_eq!(prompt["e-alice"], None);
+    assert!(prompt["e-bob"].is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_purges_hot_content_then_rows_and_legal_hold_suspends_it() {
     const DAY_MS: i64 = 86_400_000;

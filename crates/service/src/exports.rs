@@ -3,17 +3,26 @@
 //! restart. A job interrupted by a crash is resumed at the next start and, following the plan
 //! it recorded, writes the same files and manifest. A named destination keeps a watermark
 //! (`destinations/<name>.json`: the next seq to export), so re-running exports only new events.
+//!
+//! A Parquet export asked with `view=decrypted` holds the sealed content opened (tokenized) in its
+//! content columns. Erasure must reach it: every erasure in a tenant removes the data files of
+//! its content exports held here (`erased.json` records when; the signed manifest stays), and a
+//! content export still running when an erasure happens removes its own on finishing. Exports
+//! of stored events hold ciphertext only and need nothing: shredding the key erased them.
 
 use crate::error::ServiceError;
 use agentrail_event::TenantId;
-use agentrail_export::{ExportRequest, FileFormat, MANIFEST_FILE, Selection, SignedManifest};
+use agentrail_export::{
+    ContentOpener, DATA_DIR, ExportRequest, FileFormat, MANIFEST_FILE, Selection, SignedManifest,
+};
 use agentrail_ledger::Ledger;
 use agentrail_ledger::files::write_atomic;
 use agentrail_ledger::layout::DataDir;
 use agentrail_ledger::sync::lock;
+use agentrail_vault::Vault;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +33,9 @@ pub struct JobRequest {
     pub selection: Selection,
     pub max_file_bytes: u64,
     pub destination: Option<String>,
+    /// Parquet: the sealed content opened into the content columns (`view=decrypted`).
+    #[serde(default)]
+    pub content: bool,
 }
 
 /// A job's state as served.
@@ -31,7 +43,7 @@ pub struct JobRequest {
 pub struct ExportStatus {
     pub export_id: String,
     pub tenant_id: String,
-    /// running, done, failed or interrupted.
+    /// running, done, failed, interrupted, or erased (a content export an erasure removed).
     pub status: String,
     pub events_done: u64,
     pub events_total: u64,
@@ -60,6 +72,33 @@ pub struct Exports {
     stop: Arc<AtomicBool>,
     /// One job per destination at a time.
     destinations: Mutex<()>,
+    vault: Arc<Vault>,
+    /// How many erasures each tenant had since start, and when the last was: a content export
+    /// that saw the count change while it ran removes its files.
+    erasures: Arc<Mutex<HashMap<TenantId, (u64, String)>>>,
+}
+
+const ERASED_FILE: &str = "erased.json";
+
+/// Removes the data files of a finished content export (an erasure reached it); idempotent.
+fn remove_content(dir: &Path, erased_at: &str) -> Result<(), ServiceError> {
+    let fail = |e: std::io::Error| ServiceError::internal(format!("{}: {e}", dir.display()));
+    let marker = serde_json::to_vec_pretty(&serde_json::json!({ "erased_at": erased_at }))
+        .map_err(|e| ServiceError::internal(e.to_string()))?;
+    // The marker first: from now on nothing serves the files, whatever happens below.
+    write_atomic(&dir.join(ERASED_FILE), &marker, 0o644)
+        .map_err(|e| ServiceError::internal(e.to_string()))?;
+    match std::fs::remove_dir_all(dir.join(DATA_DIR)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+fn read_request(dir: &Path) -> Option<JobRequest> {
+    std::fs::read(dir.join("request.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Export ids and destination names: `[a-z0-9_-]{1,64}`.
@@ -79,14 +118,38 @@ struct Destination {
 }
 
 impl Exports {
-    pub fn new(ledger: Arc<Ledger>) -> Exports {
+    /// `vault` opens the content of `view=decrypted` exports.
+    pub fn new(ledger: Arc<Ledger>, vault: Arc<Vault>) -> Exports {
         Exports {
             layout: DataDir::new(ledger.data_dir()),
             ledger,
             running: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(AtomicBool::new(false)),
             destinations: Mutex::new(()),
+            vault,
+            erasures: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// After an erasure in `tenant` (its keys are shredded): removes the data files of every
+    /// content export of the tenant held here; a running one does so when it finishes.
+    pub fn content_erased(&self, tenant: &TenantId, erased_at: &str) -> Result<(), ServiceError> {
+        // The count first, the scan second: a job that finishes after the scan sees the count.
+        {
+            let mut e = lock(&self.erasures);
+            let entry = e.entry(tenant.clone()).or_default();
+            *entry = (entry.0 + 1, erased_at.to_owned());
+        }
+        let Ok(entries) = std::fs::read_dir(self.layout.tenant(tenant).exports_dir()) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let dir = e.path();
+            if dir.join(MANIFEST_FILE).exists() && read_request(&dir).is_some_and(|r| r.content) {
+                remove_content(&dir, erased_at)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn dir(&self, t: &TenantId, id: &str) -> PathBuf {
@@ -184,6 +247,14 @@ impl Exports {
             .destination
             .as_ref()
             .map(|n| (n.clone(), self.dest_path(&tenant, n)));
+        let erasures = self.erasures.clone();
+        let seen = lock(&erasures).get(&tenant).map_or(0, |e| e.0);
+        let content = req.content.then(|| {
+            let (vault, tenant) = (self.vault.clone(), tenant.clone());
+            ContentOpener(Arc::new(move |v: &serde_json::Value| {
+                agentrail_vault::sealed_content(&vault, &tenant, v)
+            }))
+        });
         let spawned = std::thread::Builder::new()
             .name(format!("export-{id}"))
             .spawn(move || {
@@ -192,6 +263,7 @@ impl Exports {
                     selection: req.selection.clone(),
                     format: req.format,
                     max_file_bytes: req.max_file_bytes,
+                    content,
                 };
                 let result = agentrail_export::export(&ledger, &er, &dir, |done, total| {
                     if let Some(j) = lock(&running).get_mut(&key) {
@@ -200,8 +272,22 @@ impl Exports {
                     }
                     !stop.load(Ordering::Acquire)
                 });
+                let erased_at = lock(&erasures)
+                    .get(&tenant)
+                    .filter(|e| e.0 != seen)
+                    .map(|e| e.1.clone());
+                let result = match (result, erased_at) {
+                    (Ok(_), Some(at)) if req.content => {
+                        tracing::info!(%tenant, export_id = %id, "an erasure happened while the export ran: its content is removed");
+                        remove_content(&dir, &at)
+                            .map(|()| None)
+                            .map_err(|e| agentrail_export::ExportError::Bad(e.to_string()))
+                    }
+                    (r, _) => r.map(Some),
+                };
                 let error = match result {
-                    Ok(m) => {
+                    Ok(None) => None,
+                    Ok(Some(m)) => {
                         if let Some((name, path)) = dest {
                             // Advance the watermark only once the manifest is durable.
                             let mut d: Destination = std::fs::read(&path)
@@ -243,9 +329,7 @@ impl Exports {
                 "no export {id:?} in this tenant"
             )));
         }
-        let req: Option<JobRequest> = std::fs::read(dir.join("request.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let req = read_request(&dir);
         let mut st = ExportStatus {
             export_id: id.to_owned(),
             tenant_id: tenant.to_string(),
@@ -276,6 +360,15 @@ impl Exports {
             st.files = m.manifest.files.iter().map(|f| f.name.clone()).collect();
             st.files.push(MANIFEST_FILE.into());
             st.manifest = serde_json::to_value(&m).ok();
+            if let Ok(b) = std::fs::read(dir.join(ERASED_FILE)) {
+                let at: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                st.status = "erased".into();
+                st.error = Some(format!(
+                    "its content was removed by an erasure at {}; export again",
+                    at["erased_at"].as_str().unwrap_or("an unknown time")
+                ));
+                st.files.clear();
+            }
         }
         Ok(st)
     }

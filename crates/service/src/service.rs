@@ -266,7 +266,7 @@ impl Service {
         if cfg.retention_interval_ms > 0 {
             retention.start_schedule(Duration::from_millis(cfg.retention_interval_ms));
         }
-        let exports = Exports::new(ledger.clone());
+        let exports = Exports::new(ledger.clone(), privacy.vault().clone());
         exports.resume_interrupted();
         let storage = StorageGuard::open(&layout, cfg.reserve_bytes);
         let access = AccessLogs::new(&layout);
@@ -1007,7 +1007,8 @@ impl Service {
         Ok(e)
     }
 
-    /// The erasure protocol: gate (exclusive) → shred → index → token vault → ledger event.
+    /// The erasure protocol: gate (exclusive) → shred → index → token vault → content exports →
+    /// ledger event.
     fn erase(
         &self,
         caller: &Principal,
@@ -1022,6 +1023,7 @@ impl Service {
             let had_key = erasing.shred(subject, at)?;
             self.indexer.erase_content(tenant, subject)?;
             erasing.erase_tokens(subject, at)?;
+            self.exports.content_erased(tenant, &now)?;
             let ev = json!({
                 "schema_version": "1",
                 "event_type": event_type,

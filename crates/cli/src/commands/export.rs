@@ -19,6 +19,7 @@ pub struct ExportArgs<'a> {
     pub to_seq: Option<u64>,
     pub format: &'a str,
     pub destination: Option<String>,
+    pub view: Option<String>,
     pub out: &'a Path,
 }
 
@@ -27,7 +28,7 @@ pub fn export(r: &Remote, a: ExportArgs<'_>) -> anyhow::Result<ExitCode> {
     let base = format!("/v1/tenants/{}/exports", enc(a.tenant));
     let body = json!({
         "format": a.format, "from": a.from, "to": a.to, "from_seq": a.from_seq,
-        "to_seq": a.to_seq, "destination": a.destination,
+        "to_seq": a.to_seq, "destination": a.destination, "view": a.view,
     });
     let ans = c.post_json(&base, &body)?;
     if !ans.ok() {
@@ -70,7 +71,15 @@ pub fn export(r: &Remote, a: ExportArgs<'_>) -> anyhow::Result<ExitCode> {
         if !ans.ok() {
             return Err(ans.error());
         }
+        // Listed names are paths relative to the manifest (`data/events-….parquet`); refuse any
+        // that would land outside the output directory.
+        if name != agentrail_export::MANIFEST_FILE && !agentrail_export::valid_file_path(name) {
+            bail!("export {id} lists a file {name:?} that is not a path inside the export");
+        }
         let path = a.out.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         let tmp = a.out.join(format!("{name}.part"));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&ans.body)?;

@@ -30,6 +30,11 @@ pub struct CreateExport {
     pub destination: Option<String>,
     /// Data files are closed at this size (default 256 MiB).
     pub max_file_bytes: Option<u64>,
+    /// Parquet: `decrypted` opens the sealed content into the content columns (`prompt`,
+    /// `output`, …), tokenized; needs `events:read`, and is the default for a key that has it.
+    /// `stored`: sealed fields read as null (they stay sealed in `stored` either way). An NDJSON
+    /// export is always the stored events.
+    pub view: Option<super::View>,
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/exports", tag = "exports",
@@ -78,6 +83,22 @@ pub async fn create_export(
             "destination must be 1-64 of [a-z0-9_-]",
         ));
     }
+    let may_read = caller.scopes.contains(&Scope::EventsRead);
+    let content = match (req.view, format) {
+        (Some(super::View::Decrypted), agentrail_export::FileFormat::Ndjson) => {
+            return Err(ApiError::bad_request(
+                "view decrypted: an NDJSON export holds the stored events exactly; content columns are Parquet's (format parquet)",
+            ));
+        }
+        (Some(super::View::Decrypted), _) if !may_read => {
+            return Err(ApiError::forbidden(
+                "view decrypted opens sealed content: the key needs events:read (or ask view stored)",
+            ));
+        }
+        (Some(super::View::Stored), _) | (_, agentrail_export::FileFormat::Ndjson) => false,
+        (Some(super::View::Decrypted), _) => true,
+        (None, _) => may_read,
+    };
     let job = JobRequest {
         format,
         selection: agentrail_export::Selection {
@@ -91,6 +112,7 @@ pub async fn create_export(
             .unwrap_or(agentrail_export::DEFAULT_MAX_FILE_BYTES)
             .max(4096),
         destination: req.destination,
+        content,
     };
     let params = serde_json::to_value(&job).unwrap_or(Value::Null);
     logged_read(caller, tenant, route, params, move |read| {
@@ -119,7 +141,8 @@ pub async fn get_export(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/exports/{export_id}/files/{name}", tag = "exports",
-    params(("tenant" = String, Path), ("export_id" = String, Path), ("name" = String, Path)),
+    params(("tenant" = String, Path), ("export_id" = String, Path),
+        ("name" = String, Path, description = "`manifest.json`, or a data file's listed name with its `/` encoded")),
     security(("bearer" = ["export"])),
     responses(
         (status = 200, description = "the file's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
@@ -130,6 +153,37 @@ pub async fn export_file(
     Caller(caller): Caller,
     Path((t, id, name)): Path<(String, String, String)>,
     route: Route,
+) -> Result<Response, ApiError> {
+    send_export_file(s, caller, route, t, id, name).await
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/exports/{export_id}/files/data/{name}", tag = "exports",
+    params(("tenant" = String, Path), ("export_id" = String, Path),
+        ("name" = String, Path, description = "a data file in the export's `data/` folder, as listed without `data/`")),
+    security(("bearer" = ["export"])),
+    responses(
+        (status = 200, description = "the file's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn export_data_file(
+    State(s): S,
+    Caller(caller): Caller,
+    Path((t, id, name)): Path<(String, String, String)>,
+    route: Route,
+) -> Result<Response, ApiError> {
+    let name = format!("{}/{name}", agentrail_export::DATA_DIR);
+    send_export_file(s, caller, route, t, id, name).await
+}
+
+/// Streams a file the export lists by `name` (its path relative to the manifest); the download
+/// is logged.
+async fn send_export_file(
+    s: std::sync::Arc<crate::state::AppState>,
+    caller: agentrail_service::Principal,
+    route: Route,
+    t: String,
+    id: String,
+    name: String,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&s, &caller, &t, &[Scope::Export])?;
     let params = json!({"export_id": &id, "name": &name});
