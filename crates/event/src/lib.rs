@@ -22,4 +22,6 @@ pub mod validate;
 
 pub use model::{Event, EventId, EventType, Payload, TenantId, Timestamp};
 pub use schema::event_schema;
-pub use validate::{InvalidEvent, Problem, ValidEvent, validate_bytes, validate_value};
+pub use validate::{
+    InvalidEvent, Problem, ValidEvent, validate_bytes, validate_system_value, validate_value,
+};

@@ -177,6 +177,19 @@ pub const DEFAULT_SENSITIVE_FIELDS: &[(&str, &[&str])] = &[
 /// intake paths (OTLP spans) put message content a type has no field for.
 pub const SENSITIVE_IN_EVERY_TYPE: &[&str] = &["payload.content"];
 
+/// The namespace of the events agentrail itself writes into a tenant's ledger (erasure records):
+/// no emitter may send a type in it, so a record that looks like the server's is the server's.
+pub const SYSTEM_EVENT_PREFIX: &str = "custom.agentrail.";
+
+/// Types agentrail wrote its erasure records as before [`SYSTEM_EVENT_PREFIX`]: reserved too, so
+/// nobody can add one that looks like an old record.
+pub const LEGACY_SYSTEM_EVENT_TYPES: &[&str] = &["custom.subject.erased", "custom.tenant.erased"];
+
+/// Whether an event type is agentrail's own (refused from emitters).
+pub fn is_system_event_type(t: &str) -> bool {
+    t.starts_with(SYSTEM_EVENT_PREFIX) || LEGACY_SYSTEM_EVENT_TYPES.contains(&t)
+}
+
 impl EventType {
     pub fn is_custom(&self) -> bool {
         self.0.starts_with("custom.")

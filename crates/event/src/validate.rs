@@ -68,8 +68,19 @@ pub fn validate_bytes(bytes: &[u8]) -> Result<ValidEvent, InvalidEvent> {
 }
 
 /// Validates an already-parsed event. `value` must come from [`json::parse`] (or be built in
-/// code) so that its numbers obey the canonical-JSON rules.
+/// code) so that its numbers obey the canonical-JSON rules. Types of agentrail's own records
+/// ([`crate::model::is_system_event_type`]) are refused: this is what every intake calls.
 pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
+    validate(value, false)
+}
+
+/// [`validate_value`] for a record agentrail writes itself (an erasure record): its type may be
+/// one of the system's. Never for what an emitter sent.
+pub fn validate_system_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
+    validate(value, true)
+}
+
+fn validate(value: Value, system: bool) -> Result<ValidEvent, InvalidEvent> {
     let Value::Object(map) = value else {
         return Err(InvalidEvent {
             problems: vec![Problem {
@@ -153,6 +164,19 @@ pub fn validate_value(value: Value) -> Result<ValidEvent, InvalidEvent> {
     // for readers. Refused wherever it appears.
     if has_reserved_marker(&value) {
         reserved_markers(&value, &mut Vec::new(), &mut problems);
+    }
+    if let Some(t) = value.get("event_type").and_then(Value::as_str)
+        && crate::model::is_system_event_type(t)
+        && !system
+    {
+        problems.push(Problem {
+            path: "event_type".into(),
+            reason: format!(
+                "{t:?} is a type of agentrail's own records ({}*, {}): an emitter cannot send it",
+                crate::model::SYSTEM_EVENT_PREFIX,
+                crate::model::LEGACY_SYSTEM_EVENT_TYPES.join(", ")
+            ),
+        });
     }
     if problems.is_empty() {
         // Checks the schema cannot express.
@@ -375,6 +399,33 @@ session_id: required for tool.invocation events
 trace.trace_id: must be 32 lowercase hex digits (W3C trace context)
 ";
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn system_event_types_are_refused_from_emitters() {
+        for t in [
+            "custom.agentrail.subject.erased",
+            "custom.agentrail.anything",
+            "custom.subject.erased",
+            "custom.tenant.erased",
+        ] {
+            let ev = format!(r#"{{"schema_version":"1","event_type":"{t}"}}"#);
+            let e = validate_bytes(ev.as_bytes()).unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{t}: {e:?}");
+            assert_eq!(e.problems[0].path, "event_type");
+            assert!(e.problems[0].reason.contains(t), "{}", e.problems[0].reason);
+            let v = crate::json::parse(ev.as_bytes()).unwrap();
+            assert!(validate_system_value(v).is_ok(), "{t}");
+        }
+        // Near misses are anyone's.
+        for t in [
+            "custom.agentrailx",
+            "custom.subject.erased2",
+            "custom.my.agentrail.x",
+        ] {
+            let ev = format!(r#"{{"schema_version":"1","event_type":"{t}"}}"#);
+            assert!(validate_bytes(ev.as_bytes()).is_ok(), "{t}");
+        }
     }
 
     #[test]

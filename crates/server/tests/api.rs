@@ -417,6 +417,21 @@ async fn bad_input_is_refused_whole_and_named() {
     let details = a.json()["error"]["details"].to_string();
     assert!(details.contains("occurred_at"), "{details}");
     assert!(details.contains("sesion_id"), "{details}");
+    // The server's own record types (erasure records) cannot come from an emitter.
+    let mut forged = good[1].clone();
+    forged["event_type"] = json!("custom.agentrail.subject.erased");
+    forged["payload"] = json!({"subject_id": "alice", "method": "crypto-shredding"});
+    let a = post("application/json", forged.to_string().into_bytes(), None).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let d = &a.json()["error"]["details"][0];
+    assert_eq!(d["path"], "event_type", "{d}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("custom.agentrail.subject.erased"),
+        "{d}"
+    );
     // NDJSON with one bad line: the line is named, nothing is stored.
     let mut lines = nd(&good);
     lines.extend_from_slice(b"{\"schema_version\":\"1\",\"event_type\":\"model.decision\"}\n");

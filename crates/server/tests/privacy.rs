@@ -367,7 +367,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
     let (_, v) = call(
         &app,
         "GET",
-        "/v1/tenants/acme/events?event_type=custom.subject.erased",
+        "/v1/tenants/acme/events?event_type=custom.agentrail.subject.erased",
         r,
         Value::Null,
     )

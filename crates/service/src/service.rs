@@ -162,7 +162,8 @@ pub struct Erasure {
     pub erased_at: String,
     /// Whether the subject had a key (had sealed content).
     pub had_key: bool,
-    /// The `custom.subject.erased` / `custom.tenant.erased` event in the tenant's ledger.
+    /// The `custom.agentrail.subject.erased` / `custom.agentrail.tenant.erased` event in the
+    /// tenant's ledger (a reserved type: no emitter can send one).
     pub receipt: Receipt,
 }
 
@@ -962,7 +963,7 @@ impl Service {
 
     /// Crypto-shreds a data subject: its keys are destroyed (its content reads `$erased`
     /// everywhere), its content leaves the index, its token values become tombstones, and the
-    /// erasure is recorded as a `custom.subject.erased` event. Under the erasure gate, so every
+    /// erasure is recorded as a `custom.agentrail.subject.erased` event. Under the erasure gate, so every
     /// event of the subject before that event reads `$erased`.
     pub fn erase_subject(
         &self,
@@ -979,7 +980,7 @@ impl Service {
             caller,
             tenant,
             Some(subject),
-            "custom.subject.erased",
+            "custom.agentrail.subject.erased",
             |now| json!({"subject_id": subject, "erased_at": now, "method": "crypto-shredding"}),
         )?;
         tracing::info!(%tenant, %subject, by = %caller.key_id, "subject erased");
@@ -1000,7 +1001,7 @@ impl Service {
             caller,
             &tenant,
             None,
-            "custom.tenant.erased",
+            "custom.agentrail.tenant.erased",
             |now| json!({"erased_at": now, "method": "crypto-shredding"}),
         )?;
         tracing::warn!(%tenant, by = %caller.key_id, "all content of the tenant erased");
@@ -1031,7 +1032,7 @@ impl Service {
                 "actor": {"id": caller.key_id, "type": "service"},
                 "payload": payload(&now),
             });
-            let valid = agentrail_event::validate_value(ev).map_err(|e| {
+            let valid = agentrail_event::validate_system_value(ev).map_err(|e| {
                 ServiceError::internal(format!(
                     "the erasure event does not validate: {:?}",
                     e.problems

@@ -74,7 +74,7 @@ pub struct ErasureBody {
     pub erased_at: String,
     /// Whether the subject had a key (had sealed content).
     pub had_key: bool,
-    /// The receipt of the `custom.subject.erased` event recorded in the tenant's ledger.
+    /// The receipt of the `custom.agentrail.subject.erased` event recorded in the tenant's ledger.
     pub receipt: ReceiptJson,
 }
 
