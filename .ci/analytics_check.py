@@ -45,4 +45,9 @@ assert len(df) == manifest["count"], (len(df), manifest["count"])
 assert str(df["occurred_at"].dtype).startswith("datetime64[") and "UTC" in str(df["occurred_at"].dtype), df["occurred_at"].dtype
 ex = df[df["event_id"].str.startswith("evt-")]
 assert ex.loc[ex["event_type"] == "tool.invocation", "latency_ms"].sum() == 311.5 + 205.0
-print(f"duckdb and pandas: {rows} rows, typed columns, the example's 3 decisions and 3 reviews add up")
+# The export was made by a key with events:read: the content columns hold the sealed fields,
+# tokenized (the customer's email is a token), while `stored` keeps them sealed.
+(prompt, stored) = con.execute(f"SELECT prompt, stored FROM read_parquet('{glob}') WHERE event_id = 'evt-0002'").fetchone()
+assert prompt and "tok_email_" in prompt and "jane@example.com" not in prompt, prompt
+assert '"$enc"' in stored and "tok_email_" not in stored, stored[:200]
+print(f"duckdb and pandas: {rows} rows, typed columns, the example's 3 decisions and 3 reviews add up, content tokenized")
