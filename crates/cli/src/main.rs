@@ -117,6 +117,10 @@ enum Command {
         /// A TOML file of server settings (see README).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Pin each tenant's newest checkpoint in this directory, outside the data directory:
+        /// a ledger cut or rewritten behind it is refused [default: the config file's].
+        #[arg(long)]
+        trust_dir: Option<PathBuf>,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
@@ -231,8 +235,17 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
         /// The checkpoint verifier key to trust (default: the data directory's system/log.vkey).
+        /// With it, events no signed checkpoint covers fail the tenant (see --allow-unsigned-tail).
         #[arg(long)]
         key: Option<String>,
+        /// The trust directory the server pins checkpoints in: each tenant's records must hold
+        /// its pinned checkpoint.
+        #[arg(long)]
+        trust_dir: Option<PathBuf>,
+        /// With --key: accept events after the last signed checkpoint (after a crash, before the
+        /// server's next start signs them) instead of failing the tenant.
+        #[arg(long)]
+        allow_unsigned_tail: bool,
     },
     /// Delete a tenant's query store (or every tenant's) and rebuild it from the ledger.
     Reindex {
@@ -293,10 +306,12 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             config,
+            trust_dir,
             log_json,
         } => commands::serve::run(commands::serve::ServeArgs {
             data_dir,
             listen,
+            trust_dir,
             config,
             log_json,
         }),
@@ -378,7 +393,15 @@ fn main() -> ExitCode {
             data_dir,
             tenant,
             key,
-        } => commands::verify::run(&data_dir, tenant.as_deref(), key.as_deref()),
+            trust_dir,
+            allow_unsigned_tail,
+        } => commands::verify::run(commands::verify::VerifyArgs {
+            data_dir: &data_dir,
+            tenant: tenant.as_deref(),
+            key: key.as_deref(),
+            trust_dir: trust_dir.as_deref(),
+            allow_unsigned_tail,
+        }),
         Command::Reindex {
             data_dir,
             tenant,

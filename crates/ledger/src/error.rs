@@ -174,4 +174,7 @@ pub enum CheckpointError {
     },
     #[error("tenant {tenant}: writer is poisoned: {reason}")]
     Poisoned { tenant: String, reason: String },
+    /// The tree does not hold the pinned checkpoint: signing would re-sign history.
+    #[error("tenant {tenant}: refusing to sign a checkpoint: {reason}")]
+    Inconsistent { tenant: String, reason: String },
 }

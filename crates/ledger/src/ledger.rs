@@ -34,6 +34,10 @@ pub struct Config {
     /// How often the background thread signs checkpoints for tenants with new events; `None`
     /// disables the thread (checkpoints are then only written on demand and on close).
     pub checkpoint_interval: Option<Duration>,
+    /// Where each tenant's newest checkpoint is pinned, outside the data directory
+    /// ([`crate::pins`]): a tenant whose records do not hold its pin is refused, and nothing
+    /// inconsistent with it is signed. `None`: no pins (the log trusts its own checkpoint log).
+    pub trust_dir: Option<PathBuf>,
     /// `clock_skew_ms` is recorded when `occurred_at` and `received_at` differ by more.
     pub clock_skew_bound_ms: i64,
     /// The wall clock has jumped when it moved this far from the monotonic clock since open.
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Config {
             .field("segment_size", &self.segment_size)
             .field("max_open_tenants", &self.max_open_tenants)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("trust_dir", &self.trust_dir)
             .field("clock_skew_bound_ms", &self.clock_skew_bound_ms)
             .field("heal_after", &self.heal_after)
             .finish_non_exhaustive()
@@ -69,6 +74,7 @@ impl Config {
             segment_size: DEFAULT_SEGMENT_SIZE,
             max_open_tenants: 256,
             checkpoint_interval: Some(Duration::from_secs(1)),
+            trust_dir: None,
             clock_skew_bound_ms: 60_000,
             clock_jump_bound_ms: 300_000,
             clock: Arc::new(SystemClock),
@@ -262,6 +268,7 @@ impl Ledger {
                 origin_prefix,
                 signer,
                 verifier,
+                trust_dir: cfg.trust_dir.clone(),
             },
             max_open: cfg.max_open_tenants,
             heal_after: cfg.heal_after,
@@ -498,6 +505,11 @@ impl Ledger {
                     source: std::io::Error::other("no checkpoint was written"),
                 }
             })
+    }
+
+    /// Where checkpoints are pinned ([`Config::trust_dir`]).
+    pub fn trust_dir(&self) -> Option<&Path> {
+        self.inner.ctx.trust_dir.as_deref()
     }
 
     /// Every stored checkpoint of a tenant, oldest first.

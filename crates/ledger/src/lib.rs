@@ -29,6 +29,7 @@ pub mod files;
 pub mod frame;
 pub mod layout;
 mod ledger;
+pub mod pins;
 pub mod proofs;
 pub mod stored;
 pub mod sync;

@@ -41,6 +41,8 @@ pub(crate) struct Ctx {
     pub origin_prefix: String,
     pub signer: Signer,
     pub verifier: Verifier,
+    /// See [`crate::Config::trust_dir`].
+    pub trust_dir: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -398,6 +400,38 @@ impl Tenant {
     /// tree against the latest signed checkpoint, so a rebuild never accepts altered records
     /// a checkpoint covers).
     pub fn open(ctx: &Ctx, id: TenantId, create: bool) -> Result<Tenant, OpenError> {
+        let t = Tenant::open_recovered(ctx, id, create)?;
+        let (_, _, tree, size) = t.snapshot();
+        if let Some(reason) = t.pin_conflict(ctx, &tree, size) {
+            return Err(OpenError::Damaged(Damage {
+                tenant: t.id.to_string(),
+                file: pin_label(ctx, &t.id),
+                offset: None,
+                seq: None,
+                reason,
+            }));
+        }
+        Ok(t)
+    }
+
+    /// Why this tenant's tree does not hold its pinned checkpoint (`None`: it does, or there is
+    /// none): checked at open and before every signature.
+    fn pin_conflict(&self, ctx: &Ctx, tree: &File, size: u64) -> Option<String> {
+        let dir = ctx.trust_dir.as_deref()?;
+        let pin = match crate::pins::read_pin(dir, &self.id, &ctx.verifier, &ctx.origin(&self.id)) {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        };
+        crate::pins::pin_conflict(
+            &pin,
+            size,
+            |n| agentrail_merkle::root(&TreeFile(tree), n).ok(),
+            dir,
+        )
+    }
+
+    fn open_recovered(ctx: &Ctx, id: TenantId, create: bool) -> Result<Tenant, OpenError> {
         match Tenant::open_once(ctx, id.clone(), create) {
             Err(OpenError::Damaged(d)) if may_be_derived(&d) => {
                 let dir = files::tenant_dir(&ctx.data_dir, &id);
@@ -1601,6 +1635,13 @@ impl Tenant {
             move |source| CheckpointError::Io { tenant, op, source }
         };
         let root = agentrail_merkle::root(&TreeFile(&tree), size).map_err(io("read the tree"))?;
+        // Never sign a tree that does not hold what was already signed and pinned.
+        if let Some(reason) = self.pin_conflict(ctx, &tree, size) {
+            return Err(CheckpointError::Inconsistent {
+                tenant: self.id.to_string(),
+                reason,
+            });
+        }
         let res = (|| -> io::Result<(String, u64)> {
             // The records it covers are durable (it is signed over the synced size); the tree
             // nodes need not be: open recomputes those of the active segment from the records.
@@ -1621,6 +1662,21 @@ impl Tenant {
             Ok((text, len)) => {
                 ck.len += len;
                 ck.written_at = Some(Instant::now());
+                if let Some(dir) = &ctx.trust_dir {
+                    crate::pins::write_pin(
+                        dir,
+                        &self.id,
+                        size,
+                        &text,
+                        &ctx.verifier,
+                        &ctx.origin(&self.id),
+                    )
+                    .map_err(|e| CheckpointError::Io {
+                        tenant: self.id.to_string(),
+                        op: "pin the checkpoint",
+                        source: io::Error::other(e),
+                    })?;
+                }
                 ck.latest = Some(SignedCheckpoint { size, root, text });
                 Ok(ck.latest.clone())
             }
@@ -1658,6 +1714,13 @@ impl Tenant {
         }
         Ok(out)
     }
+}
+
+/// How a pin is named in damage reports.
+fn pin_label(ctx: &Ctx, id: &TenantId) -> String {
+    ctx.trust_dir.as_deref().map_or_else(String::new, |d| {
+        crate::pins::pin_path(d, id).display().to_string()
+    })
 }
 
 /// Whether two events of one batch with the same id are the same submission: by content digest

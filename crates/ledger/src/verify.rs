@@ -65,16 +65,25 @@ pub fn verify_tenant(
     verifier: &Verifier,
     origin_prefix: &str,
 ) -> TenantReport {
-    verify_tenant_with_progress(data_dir, tenant, verifier, origin_prefix, &mut |_, _| {})
+    verify_tenant_with_progress(
+        data_dir,
+        tenant,
+        verifier,
+        origin_prefix,
+        None,
+        &mut |_, _| {},
+    )
 }
 
-/// [`verify_tenant`], calling `progress(bytes verified, bytes of all segments)` as the walk goes
-/// (every few thousand events, and at each segment's end).
+/// [`verify_tenant`], also against the tenant's checkpoint pinned in `trust_dir` (see
+/// [`crate::pins`]: the records must hold it), calling `progress(bytes verified, bytes of all
+/// segments)` as the walk goes (every few thousand events, and at each segment's end).
 pub fn verify_tenant_with_progress(
     data_dir: &Path,
     tenant: &TenantId,
     verifier: &Verifier,
     origin_prefix: &str,
+    trust_dir: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> TenantReport {
     let mut report = TenantReport {
@@ -88,14 +97,18 @@ pub fn verify_tenant_with_progress(
         failure: None,
         notes: Vec::new(),
     };
-    if let Err(d) = walk(
+    let walked = walk(
         data_dir,
         tenant,
         verifier,
         origin_prefix,
         &mut report,
         progress,
-    ) {
+    );
+    if let Err(d) = walked.and_then(|roots| match trust_dir {
+        Some(dir) => check_pin(dir, tenant, verifier, origin_prefix, &report, &roots),
+        None => Ok(()),
+    }) {
         report.failure = Some(d);
     }
     report
@@ -108,7 +121,7 @@ fn walk(
     origin_prefix: &str,
     report: &mut TenantReport,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<(), Damage> {
+) -> Result<Roots, Damage> {
     let w = Walk {
         tenant: tenant.as_str(),
     };
@@ -475,7 +488,52 @@ fn walk(
             "derived files extend past the last record (seq {seq}); the next open trims them"
         ));
     }
-    Ok(())
+    Ok(Roots {
+        tree,
+        overlay,
+        size: seq,
+    })
+}
+
+/// The verified tree, to compute roots at any size after the walk.
+struct Roots {
+    tree: Vec<u8>,
+    overlay: HashMap<u64, Hash>,
+    size: u64,
+}
+
+/// The records hold the checkpoint pinned in `trust_dir` (if there is one).
+fn check_pin(
+    trust_dir: &Path,
+    tenant: &TenantId,
+    verifier: &Verifier,
+    origin_prefix: &str,
+    report: &TenantReport,
+    roots: &Roots,
+) -> Result<(), Damage> {
+    let origin = format!("{origin_prefix}/tenants/{tenant}");
+    let file = crate::pins::pin_path(trust_dir, tenant)
+        .display()
+        .to_string();
+    let damage = |reason: String| Damage {
+        tenant: tenant.to_string(),
+        file: file.clone(),
+        offset: None,
+        seq: None,
+        reason,
+    };
+    let Some(pin) = crate::pins::read_pin(trust_dir, tenant, verifier, &origin).map_err(damage)?
+    else {
+        return Ok(());
+    };
+    let reader = MemNodes(&roots.tree, &roots.overlay);
+    let conflict = crate::pins::pin_conflict(
+        &pin,
+        roots.size.min(report.events),
+        |n| agentrail_merkle::root(&reader, n).ok(),
+        trust_dir,
+    );
+    conflict.map_or(Ok(()), |reason| Err(damage(reason)))
 }
 
 /// What one record yields without looking at any other.

@@ -30,6 +30,10 @@ pub struct ServiceConfig {
     pub clock_jump_bound_ms: i64,
     /// Origins of checkpoints are `<origin_prefix>/tenants/<id>`; fixed at the first start.
     pub origin_prefix: Option<String>,
+    /// Each tenant's newest checkpoint is pinned here, outside the data directory (another
+    /// volume, ideally not writable by whoever administers the data directory): a tenant whose
+    /// ledger does not hold its pin is refused, and nothing inconsistent with it is signed.
+    pub trust_dir: Option<PathBuf>,
     /// Every tenant is re-verified this often (0: never; on demand only).
     pub verify_interval_ms: u64,
     /// Integrity failures are POSTed (JSON) here.
@@ -138,6 +142,7 @@ impl Default for ServiceConfig {
             clock_skew_bound_ms: 60_000,
             clock_jump_bound_ms: 300_000,
             origin_prefix: None,
+            trust_dir: None,
             verify_interval_ms: 600_000,
             webhook_url: None,
             retention_interval_ms: 3_600_000,

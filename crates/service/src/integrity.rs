@@ -14,7 +14,7 @@ use agentrail_event::hash::{from_hex, sha256, to_hex};
 use agentrail_ledger::clock::format_timestamp;
 use agentrail_ledger::layout::DataDir;
 use agentrail_ledger::sync::lock;
-use agentrail_ledger::{ChainLog, Clock, Ledger, read_origin_prefix, verify_tenant};
+use agentrail_ledger::{ChainLog, Clock, Ledger, read_origin_prefix, verify_tenant_with_progress};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +101,14 @@ impl Integrity {
         let prefix = read_origin_prefix(data_dir)
             .map_err(|e| ServiceError::internal(format!("reading the origin: {e}")))?;
         let previous = lock(&self.verified).get(tenant.as_str()).cloned();
-        let r = verify_tenant(data_dir, tenant, ledger.verifier(), &prefix);
+        let r = verify_tenant_with_progress(
+            data_dir,
+            tenant,
+            ledger.verifier(),
+            &prefix,
+            ledger.trust_dir(),
+            &mut |_, _| {},
+        );
         let mut failure = r.failure.as_ref().map(|d| d.to_string());
         // The tree verified now must extend the one verified last time.
         if failure.is_none()

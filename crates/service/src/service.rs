@@ -195,6 +195,22 @@ impl Service {
             .map_err(|e| fail(format!("creating {}", cfg.data_dir.display()))(&e))?;
         let mut lc = agentrail_ledger::Config::new(&cfg.data_dir);
         lc.origin_prefix = cfg.origin_prefix.clone();
+        if let Some(trust) = &cfg.trust_dir {
+            std::fs::create_dir_all(trust).map_err(|e| {
+                fail(format!("creating the trust directory {}", trust.display()))(&e)
+            })?;
+            let (t, d) = (trust.canonicalize(), cfg.data_dir.canonicalize());
+            if let (Ok(t), Ok(d)) = (t, d)
+                && (t.starts_with(&d) || d.starts_with(&t))
+            {
+                return Err(ServiceError::internal(format!(
+                    "trust_dir {} must be outside the data directory {} (pins inside it protect nothing)",
+                    t.display(),
+                    d.display()
+                )));
+            }
+        }
+        lc.trust_dir = cfg.trust_dir.clone();
         let budget = FileBudget::new(
             cfg.max_open_files,
             cfg.max_open_tenants,

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub trust_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub log_json: bool,
 }
@@ -30,6 +31,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(d) = a.data_dir {
         cfg.service.data_dir = d;
+    }
+    if let Some(t) = a.trust_dir {
+        cfg.service.trust_dir = Some(t);
     }
     if let Some(l) = a.listen {
         cfg.listen = l;

@@ -16,7 +16,22 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::Result<ExitCode> {
+pub struct VerifyArgs<'a> {
+    pub data_dir: &'a Path,
+    pub tenant: Option<&'a str>,
+    pub key: Option<&'a str>,
+    pub trust_dir: Option<&'a Path>,
+    pub allow_unsigned_tail: bool,
+}
+
+pub fn run(a: VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
+    let VerifyArgs {
+        data_dir,
+        tenant,
+        key,
+        trust_dir,
+        allow_unsigned_tail,
+    } = a;
     let verifier: Verifier = match key {
         Some(k) => k.parse().map_err(|e| anyhow!("--key: {e}"))?,
         None => read_verifier(data_dir)?,
@@ -43,9 +58,31 @@ pub fn run(data_dir: &Path, tenant: Option<&str>, key: Option<&str>) -> anyhow::
     for t in &tenants {
         let began = Instant::now();
         let mut bar = Progress::bytes(0, format!("{t}: "));
-        let r = verify_tenant_with_progress(data_dir, t, &verifier, &prefix, &mut |done, total| {
-            bar.set(done, total)
-        });
+        let mut r = verify_tenant_with_progress(
+            data_dir,
+            t,
+            &verifier,
+            &prefix,
+            trust_dir,
+            &mut |done, total| bar.set(done, total),
+        );
+        // A key given from outside is the reader's trust: what no checkpoint signed by it covers
+        // is unattested (a forged tail after a clean shutdown looks exactly like this).
+        if key.is_some() && !allow_unsigned_tail && r.failure.is_none() && r.events > r.checkpointed
+        {
+            r.failure = Some(agentrail_ledger::Damage {
+                tenant: t.to_string(),
+                file: "checkpoints/log".into(),
+                offset: None,
+                seq: Some(r.checkpointed),
+                reason: format!(
+                    "{} of {} events (from seq {}) are covered by no signed checkpoint; --allow-unsigned-tail accepts them",
+                    r.events - r.checkpointed,
+                    r.events,
+                    r.checkpointed
+                ),
+            });
+        }
         bar.clear();
         let secs = began.elapsed().as_secs_f64().max(1e-9);
         events += r.events;
