@@ -4,7 +4,9 @@
 #    the document;
 # 2. a Parquet export is read back with pyarrow (PyPI) and compared with the NDJSON export;
 # 3. OpenTelemetry clients (Python SDK, openai-v2 and OpenInference instrumentations, the JS
-#    SDK's JSON exporter) send GenAI spans that are queried back (.ci/otel).
+#    SDK's JSON exporter) send GenAI spans that are queried back (.ci/otel);
+# 4. an ingest answer's signed checkpoint and inclusion proofs are checked in Python
+#    (.ci/receipt_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${AGENTRAIL_BIN:-target/debug/agentrail}
@@ -73,6 +75,8 @@ AGENTRAIL_KEY="$key" "$bin" export --tenant st --format ndjson --out "$work/nd" 
 AGENTRAIL_KEY="$key" "$bin" export --tenant st --format parquet --out "$work/pq" >/dev/null
 python3 .ci/pyarrow_check.py "$work/nd" "$work/pq"
 python3 .ci/analytics_check.py "$work/pq"
+# Signed receipts checked by an independent reader (Ed25519, RFC 8785 and RFC 9162 from PyPI/spec).
+python3 .ci/receipt_check.py "$url" st "$key"
 # /metrics read by Prometheus's own Python client parsers, in both formats it negotiates.
 python3 - "$url" <<'PY'
 import sys, urllib.request

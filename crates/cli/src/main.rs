@@ -141,7 +141,9 @@ enum Command {
         /// Events per request (or per durable append with --data-dir).
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
-        /// Print every receipt as a JSON line (always printed with --data-dir).
+        /// Print every receipt as a JSON line, with the signed checkpoint that covers it (keep
+        /// them: `agentrail verify --receipts` proves a drop or an edit with them; always
+        /// printed with --data-dir).
         #[arg(long)]
         receipts: bool,
         #[command(flatten)]
@@ -246,6 +248,11 @@ enum Command {
         /// server's next start signs them) instead of failing the tenant.
         #[arg(long)]
         allow_unsigned_tail: bool,
+        /// Receipts a client kept (`agentrail ingest --receipts` output, or ingest answers as
+        /// JSON lines): every acknowledged event must be there unchanged and every signed
+        /// checkpoint they carry must be a root of the ledger.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
     },
     /// Delete a tenant's query store (or every tenant's) and rebuild it from the ledger.
     Reindex {
@@ -395,12 +402,14 @@ fn main() -> ExitCode {
             key,
             trust_dir,
             allow_unsigned_tail,
+            receipts,
         } => commands::verify::run(commands::verify::VerifyArgs {
             data_dir: &data_dir,
             tenant: tenant.as_deref(),
             key: key.as_deref(),
             trust_dir: trust_dir.as_deref(),
             allow_unsigned_tail,
+            receipts: receipts.as_deref(),
         }),
         Command::Reindex {
             data_dir,

@@ -493,6 +493,21 @@ impl Ledger {
         Ok(self.tenant(tenant, false)?.latest_checkpoint())
     }
 
+    /// A signed checkpoint covering at least the first `covering` events, for the receipts of
+    /// a batch just acknowledged: the latest one when it already covers them, else one signed
+    /// now over the durable tree, and reused by every batch it covers — so at most one
+    /// signature per durable group commit, whatever the number of batches in it. Not written to
+    /// the checkpoint log (the scheduled checkpoints are): it signs a durable prefix of a tree
+    /// that only grows, so every later checkpoint is consistent with it.
+    pub fn receipt_checkpoint(
+        &self,
+        tenant: &TenantId,
+        covering: u64,
+    ) -> Result<SignedCheckpoint, CheckpointError> {
+        let t = self.tenant(tenant, false)?;
+        t.receipt_checkpoint(&self.inner.ctx, covering)
+    }
+
     /// Signs a checkpoint now if the tree grew since the last one; returns the latest.
     pub fn checkpoint(&self, tenant: &TenantId) -> Result<SignedCheckpoint, CheckpointError> {
         let t = self.tenant(tenant, false)?;

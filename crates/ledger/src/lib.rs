@@ -45,7 +45,7 @@ pub use ledger::{
     read_verifier,
 };
 pub use tenant::{Held, Receipt, SignedCheckpoint, StoredEvent};
-pub use verify::{TenantReport, verify_tenant, verify_tenant_with_progress};
+pub use verify::{Anchors, TenantReport, verify_tenant, verify_tenant_with_progress};
 
 /// The origin prefix stored in a data directory (`system/origin`).
 pub fn read_origin_prefix(data_dir: &std::path::Path) -> std::io::Result<String> {

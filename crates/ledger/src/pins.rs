@@ -87,31 +87,39 @@ pub fn write_pin(
     write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())
 }
 
-/// Why the tree of `size` events with `root_at` (the root of its first `n` events) does not hold
-/// `pin`: `None` when it does.
+/// Why a tree of `size` events, whose root over its first `n` is `root_at(n)`, does not hold
+/// a signed tree of `signed_size` with `signed_root` (`what` names it in the answer, e.g. "the
+/// checkpoint pinned in /mnt/trust"): `None` when it does.
+pub fn conflict(
+    signed_size: u64,
+    signed_root: &Hash,
+    what: &str,
+    size: u64,
+    root_at: impl FnOnce(u64) -> Option<Hash>,
+) -> Option<String> {
+    if size < signed_size {
+        return Some(format!(
+            "the ledger holds {size} events but {what} covers {signed_size}: its end was cut"
+        ));
+    }
+    match root_at(signed_size) {
+        Some(r) if r == *signed_root => None,
+        Some(_) => Some(format!(
+            "the ledger's first {signed_size} events are not those of {what}: they were rewritten"
+        )),
+        None => Some(format!(
+            "the root of the ledger's first {signed_size} events cannot be read to compare with {what}"
+        )),
+    }
+}
+
+/// [`conflict`] with a tenant's pin.
 pub fn pin_conflict(
     pin: &Pin,
     size: u64,
     root_at: impl FnOnce(u64) -> Option<Hash>,
     trust_dir: &Path,
 ) -> Option<String> {
-    if size < pin.size {
-        return Some(format!(
-            "the ledger holds {size} events but the checkpoint pinned in {} covers {}: its end was cut",
-            trust_dir.display(),
-            pin.size
-        ));
-    }
-    match root_at(pin.size) {
-        Some(r) if r == pin.root => None,
-        Some(_) => Some(format!(
-            "the ledger's first {} events are not those of the checkpoint pinned in {}: they were rewritten",
-            pin.size,
-            trust_dir.display()
-        )),
-        None => Some(format!(
-            "the root of the ledger's first {} events cannot be read to compare with the pinned checkpoint",
-            pin.size
-        )),
-    }
+    let what = format!("the checkpoint pinned in {}", trust_dir.display());
+    conflict(pin.size, &pin.root, &what, size, root_at)
 }

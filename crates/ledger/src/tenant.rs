@@ -177,6 +177,8 @@ pub(crate) struct Tenant {
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
     ckpt: Mutex<CkptLog>,
+    /// The last checkpoint signed for receipts (not in the log): reused while it covers them.
+    receipt_cp: Mutex<Option<SignedCheckpoint>>,
     /// What recovery did on open (a truncated torn tail), for logs.
     pub recovery_note: Option<String>,
 }
@@ -933,6 +935,7 @@ impl Tenant {
                 latest,
                 written_at: None,
             }),
+            receipt_cp: Mutex::new(None),
             recovery_note,
             id,
         })
@@ -1690,6 +1693,50 @@ impl Tenant {
                 })
             }
         }
+    }
+
+    /// See [`crate::Ledger::receipt_checkpoint`].
+    pub fn receipt_checkpoint(
+        &self,
+        ctx: &Ctx,
+        covering: u64,
+    ) -> Result<SignedCheckpoint, CheckpointError> {
+        let covers =
+            |c: &Option<SignedCheckpoint>| c.as_ref().filter(|c| c.size >= covering).cloned();
+        if let Some(c) = covers(&lock(&self.ckpt).latest) {
+            return Ok(c);
+        }
+        let mut cached = lock(&self.receipt_cp);
+        if let Some(c) = covers(&cached) {
+            return Ok(c);
+        }
+        let (_, _, tree, size) = self.snapshot();
+        if size < covering {
+            return Err(CheckpointError::Io {
+                tenant: self.id.to_string(),
+                op: "sign a receipt",
+                source: io::Error::other(format!(
+                    "{covering} events are not durable yet (the durable tree has {size})"
+                )),
+            });
+        }
+        let root = agentrail_merkle::root(&TreeFile(&tree), size).map_err(|source| {
+            CheckpointError::Io {
+                tenant: self.id.to_string(),
+                op: "read the tree",
+                source,
+            }
+        })?;
+        let text = Checkpoint {
+            origin: ctx.origin(&self.id),
+            size,
+            root,
+            extensions: vec![],
+        }
+        .sign(&ctx.signer);
+        let cp = SignedCheckpoint { size, root, text };
+        *cached = Some(cp.clone());
+        Ok(cp)
     }
 
     /// Makes everything written durable (used on close).

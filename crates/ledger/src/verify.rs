@@ -70,20 +70,33 @@ pub fn verify_tenant(
         tenant,
         verifier,
         origin_prefix,
-        None,
+        &Anchors::default(),
         &mut |_, _| {},
     )
 }
 
-/// [`verify_tenant`], also against the tenant's checkpoint pinned in `trust_dir` (see
-/// [`crate::pins`]: the records must hold it), calling `progress(bytes verified, bytes of all
-/// segments)` as the walk goes (every few thousand events, and at each segment's end).
+/// What was signed or acknowledged, kept outside the data directory, that the records must
+/// still hold: whoever rewrote the directory cannot have rewritten these.
+#[derive(Debug, Default)]
+pub struct Anchors<'a> {
+    /// The trust directory whose pin of the tenant ([`crate::pins`]) the records must hold.
+    pub trust_dir: Option<&'a Path>,
+    /// Signed checkpoints of the tenant kept elsewhere (a client's receipts), each `(where it
+    /// comes from, size, root)`; their signatures are the caller's to have checked.
+    pub checkpoints: Vec<(String, u64, Hash)>,
+    /// Acknowledged events: seq → (where the receipt comes from, the hash acknowledged).
+    pub events: HashMap<u64, (String, Hash)>,
+}
+
+/// [`verify_tenant`], also against `anchors` (a trust directory's pin, receipts' checkpoints
+/// and hashes), calling `progress(bytes verified, bytes of all segments)` as the walk goes
+/// (every few thousand events, and at each segment's end).
 pub fn verify_tenant_with_progress(
     data_dir: &Path,
     tenant: &TenantId,
     verifier: &Verifier,
     origin_prefix: &str,
-    trust_dir: Option<&Path>,
+    anchors: &Anchors<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> TenantReport {
     let mut report = TenantReport {
@@ -102,13 +115,13 @@ pub fn verify_tenant_with_progress(
         tenant,
         verifier,
         origin_prefix,
+        &anchors.events,
         &mut report,
         progress,
     );
-    if let Err(d) = walked.and_then(|roots| match trust_dir {
-        Some(dir) => check_pin(dir, tenant, verifier, origin_prefix, &report, &roots),
-        None => Ok(()),
-    }) {
+    if let Err(d) = walked
+        .and_then(|roots| check_anchors(anchors, tenant, verifier, origin_prefix, &report, &roots))
+    {
         report.failure = Some(d);
     }
     report
@@ -119,6 +132,7 @@ fn walk(
     tenant: &TenantId,
     verifier: &Verifier,
     origin_prefix: &str,
+    acknowledged: &HashMap<u64, (String, Hash)>,
     report: &mut TenantReport,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Roots, Damage> {
@@ -337,6 +351,14 @@ fn walk(
                     "prev_hash does not match the previous event's hash".into(),
                 ));
             }
+            if let Some((from, acked)) = acknowledged.get(&seq)
+                && *acked != hash
+            {
+                return Err(fail(format!(
+                    "the event is not the one acknowledged in {from} (hash {}): it was altered",
+                    to_hex(acked)
+                )));
+            }
             if h.received_at < last_received {
                 return Err(fail("received_at goes backwards".into()));
             }
@@ -502,38 +524,56 @@ struct Roots {
     size: u64,
 }
 
-/// The records hold the checkpoint pinned in `trust_dir` (if there is one).
-fn check_pin(
-    trust_dir: &Path,
+/// The records hold every anchor: the pin in the trust directory (if there is one), every
+/// receipt's checkpoint, and an event for every receipt (the hashes were compared in the walk).
+fn check_anchors(
+    anchors: &Anchors<'_>,
     tenant: &TenantId,
     verifier: &Verifier,
     origin_prefix: &str,
     report: &TenantReport,
     roots: &Roots,
 ) -> Result<(), Damage> {
-    let origin = format!("{origin_prefix}/tenants/{tenant}");
-    let file = crate::pins::pin_path(trust_dir, tenant)
-        .display()
-        .to_string();
-    let damage = |reason: String| Damage {
+    let damage = |file: String, seq: Option<u64>, reason: String| Damage {
         tenant: tenant.to_string(),
-        file: file.clone(),
+        file,
         offset: None,
-        seq: None,
+        seq,
         reason,
     };
-    let Some(pin) = crate::pins::read_pin(trust_dir, tenant, verifier, &origin).map_err(damage)?
-    else {
-        return Ok(());
-    };
+    let size = roots.size.min(report.events);
     let reader = MemNodes(&roots.tree, &roots.overlay);
-    let conflict = crate::pins::pin_conflict(
-        &pin,
-        roots.size.min(report.events),
-        |n| agentrail_merkle::root(&reader, n).ok(),
-        trust_dir,
-    );
-    conflict.map_or(Ok(()), |reason| Err(damage(reason)))
+    let root_at = |n: u64| agentrail_merkle::root(&reader, n).ok();
+    if let Some(dir) = anchors.trust_dir {
+        let origin = format!("{origin_prefix}/tenants/{tenant}");
+        let file = crate::pins::pin_path(dir, tenant).display().to_string();
+        if let Some(pin) = crate::pins::read_pin(dir, tenant, verifier, &origin)
+            .map_err(|e| damage(file.clone(), None, e))?
+            && let Some(reason) = crate::pins::pin_conflict(&pin, size, root_at, dir)
+        {
+            return Err(damage(file, None, reason));
+        }
+    }
+    for (from, signed_size, signed_root) in &anchors.checkpoints {
+        let what = format!("the checkpoint of size {signed_size} in {from}");
+        if let Some(reason) = crate::pins::conflict(*signed_size, signed_root, &what, size, root_at)
+        {
+            return Err(damage(from.clone(), Some(*signed_size), reason));
+        }
+    }
+    if let Some((seq, (from, _))) = anchors
+        .events
+        .iter()
+        .filter(|(s, _)| **s >= size)
+        .min_by_key(|(s, _)| **s)
+    {
+        return Err(damage(
+            from.clone(),
+            Some(*seq),
+            format!("the ledger holds {size} events: the event acknowledged at seq {seq} is gone"),
+        ));
+    }
+    Ok(())
 }
 
 /// What one record yields without looking at any other.

@@ -93,7 +93,11 @@ fn genuine(data: &Path, trust: &Path) -> String {
 fn verify_pinned(data: &Path, t: &TenantId, trust: Option<&Path>) -> Option<String> {
     let v = read_verifier(data).unwrap();
     let prefix = read_origin_prefix(data).unwrap();
-    agentrail_ledger::verify_tenant_with_progress(data, t, &v, &prefix, trust, &mut |_, _| {})
+    let anchors = agentrail_ledger::Anchors {
+        trust_dir: trust,
+        ..Default::default()
+    };
+    agentrail_ledger::verify_tenant_with_progress(data, t, &v, &prefix, &anchors, &mut |_, _| {})
         .failure
         .map(|d| d.to_string())
 }

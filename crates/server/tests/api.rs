@@ -824,3 +824,99 @@ fn committed_openapi_document_is_current() {
         }
     }
 }
+
+/// An acknowledged answer carries a checkpoint signed over a tree that holds its events, and
+/// with `proofs=true` each receipt's leaf hash and inclusion path in it: a client can check
+/// its receipts offline, against the tenant's verifier key, without asking the server again.
+#[tokio::test]
+async fn acknowledged_batches_carry_a_signed_checkpoint_and_proofs() {
+    let s = start();
+    s.tenant("acme").await;
+    let w = s.key("acme", &["events:write"]).await;
+    let r = s.key("acme", &["events:read"]).await;
+    let vkey = s.get("/v1/tenants/acme/verifier-key", &r).await;
+    let verifier: agentrail_note::Verifier = String::from_utf8(vkey.body)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let evs = events("acme", 30);
+    assert_eq!(
+        s.ingest_ndjson("acme", &w, &evs[..10]).await.status,
+        StatusCode::OK
+    );
+    let a = s
+        .call(
+            "POST",
+            "/v1/tenants/acme/events?proofs=true",
+            Some(&w),
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&evs[10..]).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let v = a.json();
+    let text = v["checkpoint"].as_str().expect("a signed checkpoint");
+    let (cp, _) = agentrail_note::open_checkpoint(text.as_bytes(), &verifier, &[]).unwrap();
+    assert!(
+        cp.size >= 30,
+        "the checkpoint covers the batch: {}",
+        cp.size
+    );
+    for receipt in v["receipts"].as_array().unwrap() {
+        let seq = receipt["seq"].as_u64().unwrap();
+        let leaf = agentrail_event::hash::from_hex(receipt["leaf_hash"].as_str().unwrap()).unwrap();
+        let proof: Vec<[u8; 32]> = receipt["inclusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| agentrail_event::hash::from_hex(h.as_str().unwrap()).unwrap())
+            .collect();
+        agentrail_merkle::verify_inclusion(seq, cp.size, &leaf, &proof, &cp.root).unwrap();
+        // The leaf is the stored event the server serves, not some other bytes.
+        let id = receipt["event_id"].as_str().unwrap();
+        let got = s
+            .get(&format!("/v1/tenants/acme/events/{id}?view=stored"), &r)
+            .await
+            .json();
+        let mut stored = got["event"].clone();
+        stored.as_object_mut().unwrap().remove("hash");
+        let bytes = agentrail_event::json::to_canonical_vec(&stored).unwrap();
+        assert_eq!(agentrail_merkle::leaf_hash(&bytes), leaf, "event {id}");
+        // A proof checked against another position fails: the path is this event's.
+        if seq > 10 {
+            assert!(
+                agentrail_merkle::verify_inclusion(seq - 1, cp.size, &leaf, &proof, &cp.root)
+                    .is_err()
+            );
+        }
+    }
+    // Without `proofs`, the checkpoint alone; a replay is covered too.
+    let a = s.ingest_ndjson("acme", &w, &evs[..3]).await.json();
+    assert!(a["checkpoint"].is_string());
+    assert!(a["receipts"][0].get("inclusion").is_none());
+    // An unknown parameter is named, not ignored.
+    let a = s
+        .call(
+            "POST",
+            "/v1/tenants/acme/events?proof=1",
+            Some(&w),
+            &[("content-type", "application/x-ndjson")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&a.body).contains("proof"));
+    // Turned off, answers carry no checkpoint.
+    let off = start_with(|c| c.service.signed_receipts = false);
+    off.tenant("acme").await;
+    let w = off.key("acme", &["events:write"]).await;
+    let a = off.ingest_ndjson("acme", &w, &evs[..2]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.json().get("checkpoint").is_none());
+}

@@ -43,6 +43,10 @@ pub struct ServiceConfig {
     /// Tokenize and seal sensitive fields before they are stored. Turning it off stores them in
     /// clear; only for measuring what privacy costs.
     pub seal_sensitive_fields: bool,
+    /// Every acknowledged batch's answer carries a signed checkpoint covering it (one signature
+    /// per durable group commit at most), so a client that keeps its receipts can prove later
+    /// that an acknowledged event was dropped or altered. Off: only for measuring what it costs.
+    pub signed_receipts: bool,
     /// Disk space held back in `system/reserve` and released when the disk fills, so reads
     /// (and their access records) keep working while ingest is paused (0: no reserve).
     pub reserve_bytes: u64,
@@ -147,6 +151,7 @@ impl Default for ServiceConfig {
             webhook_url: None,
             retention_interval_ms: 3_600_000,
             seal_sensitive_fields: true,
+            signed_receipts: true,
             reserve_bytes: 64 << 20,
             heal_after_ms: 1_000,
             source: Sources::default(),

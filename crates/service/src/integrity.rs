@@ -106,7 +106,10 @@ impl Integrity {
             tenant,
             ledger.verifier(),
             &prefix,
-            ledger.trust_dir(),
+            &agentrail_ledger::Anchors {
+                trust_dir: ledger.trust_dir(),
+                ..Default::default()
+            },
             &mut |_, _| {},
         );
         let mut failure = r.failure.as_ref().map(|d| d.to_string());

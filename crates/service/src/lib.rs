@@ -41,6 +41,6 @@ pub use error::ServiceError;
 pub use keys::{KeyRecord, KeyStore, Principal, Scope};
 pub use privacy::Policy;
 pub use service::{
-    Accepted, Consistency, Erasure, EventRef, Intake, Opened, Presenter, ReadRequest, Service,
-    TenantInfo, reindex,
+    Accepted, Consistency, Erasure, EventRef, Intake, Opened, Presenter, ReadRequest, ReceiptProof,
+    Service, TenantInfo, reindex,
 };

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub ingest_replayed: Counter,
     pub ingest_rejected: Family<Reason, Counter>,
     pub ingest_append_seconds: Histogram,
+    /// Signing an answer's receipts (a cached checkpoint costs nothing), proofs included.
+    pub receipt_sign_seconds: Histogram,
     /// Ingest requests holding or waiting for an append slot.
     pub ingest_inflight: Gauge,
     pub index_lag_total: Gauge,
@@ -144,6 +146,12 @@ impl Default for Metrics {
             "ingest_append_duration_seconds",
             "Time from validated batch to durable receipts",
             ingest_append_seconds.clone(),
+        );
+        let receipt_sign_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "ingest_receipt_sign_duration_seconds",
+            "Time to sign an acknowledged batch's receipts (and build its proofs when asked)",
+            receipt_sign_seconds.clone(),
         );
         let ingest_inflight = Gauge::default();
         registry.register(
@@ -316,6 +324,7 @@ impl Default for Metrics {
             ingest_replayed,
             ingest_rejected,
             ingest_append_seconds,
+            receipt_sign_seconds,
             ingest_inflight,
             index_lag_total,
             index_lag_max,

@@ -146,6 +146,15 @@ impl Presenter {
     }
 }
 
+/// Where a receipt's event sits in the checkpoint its answer carries.
+#[derive(Debug, Clone)]
+pub struct ReceiptProof {
+    /// RFC 6962 leaf hash: SHA-256(0x00 ‖ the stored bytes).
+    pub leaf_hash: String,
+    /// Inclusion path, leaf to root (hex).
+    pub inclusion: Vec<String>,
+}
+
 /// A new tenant.
 #[derive(Debug, Clone)]
 pub struct TenantInfo {
@@ -716,6 +725,45 @@ impl Service {
             .ingest_replayed
             .inc_by(receipts.iter().filter(|r| r.replayed).count() as u64);
         Ok(receipts)
+    }
+
+    /// The signed checkpoint an acknowledged batch's answer carries: it covers every receipt
+    /// (`None` when `signed_receipts` is off or there are none), with, if `proofs`, each
+    /// receipt's leaf hash and RFC 6962 inclusion proof in it (hex, in receipt order).
+    pub fn sign_receipts(
+        &self,
+        tenant: &TenantId,
+        receipts: &[Receipt],
+        proofs: bool,
+    ) -> Result<Option<(String, Vec<ReceiptProof>)>, ServiceError> {
+        let Some(end) = receipts.iter().map(|r| r.seq + 1).max() else {
+            return Ok(None);
+        };
+        if !self.cfg.signed_receipts {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let cp = self
+            .ledger
+            .receipt_checkpoint(tenant, end)
+            .map_err(|e| ServiceError::internal(format!("signing the receipts: {e}")))?;
+        let mut paths = Vec::new();
+        if proofs {
+            for r in receipts {
+                let stored = self.ledger.read(tenant, r.seq)?;
+                let p = self.ledger.inclusion_proof(tenant, r.seq, cp.size)?;
+                paths.push(ReceiptProof {
+                    leaf_hash: agentrail_event::hash::to_hex(&agentrail_merkle::leaf_hash(
+                        &stored.bytes,
+                    )),
+                    inclusion: p.iter().map(agentrail_event::hash::to_hex).collect(),
+                });
+            }
+        }
+        self.metrics
+            .receipt_sign_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Some((cp.text, paths)))
     }
 
     /// Stores what it can of a request whose items stand alone (OTLP spans, a topic's

@@ -1,7 +1,8 @@
 //! `agentrail ingest --data-dir DIR --tenant T FILE`: validates every event of a file, then
 //! stores them in batches through the service's one ingest operation
 //! ([`agentrail_service::Service::ingest_events`]: the same tokenizing and sealing of sensitive
-//! fields as over HTTP), printing each receipt (one JSON line) once its batch is durable.
+//! fields as over HTTP), printing each receipt (one JSON line, with the signed checkpoint that
+//! covers it) once its batch is durable.
 //! Nothing is appended unless every event of the file is valid.
 
 use crate::input::{self, Format};
@@ -76,6 +77,10 @@ pub fn run(
         let receipts = service
             .ingest_events(&tenant, batch)
             .with_context(|| format!("appending after {appended} events"))?;
+        // The same signed checkpoint an HTTP answer carries, on every receipt line.
+        let checkpoint = service
+            .sign_receipts(&tenant, &receipts, false)?
+            .map(|(cp, _)| cp);
         let mut out = stdout.lock();
         for r in &receipts {
             if r.replayed {
@@ -83,7 +88,11 @@ pub fn run(
             } else {
                 appended += 1;
             }
-            serde_json::to_writer(&mut out, r)?;
+            let mut line = serde_json::to_value(r)?;
+            if let (Some(m), Some(cp)) = (line.as_object_mut(), &checkpoint) {
+                m.insert("checkpoint".into(), serde_json::Value::String(cp.clone()));
+            }
+            serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
         }
         // A printed receipt means durable: make sure it leaves the process now.

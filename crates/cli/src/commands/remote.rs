@@ -126,7 +126,13 @@ pub fn ingest(
         let v = a.json()?;
         let got = v["receipts"].as_array().map_or(0, Vec::len) as u64;
         if receipts {
+            // Each receipt with the signed checkpoint its answer carried: a line of this is
+            // what `agentrail verify --receipts` checks a data directory against.
             for rc in v["receipts"].as_array().into_iter().flatten() {
+                let mut rc = rc.clone();
+                if let (Some(m), Some(cp)) = (rc.as_object_mut(), v.get("checkpoint")) {
+                    m.insert("checkpoint".into(), cp.clone());
+                }
                 writeln!(out, "{rc}")?;
             }
         }

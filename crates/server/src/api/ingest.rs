@@ -20,6 +20,20 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptsBody {
     pub receipts: Vec<ReceiptJson>,
+    /// A C2SP checkpoint signed by the log key whose tree holds every receipt's event: kept
+    /// with the receipts, it proves later that an acknowledged event was dropped or altered
+    /// (`agentrail verify --receipts`). Absent when the server runs without signed receipts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+/// `POST …/events?proofs=true`: each receipt also carries its inclusion proof in the checkpoint.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IngestQuery {
+    #[serde(default)]
+    pub proofs: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,6 +46,12 @@ pub struct ReceiptJson {
     /// Present and true when the event was already stored (an idempotent replay).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// With `proofs=true`: the event's RFC 6962 leaf hash, SHA-256(0x00 ‖ its stored bytes)...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
+    /// ... and its inclusion proof in the answer's checkpoint (hex hashes, leaf to root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<Vec<String>>,
 }
 
 impl From<Receipt> for ReceiptJson {
@@ -42,6 +62,8 @@ impl From<Receipt> for ReceiptJson {
             hash: r.hash,
             received_at: r.received_at,
             replayed: r.replayed,
+            leaf_hash: None,
+            inclusion: None,
         }
     }
 }
@@ -196,7 +218,7 @@ fn busy() -> ApiError {
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/events", tag = "events",
-    params(("tenant" = String, Path)),
+    params(("tenant" = String, Path), IngestQuery),
     request_body(description = "One event object, a JSON array of events, or NDJSON (`application/x-ndjson`); optionally `Content-Encoding: gzip`. All-or-nothing.",
         content((Object = "application/json"), (String = "application/x-ndjson"))),
     security(("bearer" = ["events:write"])),
@@ -213,22 +235,35 @@ pub async fn ingest(
     State(s): S,
     Caller(caller): Caller,
     Path(t): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ReceiptsBody>, ApiError> {
     let tenant = tenant(&s, &caller, &t, &[Scope::EventsWrite])?;
+    let q: IngestQuery = crate::extract::params(&uri)?;
     let format = body_format(&headers)?;
     // The body first (its own limits: size, pace, memory), so a client that stalls holds no
     // append slot; then the bounded queue: beyond twice the append slots, refuse at once.
     let held = read_body(&s, &headers, body).await?;
     let service = s.service.clone();
-    let receipts = with_append_slot(&s, move || {
-        Ok(service.ingest(&tenant, &held.bytes, format)?)
+    let (receipts, signed) = with_append_slot(&s, move || {
+        let receipts = service.ingest(&tenant, &held.bytes, format)?;
+        let signed = service.sign_receipts(&tenant, &receipts, q.proofs)?;
+        Ok((receipts, signed))
     })
     .await?;
-    Ok(Json(ReceiptsBody {
+    let mut body = ReceiptsBody {
         receipts: receipts.into_iter().map(ReceiptJson::from).collect(),
-    }))
+        checkpoint: None,
+    };
+    if let Some((checkpoint, proofs)) = signed {
+        for (r, p) in body.receipts.iter_mut().zip(proofs) {
+            r.leaf_hash = Some(p.leaf_hash);
+            r.inclusion = Some(p.inclusion);
+        }
+        body.checkpoint = Some(checkpoint);
+    }
+    Ok(Json(body))
 }
 
 /// Runs an ingest `f` on a blocking thread once it holds an append slot: counted in the bounded
