@@ -179,6 +179,9 @@ pub(crate) struct Tenant {
     ckpt: Mutex<CkptLog>,
     /// The last checkpoint signed for receipts (not in the log): reused while it covers them.
     receipt_cp: Mutex<Option<SignedCheckpoint>>,
+    /// `State::tree` (the same file for the tenant's life), for whoever must not wait for the
+    /// state lock a batch's sequencing holds: nodes of the synced size are always written.
+    tree_file: Arc<File>,
     /// What recovery did on open (a truncated torn tail), for logs.
     pub recovery_note: Option<String>,
 }
@@ -903,14 +906,16 @@ impl Tenant {
             }
         }
         let active = Arc::new(active);
+        let tree = Arc::new(tree);
         Ok(Tenant {
             dir: dir.clone(),
+            tree_file: tree.clone(),
             state: Mutex::new(State {
                 segments,
                 active: active.clone(),
                 active_len: end_offset,
                 entries: Arc::new(entries),
-                tree: Arc::new(tree),
+                tree,
                 frontier,
                 next_seq: n,
                 last_hash,
@@ -1703,14 +1708,18 @@ impl Tenant {
     ) -> Result<SignedCheckpoint, CheckpointError> {
         let covers =
             |c: &Option<SignedCheckpoint>| c.as_ref().filter(|c| c.size >= covering).cloned();
-        if let Some(c) = covers(&lock(&self.ckpt).latest) {
+        // The logged checkpoint when it is at hand: the checkpointer holds its lock across an
+        // fsync, and an answer does not wait for that (signing its own costs less).
+        if let Ok(ck) = self.ckpt.try_lock()
+            && let Some(c) = covers(&ck.latest)
+        {
             return Ok(c);
         }
         let mut cached = lock(&self.receipt_cp);
         if let Some(c) = covers(&cached) {
             return Ok(c);
         }
-        let (_, _, tree, size) = self.snapshot();
+        let (tree, size) = (&self.tree_file, lock(&self.sync).synced);
         if size < covering {
             return Err(CheckpointError::Io {
                 tenant: self.id.to_string(),
@@ -1720,13 +1729,20 @@ impl Tenant {
                 )),
             });
         }
-        let root = agentrail_merkle::root(&TreeFile(&tree), size).map_err(|source| {
+        let root = agentrail_merkle::root(&TreeFile(tree), size).map_err(|source| {
             CheckpointError::Io {
                 tenant: self.id.to_string(),
                 op: "read the tree",
                 source,
             }
         })?;
+        // Never sign a tree that does not hold what was already signed and pinned.
+        if let Some(reason) = self.pin_conflict(ctx, tree, size) {
+            return Err(CheckpointError::Inconsistent {
+                tenant: self.id.to_string(),
+                reason,
+            });
+        }
         let text = Checkpoint {
             origin: ctx.origin(&self.id),
             size,

@@ -7,9 +7,10 @@
 //! of session queries while ingest runs at full speed.
 //!
 //! `cargo bench -p agentrail-server --bench http_ingest [-- --batches 60 --connections 1,4,16
-//!  --no-privacy --pii-rate 0.3 --otlp [--formats otlp] --url http://host:port --key ROOT_KEY]` (with `--url`, drives
+//!  --no-privacy --no-receipts --pii-rate 0.3 --otlp [--formats otlp] --url http://host:port --key ROOT_KEY]` (with `--url`, drives
 //!  that server instead; its index lag is then read from /metrics; `--no-privacy` stores
-//!  sensitive fields in clear, to measure what tokenizing and sealing cost; `--pii-rate`: the
+//!  sensitive fields in clear, to measure what tokenizing and sealing cost; `--no-receipts`
+//!  answers without a signed checkpoint, to measure what signing receipts costs; `--pii-rate`: the
 //!  share of prompts quoting personal data — the subject's email, in a quarter of them also a
 //!  phone and a card number seen once — default 0.3).
 
@@ -126,22 +127,33 @@ impl Target {
         (du(&dir) - index, index)
     }
 
+    /// A value of the server's /metrics (0 when absent).
+    fn metric(&self, name: &str) -> f64 {
+        let (_, text) = get(&agent(), &format!("{}/metrics", self.url), "", "latest");
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+
     /// (total, max) index lag.
     fn lag(&self) -> (u64, u64) {
         if let Some(s) = &self.state {
             return s.service.index_lag();
         }
-        let (_, text) = get(&agent(), &format!("{}/metrics", self.url), "", "latest");
-        let metric = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0) as u64
-        };
         (
-            metric("agentrail_index_lag_events"),
-            metric("agentrail_index_lag_max_events"),
+            self.metric("agentrail_index_lag_events") as u64,
+            self.metric("agentrail_index_lag_max_events") as u64,
+        )
+    }
+
+    /// (seconds spent, checkpoints signed) for ingest answers' receipts.
+    fn receipt_signing(&self) -> (f64, f64) {
+        let m = "agentrail_ingest_receipt_sign_duration_seconds";
+        (
+            self.metric(&format!("{m}_sum")),
+            self.metric(&format!("{m}_count")),
         )
     }
 }
@@ -415,6 +427,7 @@ fn main() {
         let mut cfg = ServerConfig::on(dir.path());
         cfg.listen = "127.0.0.1:0".into();
         cfg.service.seal_sensitive_fields = !args.iter().any(|a| a == "--no-privacy");
+        cfg.service.signed_receipts = !args.iter().any(|a| a == "--no-receipts");
         if let Some(lag) = arg(&args, "--max-index-lag").and_then(|s| s.parse().ok()) {
             cfg.service.max_index_lag = lag;
         }
@@ -449,7 +462,12 @@ fn main() {
     let with_otlp = args.iter().any(|a| a == "--otlp");
     let per = if with_otlp { OTLP_BATCH } else { BATCH };
     println!(
-        "HTTP ingest: batches of {per} events, durable acknowledgements, index running, {:.0}% of prompts with personal data, privacy {}",
+        "HTTP ingest: batches of {per} events, durable acknowledgements, index running, signed receipts {}, {:.0}% of prompts with personal data, privacy {}",
+        if args.iter().any(|a| a == "--no-receipts") {
+            "off"
+        } else {
+            "on"
+        },
         pii_rate * 100.0,
         if args.iter().any(|a| a == "--no-privacy") {
             "off"
@@ -574,6 +592,13 @@ fn main() {
                 catch.elapsed().as_secs_f64()
             );
         }
+    }
+    let (sum, count) = target.receipt_signing();
+    if count > 0.0 {
+        println!(
+            "signed receipts: {count:.0} checkpoints signed for the answers, {:.0} µs each on average (root + Ed25519)",
+            sum / count * 1e6
+        );
     }
 
     // Session queries while 4 connections ingest at full speed.
