@@ -121,6 +121,10 @@ enum Command {
         /// a ledger cut or rewritten behind it is refused [default: the config file's].
         #[arg(long)]
         trust_dir: Option<PathBuf>,
+        /// The Unix socket of the `agentrail signer` holding the log key, which is then not in
+        /// the data directory [default: the config file's; none: system/log.key].
+        #[arg(long)]
+        signer: Option<PathBuf>,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
@@ -146,8 +150,30 @@ enum Command {
         /// printed with --data-dir).
         #[arg(long)]
         receipts: bool,
+        /// With --data-dir: the Unix socket of the `agentrail signer` holding the log key.
+        #[arg(long, requires = "data_dir")]
+        signer: Option<PathBuf>,
         #[command(flatten)]
         remote: client::Remote,
+    },
+    /// Hold the log key in a separate process: sign checkpoints for a server (`serve
+    /// --signer SOCKET`) over a Unix socket, each only with a consistency proof to the newest
+    /// tree already signed for its origin, recorded durably in --state. Whoever takes the
+    /// data directory then can neither read the key nor have a rewritten history signed.
+    Signer {
+        /// The private key file (`PRIVATE+KEY+…`, as in a data directory's system/log.key;
+        /// created if missing, with --name).
+        #[arg(long)]
+        key: PathBuf,
+        /// The key's name when it is created: the data directory's origin prefix.
+        #[arg(long, default_value = "agentrail.local")]
+        name: String,
+        /// The record of what was signed (JSON lines; created if missing).
+        #[arg(long)]
+        state: PathBuf,
+        /// The socket to listen on (replaced if stale).
+        #[arg(long)]
+        socket: PathBuf,
     },
     /// Tenants (root key).
     Tenant {
@@ -314,11 +340,13 @@ fn main() -> ExitCode {
             listen,
             config,
             trust_dir,
+            signer,
             log_json,
         } => commands::serve::run(commands::serve::ServeArgs {
             data_dir,
             listen,
             trust_dir,
+            signer,
             config,
             log_json,
         }),
@@ -328,8 +356,9 @@ fn main() -> ExitCode {
             file,
             format,
             batch_size,
+            signer,
             ..
-        } => commands::ingest::run(&data_dir, &tenant, &file, format, batch_size),
+        } => commands::ingest::run(&data_dir, &tenant, &file, format, batch_size, signer),
         Command::Ingest {
             data_dir: None,
             tenant,
@@ -338,7 +367,14 @@ fn main() -> ExitCode {
             batch_size,
             receipts,
             remote,
+            ..
         } => commands::remote::ingest(&remote, &tenant, &file, format, batch_size, receipts),
+        Command::Signer {
+            key,
+            name,
+            state,
+            socket,
+        } => commands::signer::run(&key, &name, &state, &socket),
         Command::Tenant {
             command: TenantCommand::Create { tenant, remote },
         } => commands::remote::tenant_create(&remote, &tenant),

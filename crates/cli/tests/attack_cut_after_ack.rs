@@ -7,6 +7,7 @@
 //! a dropped event, an altered one, and a tree that does not hold a signed root are each
 //! named, with the receipt's line.
 
+use agentrail_testkit::copy_dir;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -44,18 +45,6 @@ fn ingest(data: &Path, file: &Path) -> String {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     stdout(&o)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn verify_receipts(data: &Path, receipts: &Path) -> Output {

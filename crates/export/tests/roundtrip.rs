@@ -5,6 +5,7 @@ use agentrail_export::{
     ExportRequest, FileFormat, Selection, SignedManifest, VerifyExportError, export, verify_export,
 };
 use agentrail_ledger::{Config, Ledger};
+use agentrail_testkit::copy_dir;
 use std::path::{Path, PathBuf};
 
 fn ledger_with(dir: &Path, tenants: &[(&str, usize)]) -> Ledger {
@@ -34,18 +35,6 @@ fn req(t: &str, format: FileFormat, selection: Selection) -> ExportRequest {
 
 fn check(dir: &Path, ledger: &Ledger) -> Result<agentrail_export::ExportReport, String> {
     verify_export(dir, ledger.verifier()).map_err(|e| e.to_string())
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// Every file under `dir`, as paths relative to it, sorted.

@@ -177,4 +177,8 @@ pub enum CheckpointError {
     /// The tree does not hold the pinned checkpoint: signing would re-sign history.
     #[error("tenant {tenant}: refusing to sign a checkpoint: {reason}")]
     Inconsistent { tenant: String, reason: String },
+    /// The signer did not sign: unreachable, or it refused (a tree inconsistent with one it
+    /// signed). Nothing was written.
+    #[error("tenant {tenant}: no signature: {reason}")]
+    Signer { tenant: String, reason: String },
 }

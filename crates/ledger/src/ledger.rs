@@ -5,6 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{AppendError, CheckpointError, LedgerOpenError, OpenError, ReadError};
 use crate::files::{FsyncHook, Syncer};
 use crate::layout::DataDir;
+use crate::signer::{KeyFile, LogSigner, SocketSigner};
 use crate::stored::{self, Prepared};
 use crate::tenant::{Ctx, Held, Receipt, SignedCheckpoint, StoredEvent, Tenant, lock};
 use agentrail_event::{TenantId, ValidEvent};
@@ -38,6 +39,12 @@ pub struct Config {
     /// ([`crate::pins`]): a tenant whose records do not hold its pin is refused, and nothing
     /// inconsistent with it is signed. `None`: no pins (the log trusts its own checkpoint log).
     pub trust_dir: Option<PathBuf>,
+    /// The Unix socket of an `agentrail signer` holding the log key ([`crate::signer`]); the
+    /// data directory then holds only the verifier key. `None`: the key in `system/log.key`.
+    pub signer: Option<PathBuf>,
+    /// For offline readers (proofs, reindex): with the key held elsewhere and no `signer`,
+    /// open anyway; any signature is then refused. Otherwise such a directory is refused.
+    pub without_signer: bool,
     /// `clock_skew_ms` is recorded when `occurred_at` and `received_at` differ by more.
     pub clock_skew_bound_ms: i64,
     /// The wall clock has jumped when it moved this far from the monotonic clock since open.
@@ -60,6 +67,7 @@ impl std::fmt::Debug for Config {
             .field("max_open_tenants", &self.max_open_tenants)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("trust_dir", &self.trust_dir)
+            .field("signer", &self.signer)
             .field("clock_skew_bound_ms", &self.clock_skew_bound_ms)
             .field("heal_after", &self.heal_after)
             .finish_non_exhaustive()
@@ -75,6 +83,8 @@ impl Config {
             max_open_tenants: 256,
             checkpoint_interval: Some(Duration::from_secs(1)),
             trust_dir: None,
+            signer: None,
+            without_signer: false,
             clock_skew_bound_ms: 60_000,
             clock_jump_bound_ms: 300_000,
             clock: Arc::new(SystemClock),
@@ -134,8 +144,14 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerO
     })
 }
 
-/// Loads the data directory's origin prefix and signing key, creating them on first open.
-fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer), LedgerOpenError> {
+/// Loads the data directory's origin prefix and its signer (the key file, created on first open,
+/// or the external signer at `external`), and checks the verifier key against it.
+fn system_files(
+    data_dir: &Path,
+    given: Option<&str>,
+    external: Option<&Path>,
+    without_signer: bool,
+) -> Result<(String, Arc<dyn LogSigner>), LedgerOpenError> {
     let sys = DataDir::new(data_dir).system();
     let origin_path = sys.origin();
     let origin = match fs::read_to_string(&origin_path) {
@@ -164,6 +180,26 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
         Err(e) => return Err(io_err("read", &origin_path)(e)),
     };
     let key_path = sys.log_key();
+    let vkey_path = sys.log_vkey();
+    if let Some(socket) = external {
+        if key_path.exists() {
+            return Err(LedgerOpenError::Config(format!(
+                "{} is in the data directory although the log key is held by the signer at {}: move it to the signer's host and delete it here",
+                key_path.display(),
+                socket.display()
+            )));
+        }
+        let s = SocketSigner::connect(socket).map_err(LedgerOpenError::Config)?;
+        if s.verifier().name() != origin {
+            return Err(LedgerOpenError::Config(format!(
+                "the signer's key is named {:?}, this data directory's origin prefix is {origin:?}",
+                s.verifier().name()
+            )));
+        }
+        let s: Arc<dyn LogSigner> = Arc::new(s);
+        check_vkey(&vkey_path, s.verifier())?;
+        return Ok((origin, s));
+    }
     let signer = match fs::read_to_string(&key_path) {
         Ok(s) => Signer::from_private_key_string(s.trim()).map_err(|e| {
             LedgerOpenError::BadSystemFile {
@@ -171,6 +207,17 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
                 reason: e.to_string(),
             }
         })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && vkey_path.exists() => {
+            if without_signer {
+                let verifier = read_verifier(data_dir)?;
+                return Ok((origin, Arc::new(crate::signer::Refuse(verifier))));
+            }
+            return Err(LedgerOpenError::Config(format!(
+                "{} is missing but {} is there: this data directory's log key is held elsewhere (configure `signer`, the socket of the `agentrail signer` that holds it)",
+                key_path.display(),
+                vkey_path.display()
+            )));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| LedgerOpenError::Io {
@@ -190,21 +237,29 @@ fn system_files(data_dir: &Path, given: Option<&str>) -> Result<(String, Signer)
         }
         Err(e) => return Err(io_err("read", &key_path)(e)),
     };
-    // The verifier key is derived from the signing key: a first start killed between writing
-    // the two leaves the key without it, so it is (re)written whenever it is missing.
-    let vkey_path = sys.log_vkey();
-    match fs::metadata(&vkey_path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_new_file(
-                &vkey_path,
-                format!("{}\n", signer.verifier()).as_bytes(),
-                0o644,
-            )?;
-        }
-        Err(e) => return Err(io_err("stat", &vkey_path)(e)),
-    }
+    let signer: Arc<dyn LogSigner> = Arc::new(KeyFile::new(signer));
+    check_vkey(&vkey_path, signer.verifier())?;
     Ok((origin, signer))
+}
+
+/// The verifier key is derived from the signing key: a first start killed between writing the
+/// two leaves the key without it, so it is (re)written whenever it is missing; one that does
+/// not match the key refuses the data directory.
+fn check_vkey(vkey_path: &Path, verifier: &Verifier) -> Result<(), LedgerOpenError> {
+    match fs::read_to_string(vkey_path) {
+        Ok(s) if s.trim() == verifier.to_string() => Ok(()),
+        Ok(s) => Err(LedgerOpenError::BadSystemFile {
+            path: vkey_path.to_path_buf(),
+            reason: format!(
+                "it holds {:?}, but the log key's verifier is {verifier}",
+                s.trim()
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_new_file(vkey_path, format!("{verifier}\n").as_bytes(), 0o644)
+        }
+        Err(e) => Err(io_err("read", vkey_path)(e)),
+    }
 }
 
 /// The verifier key of a data directory's checkpoints (`system/log.vkey`), for offline checks.
@@ -250,8 +305,13 @@ impl Ledger {
             Err(fs::TryLockError::WouldBlock) => return Err(LedgerOpenError::Locked(dir.clone())),
             Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
         }
-        let (origin_prefix, signer) = system_files(dir, cfg.origin_prefix.as_deref())?;
-        let verifier = signer.verifier();
+        let (origin_prefix, signer) = system_files(
+            dir,
+            cfg.origin_prefix.as_deref(),
+            cfg.signer.as_deref(),
+            cfg.without_signer,
+        )?;
+        let verifier = signer.verifier().clone();
         let inner = Arc::new(Inner {
             ctx: Ctx {
                 data_dir: dir.clone(),
@@ -457,7 +517,7 @@ impl Ledger {
             text.push('\n');
         }
         agentrail_note::Note::new(&text).map_err(|e| e.to_string())?;
-        let sig = self.inner.ctx.signer.sign(&text);
+        let sig = self.inner.ctx.signer.sign_statement(&text)?;
         Ok(agentrail_note::Note {
             text,
             signatures: vec![sig],

@@ -31,6 +31,7 @@ pub mod layout;
 mod ledger;
 pub mod pins;
 pub mod proofs;
+pub mod signer;
 pub mod stored;
 pub mod sync;
 mod tenant;

@@ -20,7 +20,7 @@ use crate::stored::{self, Prepared, ServerFields, StoredHeader};
 use agentrail_event::TenantId;
 use agentrail_event::hash::{sha256, to_hex};
 use agentrail_merkle::{Frontier, Hash, NodeReader, leaf_hash};
-use agentrail_note::{Checkpoint, Signer, Verifier, open_checkpoint};
+use agentrail_note::{Checkpoint, Verifier, open_checkpoint};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
@@ -39,7 +39,7 @@ pub(crate) struct Ctx {
     pub syncer: Syncer,
     pub clock_skew_bound_ms: i64,
     pub origin_prefix: String,
-    pub signer: Signer,
+    pub signer: Arc<dyn crate::signer::LogSigner>,
     pub verifier: Verifier,
     /// See [`crate::Config::trust_dir`].
     pub trust_dir: Option<PathBuf>,
@@ -49,6 +49,10 @@ impl Ctx {
     pub fn origin(&self, tenant: &TenantId) -> String {
         format!("{}/tenants/{}", self.origin_prefix, tenant)
     }
+}
+
+fn proof_err(e: agentrail_merkle::ProofError<io::Error>) -> String {
+    e.to_string()
 }
 
 /// What an append returns per event: where it is in the ledger. The receipt of a replayed event
@@ -1650,16 +1654,15 @@ impl Tenant {
                 reason,
             });
         }
+        // The records it covers are durable (it is signed over the synced size); the tree
+        // nodes need not be: open recomputes those of the active segment from the records.
+        let text =
+            self.sign_tree(ctx, &tree, size, root)
+                .map_err(|reason| CheckpointError::Signer {
+                    tenant: self.id.to_string(),
+                    reason,
+                })?;
         let res = (|| -> io::Result<(String, u64)> {
-            // The records it covers are durable (it is signed over the synced size); the tree
-            // nodes need not be: open recomputes those of the active segment from the records.
-            let text = Checkpoint {
-                origin: ctx.origin(&self.id),
-                size,
-                root,
-                extensions: vec![],
-            }
-            .sign(&ctx.signer);
             let mut framed = Vec::with_capacity(text.len() + frame::NOTE_HEADER_LEN);
             encode_note(text.as_bytes(), &mut framed);
             ck.file.write_all_at(&framed, ck.len)?;
@@ -1698,6 +1701,38 @@ impl Tenant {
                 })
             }
         }
+    }
+
+    /// The signed checkpoint of the durable tree of `size` with `root`: the signer may ask
+    /// for a consistency proof to any other size it signed (which this tree must hold).
+    fn sign_tree(&self, ctx: &Ctx, tree: &File, size: u64, root: Hash) -> Result<String, String> {
+        let text = Checkpoint {
+            origin: ctx.origin(&self.id),
+            size,
+            root,
+            extensions: vec![],
+        }
+        .to_text();
+        let prove = |m: u64| -> Result<Vec<Hash>, String> {
+            let durable = lock(&self.sync).synced;
+            if m > durable {
+                return Err(format!(
+                    "a tree of {m} events was signed for tenant {}, which holds {durable}: its records were cut",
+                    self.id
+                ));
+            }
+            let (lo, hi) = (m.min(size), m.max(size));
+            if lo == 0 {
+                return Ok(vec![]);
+            }
+            agentrail_merkle::consistency_proof(&TreeFile(tree), lo, hi).map_err(proof_err)
+        };
+        let sig = ctx.signer.sign_checkpoint(&text, &prove)?;
+        Ok(agentrail_note::Note {
+            text,
+            signatures: vec![sig],
+        }
+        .to_text())
     }
 
     /// See [`crate::Ledger::receipt_checkpoint`].
@@ -1743,13 +1778,12 @@ impl Tenant {
                 reason,
             });
         }
-        let text = Checkpoint {
-            origin: ctx.origin(&self.id),
-            size,
-            root,
-            extensions: vec![],
-        }
-        .sign(&ctx.signer);
+        let text =
+            self.sign_tree(ctx, tree, size, root)
+                .map_err(|reason| CheckpointError::Signer {
+                    tenant: self.id.to_string(),
+                    reason,
+                })?;
         let cp = SignedCheckpoint { size, root, text };
         *cached = Some(cp.clone());
         Ok(cp)

@@ -15,6 +15,7 @@ use agentrail_event::{TenantId, ValidEvent, validate_bytes};
 use agentrail_ledger::frame::HEADER_LEN;
 use agentrail_ledger::layout::CHECKPOINT_LOG;
 use agentrail_ledger::{Ledger, OpenError, read_origin_prefix, read_verifier};
+use agentrail_testkit::copy_dir;
 use common::*;
 use std::fs;
 use std::path::Path;
@@ -67,18 +68,6 @@ fn rewrite(data: &Path, forged: Vec<ValidEvent>) {
     let real = data.join("tenants/acme");
     fs::remove_dir_all(&real).unwrap();
     copy_dir(&forged_dir, &real);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// A data directory with acme's true history, checkpointed and closed; pins in `trust`.

@@ -6,6 +6,7 @@ mod common;
 use agentrail_event::TenantId;
 use agentrail_ledger::frame::{HEADER_LEN, RECORD_HEADER_LEN};
 use agentrail_ledger::{Config, Ledger};
+use agentrail_testkit::copy_dir;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,23 +45,6 @@ fn template() -> tempfile::TempDir {
     }
     l.close().unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            fs::copy(e.path(), &dst).unwrap();
-            let mut p = fs::metadata(&dst).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            p.set_readonly(false);
-            fs::set_permissions(&dst, p).unwrap();
-        }
-    }
 }
 
 /// What an untouched copy holds: every event of `t` and its root at 30.

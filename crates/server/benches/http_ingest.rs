@@ -7,10 +7,11 @@
 //! of session queries while ingest runs at full speed.
 //!
 //! `cargo bench -p agentrail-server --bench http_ingest [-- --batches 60 --connections 1,4,16
-//!  --no-privacy --no-receipts --pii-rate 0.3 --otlp [--formats otlp] --url http://host:port --key ROOT_KEY]` (with `--url`, drives
+//!  --no-privacy --no-receipts --external-signer --pii-rate 0.3 --otlp [--formats otlp] --url http://host:port --key ROOT_KEY]` (with `--url`, drives
 //!  that server instead; its index lag is then read from /metrics; `--no-privacy` stores
 //!  sensitive fields in clear, to measure what tokenizing and sealing cost; `--no-receipts`
-//!  answers without a signed checkpoint, to measure what signing receipts costs; `--pii-rate`: the
+//!  answers without a signed checkpoint, to measure what signing receipts costs;
+//!  `--external-signer` signs through the signer protocol on a Unix socket; `--pii-rate`: the
 //!  share of prompts quoting personal data — the subject's email, in a quarter of them also a
 //!  phone and a card number seen once — default 0.3).
 
@@ -428,6 +429,22 @@ fn main() {
         cfg.listen = "127.0.0.1:0".into();
         cfg.service.seal_sensitive_fields = !args.iter().any(|a| a == "--no-privacy");
         cfg.service.signed_receipts = !args.iter().any(|a| a == "--no-receipts");
+        if args.iter().any(|a| a == "--external-signer") {
+            // The signer's protocol over a real Unix socket, its record fsync'd per advance:
+            // what `agentrail signer` does, served from a thread of this process.
+            let key = agentrail_note::Signer::from_seed("agentrail.local", [9; 32]).unwrap();
+            let socket = dir.path().join("signer.sock");
+            let service = std::sync::Arc::new(
+                agentrail_ledger::signer::SignerService::open(
+                    key,
+                    &dir.path().join("signed.jsonl"),
+                )
+                .unwrap(),
+            );
+            let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+            std::thread::spawn(move || service.serve(listener));
+            cfg.service.signer = Some(socket);
+        }
         if let Some(lag) = arg(&args, "--max-index-lag").and_then(|s| s.parse().ok()) {
             cfg.service.max_index_lag = lag;
         }
@@ -462,11 +479,16 @@ fn main() {
     let with_otlp = args.iter().any(|a| a == "--otlp");
     let per = if with_otlp { OTLP_BATCH } else { BATCH };
     println!(
-        "HTTP ingest: batches of {per} events, durable acknowledgements, index running, signed receipts {}, {:.0}% of prompts with personal data, privacy {}",
+        "HTTP ingest: batches of {per} events, durable acknowledgements, index running, signed receipts {} ({}), {:.0}% of prompts with personal data, privacy {}",
         if args.iter().any(|a| a == "--no-receipts") {
             "off"
         } else {
             "on"
+        },
+        if args.iter().any(|a| a == "--external-signer") {
+            "signer on a Unix socket"
+        } else {
+            "key file"
         },
         pii_rate * 100.0,
         if args.iter().any(|a| a == "--no-privacy") {
@@ -596,7 +618,7 @@ fn main() {
     let (sum, count) = target.receipt_signing();
     if count > 0.0 {
         println!(
-            "signed receipts: {count:.0} checkpoints signed for the answers, {:.0} µs each on average (root + Ed25519)",
+            "signed receipts: {count:.0} checkpoints signed for the answers, {:.0} µs each on average (root + signature)",
             sum / count * 1e6
         );
     }

@@ -34,6 +34,9 @@ pub struct ServiceConfig {
     /// volume, ideally not writable by whoever administers the data directory): a tenant whose
     /// ledger does not hold its pin is refused, and nothing inconsistent with it is signed.
     pub trust_dir: Option<PathBuf>,
+    /// The Unix socket of the `agentrail signer` that holds the log key (then not in the data
+    /// directory); `None`: the key in `system/log.key`.
+    pub signer: Option<PathBuf>,
     /// Every tenant is re-verified this often (0: never; on demand only).
     pub verify_interval_ms: u64,
     /// Integrity failures are POSTed (JSON) here.
@@ -147,6 +150,7 @@ impl Default for ServiceConfig {
             clock_jump_bound_ms: 300_000,
             origin_prefix: None,
             trust_dir: None,
+            signer: None,
             verify_interval_ms: 600_000,
             webhook_url: None,
             retention_interval_ms: 3_600_000,

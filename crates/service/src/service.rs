@@ -220,6 +220,7 @@ impl Service {
             }
         }
         lc.trust_dir = cfg.trust_dir.clone();
+        lc.signer = cfg.signer.clone();
         let budget = FileBudget::new(
             cfg.max_open_files,
             cfg.max_open_tenants,

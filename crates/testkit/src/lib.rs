@@ -457,6 +457,25 @@ mod tests {
     }
 }
 
+/// Copies a directory tree (a data directory, an export), every copy writable: what whoever
+/// owns the data directory can do to sealed (read-only) segments too, and what a test edits.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+            let mut p = std::fs::metadata(&dst).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            p.set_readonly(false);
+            std::fs::set_permissions(&dst, p).unwrap();
+        }
+    }
+}
+
 /// The `event_id`s of a page of events as the HTTP API answers it (`{"events": [...]}`), in
 /// order; tests compare them with what they expect.
 pub fn event_ids(page: &serde_json::Value) -> Vec<String> {

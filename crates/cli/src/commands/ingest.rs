@@ -11,7 +11,7 @@ use agentrail_event::batch::parse_batch;
 use agentrail_service::{Service, ServiceConfig};
 use anyhow::{Context, anyhow};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(
@@ -20,6 +20,7 @@ pub fn run(
     file: &Path,
     format: Option<Format>,
     batch_size: usize,
+    signer: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let tenant = TenantId::parse(tenant).map_err(|e| anyhow!(e))?;
     if batch_size == 0 {
@@ -54,7 +55,8 @@ pub fn run(
         return Ok(ExitCode::FAILURE);
     }
     // A short-lived process: no scheduled verification or retention runs of its own.
-    let cfg = ServiceConfig::unscheduled(data_dir.to_owned());
+    let mut cfg = ServiceConfig::unscheduled(data_dir.to_owned());
+    cfg.signer = signer;
     let opened = Service::open(cfg)
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
     if let Some(key) = &opened.new_root_key {

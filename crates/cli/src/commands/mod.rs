@@ -8,6 +8,7 @@ pub mod reindex;
 pub mod remote;
 pub mod schema;
 pub mod serve;
+pub mod signer;
 pub mod validate;
 pub mod verify;
 pub mod verify_note;

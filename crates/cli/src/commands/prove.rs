@@ -18,6 +18,7 @@ fn open(data_dir: &Path, tenant: &str) -> anyhow::Result<(Ledger, TenantId)> {
     }
     let mut cfg = Config::new(data_dir);
     cfg.checkpoint_interval = None;
+    cfg.without_signer = true;
     let ledger = Ledger::open(cfg)
         .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
     Ok((ledger, tenant))

@@ -30,6 +30,7 @@ pub fn run(
     };
     let mut cfg = Config::new(data_dir);
     cfg.checkpoint_interval = None;
+    cfg.without_signer = true;
     let ledger = Ledger::open(cfg)
         .with_context(|| format!("opening the ledger in {}", data_dir.display()))?;
     for t in &tenants {

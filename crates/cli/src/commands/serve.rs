@@ -10,6 +10,7 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub trust_dir: Option<PathBuf>,
+    pub signer: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub log_json: bool,
 }
@@ -34,6 +35,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(t) = a.trust_dir {
         cfg.service.trust_dir = Some(t);
+    }
+    if let Some(s) = a.signer {
+        cfg.service.signer = Some(s);
     }
     if let Some(l) = a.listen {
         cfg.listen = l;
