@@ -34,6 +34,7 @@ pub mod proofs;
 pub mod signer;
 pub mod stored;
 pub mod sync;
+pub mod treerecord;
 mod tenant;
 pub mod verify;
 

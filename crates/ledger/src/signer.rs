@@ -25,8 +25,7 @@ use agentrail_note::{Checkpoint, NoteSignature, Signer, Verifier};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use crate::treerecord::{Refused, TreeRecord, consistent};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -258,86 +257,26 @@ impl LogSigner for SocketSigner {
     }
 }
 
-/// One line of the signer's record: the newest tree it signed for an origin.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Signed {
-    origin: String,
-    size: u64,
-    root: String,
-}
-
-/// The `agentrail signer` process: the key, and the record of what it signed (an fsync'd
-/// JSON-lines file, one line per advance; the last line per origin is its state).
+/// The `agentrail signer` process: the key, and the record of the newest tree it signed per
+/// origin ([`TreeRecord`]).
 #[derive(Debug)]
 pub struct SignerService {
     key: Signer,
-    record: Mutex<Record>,
-}
-
-#[derive(Debug)]
-struct Record {
-    file: File,
-    /// Per origin: the newest tree signed (size, root).
-    signed: HashMap<String, (u64, Hash)>,
+    record: TreeRecord,
 }
 
 impl SignerService {
-    /// Opens (creating) the record at `path`. A torn last line (a crash mid-write, before its
-    /// signature was handed out) is ignored; anything else unreadable refuses to start.
+    /// Opens (creating) the record at `path`.
     pub fn open(key: Signer, path: &Path) -> Result<SignerService, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
-        };
-        let mut state = HashMap::new();
-        let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        let mut good = 0usize;
-        for (i, line) in lines.iter().enumerate() {
-            let torn = !line.ends_with('\n');
-            let parsed = serde_json::from_str::<Signed>(line.trim_end())
-                .ok()
-                .and_then(|s| from_hex(&s.root).map(|r| (s, r)));
-            match parsed {
-                Some((s, root)) if !torn => {
-                    state.insert(s.origin, (s.size, root));
-                    good += line.len();
-                }
-                _ if i + 1 == lines.len() => break,
-                _ => {
-                    return Err(format!(
-                        "{} line {}: not a signer record",
-                        path.display(),
-                        i + 1
-                    ));
-                }
-            }
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("opening {}: {e}", path.display()))?;
-        file.set_len(good as u64)
-            .map_err(|e| format!("cutting the torn tail of {}: {e}", path.display()))?;
         Ok(SignerService {
             key,
-            record: Mutex::new(Record {
-                file,
-                signed: state,
-            }),
+            record: TreeRecord::open(path)?,
         })
     }
 
     /// The newest tree signed for `origin`.
     pub fn signed(&self, origin: &str) -> Option<(u64, Hash)> {
-        self.record
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .signed
-            .get(origin)
-            .copied()
+        self.record.latest(origin)
     }
 
     fn checkpoint(&self, text: &str, from: u64, proof: &[String]) -> Response {
@@ -366,64 +305,40 @@ impl SignerService {
         else {
             return refuse("a proof hash is not hex".into());
         };
-        let mut guard = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        let Record {
-            file,
-            signed: state,
-        } = &mut *guard;
-        if let Some(&(size, root)) = state.get(&cp.origin) {
+        enum No {
+            Stale(u64),
+            Fork(String),
+        }
+        let advanced = self.record.advance(&cp.origin, cp.size, cp.root, |signed| {
+            let Some((size, root)) = signed else {
+                return Ok(());
+            };
             if from != size {
+                return Err(No::Stale(size));
+            }
+            let ok = if cp.size >= size {
+                consistent(size, &root, cp.size, &cp.root, &proof)
+            } else {
+                consistent(cp.size, &cp.root, size, &root, &proof)
+            };
+            ok.map_err(|e| {
+                tracing::error!(origin = %cp.origin, signed = size, asked = cp.size,
+                    "refused to sign a tree inconsistent with the one already signed");
+                No::Fork(format!(
+                    "the tree of size {} is not consistent with the tree of size {size} already signed for {}: {e}",
+                    cp.size, cp.origin
+                ))
+            })
+        });
+        match advanced {
+            Ok(()) => {}
+            Err(Refused::Check(No::Stale(size))) => {
                 return Response {
                     stale: Some(Stale { size }),
                     ..Response::default()
                 };
             }
-            let (lo, hi) = (size.min(cp.size), size.max(cp.size));
-            let (lo_root, hi_root) = if cp.size >= size {
-                (root, cp.root)
-            } else {
-                (cp.root, root)
-            };
-            let ok = if lo == 0 {
-                // The empty tree is a prefix of every tree, and the only tree of size 0.
-                if lo_root == agentrail_merkle::EMPTY_ROOT && (hi > 0 || hi_root == lo_root) {
-                    Ok(())
-                } else {
-                    Err(agentrail_merkle::VerifyError::RootMismatch)
-                }
-            } else if cp.size >= size {
-                agentrail_merkle::verify_consistency(size, cp.size, &root, &cp.root, &proof)
-            } else {
-                agentrail_merkle::verify_consistency(cp.size, size, &cp.root, &root, &proof)
-            };
-            if let Err(e) = ok {
-                tracing::error!(origin = %cp.origin, signed = size, asked = cp.size,
-                    "refused to sign a tree inconsistent with the one already signed");
-                return refuse(format!(
-                    "the tree of size {} is not consistent with the tree of size {size} already signed for {}: {e}",
-                    cp.size, cp.origin
-                ));
-            }
-        }
-        let advances = state.get(&cp.origin).is_none_or(|&(s, _)| cp.size > s);
-        if advances {
-            let line = serde_json::to_string(&Signed {
-                origin: cp.origin.clone(),
-                size: cp.size,
-                root: to_hex(&cp.root),
-            });
-            let Ok(mut line) = line else {
-                return refuse("cannot record the origin".into());
-            };
-            line.push('\n');
-            // Durable before the signature leaves: a restarted signer remembers it.
-            if let Err(e) = file
-                .write_all(line.as_bytes())
-                .and_then(|()| file.sync_data())
-            {
-                return refuse(format!("recording the signature: {e}"));
-            }
-            state.insert(cp.origin.clone(), (cp.size, cp.root));
+            Err(Refused::Check(No::Fork(e)) | Refused::Io(e)) => return refuse(e),
         }
         self.sig(text)
     }
