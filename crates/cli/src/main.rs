@@ -102,6 +102,9 @@ enum Command {
         /// A witness's cosignature verifier key (repeatable).
         #[arg(long)]
         witness: Vec<String>,
+        /// Fail unless at least this many of the --witness keys cosigned it.
+        #[arg(long, default_value_t = 0)]
+        min_witnesses: usize,
         /// The signed note (`-` for standard input).
         file: PathBuf,
     },
@@ -174,6 +177,22 @@ enum Command {
         /// The socket to listen on (replaced if stale).
         #[arg(long)]
         socket: PathBuf,
+    },
+    /// Run a C2SP tlog-witness (v1.0.0): cosign the checkpoints of the given logs (servers
+    /// with `[[witnesses]]` submit them), each only if consistent with the newest it cosigned
+    /// for that origin (kept in --data-dir). Run it on another host or in another trust domain.
+    Witness {
+        /// Where its key (witness.key, witness.vkey) and record (cosigned.jsonl) live.
+        #[arg(long, default_value = "./agentrail-witness")]
+        data_dir: PathBuf,
+        /// The key's name when it is created.
+        #[arg(long, default_value = "witness.agentrail.local")]
+        name: String,
+        #[arg(long, default_value = "127.0.0.1:7701")]
+        listen: String,
+        /// A log's verifier key (repeatable): it vouches for the origins `<name>/tenants/*`.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
     },
     /// Tenants (root key).
     Tenant {
@@ -332,9 +351,12 @@ fn main() -> ExitCode {
         Command::Canonicalize { file, format } => commands::canonicalize::run(&file, format),
         Command::Hash { file, format } => commands::hash::run(&file, format),
         Command::Schema => commands::schema::run(),
-        Command::VerifyNote { key, witness, file } => {
-            commands::verify_note::run(&key, &witness, &file)
-        }
+        Command::VerifyNote {
+            key,
+            witness,
+            min_witnesses,
+            file,
+        } => commands::verify_note::run(&key, &witness, min_witnesses, &file),
         Command::Serve {
             data_dir,
             listen,
@@ -369,6 +391,12 @@ fn main() -> ExitCode {
             remote,
             ..
         } => commands::remote::ingest(&remote, &tenant, &file, format, batch_size, receipts),
+        Command::Witness {
+            data_dir,
+            name,
+            listen,
+            logs,
+        } => commands::witness::run(&data_dir, &name, &listen, &logs),
         Command::Signer {
             key,
             name,

@@ -34,8 +34,8 @@ pub mod proofs;
 pub mod signer;
 pub mod stored;
 pub mod sync;
-pub mod treerecord;
 mod tenant;
+pub mod treerecord;
 pub mod verify;
 
 pub use chainlog::{ChainLog, ChainLogError, ChainRecord, chain_log_recoveries, scan_chain_log};

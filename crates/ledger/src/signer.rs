@@ -18,6 +18,7 @@
 //!   first line is `<name>/tenants/<tenant>/<kind>` (never a checkpoint's origin line).
 
 use crate::ledger::STATEMENT_KINDS;
+use crate::treerecord::{Refused, TreeRecord, consistent};
 use agentrail_event::TenantId;
 use agentrail_event::hash::{from_hex, to_hex};
 use agentrail_merkle::Hash;
@@ -25,7 +26,6 @@ use agentrail_note::{Checkpoint, NoteSignature, Signer, Verifier};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use crate::treerecord::{Refused, TreeRecord, consistent};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};

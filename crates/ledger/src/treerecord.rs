@@ -90,7 +90,13 @@ impl TreeRecord {
                     good += line.len();
                 }
                 _ if i + 1 == lines.len() => break,
-                _ => return Err(format!("{} line {}: not a tree record", path.display(), i + 1)),
+                _ => {
+                    return Err(format!(
+                        "{} line {}: not a tree record",
+                        path.display(),
+                        i + 1
+                    ));
+                }
             }
         }
         let file = OpenOptions::new()

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod serve;
 pub mod state;
 pub mod throttle;
+pub mod witness;
 
 pub use app::{openapi_document, router};
 pub use serve::serve;

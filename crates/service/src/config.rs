@@ -5,6 +5,16 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// A witness the checkpoints go to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its submission prefix: `POST <url>/add-checkpoint`.
+    pub url: String,
+    /// Its cosignature/v1 verifier key (`<name>+<id>+<base64>`).
+    pub key: String,
+}
+
 /// What the application needs to know: where its data is, its limits and its schedules.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +47,11 @@ pub struct ServiceConfig {
     /// The Unix socket of the `agentrail signer` that holds the log key (then not in the data
     /// directory); `None`: the key in `system/log.key`.
     pub signer: Option<PathBuf>,
+    /// C2SP tlog-witnesses each new checkpoint is submitted to (`[[witnesses]]` with `url` and
+    /// `key`, the witness's verifier key); their cosignatures are kept and served.
+    pub witnesses: Vec<WitnessConfig>,
+    /// How often checkpoints are submitted to the witnesses.
+    pub witness_interval_ms: u64,
     /// Every tenant is re-verified this often (0: never; on demand only).
     pub verify_interval_ms: u64,
     /// Integrity failures are POSTed (JSON) here.
@@ -151,6 +166,8 @@ impl Default for ServiceConfig {
             origin_prefix: None,
             trust_dir: None,
             signer: None,
+            witnesses: Vec::new(),
+            witness_interval_ms: 1000,
             verify_interval_ms: 600_000,
             webhook_url: None,
             retention_interval_ms: 3_600_000,

@@ -35,8 +35,9 @@ pub mod retention;
 mod schedule;
 mod service;
 pub mod storage;
+pub mod witnesses;
 
-pub use config::{KafkaSource, ServiceConfig, Sources};
+pub use config::{KafkaSource, ServiceConfig, Sources, WitnessConfig};
 pub use error::ServiceError;
 pub use keys::{KeyRecord, KeyStore, Principal, Scope};
 pub use privacy::Policy;

@@ -64,6 +64,7 @@ pub struct Metrics {
     pub open_tenants: Gauge,
     pub access_records: Counter,
     pub integrity_failures: Gauge,
+    pub witness_failures: Gauge,
     pub integrity_failing_tenants: Gauge,
     /// 1 while ingest is paused for want of disk space.
     pub storage_full: Gauge,
@@ -279,6 +280,12 @@ impl Default for Metrics {
             "Integrity verifications that failed since the start",
             integrity_failures.clone(),
         );
+        let witness_failures = Gauge::default();
+        registry.register(
+            "witness_failed_submissions",
+            "Checkpoint submissions to witnesses that got no cosignature since the start (down, or refused)",
+            witness_failures.clone(),
+        );
         let integrity_failing_tenants = Gauge::default();
         registry.register(
             "integrity_failing_tenants",
@@ -302,6 +309,7 @@ impl Default for Metrics {
             kafka_consumer_lag,
             kafka_records,
             integrity_failures,
+            witness_failures,
             integrity_failing_tenants,
             storage_full,
             storage_available_bytes,

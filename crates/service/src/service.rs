@@ -42,6 +42,7 @@ pub struct Service {
     access: AccessLogs,
     exports: Exports,
     integrity: Arc<Integrity>,
+    witnesses: Arc<crate::witnesses::Witnesses>,
     privacy: Arc<Privacy>,
     retention: Arc<Retention>,
     metrics: Metrics,
@@ -293,6 +294,22 @@ impl Service {
         if cfg.retention_interval_ms > 0 {
             retention.start_schedule(Duration::from_millis(cfg.retention_interval_ms));
         }
+        let mut list = Vec::new();
+        for w in &cfg.witnesses {
+            let key = w.key.parse().map_err(|e| {
+                ServiceError::internal(format!("the key of witness {}: {e}", w.url))
+            })?;
+            list.push(crate::witnesses::Witness {
+                url: w.url.clone(),
+                key,
+            });
+        }
+        let witnesses = Arc::new(crate::witnesses::Witnesses::new(
+            ledger.clone(),
+            layout.clone(),
+            list,
+        ));
+        witnesses.start_schedule(Duration::from_millis(cfg.witness_interval_ms.max(10)));
         let exports = Exports::new(ledger.clone(), privacy.vault().clone());
         exports.resume_interrupted();
         let storage = StorageGuard::open(&layout, cfg.reserve_bytes);
@@ -305,6 +322,7 @@ impl Service {
             exports,
             retention,
             integrity,
+            witnesses,
             privacy,
             metrics: Metrics::default(),
             layout,
@@ -976,6 +994,18 @@ impl Service {
         })
     }
 
+    /// The newest checkpoint with the witnesses' cosignatures gathered for it (`None` before
+    /// any witness cosigned one, or without witnesses).
+    pub fn cosigned_checkpoint(&self, tenant: &TenantId) -> Result<Option<String>, ServiceError> {
+        self.ledger.size(tenant)?;
+        self.witnesses.cosigned(tenant)
+    }
+
+    /// Submits the tenant's newest checkpoint to the witnesses now (what the schedule does).
+    pub fn witness_now(&self, tenant: &TenantId) -> Result<(), ServiceError> {
+        self.witnesses.run(tenant)
+    }
+
     /// The C2SP verifier key of every checkpoint and signed statement.
     pub fn verifier_key(&self) -> String {
         self.ledger.verifier().to_string()
@@ -1317,6 +1347,11 @@ impl Service {
         let (failures, failing) = self.integrity.failures();
         self.metrics.integrity_failures.set(failures as i64);
         self.metrics.integrity_failing_tenants.set(failing as i64);
+        self.metrics.witness_failures.set(
+            self.witnesses
+                .failures
+                .load(std::sync::atomic::Ordering::Relaxed) as i64,
+        );
     }
 
     /// Clean shutdown: stop the jobs and the indexer, sign final checkpoints.
@@ -1332,6 +1367,7 @@ impl Service {
             intake.stop();
         }
         self.integrity.stop();
+        self.witnesses.stop();
         self.retention.stop();
         self.exports.stop();
         self.indexer.stop();

@@ -12,3 +12,4 @@ pub mod signer;
 pub mod validate;
 pub mod verify;
 pub mod verify_note;
+pub mod witness;

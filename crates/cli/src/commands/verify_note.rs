@@ -7,7 +7,12 @@ use base64::Engine;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(key: &str, witnesses: &[String], file: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(
+    key: &str,
+    witnesses: &[String],
+    min_witnesses: usize,
+    file: &Path,
+) -> anyhow::Result<ExitCode> {
     let log: Verifier = key.parse().context("--key")?;
     let witnesses: Vec<Verifier> = witnesses
         .iter()
@@ -28,10 +33,16 @@ pub fn run(key: &str, witnesses: &[String], file: &Path) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     println!("signature by {}: ok", log.name());
+    let mut cosigned = 0;
     for (name, ts) in &verified {
         if let Some(ts) = ts {
             println!("cosignature by {name} at {ts}: ok");
+            cosigned += 1;
         }
+    }
+    if cosigned < min_witnesses {
+        println!("FAILED: {cosigned} of the given witnesses cosigned it, {min_witnesses} required");
+        return Ok(ExitCode::FAILURE);
     }
     // A checkpoint is also shown as such; other notes are just text.
     match Checkpoint::parse_text(&note.text) {

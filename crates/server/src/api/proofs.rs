@@ -15,19 +15,44 @@ fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
+/// `cosigned=true`: the newest checkpoint the configured witnesses cosigned, with their
+/// cosignature lines (409 `not_ready` until one has).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointQuery {
+    #[serde(default)]
+    pub cosigned: bool,
+}
+
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/checkpoint", tag = "proofs",
-    params(("tenant" = String, Path)),
+    params(("tenant" = String, Path), CheckpointQuery),
     security(("bearer" = ["events:read"]), ("bearer" = ["verify"])),
     responses(
         (status = 200, description = "C2SP signed checkpoint", body = String, content_type = "text/plain"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn checkpoint(
     State(s): S,
     Caller(caller): Caller,
     Path(t): Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&s, &caller, &t, &[Scope::EventsRead, Scope::Verify])?;
-    blocking(move || Ok(text(s.service.checkpoint(&tenant)?.text))).await
+    let q: CheckpointQuery = params(&uri)?;
+    blocking(move || {
+        if q.cosigned {
+            return match s.service.cosigned_checkpoint(&tenant)? {
+                Some(text) => Ok(self::text(text)),
+                None => Err(agentrail_service::ServiceError::NotReady(format!(
+                    "no witness has cosigned a checkpoint of tenant {tenant} yet (none configured, or none reached)"
+                ))
+                .into()),
+            };
+        }
+        Ok(text(s.service.checkpoint(&tenant)?.text))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/verifier-key", tag = "proofs",
