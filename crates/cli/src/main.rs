@@ -124,8 +124,9 @@ enum Command {
         /// a ledger cut or rewritten behind it is refused [default: the config file's].
         #[arg(long)]
         trust_dir: Option<PathBuf>,
-        /// The Unix socket of the `agentrail signer` holding the log key, which is then not in
-        /// the data directory [default: the config file's; none: system/log.key].
+        /// Where the log key is held instead of the data directory: the Unix socket of an
+        /// `agentrail signer`, or a `pkcs11:` URI of a key in a token [default: the config
+        /// file's; none: system/log.key].
         #[arg(long)]
         signer: Option<PathBuf>,
         /// Log as JSON lines instead of text.
@@ -153,7 +154,8 @@ enum Command {
         /// printed with --data-dir).
         #[arg(long)]
         receipts: bool,
-        /// With --data-dir: the Unix socket of the `agentrail signer` holding the log key.
+        /// With --data-dir: where the log key is held (an `agentrail signer` socket or a
+        /// `pkcs11:` URI).
         #[arg(long, requires = "data_dir")]
         signer: Option<PathBuf>,
         #[command(flatten)]
@@ -165,10 +167,11 @@ enum Command {
     /// data directory then can neither read the key nor have a rewritten history signed.
     Signer {
         /// The private key file (`PRIVATE+KEY+…`, as in a data directory's system/log.key;
-        /// created if missing, with --name).
+        /// created if missing, with --name), or a `pkcs11:` URI of a key in a token.
         #[arg(long)]
         key: PathBuf,
-        /// The key's name when it is created: the data directory's origin prefix.
+        /// The key's name (when created, or for a token's key): the data directory's origin
+        /// prefix.
         #[arg(long, default_value = "agentrail.local")]
         name: String,
         /// The record of what was signed (JSON lines; created if missing).

@@ -39,8 +39,9 @@ pub struct Config {
     /// ([`crate::pins`]): a tenant whose records do not hold its pin is refused, and nothing
     /// inconsistent with it is signed. `None`: no pins (the log trusts its own checkpoint log).
     pub trust_dir: Option<PathBuf>,
-    /// The Unix socket of an `agentrail signer` holding the log key ([`crate::signer`]); the
-    /// data directory then holds only the verifier key. `None`: the key in `system/log.key`.
+    /// Where the log key is held instead of `system/log.key` (the data directory then holds only
+    /// the verifier key): the Unix socket of an `agentrail signer` ([`crate::signer`]), or a
+    /// `pkcs11:` URI of a key in a token ([`crate::pkcs11`]).
     pub signer: Option<PathBuf>,
     /// For offline readers (proofs, reindex): with the key held elsewhere and no `signer`,
     /// open anyway; any signature is then refused. Otherwise such a directory is refused.
@@ -189,14 +190,21 @@ fn system_files(
                 socket.display()
             )));
         }
-        let s = SocketSigner::connect(socket).map_err(LedgerOpenError::Config)?;
+        let spec = socket.to_string_lossy();
+        let s: Arc<dyn LogSigner> = if spec.starts_with("pkcs11:") {
+            Arc::new(
+                crate::pkcs11::Pkcs11Signer::open(&spec, &origin)
+                    .map_err(LedgerOpenError::Config)?,
+            )
+        } else {
+            Arc::new(SocketSigner::connect(socket).map_err(LedgerOpenError::Config)?)
+        };
         if s.verifier().name() != origin {
             return Err(LedgerOpenError::Config(format!(
                 "the signer's key is named {:?}, this data directory's origin prefix is {origin:?}",
                 s.verifier().name()
             )));
         }
-        let s: Arc<dyn LogSigner> = Arc::new(s);
         check_vkey(&vkey_path, s.verifier())?;
         return Ok((origin, s));
     }

@@ -30,6 +30,7 @@ pub mod frame;
 pub mod layout;
 mod ledger;
 pub mod pins;
+pub mod pkcs11;
 pub mod proofs;
 pub mod signer;
 pub mod stored;

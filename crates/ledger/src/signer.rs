@@ -261,13 +261,13 @@ impl LogSigner for SocketSigner {
 /// origin ([`TreeRecord`]).
 #[derive(Debug)]
 pub struct SignerService {
-    key: Signer,
+    key: Box<dyn LogSigner>,
     record: TreeRecord,
 }
 
 impl SignerService {
     /// Opens (creating) the record at `path`.
-    pub fn open(key: Signer, path: &Path) -> Result<SignerService, String> {
+    pub fn open(key: Box<dyn LogSigner>, path: &Path) -> Result<SignerService, String> {
         Ok(SignerService {
             key,
             record: TreeRecord::open(path)?,
@@ -289,7 +289,7 @@ impl SignerService {
             Ok(_) => return refuse("the checkpoint is not in canonical form".into()),
             Err(e) => return refuse(format!("not a checkpoint: {e}")),
         };
-        let name = self.key.name();
+        let name = self.key.verifier().name();
         let tenant = cp
             .origin
             .strip_prefix(name)
@@ -344,16 +344,23 @@ impl SignerService {
     }
 
     fn sig(&self, text: &str) -> Response {
-        Response {
-            signature: Some(STANDARD.encode(self.key.sign(text).sig)),
-            ..Response::default()
+        // The key signs what this service decided to sign; its own checks are this service's.
+        match self.key.sign_statement(text) {
+            Ok(s) => Response {
+                signature: Some(STANDARD.encode(s.sig)),
+                ..Response::default()
+            },
+            Err(e) => Response {
+                error: Some(e),
+                ..Response::default()
+            },
         }
     }
 
     fn statement(&self, text: &str) -> Response {
         let first = text.lines().next().unwrap_or("");
         let ok = first
-            .strip_prefix(self.key.name())
+            .strip_prefix(self.key.verifier().name())
             .and_then(|r| r.strip_prefix("/tenants/"))
             .and_then(|r| r.split_once('/'))
             .is_some_and(|(t, kind)| TenantId::parse(t).is_ok() && STATEMENT_KINDS.contains(&kind));
@@ -361,7 +368,7 @@ impl SignerService {
             return Response {
                 error: Some(format!(
                     "not a statement: its first line must be {}/tenants/<tenant>/<{}>",
-                    self.key.name(),
+                    self.key.verifier().name(),
                     STATEMENT_KINDS.join("|")
                 )),
                 ..Response::default()

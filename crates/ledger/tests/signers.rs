@@ -6,9 +6,9 @@
 
 mod common;
 
-use agentrail_ledger::signer::SignerService;
+use agentrail_ledger::signer::{KeyFile, SignerService};
 use agentrail_ledger::{Ledger, read_verifier};
-use agentrail_note::{Signer, open_checkpoint};
+use agentrail_note::{Signer, Verifier, open_checkpoint};
 use common::*;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,13 @@ use std::sync::Arc;
 /// A signer service on a socket in `dir`, serving from a thread; its socket path.
 fn serve_signer(dir: &Path, key: &Signer) -> PathBuf {
     let socket = dir.join(format!("signer-{}.sock", rand_suffix()));
-    let service = Arc::new(SignerService::open(key.clone(), &dir.join("signed.jsonl")).unwrap());
+    let service = Arc::new(
+        SignerService::open(
+            Box::new(KeyFile::new(key.clone())),
+            &dir.join("signed.jsonl"),
+        )
+        .unwrap(),
+    );
     let listener = UnixListener::bind(&socket).unwrap();
     std::thread::spawn(move || service.serve(listener));
     socket
@@ -34,13 +40,14 @@ fn key() -> Signer {
 }
 
 /// What every signer must do for the ledger, checked against the directory's verifier key.
-fn conformance(data: &Path, signer: Option<PathBuf>) {
+fn conformance(data: &Path, signer: Option<PathBuf>, expect: Option<Verifier>) {
     let mut cfg = config(data, clock());
     cfg.signer = signer;
     let l = Ledger::open(cfg).unwrap();
     let t = tenant("acme");
     let vkey = read_verifier(data).unwrap();
-    assert_eq!(vkey.to_string(), key().verifier().to_string());
+    let expect = expect.unwrap_or_else(|| key().verifier());
+    assert_eq!(vkey.to_string(), expect.to_string());
     let mut sizes = Vec::new();
     for round in 0..4u64 {
         l.append(
@@ -81,14 +88,14 @@ fn the_key_file_signs_for_the_ledger() {
         format!("{}\n", key().to_private_key_string()),
     )
     .unwrap();
-    conformance(&data, None);
+    conformance(&data, None, None);
 }
 
 #[test]
 fn the_signer_process_signs_for_the_ledger() {
     let tmp = tempfile::tempdir().unwrap();
     let socket = serve_signer(tmp.path(), &key());
-    conformance(&tmp.path().join("data"), Some(socket));
+    conformance(&tmp.path().join("data"), Some(socket), None);
     assert!(!tmp.path().join("data/system/log.key").exists());
 }
 
@@ -172,4 +179,121 @@ fn a_directory_whose_key_is_elsewhere_is_not_opened_without_its_signer() {
     cfg.signer = Some(tmp.path().join("nowhere.sock"));
     let e = Ledger::open(cfg).unwrap_err().to_string();
     assert!(e.contains("move it to the signer"), "{e}");
+}
+
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// Runs a token tool; a missing one names what to install.
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let o = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{cmd}: {e} (install Debian's softhsm2 and opensc, as .ci/run does)")
+        });
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{cmd} {args:?}: {out}");
+    out
+}
+
+/// A SoftHSM2 token of its own with an Ed25519 key pair made in it; deleted when dropped.
+struct Token(String);
+
+impl Token {
+    fn new() -> Token {
+        let label = format!("agentrail-test-{}-{}", std::process::id(), rand_suffix());
+        tool(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                &label,
+                "--so-pin",
+                "1234",
+                "--pin",
+                "5678",
+            ],
+        );
+        tool(
+            "pkcs11-tool",
+            &[
+                "--module",
+                SOFTHSM,
+                "--token-label",
+                &label,
+                "--login",
+                "--pin",
+                "5678",
+                "--keypairgen",
+                "--key-type",
+                "EC:edwards25519",
+                "--label",
+                "log-key",
+            ],
+        );
+        Token(label)
+    }
+
+    fn uri(&self, pin: &str) -> String {
+        format!(
+            "pkcs11:token={};object=log-key?module-path={SOFTHSM}&pin-value={pin}",
+            self.0
+        )
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("softhsm2-util")
+            .args(["--delete-token", "--token", &self.0])
+            .output();
+    }
+}
+
+/// One test for the token: a PKCS#11 module is initialised once per process and sees the
+/// tokens that existed then, so the token is made first and both uses share it.
+#[test]
+fn a_pkcs11_token_signs_for_the_ledger_and_for_the_signer_process() {
+    let token = Token::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let uri = PathBuf::from(token.uri("5678"));
+    // The token's public key, as the ledger derives it: the verifier the suite must find.
+    let mut cfg = config(&data, clock());
+    cfg.signer = Some(uri.clone());
+    let vkey = Ledger::open(cfg).unwrap().verifier().clone();
+    assert!(!data.join("system/log.key").exists());
+    conformance(&data, Some(uri), Some(vkey.clone()));
+    // A wrong PIN, an unknown key or token: refused at open, named.
+    for (bad, says) in [
+        (token.uri("0000"), "logging in"),
+        (
+            token.uri("5678").replace("object=log-key", "object=other"),
+            "no Ed25519 private key",
+        ),
+        (
+            token.uri("5678").replace(&token.0, "nope"),
+            "no PKCS#11 token",
+        ),
+    ] {
+        let mut cfg = config(&data, clock());
+        cfg.signer = Some(PathBuf::from(bad));
+        let e = Ledger::open(cfg).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    // The token's key behind the signer process's consistency checks.
+    let key = agentrail_ledger::pkcs11::Pkcs11Signer::open(&token.uri("5678"), "agentrail.local")
+        .unwrap();
+    assert_eq!(agentrail_ledger::signer::LogSigner::verifier(&key), &vkey);
+    let socket = tmp.path().join("signer.sock");
+    let service =
+        Arc::new(SignerService::open(Box::new(key), &tmp.path().join("signed.jsonl")).unwrap());
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || service.serve(listener));
+    conformance(&tmp.path().join("data2"), Some(socket), Some(vkey));
 }

@@ -216,6 +216,26 @@ pub struct Verifier {
     key: VerifyingKey,
 }
 
+impl Verifier {
+    /// The Ed25519 (type 0x01) verifier of a raw 32-byte public key named `name` (a key held
+    /// elsewhere, such as in a PKCS#11 token).
+    pub fn ed25519(name: &str, public: [u8; 32]) -> Result<Verifier, KeyError> {
+        if !valid_name(name) {
+            return Err(KeyError::BadName(name.to_owned()));
+        }
+        let key = VerifyingKey::from_bytes(&public).map_err(|e| KeyError::BadVerifierKey {
+            key: name.to_owned(),
+            reason: format!("not an Ed25519 public key: {e}"),
+        })?;
+        Ok(Verifier {
+            name: name.to_owned(),
+            key_id: key_id(name, SIG_TYPE_ED25519, &public),
+            sig_type: SIG_TYPE_ED25519,
+            key,
+        })
+    }
+}
+
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Verifier({self})")

@@ -11,7 +11,8 @@
 //!  that server instead; its index lag is then read from /metrics; `--no-privacy` stores
 //!  sensitive fields in clear, to measure what tokenizing and sealing cost; `--no-receipts`
 //!  answers without a signed checkpoint, to measure what signing receipts costs;
-//!  `--external-signer` signs through the signer protocol on a Unix socket; `--pii-rate`: the
+//!  `--external-signer` signs through the signer protocol on a Unix socket, `--signer SPEC`
+//!  with the log key at SPEC (a `pkcs11:` URI, or a running signer's socket); `--pii-rate`: the
 //!  share of prompts quoting personal data — the subject's email, in a quarter of them also a
 //!  phone and a card number seen once — default 0.3).
 
@@ -429,6 +430,9 @@ fn main() {
         cfg.listen = "127.0.0.1:0".into();
         cfg.service.seal_sensitive_fields = !args.iter().any(|a| a == "--no-privacy");
         cfg.service.signed_receipts = !args.iter().any(|a| a == "--no-receipts");
+        if let Some(spec) = arg(&args, "--signer") {
+            cfg.service.signer = Some(spec.into());
+        }
         if args.iter().any(|a| a == "--external-signer") {
             // The signer's protocol over a real Unix socket, its record fsync'd per advance:
             // what `agentrail signer` does, served from a thread of this process.
@@ -436,7 +440,7 @@ fn main() {
             let socket = dir.path().join("signer.sock");
             let service = std::sync::Arc::new(
                 agentrail_ledger::signer::SignerService::open(
-                    key,
+                    Box::new(agentrail_ledger::signer::KeyFile::new(key)),
                     &dir.path().join("signed.jsonl"),
                 )
                 .unwrap(),
@@ -487,6 +491,8 @@ fn main() {
         },
         if args.iter().any(|a| a == "--external-signer") {
             "signer on a Unix socket"
+        } else if arg(&args, "--signer").is_some() {
+            "the key at --signer"
         } else {
             "key file"
         },

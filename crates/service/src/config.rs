@@ -44,8 +44,8 @@ pub struct ServiceConfig {
     /// volume, ideally not writable by whoever administers the data directory): a tenant whose
     /// ledger does not hold its pin is refused, and nothing inconsistent with it is signed.
     pub trust_dir: Option<PathBuf>,
-    /// The Unix socket of the `agentrail signer` that holds the log key (then not in the data
-    /// directory); `None`: the key in `system/log.key`.
+    /// Where the log key is held instead of the data directory: the Unix socket of an
+    /// `agentrail signer`, or a `pkcs11:` URI of a key in a token; `None`: `system/log.key`.
     pub signer: Option<PathBuf>,
     /// C2SP tlog-witnesses each new checkpoint is submitted to (`[[witnesses]]` with `url` and
     /// `key`, the witness's verifier key); their cosignatures are kept and served.

@@ -1,6 +1,7 @@
 //! `agentrail signer`: the log key in its own process ([`agentrail_ledger::signer`]).
 
-use agentrail_ledger::signer::SignerService;
+use agentrail_ledger::pkcs11::Pkcs11Signer;
+use agentrail_ledger::signer::{KeyFile, LogSigner, SignerService};
 use agentrail_note::Signer;
 use anyhow::{Context, anyhow, bail};
 use std::os::unix::fs::PermissionsExt;
@@ -37,8 +38,13 @@ fn key(path: &Path, name: &str) -> anyhow::Result<Signer> {
 }
 
 pub fn run(key_path: &Path, name: &str, state: &Path, socket: &Path) -> anyhow::Result<ExitCode> {
-    let key = key(key_path, name)?;
-    let verifier = key.verifier();
+    let spec = key_path.to_string_lossy();
+    let key: Box<dyn LogSigner> = if spec.starts_with("pkcs11:") {
+        Box::new(Pkcs11Signer::open(&spec, name).map_err(|e| anyhow!(e))?)
+    } else {
+        Box::new(KeyFile::new(key(key_path, name)?))
+    };
+    let verifier = key.verifier().clone();
     let service =
         Arc::new(SignerService::open(key, state).map_err(|e| anyhow!("the signer's record: {e}"))?);
     if socket.exists() {
