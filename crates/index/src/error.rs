@@ -28,6 +28,12 @@ pub enum IndexError {
     },
     #[error("invalid query: {0}")]
     BadQuery(String),
+    /// A row names an event the ledger does not hold at its seq: the store was edited or
+    /// damaged. Nothing from it is served.
+    #[error(
+        "the query store of tenant {tenant} does not match the ledger at seq {seq} (damaged or edited): nothing from it is served until `agentrail reindex --tenant {tenant}`"
+    )]
+    Diverged { tenant: String, seq: u64 },
     #[error("no event {0} in this tenant")]
     NotFound(String),
 }

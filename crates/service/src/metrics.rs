@@ -65,6 +65,7 @@ pub struct Metrics {
     pub access_records: Counter,
     pub integrity_failures: Gauge,
     pub witness_failures: Gauge,
+    pub index_mismatches: Counter,
     pub integrity_failing_tenants: Gauge,
     /// 1 while ingest is paused for want of disk space.
     pub storage_full: Gauge,
@@ -280,6 +281,12 @@ impl Default for Metrics {
             "Integrity verifications that failed since the start",
             integrity_failures.clone(),
         );
+        let index_mismatches = Counter::default();
+        registry.register(
+            "index_mismatches",
+            "Index rows refused because the ledger holds another event at their seq (an edited or damaged query store)",
+            index_mismatches.clone(),
+        );
         let witness_failures = Gauge::default();
         registry.register(
             "witness_failed_submissions",
@@ -310,6 +317,7 @@ impl Default for Metrics {
             kafka_records,
             integrity_failures,
             witness_failures,
+            index_mismatches,
             integrity_failing_tenants,
             storage_full,
             storage_available_bytes,

@@ -117,25 +117,42 @@ pub struct ReadRequest {
 }
 
 /// Serves stored events as the reader asked: exactly what was hashed (`decrypt: false`), or with
-/// the sealed sensitive fields opened; both with their `hash`.
+/// the sealed sensitive fields opened; both with their `hash`. The body always comes from the
+/// ledger (its CRC and hash checked), never from the index's copy: the index only says which
+/// events answer. A row whose hash differs from the ledger's at its seq (an edited or damaged
+/// index) is refused, logged and counted, never served.
 #[derive(Debug, Clone)]
 pub struct Presenter {
     privacy: Arc<Privacy>,
+    ledger: Arc<Ledger>,
+    mismatches: prometheus_client::metrics::counter::Counter,
     tenant: TenantId,
     decrypt: bool,
 }
 
 impl Presenter {
-    pub fn one(&self, row: &EventRow) -> Value {
-        let mut v = row.value();
+    pub fn one(&self, row: &EventRow) -> Result<Value, IndexError> {
+        let stored = self.ledger.read(&self.tenant, row.seq)?;
+        let hash = agentrail_event::hash::to_hex(&stored.hash);
+        if hash != row.hash {
+            self.mismatches.inc();
+            tracing::error!(tenant = %self.tenant, seq = row.seq, index = %row.hash, ledger = %hash,
+                "the index does not match the ledger: refusing to serve it (reindex the tenant)");
+            return Err(IndexError::Diverged {
+                tenant: self.tenant.to_string(),
+                seq: row.seq,
+            });
+        }
+        // The ledger checked these bytes against their hash: they are an event's JSON.
+        let mut v: Value = serde_json::from_slice(&stored.bytes).unwrap_or(Value::Null);
         self.open(&mut v);
         if let Value::Object(m) = &mut v {
-            m.insert("hash".into(), Value::String(row.hash.clone()));
+            m.insert("hash".into(), Value::String(hash));
         }
-        v
+        Ok(v)
     }
 
-    pub fn all(&self, rows: &[EventRow]) -> Vec<Value> {
+    pub fn all(&self, rows: &[EventRow]) -> Result<Vec<Value>, IndexError> {
         rows.iter().map(|r| self.one(r)).collect()
     }
 
@@ -280,6 +297,7 @@ impl Service {
             ledger.clone(),
             clock.clone(),
             cfg.webhook_url.clone(),
+            indexer.clone(),
         )?);
         if cfg.verify_interval_ms > 0 {
             integrity.start_schedule(Duration::from_millis(cfg.verify_interval_ms));
@@ -892,6 +910,8 @@ impl Service {
     pub fn presenter(&self, tenant: &TenantId, decrypt: bool) -> Presenter {
         Presenter {
             privacy: self.privacy.clone(),
+            ledger: self.ledger.clone(),
+            mismatches: self.metrics.index_mismatches.clone(),
             tenant: tenant.clone(),
             decrypt,
         }

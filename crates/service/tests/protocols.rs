@@ -66,7 +66,7 @@ impl Env {
         common::all_events(&self.service, &req, &filter)
             .unwrap()
             .iter()
-            .map(|r| (r.seq, pv.one(r)))
+            .map(|r| (r.seq, pv.one(r).unwrap()))
             .collect()
     }
 
@@ -564,7 +564,7 @@ fn payload_content_is_sealed_in_every_event_type() {
     assert_eq!(stored[0]["payload"]["name"], "chain");
     assert_eq!(stored[2]["payload"], json!({"note": "no content here"}));
     let pv = env.service.presenter(&env.tenant, true);
-    let opened = pv.one(&rows[0]);
+    let opened = pv.one(&rows[0]).unwrap();
     let text = opened["payload"]["content"]["input.value"]
         .as_str()
         .unwrap();

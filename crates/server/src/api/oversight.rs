@@ -7,7 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{
     Caller, Indexed, ReadConsistencyHeader, Route, S, params, query_json, tenant, with,
 };
-use agentrail_index::{AnomalyKind, ModelQuery, ReviewQuery, TimeField};
+use agentrail_index::{AnomalyKind, IndexError, ModelQuery, ReviewQuery, TimeField};
 use agentrail_service::Scope;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
@@ -98,15 +98,15 @@ pub async fn reviews(
                 .items
                 .iter()
                 .map(|r| {
-                    json!({
+                    Ok(json!({
                         "decision": r.decision,
                         "reviewer": r.reviewer,
                         "latency_ms": r.latency_ms,
                         "proposed_event_id": r.proposed_event_id,
-                        "event": pv.one(&r.row),
-                    })
+                        "event": pv.one(&r.row)?,
+                    }))
                 })
-                .collect();
+                .collect::<Result<_, IndexError>>()?;
             Ok((
                 ReviewsPage {
                     reviews,
@@ -277,8 +277,8 @@ pub async fn model(
             Ok((
                 ModelBody {
                     counts_by_version: m.counts_by_version.iter().map(to_json).collect(),
-                    decisions: pv.all(&m.decisions),
-                    caused: pv.all(&m.caused),
+                    decisions: pv.all(&m.decisions)?,
+                    caused: pv.all(&m.caused)?,
                     next_cursor: m.next_cursor,
                 },
                 n,

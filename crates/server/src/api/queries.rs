@@ -183,7 +183,7 @@ pub async fn list_events(
         move |ix, pv| {
             let p = ix.events(&filter, &req)?;
             let n = p.items.len() as u64;
-            let events = pv.all(&p.items);
+            let events = pv.all(&p.items)?;
             Ok((
                 EventsPage {
                     events,
@@ -234,7 +234,9 @@ pub async fn get_event(
         let proof = q.proof.unwrap_or(false).then_some(q.tree_size);
         let (row, proof, size) = s.service.event(req, c, &event_id, proof)?;
         let body = EventBody {
-            event: pv.one(&row),
+            event: pv
+                .one(&row)
+                .map_err(agentrail_service::ServiceError::from)?,
             proof: proof.map(|p| p.to_json()),
         };
         Ok(indexed(body, size))
@@ -296,7 +298,7 @@ async fn causal(
                         Direction::Effects => "effects".into(),
                     },
                     depth: g.depth,
-                    nodes: pv.all(&g.nodes),
+                    nodes: pv.all(&g.nodes)?,
                     edges: g.edges.iter().map(to_json).collect(),
                     dangling: g.dangling.iter().map(to_json).collect(),
                     truncated: g.truncated,
@@ -390,7 +392,11 @@ pub async fn session(
                     session_id: r.session_id,
                     total: r.total,
                     chain: to_json(&r.chain),
-                    events: r.events.iter().map(|e| pv.one(&e.row)).collect(),
+                    events: r
+                        .events
+                        .iter()
+                        .map(|e| pv.one(&e.row))
+                        .collect::<Result<_, _>>()?,
                     next_cursor: r.next_cursor,
                 },
                 n,
