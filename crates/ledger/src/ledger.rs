@@ -479,6 +479,15 @@ impl Ledger {
         self.tenant(tenant, false)?.read(seq)
     }
 
+    /// The durable events at `seqs`, in their order.
+    pub fn read_seqs(
+        &self,
+        tenant: &TenantId,
+        seqs: &[u64],
+    ) -> Result<Vec<StoredEvent>, ReadError> {
+        self.tenant(tenant, false)?.read_seqs(seqs)
+    }
+
     /// Up to `limit` events from `from` on (fewer at the head).
     pub fn read_range(
         &self,

@@ -1432,14 +1432,17 @@ impl Tenant {
     }
 
     fn read_locked(&self, st: &State, seq: u64) -> Result<StoredEvent, ReadError> {
-        self.read_with(&st.segments, &st.entries, seq)
+        self.read_with(&st.segments, &st.entries, seq, &mut HashMap::new())
     }
 
+    /// Reads and checks one record; `open` keeps the segment files opened so far (a page of
+    /// reads opens each segment once).
     fn read_with(
         &self,
         segments: &[u64],
         entries: &File,
         seq: u64,
+        open: &mut HashMap<u64, File>,
     ) -> Result<StoredEvent, ReadError> {
         let damage = |file: &str, offset: Option<u64>, reason: String| {
             ReadError::Damaged(Damage {
@@ -1457,15 +1460,21 @@ impl Tenant {
                 source,
             })?
             .ok_or_else(|| damage(ENTRIES_FILE, None, "entry checksum mismatch".into()))?;
-        let name = segment_name(segments[segment_of(segments, seq)]);
+        let first = segments[segment_of(segments, seq)];
+        let name = segment_name(first);
         let path = self.dir.join(&name);
         let io = |source| ReadError::Io {
             tenant: self.id.to_string(),
             path: path.clone(),
             source,
         };
-        let f = File::open(&path).map_err(io)?;
-        let bytes = read_record_at(&f, e.offset, seq).map_err(|r| match r {
+        let f = match open.entry(first) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(File::open(&path).map_err(io)?)
+            }
+        };
+        let bytes = read_record_at(f, e.offset, seq).map_err(|r| match r {
             Ok(reason) => damage(&name, Some(e.offset), reason),
             Err(err) => io(err),
         })?;
@@ -1500,11 +1509,30 @@ impl Tenant {
         let end = size.min(from.saturating_add(limit as u64));
         let mut out = Vec::with_capacity(end.saturating_sub(from) as usize);
         let mut seq = from;
+        let mut open = HashMap::new();
         while seq < end {
-            out.push(self.read_with(&segments, &entries, seq)?);
+            out.push(self.read_with(&segments, &entries, seq, &mut open)?);
             seq += 1;
         }
         Ok(out)
+    }
+
+    /// Reads the durable events at `seqs`, in their order (a page of query results).
+    pub fn read_seqs(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, ReadError> {
+        let (segments, entries, _, size) = self.snapshot();
+        let mut open = HashMap::new();
+        seqs.iter()
+            .map(|&seq| {
+                if seq >= size {
+                    return Err(ReadError::OutOfRange {
+                        tenant: self.id.to_string(),
+                        seq,
+                        size,
+                    });
+                }
+                self.read_with(&segments, &entries, seq, &mut open)
+            })
+            .collect()
     }
 
     pub fn read(&self, seq: u64) -> Result<StoredEvent, ReadError> {
@@ -1516,7 +1544,7 @@ impl Tenant {
                 size,
             });
         }
-        self.read_with(&segments, &entries, seq)
+        self.read_with(&segments, &entries, seq, &mut HashMap::new())
     }
 
     /// The seq of a durable event by its event_id.

@@ -132,28 +132,35 @@ pub struct Presenter {
 
 impl Presenter {
     pub fn one(&self, row: &EventRow) -> Result<Value, IndexError> {
-        let stored = self.ledger.read(&self.tenant, row.seq)?;
-        let hash = agentrail_event::hash::to_hex(&stored.hash);
-        if hash != row.hash {
-            self.mismatches.inc();
-            tracing::error!(tenant = %self.tenant, seq = row.seq, index = %row.hash, ledger = %hash,
-                "the index does not match the ledger: refusing to serve it (reindex the tenant)");
-            return Err(IndexError::Diverged {
-                tenant: self.tenant.to_string(),
-                seq: row.seq,
-            });
-        }
-        // The ledger checked these bytes against their hash: they are an event's JSON.
-        let mut v: Value = serde_json::from_slice(&stored.bytes).unwrap_or(Value::Null);
-        self.open(&mut v);
-        if let Value::Object(m) = &mut v {
-            m.insert("hash".into(), Value::String(hash));
-        }
-        Ok(v)
+        let mut all = self.all(std::slice::from_ref(row))?;
+        Ok(all.pop().unwrap_or(Value::Null))
     }
 
     pub fn all(&self, rows: &[EventRow]) -> Result<Vec<Value>, IndexError> {
-        rows.iter().map(|r| self.one(r)).collect()
+        let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        let stored = self.ledger.read_seqs(&self.tenant, &seqs)?;
+        rows.iter()
+            .zip(stored)
+            .map(|(row, stored)| {
+                let hash = agentrail_event::hash::to_hex(&stored.hash);
+                if hash != row.hash {
+                    self.mismatches.inc();
+                    tracing::error!(tenant = %self.tenant, seq = row.seq, index = %row.hash, ledger = %hash,
+                        "the index does not match the ledger: refusing to serve it (reindex the tenant)");
+                    return Err(IndexError::Diverged {
+                        tenant: self.tenant.to_string(),
+                        seq: row.seq,
+                    });
+                }
+                // The ledger checked these bytes against their hash: they are an event's JSON.
+                let mut v: Value = serde_json::from_slice(&stored.bytes).unwrap_or(Value::Null);
+                self.open(&mut v);
+                if let Value::Object(m) = &mut v {
+                    m.insert("hash".into(), Value::String(hash));
+                }
+                Ok(v)
+            })
+            .collect()
     }
 
     /// Opens, in place, the sealed fields of a stored event (when decrypting).
