@@ -29,13 +29,18 @@ fn key(root: &Client, tenant: &str, scopes: &[&str], name: &str) -> anyhow::Resu
         .ok_or_else(|| anyhow!("no key in the answer"))
 }
 
-/// The demo's traffic: the generator's default mix (reviews, fast approvals, rejections, some
+/// The demo's traffic: the generator's mix (reviews, fast approvals, rejections, most of them
 /// executed anyway, failures, sub-agents, a little clock skew, personal data in a fifth of the
 /// prompts), events 20 ms apart, the last one at `now_ms`; ids `<tenant>-<run>-<n>`.
 fn traffic(seed: u64, tenant: &str, run: &str, events: usize, now_ms: i64) -> Vec<Value> {
+    // Rejections, and rejected actions executed anyway, often enough that every question the
+    // demo hands over has an answer in a few hundred events (at the generator's defaults a
+    // tenant of 600 events had as few as 3 rejections and, now and then, none executed).
     let profile = agentrail_testkit::Profile {
         gap_ms: 20,
         pii_rate: 0.2,
+        reject_rate: 0.3,
+        execute_after_reject_rate: 0.7,
         ..Default::default()
     };
     let generator = agentrail_testkit::Generator::with_profile(seed, tenant, 8, profile)
