@@ -57,8 +57,9 @@ pub fn run(key_path: &Path, name: &str, state: &Path, socket: &Path) -> anyhow::
     }
     let listener =
         UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
-    // Only this user (the server's, by arrangement) may connect.
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+    // The signer's user and group may connect: the server runs as another user in that group,
+    // so it can ask for signatures but cannot read the key file.
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("restricting {}", socket.display()))?;
     eprintln!("signer {verifier} listening on {}", socket.display());
     service.serve(listener)?;
