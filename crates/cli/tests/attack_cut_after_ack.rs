@@ -7,21 +7,12 @@
 //! a dropped event, an altered one, and a tree that does not hold a signed root are each
 //! named, with the receipt's line.
 
+mod common;
+
 use agentrail_testkit::copy_dir;
+use common::{run as agentrail, stdout};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn agentrail(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentrail"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::process::Output;
 
 fn events(prefix: &str, n: usize, outcome: &str) -> String {
     (0..n)

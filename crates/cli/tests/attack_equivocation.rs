@@ -8,43 +8,19 @@
 //! origin and signs only with a consistency proof to it: the forgery gets no signature, before
 //! or after the signer restarts, and neither does a raw request over its socket.
 
+mod common;
+
 use agentrail_ledger::frame::HEADER_LEN;
 use agentrail_ledger::layout::CHECKPOINT_LOG;
 use agentrail_testkit::copy_dir;
+use common::{Killed, bin, run, text};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_agentrail"));
-    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-struct SignerProcess(Child);
-
-impl Drop for SignerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_signer(dir: &Path) -> (SignerProcess, PathBuf) {
+fn start_signer(dir: &Path) -> (Killed, PathBuf) {
     let socket = dir.join("signer.sock");
     let child = bin()
         .args(["signer", "--key"])
@@ -64,7 +40,7 @@ fn start_signer(dir: &Path) -> (SignerProcess, PathBuf) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    (SignerProcess(child), socket)
+    (Killed(child), socket)
 }
 
 fn reviews(decision: &str, from: usize, n: usize) -> String {

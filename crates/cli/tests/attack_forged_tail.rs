@@ -8,19 +8,9 @@
 //! leaves until the server's next start signs them). With `--trust-dir`, a tenant whose records
 //! do not hold its pinned checkpoint fails, as the server refuses to open it.
 
-use std::process::{Command, Output};
+mod common;
 
-fn agentrail(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentrail"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{run as agentrail, stdout};
 
 #[test]
 fn a_forged_tail_after_a_clean_shutdown_fails_verify_with_the_key() {

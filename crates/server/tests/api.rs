@@ -85,12 +85,7 @@ impl Server {
 
     async fn tenant(&self, t: &str) {
         let a = common::create_tenant(&self.app, &self.root, t).await;
-        assert_eq!(
-            a.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&a.body)
-        );
+        a.expect(StatusCode::CREATED);
     }
 
     async fn key(&self, t: &str, scopes: &[&str]) -> String {
@@ -111,6 +106,14 @@ impl Server {
             body,
         )
         .await
+    }
+
+    /// The tenant's checkpoint verifier key, as the API serves it.
+    async fn verifier(&self, t: &str, key: &str) -> agentrail_note::Verifier {
+        let a = self
+            .get(&format!("/v1/tenants/{t}/verifier-key"), key)
+            .await;
+        String::from_utf8(a.body).unwrap().trim().parse().unwrap()
     }
 
     fn size(&self, t: &str) -> u64 {
@@ -451,12 +454,7 @@ async fn bad_input_is_refused_whole_and_named() {
     let i = bad.iter().position(|&b| b == b'"').unwrap() + 1;
     bad.insert(i, 0xff);
     let a = post("application/json", bad, None).await;
-    assert_eq!(
-        a.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    a.expect(StatusCode::UNPROCESSABLE_ENTITY);
     // Oversized body, oversized after gzip, too many events.
     let a = post("application/x-ndjson", vec![b' '; 65 << 10], None).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -466,12 +464,7 @@ async fn bad_input_is_refused_whole_and_named() {
         Some(("content-encoding", "gzip")),
     )
     .await;
-    assert_eq!(
-        a.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    a.expect(StatusCode::PAYLOAD_TOO_LARGE);
     let a = post("application/x-ndjson", nd(&events("acme", 51)), None).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(a.code(), "batch_too_large");
@@ -497,12 +490,7 @@ async fn bad_input_is_refused_whole_and_named() {
     let mut e = good[0].clone();
     e["tenant_id"] = json!("bravo");
     let a = post("application/json", e.to_string().into_bytes(), None).await;
-    assert_eq!(
-        a.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    a.expect(StatusCode::UNPROCESSABLE_ENTITY);
     // Nothing of all that was stored.
     assert_eq!(s.size("acme"), 0);
     // Unknown query parameters and bad values are named.
@@ -553,12 +541,7 @@ async fn bad_input_is_refused_whole_and_named() {
         Some(("content-encoding", "gzip")),
     )
     .await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    a.expect(StatusCode::OK);
     assert_eq!(s.size("acme"), 3);
 }
 
@@ -626,12 +609,7 @@ async fn ingest_query_prove_replay_revoke_and_access_log() {
     // Proofs: JSON verifies against the signed checkpoint; tlog text parses.
     let cp = s.get("/v1/tenants/acme/checkpoint", &r).await;
     assert_eq!(cp.status, StatusCode::OK);
-    let vkey = s.get("/v1/tenants/acme/verifier-key", &r).await;
-    let verifier: agentrail_note::Verifier = String::from_utf8(vkey.body)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let verifier = s.verifier("acme", &r).await;
     let (checkpoint, _) = agentrail_note::open_checkpoint(&cp.body, &verifier, &[]).unwrap();
     let p = s
         .get(
@@ -834,12 +812,7 @@ async fn acknowledged_batches_carry_a_signed_checkpoint_and_proofs() {
     s.tenant("acme").await;
     let w = s.key("acme", &["events:write"]).await;
     let r = s.key("acme", &["events:read"]).await;
-    let vkey = s.get("/v1/tenants/acme/verifier-key", &r).await;
-    let verifier: agentrail_note::Verifier = String::from_utf8(vkey.body)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let verifier = s.verifier("acme", &r).await;
     let evs = events("acme", 30);
     assert_eq!(
         s.ingest_ndjson("acme", &w, &evs[..10]).await.status,
@@ -854,12 +827,7 @@ async fn acknowledged_batches_carry_a_signed_checkpoint_and_proofs() {
             serde_json::to_vec(&evs[10..]).unwrap(),
         )
         .await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    a.expect(StatusCode::OK);
     let v = a.json();
     let text = v["checkpoint"].as_str().expect("a signed checkpoint");
     let (cp, _) = agentrail_note::open_checkpoint(text.as_bytes(), &verifier, &[]).unwrap();

@@ -172,12 +172,7 @@ impl Env {
         let a = self
             .export("/v1/traces", key, &[PROTO], req.encode_to_vec())
             .await;
-        assert_eq!(
-            a.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&a.body)
-        );
+        a.expect(StatusCode::OK);
         assert_eq!(a.headers["content-type"], "application/x-protobuf");
         ExportTraceServiceResponse::decode(&a.body[..]).unwrap()
     }

@@ -48,6 +48,19 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+impl Answer {
+    /// Asserts the status, showing the body when it is another.
+    pub fn expect(&self, status: StatusCode) -> &Answer {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+}
+
 /// Sends one request; `key` goes in `Authorization: Bearer`.
 pub async fn send(
     app: &Router,
@@ -112,12 +125,7 @@ pub async fn create_key(app: &Router, root: &str, tenant: &str, scopes: &[&str])
         body,
     )
     .await;
-    assert_eq!(
-        a.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    a.expect(StatusCode::CREATED);
     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     v["key"].as_str().unwrap().to_owned()
 }
