@@ -124,9 +124,15 @@ impl SystemPaths {
     pub fn reserve(&self) -> PathBuf {
         self.dir.join("reserve")
     }
-    /// API keys: SHA-256 of each key, never a key (0600).
+    /// API keys as older versions kept them (SHA-256 of each key, never a key): imported into
+    /// [`SystemPaths::api_keys_log`] on the first start that finds it, then removed.
     pub fn keys(&self) -> PathBuf {
         self.dir.join("keys.json")
+    }
+    /// API key changes (created, revoked; SHA-256 of each key, never a key), a chain log (0600)
+    /// whose head every tenant's checkpoint commits.
+    pub fn api_keys_log(&self) -> PathBuf {
+        self.dir.join("keys.log")
     }
     /// The root API key, written once on the first start (0600).
     pub fn root_key(&self) -> PathBuf {
@@ -246,7 +252,7 @@ mod tests {
             rel(s.log_vkey()),
             rel(s.lock()),
             rel(s.reserve()),
-            rel(s.keys()),
+            rel(s.api_keys_log()),
             rel(s.root_key()),
             rel(s.master_key()),
             rel(s.vault_keys(&t)),

@@ -599,6 +599,27 @@ impl Ledger {
             })
     }
 
+    /// Has the checkpointer sign the tenant's next checkpoint even if its tree did not grow: a
+    /// record about it was appended to a system log its checkpoints commit
+    /// ([`crate::anchors`]).
+    pub fn anchor_soon(&self, tenant: &TenantId) -> Result<(), OpenError> {
+        self.tenant(tenant, false)?.anchor_soon();
+        Ok(())
+    }
+
+    /// Signs the tenant's checkpoint now, committing the logs' heads as they are (after a
+    /// change that must not wait for the checkpointer: an API key created or revoked).
+    pub fn anchor_now(&self, tenant: &TenantId) -> Result<SignedCheckpoint, CheckpointError> {
+        let t = self.tenant(tenant, false)?;
+        t.anchor_soon();
+        t.checkpoint(&self.inner.ctx, true, Duration::ZERO)?
+            .ok_or_else(|| CheckpointError::Io {
+                tenant: tenant.to_string(),
+                op: "write a checkpoint",
+                source: std::io::Error::other("no checkpoint was written"),
+            })
+    }
+
     /// Where checkpoints are pinned ([`Config::trust_dir`]).
     pub fn trust_dir(&self) -> Option<&Path> {
         self.inner.ctx.trust_dir.as_deref()

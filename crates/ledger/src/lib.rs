@@ -22,6 +22,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod anchors;
 pub mod chainlog;
 pub mod clock;
 pub mod error;

@@ -16,6 +16,7 @@ use crate::frame::{
     decode_entry, decode_header, digest16, encode_entry, encode_note, encode_record, node_count,
     node_position,
 };
+use crate::layout::DataDir;
 use crate::stored::{self, Prepared, ServerFields, StoredHeader};
 use agentrail_event::TenantId;
 use agentrail_event::hash::{sha256, to_hex};
@@ -170,6 +171,10 @@ struct CkptLog {
     file: File,
     len: u64,
     latest: Option<SignedCheckpoint>,
+    /// The lines of `latest` committing the tenant's own logs ([`crate::anchors::own`]).
+    own: Vec<String>,
+    /// A change to commit although the tree did not grow ([`Tenant::anchor_soon`]).
+    dirty: bool,
     written_at: Option<Instant>,
 }
 
@@ -420,7 +425,31 @@ impl Tenant {
                 reason,
             }));
         }
+        // The logs the newest checkpoint commits must still hold what it committed.
+        if let Some(latest) = t.latest_checkpoint() {
+            let lines = crate::anchors::extension_lines(&latest.text);
+            crate::anchors::check(&DataDir::new(&ctx.data_dir), &t.id, &lines).map_err(
+                |reason| {
+                    OpenError::Damaged(Damage {
+                        tenant: t.id.to_string(),
+                        file: CHECKPOINT_LOG.to_owned(),
+                        offset: None,
+                        seq: None,
+                        reason: format!(
+                            "the latest checkpoint (size {}) commits a log that does not hold it: {reason}",
+                            latest.size
+                        ),
+                    })
+                },
+            )?;
+        }
         Ok(t)
+    }
+
+    /// Asks the next checkpoint to be signed even if the tree did not grow: a log it commits
+    /// changed in a way the tenant's own lines do not show (a record about it in a system log).
+    pub fn anchor_soon(&self) {
+        lock(&self.ckpt).dirty = true;
     }
 
     /// Why this tenant's tree does not hold its pinned checkpoint (`None`: it does, or there is
@@ -941,7 +970,15 @@ impl Tenant {
             ckpt: Mutex::new(CkptLog {
                 file: ck_file,
                 len: ck_len,
+                own: latest.as_ref().map_or_else(Vec::new, |c| {
+                    let lines = crate::anchors::extension_lines(&c.text);
+                    crate::anchors::own(&lines)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect()
+                }),
                 latest,
+                dirty: false,
                 written_at: None,
             }),
             receipt_cp: Mutex::new(None),
@@ -1658,9 +1695,23 @@ impl Tenant {
         let (_, _, tree, size) = self.snapshot();
         let mut ck = lock(&self.ckpt);
         let last_size = ck.latest.as_ref().map(|c| c.size);
-        let grew = last_size.is_none_or(|s| size > s);
         let due = force || ck.written_at.is_none_or(|t| t.elapsed() >= min_interval);
-        if !grew || !due {
+        if !due {
+            return Ok(ck.latest.clone());
+        }
+        let layout = DataDir::new(&ctx.data_dir);
+        let lines =
+            crate::anchors::lines(&layout, &self.id).map_err(|reason| CheckpointError::Io {
+                tenant: self.id.to_string(),
+                op: "read the heads of the logs a checkpoint commits",
+                source: io::Error::other(reason),
+            })?;
+        let own: Vec<String> = crate::anchors::own(&lines)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let grew = last_size.is_none_or(|s| size > s) || ck.dirty || own != ck.own;
+        if !grew {
             return Ok(ck.latest.clone());
         }
         if let Some(reason) = self.poisoned() {
@@ -1684,12 +1735,12 @@ impl Tenant {
         }
         // The records it covers are durable (it is signed over the synced size); the tree
         // nodes need not be: open recomputes those of the active segment from the records.
-        let text =
-            self.sign_tree(ctx, &tree, size, root)
-                .map_err(|reason| CheckpointError::Signer {
-                    tenant: self.id.to_string(),
-                    reason,
-                })?;
+        let text = self
+            .sign_tree(ctx, &tree, size, root, lines)
+            .map_err(|reason| CheckpointError::Signer {
+                tenant: self.id.to_string(),
+                reason,
+            })?;
         let res = (|| -> io::Result<(String, u64)> {
             let mut framed = Vec::with_capacity(text.len() + frame::NOTE_HEADER_LEN);
             encode_note(text.as_bytes(), &mut framed);
@@ -1717,6 +1768,8 @@ impl Tenant {
                     })?;
                 }
                 ck.latest = Some(SignedCheckpoint { size, root, text });
+                ck.own = own;
+                ck.dirty = false;
                 Ok(ck.latest.clone())
             }
             Err(source) => {
@@ -1733,12 +1786,19 @@ impl Tenant {
 
     /// The signed checkpoint of the durable tree of `size` with `root`: the signer may ask
     /// for a consistency proof to any other size it signed (which this tree must hold).
-    fn sign_tree(&self, ctx: &Ctx, tree: &File, size: u64, root: Hash) -> Result<String, String> {
+    fn sign_tree(
+        &self,
+        ctx: &Ctx,
+        tree: &File,
+        size: u64,
+        root: Hash,
+        extensions: Vec<String>,
+    ) -> Result<String, String> {
         let text = Checkpoint {
             origin: ctx.origin(&self.id),
             size,
             root,
-            extensions: vec![],
+            extensions,
         }
         .to_text();
         let prove = |m: u64| -> Result<Vec<Hash>, String> {
@@ -1806,12 +1866,13 @@ impl Tenant {
                 reason,
             });
         }
-        let text =
-            self.sign_tree(ctx, tree, size, root)
-                .map_err(|reason| CheckpointError::Signer {
-                    tenant: self.id.to_string(),
-                    reason,
-                })?;
+        // A receipt commits the events only: the logged checkpoints commit the other logs.
+        let text = self
+            .sign_tree(ctx, tree, size, root, vec![])
+            .map_err(|reason| CheckpointError::Signer {
+                tenant: self.id.to_string(),
+                reason,
+            })?;
         let cp = SignedCheckpoint { size, root, text };
         *cached = Some(cp.clone());
         Ok(cp)

@@ -40,6 +40,8 @@ pub struct TenantReport {
     pub failure: Option<Damage>,
     /// Things worth knowing that are not damage (a torn tail the next open will truncate).
     pub notes: Vec<String>,
+    /// The latest checkpoint's note text.
+    pub latest_checkpoint: Option<String>,
 }
 
 struct Walk<'a> {
@@ -109,6 +111,7 @@ pub fn verify_tenant_with_progress(
         checkpointed: 0,
         failure: None,
         notes: Vec::new(),
+        latest_checkpoint: None,
     };
     let walked = walk(
         data_dir,
@@ -121,10 +124,29 @@ pub fn verify_tenant_with_progress(
     );
     if let Err(d) = walked
         .and_then(|roots| check_anchors(anchors, tenant, verifier, origin_prefix, &report, &roots))
+        .and_then(|()| check_logs(data_dir, tenant, &report))
     {
         report.failure = Some(d);
     }
     report
+}
+
+/// The logs the latest checkpoint commits ([`crate::anchors`]) still hold what it committed.
+fn check_logs(data_dir: &Path, tenant: &TenantId, report: &TenantReport) -> Result<(), Damage> {
+    let Some(text) = &report.latest_checkpoint else {
+        return Ok(());
+    };
+    let lines = crate::anchors::extension_lines(text);
+    crate::anchors::check(&crate::DataDir::new(data_dir), tenant, &lines).map_err(|reason| Damage {
+        tenant: tenant.to_string(),
+        file: CHECKPOINT_LOG.to_owned(),
+        offset: None,
+        seq: None,
+        reason: format!(
+            "the latest checkpoint (size {}) commits a log that does not hold it: {reason}",
+            report.checkpointed
+        ),
+    })
 }
 
 fn walk(
@@ -178,6 +200,7 @@ fn walk(
                     ));
                 }
                 checkpoints.push((pos as u64, cp.size, cp.root));
+                report.latest_checkpoint = Some(String::from_utf8_lossy(payload).into_owned());
                 pos = next;
             }
             RecordRead::End => break,

@@ -158,6 +158,10 @@ impl Integrity {
         rec.insert("report".into(), report.clone());
         rec.insert("signature".into(), Value::String(signature));
         let stored = self.log.append(rec)?;
+        // The tenant's next checkpoint commits its report (in the integrity log's head).
+        if let Err(e) = ledger.anchor_soon(tenant) {
+            tracing::warn!(%tenant, error = %e, "the integrity report is left for a later checkpoint to commit");
+        }
         lock(&self.by_tenant)
             .entry(tenant.to_string())
             .or_default()

@@ -1,12 +1,18 @@
 //! API keys (DESIGN.md §5): tenant-bound and scoped, or the platform's root key. Only a SHA-256
-//! of each key is stored (`<data-dir>/system/keys.json`, rewritten atomically on every change);
-//! the key itself is shown once, when it is created. Revocation takes effect for the next request.
+//! of each key is stored, in a chain log of changes (`<data-dir>/system/keys.log`: `create`
+//! with the key's record, `revoke` with its id and time; 0600) whose head every tenant's
+//! checkpoint commits (`agentrail_ledger::anchors`), so a key added, widened or un-revoked by
+//! whoever can write the data directory is found at the next open and by `agentrail verify`.
+//! The key itself is shown once, when it is created. Revocation takes effect for the next
+//! request. A `keys.json` of an older version is imported on the first start and removed.
 
 use agentrail_event::TenantId;
 use agentrail_event::hash::{sha256, to_hex};
+use agentrail_ledger::ChainLog;
 use agentrail_ledger::layout::DataDir;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
@@ -120,6 +126,8 @@ pub enum KeyStoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("cannot draw random bytes: {0}")]
     Random(String),
+    #[error("API key log: {0}")]
+    Log(#[from] agentrail_ledger::ChainLogError),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -131,7 +139,7 @@ struct KeyFile {
 /// The key store of a data directory.
 #[derive(Debug)]
 pub struct KeyStore {
-    path: PathBuf,
+    log: ChainLog,
     keys: RwLock<BTreeMap<String, KeyRecord>>,
     /// Serializes changes, which rewrite the file.
     write: Mutex<()>,
@@ -158,65 +166,150 @@ pub fn key_id_of(key: &str) -> Option<&str> {
         .then_some(id)
 }
 
-pub(crate) use agentrail_ledger::files::write_atomic;
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The log records that make a key as it is: created, then revoked if it is.
+fn changes(k: &KeyRecord) -> Result<Vec<Map<String, Value>>, KeyStoreError> {
+    let mut created = k.clone();
+    let revoked = created.revoked_at.take();
+    let key = serde_json::to_value(&created).map_err(|e| KeyStoreError::Corrupt {
+        path: PathBuf::from("keys.log"),
+        reason: e.to_string(),
+    })?;
+    let mut out = vec![obj(json!({"op": "create", "key": key}))];
+    if let Some(at) = revoked {
+        out.push(obj(
+            json!({"op": "revoke", "key_id": k.key_id, "revoked_at": at}),
+        ));
+    }
+    Ok(out)
+}
+
+/// Applies one record of the key log.
+fn apply(keys: &mut BTreeMap<String, KeyRecord>, r: &Value) -> Result<(), String> {
+    match r["op"].as_str() {
+        Some("create") => {
+            let k: KeyRecord = serde_json::from_value(r["key"].clone())
+                .map_err(|e| format!("a created key: {e}"))?;
+            if keys.contains_key(&k.key_id) {
+                return Err(format!("key {} is created twice", k.key_id));
+            }
+            keys.insert(k.key_id.clone(), k);
+        }
+        Some("revoke") => {
+            let id = r["key_id"].as_str().unwrap_or_default();
+            let k = keys
+                .get_mut(id)
+                .ok_or_else(|| format!("revokes key {id:?}, which was never created"))?;
+            k.revoked_at = r["revoked_at"].as_str().map(str::to_owned);
+        }
+        other => return Err(format!("unknown op {other:?}")),
+    }
+    Ok(())
+}
 
 impl KeyStore {
-    /// Opens `<data_dir>/system/keys.json` (an empty store if it does not exist yet).
+    /// Opens `<data_dir>/system/keys.log` (an empty store if it does not exist yet), importing
+    /// the `keys.json` of an older version.
     pub fn open(layout: &DataDir) -> Result<KeyStore, KeyStoreError> {
-        let path = layout.system().keys();
-        let keys = match fs::read(&path) {
-            Ok(b) => {
+        let path = layout.system().api_keys_log();
+        let log = ChainLog::open(&path)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|source| {
+                KeyStoreError::Io {
+                    op: "restrict",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        let mut keys = BTreeMap::new();
+        let mut from = 0;
+        loop {
+            let recs = log.read(from, 4096)?;
+            let Some(last) = recs.last() else { break };
+            from = last.seq + 1;
+            for r in &recs {
+                apply(&mut keys, &r.value()).map_err(|reason| KeyStoreError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("record {}: {reason}", r.seq),
+                })?;
+            }
+        }
+        let store = KeyStore {
+            log,
+            keys: RwLock::new(keys),
+            write: Mutex::new(()),
+        };
+        let old = layout.system().keys();
+        match fs::read(&old) {
+            Ok(b) if store.read().is_empty() => {
                 let f: KeyFile =
                     serde_json::from_slice(&b).map_err(|e| KeyStoreError::Corrupt {
-                        path: path.clone(),
+                        path: old.clone(),
                         reason: e.to_string(),
                     })?;
-                f.keys
+                let mut recs = Vec::new();
+                for k in f.keys.into_values() {
+                    recs.extend(changes(&k)?);
+                }
+                store.change(recs)?;
+                fs::remove_file(&old).map_err(|source| KeyStoreError::Io {
+                    op: "remove",
+                    path: old.clone(),
+                    source,
+                })?;
+                tracing::info!(file = %old.display(), "imported the API keys of an older version into the key log");
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Ok(_) => {
+                return Err(KeyStoreError::Corrupt {
+                    path: old,
+                    reason: "an API key file beside a key log that holds keys: which one is right is not for agentrail to guess".into(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(KeyStoreError::Io {
                     op: "read",
-                    path,
+                    path: old,
                     source,
                 });
             }
-        };
-        Ok(KeyStore {
-            path,
-            keys: RwLock::new(keys),
-            write: Mutex::new(()),
-        })
+        }
+        Ok(store)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, KeyRecord>> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies a change to a copy, persists it, then publishes it: a change is visible only
-    /// once it is durable.
-    fn change<T>(
-        &self,
-        f: impl FnOnce(&mut BTreeMap<String, KeyRecord>) -> T,
-    ) -> Result<T, KeyStoreError> {
+    /// Appends changes durably (one fsync), then publishes them: a change is visible only once
+    /// it is durable.
+    fn change(&self, records: Vec<Map<String, Value>>) -> Result<(), KeyStoreError> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut copy = self.read().clone();
-        let out = f(&mut copy);
-        let file = KeyFile {
-            version: 1,
-            keys: copy,
-        };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| KeyStoreError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&self.path, &bytes, 0o600).map_err(|e| KeyStoreError::Io {
-            op: e.op,
-            path: e.path,
-            source: e.source,
-        })?;
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = file.keys;
-        Ok(out)
+        for r in &records {
+            apply(&mut copy, &Value::Object(r.clone())).map_err(|reason| {
+                KeyStoreError::Corrupt {
+                    path: self.log.path().to_path_buf(),
+                    reason,
+                }
+            })?;
+        }
+        self.log.append_all(records)?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = copy;
+        Ok(())
+    }
+
+    /// The log's head (records, hash of the last), which checkpoints commit.
+    pub fn head(&self) -> (u64, Option<agentrail_event::hash::Hash>) {
+        self.log.head()
     }
 
     /// Creates a key; returns its record and the key string (shown only now).
@@ -242,10 +335,7 @@ impl KeyStore {
             created_at: now.to_owned(),
             revoked_at: None,
         };
-        let r = rec.clone();
-        self.change(move |m| {
-            m.insert(key_id, r);
-        })?;
+        self.change(changes(&rec)?)?;
         Ok((rec, key))
     }
 
@@ -268,12 +358,10 @@ impl KeyStore {
                 _ => return Ok(false),
             }
         }
-        self.change(|m| {
-            if let Some(k) = m.get_mut(key_id) {
-                k.revoked_at = Some(now.to_owned());
-            }
-            true
-        })
+        self.change(vec![obj(
+            json!({"op": "revoke", "key_id": key_id, "revoked_at": now}),
+        )])?;
+        Ok(true)
     }
 
     /// Keys of a tenant (revoked ones included, marked), by key id.
@@ -338,10 +426,12 @@ mod tests {
         assert!(store.authenticate(&wrong).is_none());
         assert!(store.authenticate("Bearer x").is_none());
         // The file holds no key, only its hash, and is private.
-        let file = std::fs::read_to_string(layout.system().keys()).unwrap();
+        let file = String::from_utf8_lossy(&std::fs::read(layout.system().api_keys_log()).unwrap())
+            .into_owned();
+        assert!(file.contains(&rec.key_sha256));
         assert!(!file.contains(&key[20..]));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(layout.system().keys())
+        let mode = std::fs::metadata(layout.system().api_keys_log())
             .unwrap()
             .permissions()
             .mode();
@@ -356,5 +446,56 @@ mod tests {
         let store = KeyStore::open(&layout).unwrap();
         assert!(store.authenticate(&key).is_none());
         assert_eq!(store.list(&acme)[0].revoked_at.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn an_older_key_file_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = DataDir::new(dir.path());
+        std::fs::create_dir_all(layout.system().dir()).unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let (live, revoked, live_key) = {
+            let store = KeyStore::open(&layout).unwrap();
+            let (live, k) = store
+                .create(Some(&acme), "w", &[Scope::EventsWrite], "t0")
+                .unwrap();
+            let (revoked, _) = store
+                .create(Some(&acme), "r", &[Scope::EventsRead], "t0")
+                .unwrap();
+            store.revoke(Some(&acme), &revoked.key_id, "t1").unwrap();
+            (
+                live,
+                store
+                    .list(&acme)
+                    .into_iter()
+                    .find(|k| k.key_id == revoked.key_id)
+                    .unwrap(),
+                k,
+            )
+        };
+        // What an older version kept: one JSON file, no log.
+        std::fs::remove_file(layout.system().api_keys_log()).unwrap();
+        let file = KeyFile {
+            version: 1,
+            keys: [
+                (live.key_id.clone(), live.clone()),
+                (revoked.key_id.clone(), revoked.clone()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        std::fs::write(layout.system().keys(), serde_json::to_vec(&file).unwrap()).unwrap();
+        let store = KeyStore::open(&layout).unwrap();
+        assert!(!layout.system().keys().exists());
+        assert!(store.authenticate(&live_key).is_some());
+        let mut want = vec![live.clone(), revoked.clone()];
+        want.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        assert_eq!(store.list(&acme), want);
+        assert_eq!(store.head().0, 3, "create, create, revoke");
+        drop(store);
+        // A key file beside a log that holds keys is refused, not guessed at.
+        std::fs::write(layout.system().keys(), serde_json::to_vec(&file).unwrap()).unwrap();
+        let e = KeyStore::open(&layout).unwrap_err().to_string();
+        assert!(e.contains("not for agentrail to guess"), "{e}");
     }
 }

@@ -82,32 +82,24 @@ impl Tokens {
     ) -> Result<(Tokens, u64), ServiceError> {
         let mut dropped = 0u64;
         if let Some(in_ledger) = in_ledger {
-            let mut keep = Vec::new();
+            let orphan = |r: &agentrail_ledger::ChainRecord| {
+                r.value()
+                    .get("event_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| in_ledger(tenant, id) == Some(false))
+            };
+            // Found first, destroyed after: the ledger is not asked while the log is locked.
+            let mut orphans = HashSet::new();
             let mut from = 0;
             loop {
                 let recs = log.read(from, 4096)?;
                 let Some(last) = recs.last() else { break };
                 from = last.seq + 1;
-                for r in recs {
-                    let Value::Object(mut m) = r.value() else {
-                        continue;
-                    };
-                    let orphan = m
-                        .get("event_id")
-                        .and_then(Value::as_str)
-                        .is_some_and(|id| in_ledger(tenant, id) == Some(false));
-                    if orphan {
-                        dropped += 1;
-                        continue;
-                    }
-                    for k in ["seq", "prev_hash", "hash"] {
-                        m.remove(k);
-                    }
-                    keep.push(m);
-                }
+                orphans.extend(recs.iter().filter(|r| orphan(r)).map(|r| r.seq));
             }
+            dropped = orphans.len() as u64;
             if dropped > 0 {
-                log.replace_all(keep)?;
+                log.redact(|r| orphans.contains(&r.seq).then(Map::new), vec![])?;
                 tracing::warn!(
                     %tenant,
                     file = %log.path().display(),
@@ -599,7 +591,7 @@ impl Privacy {
 
     fn tokens(&self, tenant: &TenantId) -> Result<Arc<Mutex<Tokens>>, ServiceError> {
         self.tokens.get_or_try_insert(tenant, || {
-            let log = ChainLog::open(&self.layout.tenant(tenant).tokens_log())?;
+            let log = ChainLog::open_redactable(&self.layout.tenant(tenant).tokens_log())?;
             let (t, dropped) = Tokens::load(log, tenant, self.in_ledger.as_ref())?;
             self.dropped_tokens
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
@@ -888,8 +880,9 @@ impl Privacy {
     }
 
     /// Destroys the token values of a subject (`None`: of every subject) after its keys were
-    /// shredded: the token vault is rewritten (atomically) with a tombstone `{token, erased_at}`
-    /// in place of each, so neither the value nor the token's link to the subject remains.
+    /// shredded: each becomes a tombstone `{token, erased_at}` in the token vault (one atomic
+    /// rewrite, `ChainLog::redact`: the chain keeps its hashes), so neither the value nor the
+    /// token's link to the subject remains.
     fn erase_tokens(
         &self,
         tenant: &TenantId,
@@ -898,9 +891,6 @@ impl Privacy {
     ) -> Result<u64, ServiceError> {
         let store = self.tokens(tenant)?;
         let mut t = lock(&store);
-        let mut records = Vec::new();
-        let mut erased = 0;
-        let mut from = 0;
         // No batch is in flight during an erasure (it holds the gate exclusively): records not
         // committed by now belong to refused batches and go with the rewrite.
         let refused: HashSet<u64> = t
@@ -910,35 +900,19 @@ impl Privacy {
             .filter(|c| !c.committed)
             .map(|c| c.seq)
             .collect();
+        let hit = |r: &agentrail_ledger::ChainRecord| {
+            let v = r.value();
+            !refused.contains(&r.seq)
+                && v.get("value").is_some()
+                && subject.is_none_or(|s| v["subject_id"].as_str() == Some(s))
+        };
+        let mut erased = 0u64;
+        let mut from = 0;
         loop {
             let recs = t.log.read(from, 4096)?;
             let Some(last) = recs.last() else { break };
             from = last.seq + 1;
-            for r in recs {
-                if refused.contains(&r.seq) {
-                    continue;
-                }
-                let Value::Object(mut m) = r.value() else {
-                    continue;
-                };
-                for k in ["seq", "prev_hash", "hash"] {
-                    m.remove(k);
-                }
-                let hit = m.contains_key("value")
-                    && subject
-                        .is_none_or(|s| m.get("subject_id").and_then(Value::as_str) == Some(s));
-                if hit {
-                    erased += 1;
-                    let mut tomb = Map::new();
-                    tomb.insert("token".into(), m["token"].clone());
-                    tomb.insert(
-                        "erased_at".into(),
-                        json!(agentrail_ledger::clock::format_timestamp(at)),
-                    );
-                    m = tomb;
-                }
-                records.push(m);
-            }
+            erased += recs.iter().filter(|r| hit(r)).count() as u64;
         }
         if erased > 0 {
             // In memory first: no reveal answers with an erased value, whatever happens below.
@@ -949,7 +923,21 @@ impl Privacy {
                     }
                 }
             }
-            t.log.replace_all(records)?;
+            let erased_at = json!(agentrail_ledger::clock::format_timestamp(at));
+            t.log.redact(
+                |r| {
+                    if refused.contains(&r.seq) {
+                        return Some(Map::new());
+                    }
+                    hit(r).then(|| {
+                        let mut tomb = Map::new();
+                        tomb.insert("token".into(), r.value()["token"].clone());
+                        tomb.insert("erased_at".into(), erased_at.clone());
+                        tomb
+                    })
+                },
+                vec![],
+            )?;
             t.known = Tokens::index(&t.log)?;
         }
         Ok(erased)

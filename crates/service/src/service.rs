@@ -543,7 +543,17 @@ impl Service {
             .create(Some(tenant), &name, scopes, &self.now())
             .map_err(|e| ServiceError::internal(e.to_string()))?;
         tracing::info!(%tenant, key_id = %rec.key_id, by = %caller.key_id, "key created");
+        self.anchor_key_change(tenant);
         Ok((rec, key))
+    }
+
+    /// A tenant's key change is committed by a checkpoint signed now, not by the next one the
+    /// checkpointer signs: a key added or widened in the file meanwhile would look like it.
+    /// If that signature fails, the change stands (durable) and the next checkpoint commits it.
+    fn anchor_key_change(&self, tenant: &TenantId) {
+        if let Err(e) = self.ledger.anchor_now(tenant) {
+            tracing::warn!(%tenant, error = %e, "the key change is left for the next checkpoint to commit");
+        }
     }
 
     pub fn list_keys(&self, tenant: &TenantId) -> Vec<KeyRecord> {
@@ -563,6 +573,7 @@ impl Service {
             .map_err(|e| ServiceError::internal(e.to_string()))?
         {
             tracing::info!(%tenant, %key_id, by = %caller.key_id, "key revoked");
+            self.anchor_key_change(tenant);
             Ok(())
         } else {
             Err(ServiceError::not_found(format!(

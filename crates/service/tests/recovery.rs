@@ -519,14 +519,17 @@ fn a_purge_by_a_wrong_clock_is_undone_by_a_reindex_that_recomputes_cutoffs() {
     service.shutdown();
 }
 
-/// The token records of a tenant's vault as (token, event_id), read from the file.
+/// The token records of a tenant's vault as (token, event_id), read from the file (destroyed
+/// ones, tombstones, left out).
 fn token_records(data: &Path, tenant: &str) -> Vec<(String, Option<String>)> {
-    let log =
-        agentrail_ledger::ChainLog::open(&data.join("tenants").join(tenant).join("tokens/log"))
-            .unwrap();
+    let log = agentrail_ledger::ChainLog::open_redactable(
+        &data.join("tenants").join(tenant).join("tokens/log"),
+    )
+    .unwrap();
     log.read(0, usize::MAX)
         .unwrap()
         .iter()
+        .filter(|r| !r.is_tombstone())
         .map(|r| {
             let v = r.value();
             (

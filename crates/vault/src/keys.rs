@@ -218,52 +218,6 @@ impl TenantKeys {
             }
         }
     }
-
-    /// The records that rebuild this state (for compaction after a shred).
-    fn records(&self) -> Vec<KeyRecord> {
-        let mut out = Vec::new();
-        if let Some(at) = &self.tenant_shredded_at {
-            out.push(KeyRecord::TenantShred {
-                at: at.clone(),
-                versions: self.versions,
-            });
-        }
-        // Versions in order, the current one last.
-        let mut kids: Vec<(&String, &Wrapped)> = self
-            .tenant_keys
-            .iter()
-            .filter(|(k, _)| Some(*k) != self.current.as_ref())
-            .collect();
-        kids.sort_by_key(|(k, _)| version_of(k));
-        if let Some(c) = &self.current
-            && let Some(w) = self.tenant_keys.get(c)
-        {
-            kids.push((c, w));
-        }
-        for (kid, key) in kids {
-            out.push(KeyRecord::TenantKey {
-                kid: kid.clone(),
-                key: key.clone(),
-            });
-        }
-        if let Some(k) = &self.token_key {
-            out.push(KeyRecord::TokenKey { key: k.clone() });
-        }
-        for (subject, at) in &self.shredded {
-            out.push(KeyRecord::Shred {
-                subject: subject.clone(),
-                at: at.clone(),
-            });
-        }
-        for (subject, sk) in &self.subjects {
-            out.push(KeyRecord::SubjectKey {
-                subject: subject.clone(),
-                kid: sk.kid.clone(),
-                key: sk.key.clone(),
-            });
-        }
-        out
-    }
 }
 
 /// An open tenant: its key log, the replayed keys, and the keys already unwrapped.
@@ -283,8 +237,8 @@ pub fn subject_of<'a>(tenant: &TenantId, kid: &'a str) -> Option<&'a str> {
 }
 
 /// The vault of a data directory. Each tenant's wrapped keys are in an append-only key log
-/// `system/vault/<tenant>.keys` (fsync'd before a new key is used); shredding rewrites the log
-/// without the destroyed key.
+/// `system/vault/<tenant>.keys` (fsync'd before a new key is used); shredding turns the
+/// destroyed key's record into a tombstone that keeps its hash (`ChainLog::redact`).
 pub struct Vault {
     master: [u8; 32],
     layout: DataDir,
@@ -384,14 +338,14 @@ impl Vault {
     }
 
     fn load(&self, tenant: &TenantId) -> Result<Mutex<TenantState>, VaultError> {
-        let log = ChainLog::open(&self.path(tenant)).map_err(log_err)?;
+        let log = ChainLog::open_redactable(&self.path(tenant)).map_err(log_err)?;
         let mut keys = TenantKeys::default();
         let mut from = 0;
         loop {
             let recs = log.read(from, 4096).map_err(log_err)?;
             let Some(last) = recs.last() else { break };
             from = last.seq + 1;
-            for r in &recs {
+            for r in recs.iter().filter(|r| !r.is_tombstone()) {
                 let mut v = r.value();
                 if let Some(m) = v.as_object_mut() {
                     for k in ["seq", "prev_hash", "hash"] {
@@ -624,8 +578,8 @@ impl Vault {
             .map(TokenKey)
     }
 
-    /// Destroys a subject's key: the key log is rewritten without it (atomically, durably);
-    /// returns whether it existed.
+    /// Destroys a subject's key: its records in the key log become tombstones and a record of
+    /// the shredding follows, in one atomic, durable rewrite; returns whether it existed.
     pub fn shred_subject(
         &self,
         tenant: &TenantId,
@@ -635,19 +589,33 @@ impl Vault {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
         let existed = st.keys.subjects.get(subject).cloned();
-        let mut keys = st.keys.clone();
-        keys.apply(KeyRecord::Shred {
+        // A retry after a failed rewrite records the same time.
+        let at = st
+            .keys
+            .shredded
+            .get(subject)
+            .cloned()
+            .unwrap_or_else(|| format_timestamp(now));
+        let shred = KeyRecord::Shred {
             subject: subject.to_owned(),
-            at: format_timestamp(now),
-        });
-        let records = self.to_maps(&keys.records())?;
+            at,
+        };
+        let append = self.to_maps(std::slice::from_ref(&shred))?;
         // In memory first: whatever happens to the file below, this process never uses the
         // key again (an error tells the caller to retry, which rewrites the file).
-        st.keys = keys;
+        st.keys.apply(shred);
         if let Some(sk) = &existed {
             st.plain.remove(&sk.kid);
         }
-        st.log.replace_all(records).map_err(log_err)?;
+        st.log
+            .redact(
+                |r| {
+                    let v = r.value();
+                    (v["op"] == "subject_key" && v["subject"] == subject).then(Default::default)
+                },
+                append,
+            )
+            .map_err(log_err)?;
         Ok(existed.is_some())
     }
 
@@ -669,19 +637,33 @@ impl Vault {
         Ok(st.keys.shredded.keys().cloned().collect())
     }
 
-    /// Destroys every key of a tenant: its key log is rewritten (atomically) to one record
-    /// saying so (with any copy an interrupted rewrite left beside it removed); its subjects
-    /// count as shredded, and new keys never reuse a destroyed key's id.
+    /// Destroys every key of a tenant: each key record of its key log becomes a tombstone and
+    /// one record says when (and how many tenant key versions existed, so a new key never
+    /// takes a destroyed key's id), in one atomic rewrite (with any copy an interrupted rewrite
+    /// left beside it removed); its subjects count as shredded.
     pub fn shred_tenant(&self, tenant: &TenantId, now: Timestamp) -> Result<(), VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
-        st.keys.apply(KeyRecord::TenantShred {
+        let shred = KeyRecord::TenantShred {
             at: format_timestamp(now),
-            versions: 0,
-        });
+            versions: st.keys.versions,
+        };
+        let append = self.to_maps(std::slice::from_ref(&shred))?;
+        st.keys.apply(shred);
         st.plain.clear();
-        let records = self.to_maps(&st.keys.records())?;
-        st.log.replace_all(records).map_err(log_err)?;
+        st.log
+            .redact(
+                |r| {
+                    let v = r.value();
+                    matches!(
+                        v["op"].as_str(),
+                        Some("tenant_key" | "token_key" | "subject_key")
+                    )
+                    .then(Default::default)
+                },
+                append,
+            )
+            .map_err(log_err)?;
         let p = self.path(tenant);
         for p in [
             p.with_extension("keys.rewrite"),

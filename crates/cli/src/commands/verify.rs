@@ -1,12 +1,13 @@
 //! `agentrail verify --data-dir DIR [--tenant T]`: offline, read-only verification of every
 //! record, hash, chain, session chain, causal link, tree node and signed checkpoint, and the
 //! chain of each tenant's access log, retention log, token vault and key log (and of the system
-//! integrity log). On a terminal, a progress line per tenant (bytes of its segments).
+//! integrity and API key logs), each against the head its tenant's latest checkpoint commits. On a terminal, a progress line per tenant (bytes of its segments).
 
 use crate::progress::Progress;
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::DataDir;
+use agentrail_ledger::anchors::Anchored;
 use agentrail_ledger::{
     Anchors, list_tenants, read_origin_prefix, read_verifier, verify_tenant_with_progress,
 };
@@ -210,17 +211,14 @@ pub fn run(a: VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
         // The tenant's chain logs are hash-chained on their own: who read what, retention
         // runs, the token vault and the wrapped keys (a damaged one of these refuses reads,
         // reveals or sealing although the ledger verifies).
-        let tp = DataDir::new(data_dir).tenant(t);
-        for (what, path) in [
-            ("access log", tp.access_log()),
-            ("retention log", tp.retention_log()),
-            ("token vault", tp.tokens_log()),
-            ("key log", tp.vault_keys()),
-        ] {
+        // (What the latest checkpoint commits of each was checked with the tenant above.)
+        let layout = DataDir::new(data_dir);
+        for log in Anchored::ALL.into_iter().filter(|a| !a.system()) {
+            let (what, path) = (log.label(), log.path(&layout, t));
             if !path.exists() {
                 continue;
             }
-            match agentrail_ledger::scan_chain_log(&path) {
+            match agentrail_ledger::scan_chain_log(&path, log.redactable()) {
                 Ok(scan) => println!(
                     "{t}: {what} ok: {} records chained{}",
                     scan.records,
@@ -237,13 +235,19 @@ pub fn run(a: VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let integrity = DataDir::new(data_dir).system().integrity_log();
-    if tenant.is_none() && integrity.exists() {
-        match agentrail_ledger::scan_chain_log(&integrity) {
-            Ok(scan) => println!("integrity log ok: {} records chained", scan.records),
+    let layout = DataDir::new(data_dir);
+    for log in Anchored::ALL {
+        let Some(path) = log.system_path(&layout) else {
+            continue;
+        };
+        if tenant.is_some() || !path.exists() {
+            continue;
+        }
+        match agentrail_ledger::scan_chain_log(&path, false) {
+            Ok(scan) => println!("{} ok: {} records chained", log.label(), scan.records),
             Err(e) => {
                 failed += 1;
-                println!("integrity log FAILED: {e}");
+                println!("{} FAILED: {e}", log.label());
             }
         }
     }
