@@ -1019,13 +1019,18 @@ impl Service {
         Ok(p)
     }
 
-    /// The latest signed checkpoint (signed at most a second ago by the background signer), or
-    /// a new one if the tenant has none yet.
+    /// A signed checkpoint covering every durable event: the latest logged one when it does,
+    /// else one signed now.
     pub fn checkpoint(&self, tenant: &TenantId) -> Result<SignedCheckpoint, ServiceError> {
-        if let Some(cp) = self.ledger.latest_checkpoint(tenant)? {
-            return Ok(cp);
-        }
-        self.ledger.checkpoint(tenant).map_err(|e| match e {
+        let size = self.ledger.size(tenant)?;
+        let signed = match self.ledger.latest_checkpoint(tenant)? {
+            Some(cp) if cp.size >= size => return Ok(cp),
+            // Behind what is durable (the checkpointer signs at most once a second): one
+            // signed over the durable tree, as a receipt's is (at most once per size).
+            Some(_) => self.ledger.receipt_checkpoint(tenant, size),
+            None => self.ledger.checkpoint(tenant),
+        };
+        signed.map_err(|e| match e {
             agentrail_ledger::CheckpointError::Open(o) => o.into(),
             agentrail_ledger::CheckpointError::Read(r) => r.into(),
             e => ServiceError::internal(e.to_string()),

@@ -644,12 +644,26 @@ impl Vault {
     pub fn shred_tenant(&self, tenant: &TenantId, now: Timestamp) -> Result<(), VaultError> {
         let st = self.state(tenant)?;
         let mut st = lock(&st);
-        let shred = KeyRecord::TenantShred {
-            at: format_timestamp(now),
+        let at = format_timestamp(now);
+        // Each subject's shredding recorded on its own: its key record becomes a tombstone, so
+        // a replay of the log would not know the subject from the tenant record alone.
+        let mut records: Vec<KeyRecord> = st
+            .keys
+            .subjects
+            .keys()
+            .map(|subject| KeyRecord::Shred {
+                subject: subject.clone(),
+                at: at.clone(),
+            })
+            .collect();
+        records.push(KeyRecord::TenantShred {
+            at,
             versions: st.keys.versions,
-        };
-        let append = self.to_maps(std::slice::from_ref(&shred))?;
-        st.keys.apply(shred);
+        });
+        let append = self.to_maps(&records)?;
+        for r in records {
+            st.keys.apply(r);
+        }
         st.plain.clear();
         st.log
             .redact(
