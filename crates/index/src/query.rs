@@ -6,14 +6,16 @@
 use crate::error::IndexError;
 use crate::store::{TenantIndex, ts_ns};
 use rusqlite::types::Value as Sql;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 /// The largest page a query returns.
 pub const MAX_PAGE: usize = 1000;
 
-/// One event as stored, with where it is in the ledger.
+/// One event that answers a query: where it is in the ledger and the hash it has there. The
+/// index holds no copy of the event: its body is read from the ledger (checked against this
+/// hash) by whoever serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventRow {
     pub seq: u64,
@@ -21,22 +23,6 @@ pub struct EventRow {
     pub hash: String,
     pub event_id: String,
     pub event_type: String,
-    /// The stored event (RFC 8785 JSON), embedded as is.
-    #[serde(serialize_with = "raw_json")]
-    pub event: String,
-}
-
-fn raw_json<S: Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
-    let raw: &serde_json::value::RawValue =
-        serde_json::from_str(s).map_err(serde::ser::Error::custom)?;
-    raw.serialize(ser)
-}
-
-impl EventRow {
-    /// The stored event, parsed.
-    pub fn value(&self) -> Value {
-        serde_json::from_str(&self.event).unwrap_or(Value::Null)
-    }
 }
 
 /// A page of results and the cursor of the next one (`None` at the end).
@@ -157,7 +143,9 @@ impl Where {
     }
 }
 
-const ROW: &str = "e.seq, e.hash, e.event_id, e.event_type, e.body";
+const ROW: &str = "e.seq, e.hash, e.event_id, e.event_type";
+/// Columns of [`ROW`]: a query's extra columns start here.
+const ROW_COLS: usize = 4;
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     let hash: Vec<u8> = r.get(1)?;
@@ -166,7 +154,6 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
         hash: TenantIndex::hex(&hash),
         event_id: r.get(2)?,
         event_type: r.get(3)?,
-        event: r.get(4)?,
     })
 }
 
@@ -328,7 +315,7 @@ impl TenantIndex {
                 |r| {
                     Ok(SessionEvent {
                         row: row(r)?,
-                        session_seq: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                        session_seq: u64::try_from(r.get::<_, i64>(ROW_COLS)?).unwrap_or(0),
                     })
                 },
             )
@@ -428,7 +415,9 @@ impl TenantIndex {
                     out
                 }
                 Direction::Effects => children
-                    .query_map([&node.event_id], |r| Ok((row(r)?, r.get(5)?, r.get(6)?)))
+                    .query_map([&node.event_id], |r| {
+                        Ok((row(r)?, r.get(ROW_COLS)?, r.get(ROW_COLS + 1)?))
+                    })
                     .map_err(sql_err)?
                     .collect::<rusqlite::Result<_>>()
                     .map_err(sql_err)?,
@@ -597,10 +586,10 @@ impl TenantIndex {
             |r, row| {
                 Ok(ReviewRow {
                     row,
-                    decision: r.get(5)?,
-                    reviewer: r.get(6)?,
-                    latency_ms: r.get(7)?,
-                    proposed_event_id: r.get(8)?,
+                    decision: r.get(ROW_COLS)?,
+                    reviewer: r.get(ROW_COLS + 1)?,
+                    latency_ms: r.get(ROW_COLS + 2)?,
+                    proposed_event_id: r.get(ROW_COLS + 3)?,
                 })
             },
             ", e.review_decision, e.reviewer_id, e.review_latency_ms, e.proposed_event_id",
@@ -798,9 +787,9 @@ impl TenantIndex {
                     w,
                     req,
                     |r, row| {
-                        let latency: Option<i64> = r.get(5)?;
-                        let reviewer: Option<String> = r.get(6)?;
-                        let proposed: Option<String> = r.get(7)?;
+                        let latency: Option<i64> = r.get(ROW_COLS)?;
+                        let reviewer: Option<String> = r.get(ROW_COLS + 1)?;
+                        let proposed: Option<String> = r.get(ROW_COLS + 2)?;
                         Ok(anomaly(
                             row,
                             json!({"latency_ms": latency, "reviewer": reviewer,
@@ -817,8 +806,8 @@ impl TenantIndex {
                 w,
                 req,
                 |r, row| {
-                    let decision: String = r.get(5)?;
-                    let review: String = r.get(6)?;
+                    let decision: String = r.get(ROW_COLS)?;
+                    let review: String = r.get(ROW_COLS + 1)?;
                     Ok(anomaly(
                         row,
                         json!({"decision_event_id": decision, "review_event_id": review}),
@@ -846,7 +835,7 @@ impl TenantIndex {
                     w,
                     req,
                     |r, row| {
-                        let missing: String = r.get(5)?;
+                        let missing: String = r.get(ROW_COLS)?;
                         let missing: Vec<&str> = missing.split(' ').collect();
                         Ok(anomaly(row, json!({"missing_causes": missing})))
                     },
@@ -867,7 +856,7 @@ impl TenantIndex {
                     w,
                     req,
                     |r, row| {
-                        let skew_ns: i64 = r.get(5)?;
+                        let skew_ns: i64 = r.get(ROW_COLS)?;
                         Ok(anomaly(
                             row,
                             json!({"skew_ms": skew_ns.div_euclid(1_000_000)}),

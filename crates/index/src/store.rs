@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Bumped when the schema changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -42,8 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
     reviewer_id TEXT,
     review_latency_ms INTEGER,
     proposed_event_id TEXT,
-    clock_skew_ms INTEGER,
-    body TEXT NOT NULL
+    clock_skew_ms INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id);
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id, session_seq) WHERE session_id IS NOT NULL;
@@ -357,9 +356,9 @@ impl TenantIndex {
                         session_prev_hash, agent_id, actor_id, actor_type, subject_id, occurred_ns,
                         received_ns, tool_name, outcome, classification, model_provider, model_name,
                         model_version, review_decision, reviewer_id, review_latency_ms,
-                        proposed_event_id, clock_skew_ms, body)
+                        proposed_event_id, clock_skew_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                        ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                        ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                 )
                 .map_err(sql)?;
             let mut cause = tx
@@ -565,7 +564,6 @@ impl TenantIndex {
                     latency,
                     proposed,
                     v.get("clock_skew_ms").and_then(Value::as_i64),
-                    body,
                 ])
                 .map_err(sql)?;
                 let event_id = str_at(&v, &["event_id"]).unwrap_or_default();

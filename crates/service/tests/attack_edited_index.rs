@@ -1,9 +1,10 @@
 //! Threat: whoever can write the data directory edits the query store (`index.sqlite`): a
-//! review's body turned from "reject" into "approve", its indexed decision too. The index is
-//! derived and unsigned; `verify` checks the ledger, so nothing there notices.
+//! review's indexed decision turned from "reject" into "approve" (the index once held the
+//! event's body too). The index is derived and unsigned; `verify` checks the ledger, so nothing
+//! there notices.
 //!
-//! Defence: reads serve bodies from the ledger (CRC and hash checked), never from the index's
-//! copy. An edited body is never served; a row whose hash no longer matches the ledger at its
+//! Defence: the index holds no copy of the bodies; reads serve them from the ledger (CRC and
+//! hash checked). An edited row never changes what is served; a row whose hash no longer matches the ledger at its
 //! seq is refused (named, counted in `agentrail_index_mismatches`) until the tenant is
 //! reindexed, and the integrity verifier, sampling index rows against the ledger, fails the
 //! tenant. The index can still hide or misfile rows; it cannot change what is served.
@@ -60,11 +61,11 @@ fn an_edited_query_store_never_changes_what_is_served() {
     };
     let (key, _) = caller;
 
-    // The body and the indexed decision edited: the ledger's body is what is served.
+    // The indexed decision edited: the ledger's body is what is served.
     let db = rusqlite::Connection::open(&index).unwrap();
     let n = db
         .execute(
-            "UPDATE events SET body = replace(body, '\"reject\"', '\"approve\"'), review_decision = 'approve' WHERE event_id = 'rv-3'",
+            "UPDATE events SET review_decision = 'approve' WHERE event_id = 'rv-3'",
             [],
         )
         .unwrap();

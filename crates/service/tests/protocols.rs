@@ -547,10 +547,12 @@ fn payload_content_is_sealed_in_every_event_type() {
     env.ingest(&events).unwrap();
     let req = common::request(env.admin.clone(), &env.tenant);
     let rows = common::all_events(&env.service, &req, &EventFilter::default()).unwrap();
-    let stored: Vec<Value> = rows
-        .iter()
-        .map(|r| serde_json::from_str(&r.event).unwrap())
-        .collect();
+    // As stored (the sealed form), read from the ledger.
+    let stored: Vec<Value> = env
+        .service
+        .presenter(&env.tenant, false)
+        .all(&rows)
+        .unwrap();
     assert!(
         stored[0]["payload"]["content"].get("$enc").is_some(),
         "{}",
