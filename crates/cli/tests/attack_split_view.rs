@@ -233,3 +233,87 @@ fn a_forked_history_gets_no_cosignature_and_is_rejected() {
     let (st, _) = post_checkpoint(&wurl, "hello".into());
     assert_eq!(st, 400);
 }
+
+/// Polls `GET …/checkpoint` until the server refuses the tenant; the refusal's text.
+fn refused(url: &str, key: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let (st, v) = common::call(
+            &common::agent(),
+            "GET",
+            &format!("{url}/v1/tenants/acme/checkpoint"),
+            key,
+            None,
+        )
+        .unwrap();
+        if st >= 500 {
+            return v.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never refused: {st} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Threat: the data directory put back to an earlier state (events a witness already saw cut,
+/// as a crash or a rogue operator leaves it), or replaced by a history rewritten with the real
+/// key. Locally everything verifies.
+///
+/// Defence: the witness is asked on every round. One that cosigned a longer tree, or refuses
+/// this tree as inconsistent with the one it cosigned, makes the server refuse the tenant
+/// (named, no further signature), rather than sign over it.
+#[test]
+fn a_log_cut_or_rewritten_behind_its_witness_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = ingest_offline(&data, &reviews("reject", 0, 10));
+    assert!(o.status.success(), "{}", text(&o));
+    let early = tmp.path().join("early");
+    agentrail_testkit::copy_dir(&data, &early);
+    let o = ingest_offline(&data, &reviews("reject", 10, 5));
+    assert!(o.status.success(), "{}", text(&o));
+    let log_vkey = std::fs::read_to_string(data.join("system/log.vkey")).unwrap();
+    let wdir = tmp.path().join("witness");
+    let (_witness, wurl) = start_witness(&wdir, log_vkey.trim());
+    let wvkey = std::fs::read_to_string(wdir.join("witness.vkey")).unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "checkpoint_interval_ms = 100\nwitness_interval_ms = 100\n[[witnesses]]\nurl = \"{wurl}\"\nkey = \"{}\"\n",
+            wvkey.trim()
+        ),
+    )
+    .unwrap();
+    {
+        let (server, url, _) = common::spawn_server_with(&data, Some(&config), None, 0);
+        let _server = Killed(server);
+        let reader = common::tenant_key(&url, &data, "acme", &["events:read"]);
+        cosigned(&url, &reader, 15);
+    }
+
+    // Put back to 10 events: the witness holds 15.
+    let (server, url, _) = common::spawn_server_with(&early, Some(&config), None, 0);
+    let _server = Killed(server);
+    let reader = common::tenant_key(&url, &early, "acme", &["events:read"]);
+    let why = refused(&url, &reader);
+    assert!(
+        why.contains("witness") && why.contains("cosigned a tree of 15 events"),
+        "{why}"
+    );
+    drop(_server);
+
+    // Rewritten with the real key: 17 approvals instead of 15 rejections.
+    let fork = tmp.path().join("fork");
+    std::fs::create_dir_all(&fork).unwrap();
+    agentrail_testkit::copy_dir(&data.join("system"), &fork.join("system"));
+    let o = ingest_offline(&fork, &reviews("approve", 0, 17));
+    assert!(o.status.success(), "{}", text(&o));
+    let (server, url, _) = common::spawn_server_with(&fork, Some(&config), None, 0);
+    let _server = Killed(server);
+    let reader = common::tenant_key(&url, &fork, "acme", &["events:read"]);
+    let why = refused(&url, &reader);
+    assert!(why.contains("inconsistent"), "{why}");
+}

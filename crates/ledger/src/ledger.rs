@@ -2,7 +2,7 @@
 //! key, and a background thread that signs checkpoints.
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::{AppendError, CheckpointError, LedgerOpenError, OpenError, ReadError};
+use crate::error::{AppendError, CheckpointError, Damage, LedgerOpenError, OpenError, ReadError};
 use crate::files::{FsyncHook, Syncer};
 use crate::layout::DataDir;
 use crate::signer::{KeyFile, LogSigner, SocketSigner};
@@ -113,6 +113,8 @@ struct Inner {
     tenants: Mutex<Lru>,
     closed: AtomicBool,
     recovery_notes: Mutex<Vec<String>>,
+    /// Tenants refused on evidence from outside the box ([`Ledger::refuse`]), with why.
+    refused: Mutex<HashMap<TenantId, Damage>>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
     _lock: File,
@@ -347,6 +349,7 @@ impl Ledger {
             }),
             closed: AtomicBool::new(false),
             recovery_notes: Mutex::new(Vec::new()),
+            refused: Mutex::new(HashMap::new()),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             _lock: lock_file,
@@ -599,6 +602,28 @@ impl Ledger {
             })
     }
 
+    /// Refuses a tenant for the life of this ledger: something outside the data directory (a
+    /// witness that cosigned a longer or different tree) shows its records are not the ones
+    /// it signed. It is closed without a checkpoint, and every later use answers `Damaged` with
+    /// `damage` (never another signature over its tree). Reopening the data directory checks
+    /// again from the start.
+    pub fn refuse(&self, tenant: &TenantId, damage: Damage) {
+        tracing::error!(%tenant, %damage, "TENANT REFUSED: its records are not what was signed");
+        let reason = damage.to_string();
+        lock(&self.inner.refused).insert(tenant.clone(), damage);
+        // Dropped from the open set without the close that would sign its tree; whoever still
+        // holds it (an append, the checkpointer's round) finds it poisoned: no append, no
+        // signature.
+        if let Some((t, _)) = lock(&self.inner.tenants).open.remove(tenant) {
+            t.poison_again(format!("refused: {reason}"));
+        }
+    }
+
+    /// Tenants refused by [`Ledger::refuse`], with why.
+    pub fn refused_tenants(&self) -> Vec<Damage> {
+        lock(&self.inner.refused).values().cloned().collect()
+    }
+
     /// Has the checkpointer sign the tenant's next checkpoint even if its tree did not grow: a
     /// record about it was appended to a system log its checkpoints commit
     /// ([`crate::anchors`]).
@@ -699,6 +724,9 @@ impl Drop for Ledger {
 
 impl Inner {
     fn tenant(&self, id: &TenantId, create: bool) -> Result<Arc<Tenant>, OpenError> {
+        if let Some(d) = lock(&self.refused).get(id) {
+            return Err(OpenError::Damaged(d.clone()));
+        }
         let mut lru = lock(&self.tenants);
         lru.tick += 1;
         let tick = lru.tick;

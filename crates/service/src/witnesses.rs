@@ -40,6 +40,14 @@ pub struct Witnesses {
     pub failures: AtomicU64,
 }
 
+/// Why a witness gave no cosignature.
+enum NoCosignature {
+    /// It could not or would not answer now (down, a bad answer): tried again later.
+    Failed(String),
+    /// It holds a tree this log's records do not extend.
+    Evidence(String),
+}
+
 fn parse_size(body: &str) -> Option<u64> {
     body.trim_end_matches('\n').parse().ok()
 }
@@ -117,10 +125,22 @@ impl Witnesses {
                     sigs.push(sig);
                     changed = true;
                 }
-                Err(e) => {
+                Err(NoCosignature::Failed(e)) => {
                     self.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(tenant = %tenant, witness = %w.url, error = %e,
                         "no cosignature");
+                }
+                Err(NoCosignature::Evidence(reason)) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    let damage = agentrail_ledger::Damage {
+                        tenant: tenant.to_string(),
+                        file: format!("witness {}", w.url),
+                        offset: None,
+                        seq: None,
+                        reason,
+                    };
+                    self.ledger.refuse(tenant, damage.clone());
+                    return Err(agentrail_ledger::OpenError::Damaged(damage).into());
                 }
             }
         }
@@ -142,7 +162,8 @@ impl Witnesses {
         w: &Witness,
         tenant: &TenantId,
         cp: &SignedCheckpoint,
-    ) -> Result<NoteSignature, String> {
+    ) -> Result<NoteSignature, NoCosignature> {
+        use NoCosignature::{Evidence, Failed};
         let mut old = lock(&self.known)
             .get(&(i, tenant.clone()))
             .copied()
@@ -150,17 +171,17 @@ impl Witnesses {
         // A second try after a 409 names the size the witness holds.
         for _ in 0..2 {
             if old > cp.size {
-                return Err(format!(
-                    "the witness has cosigned a tree of {old} events; the log's newest checkpoint has {}",
+                return Err(Evidence(format!(
+                    "the witness cosigned a tree of {old} events; the log's newest checkpoint has {}: events it saw were cut",
                     cp.size
-                ));
+                )));
             }
             let proof = if old == 0 || old == cp.size {
                 Vec::new()
             } else {
                 self.ledger
                     .consistency_proof(tenant, old, cp.size)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| Failed(e.to_string()))?
             };
             let mut body = format!("old {old}\n");
             for h in &proof {
@@ -175,37 +196,50 @@ impl Witnesses {
                 .post(&url)
                 .header("Content-Type", "text/plain; charset=utf-8")
                 .send(body.as_bytes())
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| Failed(format!("{url}: {e}")))?;
             let status = r.status().as_u16();
             let text = r
                 .body_mut()
                 .read_to_string()
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| Failed(format!("{url}: {e}")))?;
             match status {
                 200 => {
                     // The answer's lines are signature lines of the same note.
-                    let joined = Note::parse(format!("{}{text}", cp.text).as_bytes())
-                        .map_err(|e| format!("{url}: not cosignature lines ({e}): {text:?}"))?;
+                    let joined =
+                        Note::parse(format!("{}{text}", cp.text).as_bytes()).map_err(|e| {
+                            Failed(format!("{url}: not cosignature lines ({e}): {text:?}"))
+                        })?;
                     let sig = joined
                         .signatures
                         .iter()
                         .find(|s| w.key.matches(s))
                         .cloned()
-                        .ok_or_else(|| format!("{url}: no cosignature by {} in {text:?}", w.key))?;
-                    w.key
-                        .verify(&joined.text, &sig)
-                        .map_err(|e| format!("{url}: the cosignature does not verify: {e}"))?;
+                        .ok_or_else(|| {
+                            Failed(format!("{url}: no cosignature by {} in {text:?}", w.key))
+                        })?;
+                    w.key.verify(&joined.text, &sig).map_err(|e| {
+                        Failed(format!("{url}: the cosignature does not verify: {e}"))
+                    })?;
                     lock(&self.known).insert((i, tenant.clone()), cp.size);
                     return Ok(sig);
                 }
                 409 => {
                     old = parse_size(&text)
-                        .ok_or_else(|| format!("{url}: 409 without a size: {text:?}"))?;
+                        .ok_or_else(|| Failed(format!("{url}: 409 without a size: {text:?}")))?;
                     lock(&self.known).insert((i, tenant.clone()), old);
                 }
-                s => return Err(format!("{url}: {s} {}", text.trim_end())),
+                // The proof (checked before it was sent) does not take the witness's tree to
+                // ours: the records it cosigned are not the ones this tree holds.
+                422 => {
+                    return Err(Evidence(format!(
+                        "the witness refused the log's tree of {} events as inconsistent with the tree of {old} it cosigned: {}",
+                        cp.size,
+                        text.trim_end()
+                    )));
+                }
+                s => return Err(Failed(format!("{url}: {s} {}", text.trim_end()))),
             }
         }
-        Err("the witness's size kept changing".into())
+        Err(Failed("the witness's size kept changing".into()))
     }
 }
