@@ -260,6 +260,13 @@ enum Command {
         /// The tenant's verifier key (GET /v1/tenants/{t}/verifier-key).
         #[arg(long)]
         key: String,
+        /// A witness's cosignature verifier key (repeatable).
+        #[arg(long)]
+        witness: Vec<String>,
+        /// Fail unless at least this many of the --witness keys cosigned the export's
+        /// checkpoint.
+        #[arg(long, default_value_t = 0)]
+        min_witnesses: usize,
     },
     /// Drive a running server with a realistic multi-tenant agent workload, then print example
     /// queries and their answers (needs the root key).
@@ -456,7 +463,12 @@ fn main() -> ExitCode {
                 out: &out,
             },
         ),
-        Command::VerifyExport { dir, key } => commands::export::verify_export(&dir, &key),
+        Command::VerifyExport {
+            dir,
+            key,
+            witness,
+            min_witnesses,
+        } => commands::export::verify_export(&dir, &key, &witness, min_witnesses),
         Command::Demo {
             remote,
             tenants,

@@ -171,6 +171,66 @@ fn a_forked_history_gets_no_cosignature_and_is_rejected() {
     let o = verify_note(log_vkey, &wvkey, &real, tmp.path());
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("cosignature by"), "{}", text(&o));
+    // An export against the cosigned checkpoint carries the cosignature: `verify-export` can
+    // require it; one against the latest checkpoint alone fails that requirement.
+    let exporter = common::tenant_key(&url, &data, "acme", &["export"]);
+    let export = |body: &str| {
+        let (st, v) = common::call(
+            &common::agent(),
+            "POST",
+            &format!("{url}/v1/tenants/acme/exports"),
+            &exporter,
+            Some(("application/json", body.as_bytes().to_vec())),
+        )
+        .unwrap();
+        assert_eq!(st, 202, "{v}");
+        let id = v["export_id"].as_str().unwrap().to_owned();
+        let started = Instant::now();
+        loop {
+            let (_, v) = common::call(
+                &common::agent(),
+                "GET",
+                &format!("{url}/v1/tenants/acme/exports/{id}"),
+                &exporter,
+                None,
+            )
+            .unwrap();
+            if v["status"] == "done" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        data.join("tenants/acme/exports").join(id)
+    };
+    let verify_export = |dir: &Path, min: &str| {
+        bin()
+            .arg("verify-export")
+            .arg(dir)
+            .args([
+                "--key",
+                log_vkey,
+                "--witness",
+                &wvkey,
+                "--min-witnesses",
+                min,
+            ])
+            .output()
+            .unwrap()
+    };
+    let witnessed = export(r#"{"cosigned": true}"#);
+    let o = verify_export(&witnessed, "1");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("cosignature by"), "{}", text(&o));
+    let plain = export("{}");
+    let o = verify_export(&plain, "1");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("0 of the given witnesses"),
+        "{}",
+        text(&o)
+    );
+    assert!(verify_export(&plain, "0").status.success());
     drop(server);
 
     // The fork: approvals instead, signed with the real key (copied with the data directory).

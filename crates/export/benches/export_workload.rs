@@ -120,6 +120,7 @@ fn main() {
             format,
             max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
             content: None,
+            checkpoint: None,
         };
         reset_peak();
         let started = Instant::now();

@@ -27,6 +27,8 @@ pub struct ExportReport {
     pub bytes: u64,
     pub checkpoint_size: u64,
     pub root: Hash,
+    /// The given witnesses whose cosignature on the checkpoint verifies (name, time).
+    pub cosigned_by: Vec<(String, u64)>,
 }
 
 /// Exactly what failed.
@@ -187,13 +189,16 @@ const BATCH: usize = 8192;
 
 /// Verifies the export in `dir` with the tenant's verifier key.
 pub fn verify_export(dir: &Path, key: &Verifier) -> Result<ExportReport, VerifyExportError> {
-    verify_export_with_progress(dir, key, &mut |_, _| {})
+    verify_export_with_progress(dir, key, &[], &mut |_, _| {})
 }
 
-/// [`verify_export`], calling `progress(events verified, events in the export)` as it goes.
+/// [`verify_export`], also checking the cosignatures of `witnesses` on the manifest's
+/// checkpoint (the report names those that verify), calling `progress(events verified, events
+/// in the export)` as it goes.
 pub fn verify_export_with_progress(
     dir: &Path,
     key: &Verifier,
+    witnesses: &[Verifier],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport, VerifyExportError> {
     let path = dir.join(MANIFEST_FILE);
@@ -222,8 +227,9 @@ pub fn verify_export_with_progress(
         ));
     }
     // 2. The checkpoint is the log's, for this origin.
-    let (cp, _) = agentrail_note::open_checkpoint(m.checkpoint.as_bytes(), key, &[])
-        .map_err(|e| VerifyExportError::Checkpoint(e.to_string()))?;
+    let (cp, cosigned_by) =
+        agentrail_note::open_checkpoint(m.checkpoint.as_bytes(), key, witnesses)
+            .map_err(|e| VerifyExportError::Checkpoint(e.to_string()))?;
     if cp.origin != m.origin {
         return Err(VerifyExportError::Checkpoint(format!(
             "origin {:?} is not the manifest's {:?}",
@@ -378,5 +384,6 @@ pub fn verify_export_with_progress(
         bytes: total,
         checkpoint_size: cp.size,
         root: cp.root,
+        cosigned_by,
     })
 }

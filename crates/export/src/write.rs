@@ -59,6 +59,10 @@ pub struct ExportRequest {
     /// Parquet only: opens the sealed content of each event into the content columns (the
     /// caller decides whether whoever asked may read it). `None`: sealed fields read as null.
     pub content: Option<ContentOpener>,
+    /// The signed checkpoint to export against (a cosigned one, with its witnesses'
+    /// cosignatures) instead of the latest: its size bounds the range; it must be this
+    /// tenant's, signed by the log, over the ledger's tree.
+    pub checkpoint: Option<String>,
 }
 
 /// Opens a stored event's sealed fields: `{field path: tokenized value}` for those whose key
@@ -140,13 +144,33 @@ fn seq_at(
 
 fn plan(ledger: &Ledger, req: &ExportRequest) -> Result<Job, ExportError> {
     let t = &req.tenant;
-    let cp = match ledger.latest_checkpoint(t)? {
-        Some(cp) if cp.size == ledger.size(t)? => cp,
-        _ => ledger
-            .checkpoint(t)
-            .map_err(|e| ExportError::Bad(format!("signing a checkpoint: {e}")))?,
+    let (size, text) = match &req.checkpoint {
+        Some(text) => {
+            let bad =
+                |why: String| ExportError::Bad(format!("the checkpoint to export against {why}"));
+            let (cp, _) = agentrail_note::open_checkpoint(text.as_bytes(), ledger.verifier(), &[])
+                .map_err(|e| bad(format!("does not verify: {e}")))?;
+            if cp.origin != ledger.origin(t) {
+                return Err(bad(format!("is for {:?}", cp.origin)));
+            }
+            if cp.size > ledger.size(t)? || ledger.root_at(t, cp.size)? != cp.root {
+                return Err(bad(format!(
+                    "(size {}) is not of this ledger's tree",
+                    cp.size
+                )));
+            }
+            (cp.size, text.clone())
+        }
+        None => {
+            let cp = match ledger.latest_checkpoint(t)? {
+                Some(cp) if cp.size == ledger.size(t)? => cp,
+                _ => ledger
+                    .checkpoint(t)
+                    .map_err(|e| ExportError::Bad(format!("signing a checkpoint: {e}")))?,
+            };
+            (cp.size, cp.text)
+        }
     };
-    let size = cp.size;
     let parse = |name: &str, s: &Option<String>| -> Result<Option<jiff::Timestamp>, ExportError> {
         s.as_deref()
             .map(|s| {
@@ -172,7 +196,7 @@ fn plan(ledger: &Ledger, req: &ExportRequest) -> Result<Job, ExportError> {
         first_seq: first,
         end_seq: end,
         checkpoint_size: size,
-        checkpoint: cp.text,
+        checkpoint: text,
         max_file_bytes: req.max_file_bytes.max(1),
         content: req.content.is_some(),
     })

@@ -30,6 +30,7 @@ fn req(t: &str, format: FileFormat, selection: Selection) -> ExportRequest {
         format,
         max_file_bytes: 300_000,
         content: None,
+        checkpoint: None,
     }
 }
 

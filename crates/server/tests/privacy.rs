@@ -471,6 +471,7 @@ async fn sealed_tokenized_revealable_and_erasable() {
         format: agentrail_export::FileFormat::Ndjson,
         max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
         content: None,
+        checkpoint: None,
     };
     let m = agentrail_export::export(state.service.ledger(), &req, &out, |_, _| true).unwrap();
     agentrail_export::verify_export(&out, state.service.ledger().verifier()).unwrap();

@@ -36,6 +36,13 @@ pub struct JobRequest {
     /// Parquet: the sealed content opened into the content columns (`view=decrypted`).
     #[serde(default)]
     pub content: bool,
+    /// Against the newest checkpoint the configured witnesses cosigned (its size bounds the
+    /// range) rather than the latest, so `verify-export --min-witnesses` holds.
+    #[serde(default)]
+    pub cosigned: bool,
+    /// The cosigned checkpoint, pinned when the job starts (a resumed job uses the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 /// A job's state as served.
@@ -264,6 +271,7 @@ impl Exports {
                     format: req.format,
                     max_file_bytes: req.max_file_bytes,
                     content,
+                    checkpoint: req.checkpoint.clone(),
                 };
                 let result = agentrail_export::export(&ledger, &er, &dir, |done, total| {
                     if let Some(j) = lock(&running).get_mut(&key) {

@@ -1280,6 +1280,14 @@ impl Service {
             self.clock.now().as_millisecond(),
             hex::encode(b)
         );
+        let mut job = job;
+        if job.cosigned && job.checkpoint.is_none() {
+            job.checkpoint = Some(self.witnesses.cosigned(&req.tenant)?.ok_or_else(|| {
+                ServiceError::NotReady(
+                    "no checkpoint of this tenant is cosigned yet (are witnesses configured and reachable?)".into(),
+                )
+            })?);
+        }
         let id = self.exports.start(&req.tenant, job, new_id)?;
         let mut req = req;
         if let Value::Object(m) = &mut req.params {

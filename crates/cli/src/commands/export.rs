@@ -104,16 +104,37 @@ pub fn export(r: &Remote, a: ExportArgs<'_>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify_export(dir: &Path, key: &str) -> anyhow::Result<ExitCode> {
+pub fn verify_export(
+    dir: &Path,
+    key: &str,
+    witnesses: &[String],
+    min_witnesses: usize,
+) -> anyhow::Result<ExitCode> {
     let key: Verifier = key.trim().parse().map_err(|e| anyhow!("--key: {e}"))?;
+    let witnesses: Vec<Verifier> = witnesses
+        .iter()
+        .map(|w| w.trim().parse().map_err(|e| anyhow!("--witness: {e}")))
+        .collect::<anyhow::Result<_>>()?;
     let started = std::time::Instant::now();
     let mut bar = Progress::labelled(0, "events", "");
-    let result = agentrail_export::verify_export_with_progress(dir, &key, &mut |done, total| {
-        bar.set(done, total)
-    });
+    let result =
+        agentrail_export::verify_export_with_progress(dir, &key, &witnesses, &mut |done, total| {
+            bar.set(done, total)
+        });
     bar.clear();
     match result {
+        Ok(r) if r.cosigned_by.len() < min_witnesses => {
+            println!(
+                "FAILED: the export's checkpoint (size {}) is cosigned by {} of the given witnesses, {min_witnesses} required (export with \"cosigned\": true once witnesses cosigned one)",
+                r.checkpoint_size,
+                r.cosigned_by.len()
+            );
+            Ok(ExitCode::FAILURE)
+        }
         Ok(r) => {
+            for (name, ts) in &r.cosigned_by {
+                println!("cosignature by {name} at {ts}: ok");
+            }
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             println!(
                 "ok: tenant {}, {} events (seq {}..{}) in {} files, every hash and the chain recomputed, leaves of the signed tree of size {} (root {})",

@@ -35,6 +35,11 @@ pub struct CreateExport {
     /// `stored`: sealed fields read as null (they stay sealed in `stored` either way). An NDJSON
     /// export is always the stored events.
     pub view: Option<super::View>,
+    /// Export against the newest checkpoint the configured witnesses cosigned (its size bounds
+    /// the range; the manifest carries the cosignatures, for `verify-export --witness KEY
+    /// --min-witnesses N`) instead of the latest. 409 `not_ready` while none is cosigned.
+    #[serde(default)]
+    pub cosigned: bool,
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/exports", tag = "exports",
@@ -43,7 +48,8 @@ pub struct CreateExport {
     security(("bearer" = ["export"])),
     responses(
         (status = 202, description = "the export runs in the background", body = ExportStatus),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "`cosigned`: no checkpoint is cosigned yet", body = ErrorBody)))]
 pub async fn create_export(
     State(s): S,
     Caller(caller): Caller,
@@ -113,6 +119,8 @@ pub async fn create_export(
             .max(4096),
         destination: req.destination,
         content,
+        cosigned: req.cosigned,
+        checkpoint: None,
     };
     let params = serde_json::to_value(&job).unwrap_or(Value::Null);
     logged_read(caller, tenant, route, params, move |read| {
