@@ -16,6 +16,7 @@
 //!     format: FileFormat::Ndjson,
 //!     max_file_bytes: agentrail_export::DEFAULT_MAX_FILE_BYTES,
 //!     content: None,
+//!     checkpoint: None,
 //! };
 //! export(&ledger, &req, "./export-acme".as_ref(), |_, _| true)?;
 //! verify_export("./export-acme".as_ref(), ledger.verifier())?;
