@@ -809,3 +809,95 @@ pub mod kafka {
         }
     }
 }
+
+/// An S3 API server with Object Lock for tests: moto's server mode (PyPI `moto[server]`;
+/// `.ci/run` installs it), on a port of its own, in memory, killed when dropped. The binary is
+/// `$AGENTRAIL_MOTO`, else `moto_server` on the `PATH`. Moto enforces what the archive relies
+/// on: `If-None-Match: *` on put, COMPLIANCE retention (a locked version cannot be deleted,
+/// not even with the governance bypass), and versioning (a put over a key adds a version).
+pub mod s3 {
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    #[derive(Debug)]
+    pub struct Server {
+        child: Child,
+        port: u16,
+    }
+
+    fn binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("AGENTRAIL_MOTO") {
+            return PathBuf::from(p);
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join("moto_server"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no S3 API server for this test: pip install 'moto[server]' (as .ci/run \
+                     does) or set AGENTRAIL_MOTO"
+                )
+            })
+    }
+
+    impl Server {
+        /// Starts a server and waits until it answers.
+        pub fn start() -> Server {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"));
+            let bin = binary();
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let server = Server { child, port };
+            let started = Instant::now();
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "the S3 server did not listen on port {port} within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            server
+        }
+
+        /// Its endpoint URL.
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        /// Creates a bucket, with Object Lock enabled (and so versioning) or without.
+        pub fn create_bucket(&self, name: &str, object_lock: bool) {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut req = agent.put(&format!("{}/{name}", self.endpoint()));
+            if object_lock {
+                req = req.header("x-amz-bucket-object-lock-enabled", "true");
+            }
+            let mut r = req
+                .send_empty()
+                .unwrap_or_else(|e| panic!("creating bucket {name}: {e}"));
+            let status = r.status().as_u16();
+            let body = r.body_mut().read_to_string().unwrap_or_default();
+            assert_eq!(status, 200, "creating bucket {name}: {body}");
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The archive on S3 (DESIGN.md §8.1): `s3://bucket/prefix`, a bucket with Object Lock
+//! enabled (refused otherwise, at [`ArchiveStore::check`]). Each object is put once with
+//! `If-None-Match: *` (S3 refuses the put if the key exists: no overwrite, not even a new
+//! version), its SHA-256 checksum (S3 checks the bytes it received), and COMPLIANCE-mode
+//! retention until the date asked, which nobody — the bucket's owner included — can shorten
+//! or bypass. A key that exists is read back and compared: the same bytes are a re-upload after
+//! a crash, other bytes a conflict.
+//!
+//! The AWS SDK is async; this store is sync like the rest of the application: it owns a small
+//! tokio runtime and blocks on each call (from the service's threads, never from inside a
+//! runtime). Credentials, region and endpoint: the config, else the usual `AWS_*` variables.
+//! The SDK retries throttling and transient errors (its standard policy); what still fails is
+//! returned, and the archiver retries later.
+
+use agentrail_archive::{ArchiveError, ArchiveStore, ObjectInfo, Put, valid_key};
+use agentrail_event::hash::{sha256, to_hex};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
+use base64::Engine;
+
+/// Where the archive is and how to reach it; `None` fields come from the `AWS_*` variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Config {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    pub url: String,
+    /// An S3-compatible endpoint (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`); AWS's otherwise.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+pub struct S3Archive {
+    url: String,
+    bucket: String,
+    /// Prepended to every key, with its `/` (empty for the bucket's root).
+    prefix: String,
+    client: aws_sdk_s3::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for S3Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Archive({})", self.url)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn not_worm(url: &str, reason: impl Into<String>) -> ArchiveError {
+    ArchiveError::NotWorm {
+        url: url.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// An SDK error as one line: S3's code and message when it answered, else the whole chain
+/// (a connection refused, a timeout).
+fn describe<E>(e: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(e).to_string(),
+    }
+}
+
+fn failed<E>(
+    op: &'static str,
+    key: &str,
+) -> impl FnOnce(aws_sdk_s3::error::SdkError<E>) -> ArchiveError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let key = key.to_owned();
+    move |e| ArchiveError::Io {
+        op,
+        key,
+        source: std::io::Error::other(describe(&e)),
+    }
+}
+
+impl S3Archive {
+    pub fn open(cfg: &S3Config) -> Result<S3Archive, ArchiveError> {
+        let url = cfg.url.clone();
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| not_worm(&url, "an S3 archive is s3://bucket[/prefix]"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_end_matches('/');
+        if bucket.is_empty() {
+            return Err(not_worm(&url, "no bucket in the URL"));
+        }
+        if !prefix.is_empty() {
+            valid_key(prefix)?;
+        }
+        let key_id = cfg
+            .access_key_id
+            .clone()
+            .or_else(|| env("AWS_ACCESS_KEY_ID"));
+        let secret = cfg
+            .secret_access_key
+            .clone()
+            .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+        let (Some(key_id), Some(secret)) = (key_id, secret) else {
+            return Err(not_worm(
+                &url,
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the config's)",
+            ));
+        };
+        let token = cfg
+            .session_token
+            .clone()
+            .or_else(|| env("AWS_SESSION_TOKEN"));
+        let region = cfg
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = cfg
+            .endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"));
+        let mut b = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(Credentials::new(key_id, secret, token, None, "agentrail"));
+        if let Some(e) = endpoint {
+            // S3-compatible servers are addressed by path, not by bucket host name.
+            b = b.endpoint_url(e).force_path_style(true);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("agentrail-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| not_worm(&url, format!("cannot start its I/O runtime: {e}")))?;
+        Ok(S3Archive {
+            bucket: bucket.to_owned(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            rt,
+            url,
+        })
+    }
+
+    fn full(&self, key: &str) -> Result<String, ArchiveError> {
+        valid_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    fn compare(&self, key: &str, bytes: &[u8]) -> Result<Put, ArchiveError> {
+        let stored = self.get(key)?.ok_or_else(|| ArchiveError::Io {
+            op: "read back",
+            key: key.to_owned(),
+            source: std::io::Error::other(
+                "S3 refused the put as if the object existed, but it cannot be read",
+            ),
+        })?;
+        if stored == bytes {
+            Ok(Put::AlreadyThere)
+        } else {
+            Err(ArchiveError::Conflict {
+                key: key.to_owned(),
+                existing: to_hex(&sha256(&stored)),
+                new: to_hex(&sha256(bytes)),
+            })
+        }
+    }
+}
+
+impl ArchiveStore for S3Archive {
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn check(&self) -> Result<(), ArchiveError> {
+        let got = self.rt.block_on(
+            self.client
+                .get_object_lock_configuration()
+                .bucket(&self.bucket)
+                .send(),
+        );
+        match got {
+            Ok(out)
+                if out
+                    .object_lock_configuration()
+                    .and_then(|c| c.object_lock_enabled())
+                    == Some(&ObjectLockEnabled::Enabled) =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(not_worm(
+                &self.url,
+                format!("bucket {} does not have Object Lock enabled", self.bucket),
+            )),
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Err(not_worm(
+                &self.url,
+                format!(
+                    "bucket {} has no Object Lock (it can only be enabled when the bucket is created: --object-lock-enabled-for-bucket)",
+                    self.bucket
+                ),
+            )),
+            Err(e) => Err(not_worm(
+                &self.url,
+                format!(
+                    "cannot read bucket {}'s Object Lock configuration: {}",
+                    self.bucket,
+                    describe(&e)
+                ),
+            )),
+        }
+    }
+
+    fn put_once(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        retain_until: Option<&str>,
+    ) -> Result<Put, ArchiveError> {
+        let full = self.full(key)?;
+        let checksum = base64::engine::general_purpose::STANDARD.encode(sha256(bytes));
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .if_none_match("*")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum)
+            .body(ByteStream::from(bytes.to_vec()));
+        if let Some(until) = retain_until {
+            let date = DateTime::from_str(until, DateTimeFormat::DateTime).map_err(|e| {
+                ArchiveError::Io {
+                    op: "set the retention of",
+                    key: key.to_owned(),
+                    source: std::io::Error::other(format!("{until:?} is not RFC 3339: {e}")),
+                }
+            })?;
+            put = put
+                .object_lock_mode(ObjectLockMode::Compliance)
+                .object_lock_retain_until_date(date);
+        }
+        match self.rt.block_on(put.send()) {
+            Ok(_) => Ok(Put::Written),
+            // The key exists (412), or another put of it is in flight (409).
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 409)
+                ) =>
+            {
+                self.compare(key, bytes)
+            }
+            Err(e) => Err(failed("put", key)(e)),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let full = self.full(key)?;
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send()
+                .await;
+            match out {
+                Ok(o) => o
+                    .body
+                    .collect()
+                    .await
+                    .map(|b| Some(b.into_bytes().to_vec()))
+                    .map_err(|e| ArchiveError::Io {
+                        op: "read",
+                        key: key.to_owned(),
+                        source: std::io::Error::other(e.to_string()),
+                    }),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                Err(e) => Err(failed("get", key)(e)),
+            }
+        })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArchiveError> {
+        let full = format!("{}{prefix}", self.prefix);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .rt
+                .block_on(
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(&full)
+                        .set_continuation_token(token.clone())
+                        .send(),
+                )
+                .map_err(failed("list", prefix))?;
+            for o in page.contents() {
+                if let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    out.push(ObjectInfo {
+                        key: k.to_owned(),
+                        size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn retention(&self, key: &str) -> Result<Option<String>, ArchiveError> {
+        let full = self.full(key)?;
+        // HEAD carries the lock (GetObjectRetention needs one more permission).
+        let head = self
+            .rt
+            .block_on(
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send(),
+            )
+            .map_err(failed("read the retention of", key))?;
+        if head.object_lock_mode() != Some(&ObjectLockMode::Compliance) {
+            return Ok(None);
+        }
+        Ok(head
+            .object_lock_retain_until_date()
+            .and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()))
+    }
+}
