@@ -97,7 +97,7 @@ impl Config {
 
 pub const DEFAULT_ORIGIN_PREFIX: &str = "agentrail.local";
 /// What [`Ledger::sign_statement`] signs: export manifests and integrity reports.
-pub const STATEMENT_KINDS: [&str; 2] = ["export", "integrity-report"];
+pub const STATEMENT_KINDS: [&str; 3] = ["export", "integrity-report", "archive-manifest"];
 
 struct Lru {
     open: HashMap<TenantId, (Arc<Tenant>, u64)>,
@@ -622,6 +622,30 @@ impl Ledger {
     /// Tenants refused by [`Ledger::refuse`], with why.
     pub fn refused_tenants(&self) -> Vec<Damage> {
         lock(&self.inner.refused).values().cloned().collect()
+    }
+
+    /// The tenant's sealed segments, oldest first: `(first seq, end seq, path)` (read-only
+    /// files that never change again: what the archive takes).
+    pub fn sealed_segments(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(u64, u64, PathBuf)>, OpenError> {
+        Ok(self.tenant(tenant, false)?.sealed_segments())
+    }
+
+    /// Seals the tenant's active segment now if it holds events; whether it did.
+    pub fn seal_active(&self, tenant: &TenantId) -> Result<bool, AppendError> {
+        let t = self.tenant(tenant, false)?;
+        t.seal_active(&self.inner.ctx)
+    }
+
+    /// The first seq of the active segment and when its first event was received (`None`
+    /// while it holds no durable event): how far behind sealed segments are.
+    pub fn active_since(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<(u64, jiff::Timestamp)>, ReadError> {
+        self.tenant(tenant, false)?.active_since()
     }
 
     /// Has the checkpointer sign the tenant's next checkpoint even if its tree did not grow: a

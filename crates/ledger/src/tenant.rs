@@ -98,6 +98,12 @@ impl StoredEvent {
         let v: serde_json::Value = serde_json::from_slice(&self.bytes).ok()?;
         v.get("event_id")?.as_str().map(str::to_owned)
     }
+
+    /// When the ledger received it (every stored event has `received_at`).
+    pub fn received_at(&self) -> Option<jiff::Timestamp> {
+        let v: serde_json::Value = serde_json::from_slice(&self.bytes).ok()?;
+        v.get("received_at")?.as_str()?.parse().ok()
+    }
 }
 
 /// A signed checkpoint of a tenant's tree.
@@ -1372,6 +1378,52 @@ impl Tenant {
         s.written = st.next_seq;
         s.written_len = st.active_len;
         Ok(())
+    }
+
+    /// Sealed segments, oldest first: `(first seq, end seq, path)`. Sealed files are read-only
+    /// and never change again.
+    pub fn sealed_segments(&self) -> Vec<(u64, u64, PathBuf)> {
+        let st = lock(&self.state);
+        st.segments
+            .windows(2)
+            .map(|w| (w[0], w[1], self.dir.join(segment_name(w[0]))))
+            .collect()
+    }
+
+    /// Seals the active segment now if it holds events (for the archive, which takes sealed
+    /// segments only): it is made durable and read-only and a new one starts. Returns whether
+    /// it sealed one.
+    pub fn seal_active(&self, ctx: &Ctx) -> Result<bool, AppendError> {
+        if let Some(reason) = self.poisoned() {
+            return Err(AppendError::Poisoned {
+                tenant: self.id.to_string(),
+                reason,
+            });
+        }
+        let mut st = lock(&self.state);
+        if st.active_len <= HEADER_LEN as u64 {
+            return Ok(false);
+        }
+        let next = st.next_seq;
+        self.roll(ctx, &mut st, next)?;
+        Ok(true)
+    }
+
+    /// The first seq of the active segment and when its first event was received (`None`
+    /// while it holds none).
+    pub fn active_since(&self) -> Result<Option<(u64, jiff::Timestamp)>, ReadError> {
+        let first = {
+            let st = lock(&self.state);
+            if st.active_len <= HEADER_LEN as u64 {
+                return Ok(None);
+            }
+            *st.segments.last().unwrap_or(&0)
+        };
+        if first >= self.size() {
+            return Ok(None); // not durable yet
+        }
+        let ev = self.read(first)?;
+        Ok(ev.received_at().map(|at| (first, at)))
     }
 
     /// Seals the active segment (durable, read-only) and starts a new one.

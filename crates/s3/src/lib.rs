@@ -7,8 +7,8 @@
 //! a crash, other bytes a conflict.
 //!
 //! The AWS SDK is async; this store is sync like the rest of the application: it owns a small
-//! tokio runtime and blocks on each call (from the service's threads, never from inside a
-//! runtime). Credentials, region and endpoint: the config, else the usual `AWS_*` variables.
+//! tokio runtime, runs each request there and waits for the answer on the calling thread (any
+//! thread: it never blocks inside a runtime). Credentials, region and endpoint: the config, else the usual `AWS_*` variables.
 //! The SDK retries throttling and transient errors (its standard policy); what still fails is
 //! returned, and the archiver retries later.
 
@@ -159,6 +159,23 @@ impl S3Archive {
         })
     }
 
+    /// Runs a request on the store's runtime and waits for it on this thread, whatever the
+    /// thread (a runtime's blocking pool included: nothing here blocks inside a runtime).
+    fn wait<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, ArchiveError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| ArchiveError::Io {
+            op: "reach",
+            key: self.url.clone(),
+            source: std::io::Error::other("the S3 client's runtime stopped"),
+        })
+    }
+
     fn full(&self, key: &str) -> Result<String, ArchiveError> {
         valid_key(key)?;
         Ok(format!("{}{key}", self.prefix))
@@ -190,12 +207,12 @@ impl ArchiveStore for S3Archive {
     }
 
     fn check(&self) -> Result<(), ArchiveError> {
-        let got = self.rt.block_on(
+        let got = self.wait(
             self.client
                 .get_object_lock_configuration()
                 .bucket(&self.bucket)
                 .send(),
-        );
+        )?;
         match got {
             Ok(out)
                 if out
@@ -256,7 +273,7 @@ impl ArchiveStore for S3Archive {
                 .object_lock_mode(ObjectLockMode::Compliance)
                 .object_lock_retain_until_date(date);
         }
-        match self.rt.block_on(put.send()) {
+        match self.wait(put.send())? {
             Ok(_) => Ok(Put::Written),
             // The key exists (412), or another put of it is in flight (409).
             Err(e)
@@ -273,14 +290,11 @@ impl ArchiveStore for S3Archive {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
         let full = self.full(key)?;
-        self.rt.block_on(async {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&full)
-                .send()
-                .await;
+        let (client, bucket, key_owned) =
+            (self.client.clone(), self.bucket.clone(), key.to_owned());
+        self.wait(async move {
+            let key = key_owned.as_str();
+            let out = client.get_object().bucket(bucket).key(full).send().await;
             match out {
                 Ok(o) => o
                     .body
@@ -295,7 +309,7 @@ impl ArchiveStore for S3Archive {
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
                 Err(e) => Err(failed("get", key)(e)),
             }
-        })
+        })?
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArchiveError> {
@@ -304,15 +318,14 @@ impl ArchiveStore for S3Archive {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .rt
-                .block_on(
+                .wait(
                     self.client
                         .list_objects_v2()
                         .bucket(&self.bucket)
                         .prefix(&full)
                         .set_continuation_token(token.clone())
                         .send(),
-                )
+                )?
                 .map_err(failed("list", prefix))?;
             for o in page.contents() {
                 if let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) {
@@ -335,14 +348,13 @@ impl ArchiveStore for S3Archive {
         let full = self.full(key)?;
         // HEAD carries the lock (GetObjectRetention needs one more permission).
         let head = self
-            .rt
-            .block_on(
+            .wait(
                 self.client
                     .head_object()
                     .bucket(&self.bucket)
                     .key(&full)
                     .send(),
-            )
+            )?
             .map_err(failed("read the retention of", key))?;
         if head.object_lock_mode() != Some(&ObjectLockMode::Compliance) {
             return Ok(None);

@@ -73,6 +73,22 @@ pub struct ServiceConfig {
     pub heal_after_ms: u64,
     /// Intake the service pulls from outside (`[[source.kafka]]`).
     pub source: Sources,
+    /// The WORM archive (DESIGN.md §8.1): `s3://bucket[/prefix]` (a bucket with Object Lock;
+    /// credentials from the `AWS_*` variables) or `file:///path`. None: no archive.
+    pub archive: Option<String>,
+    /// An S3-compatible endpoint and region for an `s3://` archive (else `AWS_ENDPOINT_URL` /
+    /// `AWS_REGION`, then AWS's own).
+    pub archive_endpoint: Option<String>,
+    pub archive_region: Option<String>,
+    /// A tenant's active segment is sealed and archived once its first event is this old: the
+    /// archive is at most this far behind (the RPO).
+    pub archive_interval_ms: u64,
+    /// Archive lag beyond this is logged at error and POSTed to `webhook_url`.
+    pub archive_lag_alert_ms: u64,
+    /// The store of `archive`, opened by whoever can (the `agentrail` binary opens `s3://`
+    /// ones; the service opens `file://` ones itself).
+    #[serde(skip)]
+    pub archive_store: Option<std::sync::Arc<dyn agentrail_archive::ArchiveStore>>,
 }
 
 /// Where events are pulled from, besides the requests the server answers.
@@ -168,6 +184,12 @@ impl Default for ServiceConfig {
             signer: None,
             witnesses: Vec::new(),
             witness_interval_ms: 1000,
+            archive: None,
+            archive_endpoint: None,
+            archive_region: None,
+            archive_interval_ms: 3_600_000,
+            archive_lag_alert_ms: 7_200_000,
+            archive_store: None,
             verify_interval_ms: 600_000,
             webhook_url: None,
             retention_interval_ms: 3_600_000,

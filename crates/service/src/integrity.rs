@@ -259,24 +259,7 @@ impl Integrity {
     }
 
     fn notify(&self, record: &Value) {
-        let Some(url) = &self.webhook else { return };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let body = json!({"event": "integrity.failure", "record": record}).to_string();
-        match agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(body.as_bytes())
-        {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                tracing::error!(%url, status = r.status().as_u16(), "the integrity webhook refused")
-            }
-            Err(e) => tracing::error!(%url, error = %e, "cannot reach the integrity webhook"),
-        }
+        crate::webhook::alert(self.webhook.as_deref(), "integrity.failure", record);
     }
 
     /// Reports of a tenant after `cursor` (a report seq), oldest first.

@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod archiver;
 pub mod budget;
 mod config;
 mod error;
@@ -35,6 +36,7 @@ pub mod retention;
 mod schedule;
 mod service;
 pub mod storage;
+mod webhook;
 pub mod witnesses;
 
 pub use config::{KafkaSource, ServiceConfig, Sources, WitnessConfig};

@@ -65,6 +65,9 @@ pub struct Metrics {
     pub access_records: Counter,
     pub integrity_failures: Gauge,
     pub witness_failures: Gauge,
+    pub archive_lag_events: Gauge,
+    pub archive_lag_seconds: Gauge<f64, AtomicU64>,
+    pub archive_upload_errors: Gauge,
     pub index_mismatches: Counter,
     pub integrity_failing_tenants: Gauge,
     /// 1 while ingest is paused for want of disk space.
@@ -293,6 +296,24 @@ impl Default for Metrics {
             "Checkpoint submissions to witnesses that got no cosignature since the start (down, or refused)",
             witness_failures.clone(),
         );
+        let archive_lag_events = Gauge::default();
+        registry.register(
+            "archive_lag_events",
+            "Events not in the archive yet, in the tenant furthest behind",
+            archive_lag_events.clone(),
+        );
+        let archive_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "archive_lag_seconds",
+            "Age of the oldest event not in the archive yet, over tenants",
+            archive_lag_seconds.clone(),
+        );
+        let archive_upload_errors = Gauge::default();
+        registry.register(
+            "archive_upload_errors",
+            "Archive rounds that failed since the start (retried with backoff)",
+            archive_upload_errors.clone(),
+        );
         let integrity_failing_tenants = Gauge::default();
         registry.register(
             "integrity_failing_tenants",
@@ -317,6 +338,9 @@ impl Default for Metrics {
             kafka_records,
             integrity_failures,
             witness_failures,
+            archive_lag_events,
+            archive_lag_seconds,
+            archive_upload_errors,
             index_mismatches,
             integrity_failing_tenants,
             storage_full,

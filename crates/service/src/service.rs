@@ -43,6 +43,7 @@ pub struct Service {
     exports: Exports,
     integrity: Arc<Integrity>,
     witnesses: Arc<crate::witnesses::Witnesses>,
+    archiver: Option<Arc<crate::archiver::Archiver>>,
     privacy: Arc<Privacy>,
     retention: Arc<Retention>,
     metrics: Metrics,
@@ -335,6 +336,38 @@ impl Service {
             list,
         ));
         witnesses.start_schedule(Duration::from_millis(cfg.witness_interval_ms.max(10)));
+        let archive_store: Option<Arc<dyn agentrail_archive::ArchiveStore>> = match (
+            &cfg.archive,
+            &cfg.archive_store,
+        ) {
+            (_, Some(store)) => Some(store.clone()),
+            (Some(url), None) if url.starts_with("file://") => Some(Arc::new(
+                agentrail_archive::FileArchive::from_url(url)
+                    .map_err(|e| ServiceError::internal(e.to_string()))?,
+            )),
+            (Some(url), None) => {
+                return Err(ServiceError::internal(format!(
+                    "archive {url}: the agentrail binary opens s3:// archives (or use file:///path)"
+                )));
+            }
+            (None, None) => None,
+        };
+        let archiver = match archive_store {
+            Some(store) => {
+                let a = Arc::new(crate::archiver::Archiver::new(
+                    ledger.clone(),
+                    privacy.clone(),
+                    store,
+                    clock.clone(),
+                    Duration::from_millis(cfg.archive_interval_ms.max(1)),
+                    Duration::from_millis(cfg.archive_lag_alert_ms),
+                    cfg.webhook_url.clone(),
+                )?);
+                a.start_schedule();
+                Some(a)
+            }
+            None => None,
+        };
         let exports = Exports::new(ledger.clone(), privacy.vault().clone());
         exports.resume_interrupted();
         let storage = StorageGuard::open(&layout, cfg.reserve_bytes);
@@ -348,6 +381,7 @@ impl Service {
             retention,
             integrity,
             witnesses,
+            archiver,
             privacy,
             metrics: Metrics::default(),
             layout,
@@ -1044,6 +1078,20 @@ impl Service {
         self.witnesses.cosigned(tenant)
     }
 
+    /// Archives the tenant now (what the schedule does): seals its active segment if it is
+    /// older than `archive_interval`, puts what is sealed and not archived yet.
+    pub fn archive_now(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<crate::archiver::ArchiveRound, ServiceError> {
+        let a = self.archiver.as_ref().ok_or_else(|| {
+            ServiceError::bad_request(
+                "no archive is configured (archive = \"s3://…\" or \"file:///…\")",
+            )
+        })?;
+        a.run(tenant)
+    }
+
     /// Submits the tenant's newest checkpoint to the witnesses now (what the schedule does).
     pub fn witness_now(&self, tenant: &TenantId) -> Result<(), ServiceError> {
         self.witnesses.run(tenant)
@@ -1403,6 +1451,14 @@ impl Service {
                 .failures
                 .load(std::sync::atomic::Ordering::Relaxed) as i64,
         );
+        if let Some(a) = &self.archiver {
+            let (events, secs) = a.lag();
+            self.metrics.archive_lag_events.set(events as i64);
+            self.metrics.archive_lag_seconds.set(secs);
+            self.metrics
+                .archive_upload_errors
+                .set(a.upload_errors.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        }
     }
 
     /// Clean shutdown: stop the jobs and the indexer, sign final checkpoints.
@@ -1419,6 +1475,9 @@ impl Service {
         }
         self.integrity.stop();
         self.witnesses.stop();
+        if let Some(a) = &self.archiver {
+            a.stop();
+        }
         self.retention.stop();
         self.exports.stop();
         self.indexer.stop();

@@ -1,0 +1,449 @@
+//! The archiver (DESIGN.md §8.1): a job of the service that keeps each tenant's legal record in
+//! the WORM archive ([`agentrail_archive::ArchiveStore`]: files, or S3 with Object Lock).
+//!
+//! Every round, per tenant: the active segment is sealed once its first event is older than
+//! `archive_interval` (so the archive is at most that far behind); every sealed segment not in
+//! the archive yet is put there, then a checkpoint covering them, then a signed archive
+//! manifest, under `<tenant>/<yyyy>/<mm>/<dd>/` (the UTC day its first event was received, for
+//! a segment; the day it was archived, for the others):
+//!
+//! ```text
+//! acme/2026/12/07/segment-<first seq>-<end seq>     the sealed segment file, byte for byte
+//! acme/2026/12/07/checkpoint-<size>                 the signed checkpoint note
+//! acme/2026/12/07/manifest-<end seq>.json           {"manifest": …, "signature": …}
+//! ```
+//!
+//! (seqs zero-padded to 20 digits, so keys sort in seq order). A manifest names the segments
+//! it adds (key, seq range, size, SHA-256, retention), the checkpoint, and the previous
+//! manifest (key and SHA-256): the manifests chain, and each is signed with the log key as a
+//! statement `<origin>/archive-manifest` over the SHA-256 of its RFC 8785 bytes. Each object is
+//! retained (COMPLIANCE, where the store enforces it) until its newest event's `received_at`
+//! plus the tenant's `retention_days`.
+//!
+//! Objects are written once: a re-run after a crash puts the same bytes again (a no-op), and
+//! where the archive stands is read back from it (the newest manifest), never kept only
+//! here. A failed upload is counted, logged, retried with backoff (1 s doubling to 5 min);
+//! ingest never waits for the archive. The lag (events and seconds not yet archived) is a
+//! metric, and passing `archive_lag_alert_ms` is logged at error and POSTed to the webhook.
+
+use crate::error::ServiceError;
+use crate::privacy::Privacy;
+use crate::schedule::Schedule;
+use agentrail_archive::ArchiveStore;
+use agentrail_event::TenantId;
+use agentrail_event::hash::{sha256, to_hex};
+use agentrail_ledger::sync::lock;
+use agentrail_ledger::{Clock, Ledger};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `format` of an archive manifest.
+pub const MANIFEST_FORMAT: &str = "agentrail-archive-manifest/v1";
+
+/// One archived segment, as its manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedSegment {
+    pub key: String,
+    pub first_seq: u64,
+    pub end_seq: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub retain_until: String,
+}
+
+/// An archived object named by key and digest (the checkpoint, the previous manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub key: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveManifest {
+    pub format: String,
+    pub tenant: String,
+    pub origin: String,
+    /// The events it adds: `[first_seq, end_seq)`, in `segments`, contiguous.
+    pub first_seq: u64,
+    pub end_seq: u64,
+    pub segments: Vec<ArchivedSegment>,
+    /// A signed checkpoint of at least `end_seq` events.
+    pub checkpoint: ObjectRef,
+    pub checkpoint_size: u64,
+    /// The manifest before it (`None` for the first).
+    pub prev_manifest: Option<ObjectRef>,
+}
+
+impl ArchiveManifest {
+    /// The SHA-256 (hex) of its RFC 8785 form: what its signature commits to.
+    pub fn digest(&self) -> Result<String, String> {
+        let v = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let bytes = agentrail_event::json::to_canonical_vec(&v).map_err(|e| e.to_string())?;
+        Ok(to_hex(&sha256(&bytes)))
+    }
+}
+
+/// A manifest object: the manifest and the log's signature over it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedArchiveManifest {
+    pub manifest: ArchiveManifest,
+    /// A C2SP signed note `<origin>/archive-manifest\nsha256 <digest>\n`.
+    pub signature: String,
+}
+
+/// The key of a manifest ending at `end` on `day` (`yyyy/mm/dd`).
+pub fn manifest_key(tenant: &str, day: &str, end: u64) -> String {
+    format!("{tenant}/{day}/manifest-{end:020}.json")
+}
+
+/// The end seq a manifest key names, if it is one.
+pub fn manifest_end(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?;
+    name.strip_prefix("manifest-")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+/// `yyyy/mm/dd` of a time, in UTC.
+fn day(ts: jiff::Timestamp) -> String {
+    ts.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y/%m/%d")
+        .to_string()
+}
+
+/// Where a tenant's archive stands: the events it holds and its newest manifest.
+#[derive(Debug, Clone, Default)]
+struct Head {
+    end: u64,
+    manifest: Option<ObjectRef>,
+}
+
+/// What one round did for a tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveRound {
+    pub sealed: bool,
+    pub segments: usize,
+    pub bytes: u64,
+    /// The events the archive holds after it.
+    pub archived: u64,
+}
+
+#[derive(Debug)]
+pub struct Archiver {
+    ledger: Arc<Ledger>,
+    privacy: Arc<Privacy>,
+    store: Arc<dyn ArchiveStore>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    lag_alert: Duration,
+    webhook: Option<String>,
+    heads: Mutex<HashMap<TenantId, Head>>,
+    /// Per tenant after a failure: when to try again, and the next back-off.
+    retry: Mutex<HashMap<TenantId, (Instant, Duration)>>,
+    /// Per tenant: events and seconds not archived yet.
+    lags: Mutex<HashMap<TenantId, (u64, f64)>>,
+    alerted: Mutex<HashSet<TenantId>>,
+    pub upload_errors: AtomicU64,
+    schedule: Schedule,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Archiver {
+    /// An archiver to `store`, which must keep objects as written ([`ArchiveStore::check`]:
+    /// refused here otherwise, so a misconfigured archive stops the start, not a later upload).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ledger: Arc<Ledger>,
+        privacy: Arc<Privacy>,
+        store: Arc<dyn ArchiveStore>,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+        lag_alert: Duration,
+        webhook: Option<String>,
+    ) -> Result<Archiver, ServiceError> {
+        store
+            .check()
+            .map_err(|e| ServiceError::internal(format!("the archive: {e}")))?;
+        Ok(Archiver {
+            ledger,
+            privacy,
+            store,
+            clock,
+            interval,
+            lag_alert,
+            webhook,
+            heads: Mutex::new(HashMap::new()),
+            retry: Mutex::new(HashMap::new()),
+            lags: Mutex::new(HashMap::new()),
+            alerted: Mutex::new(HashSet::new()),
+            upload_errors: AtomicU64::new(0),
+            schedule: Schedule::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn ArchiveStore> {
+        &self.store
+    }
+
+    /// Runs a round for every tenant this often (a quarter of the interval, at most 10 s, so a
+    /// segment is sealed soon after it is due).
+    pub fn start_schedule(self: &Arc<Self>) {
+        let every = (self.interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+        self.schedule.start_per_tenant(
+            "archiver",
+            every,
+            Arc::downgrade(self),
+            |j| &j.ledger,
+            |j, t| j.scheduled(t),
+        );
+    }
+
+    pub fn stop(&self) {
+        self.schedule.stop();
+    }
+
+    /// The largest lag over tenants: (events, seconds).
+    pub fn lag(&self) -> (u64, f64) {
+        lock(&self.lags)
+            .values()
+            .fold((0, 0.0), |(e, s), (e2, s2)| (e.max(*e2), s.max(*s2)))
+    }
+
+    fn scheduled(&self, t: &TenantId) -> Result<(), ServiceError> {
+        if let Some((at, _)) = lock(&self.retry).get(t)
+            && Instant::now() < *at
+        {
+            return Ok(());
+        }
+        match self.run(t) {
+            Ok(_) => {
+                lock(&self.retry).remove(t);
+                Ok(())
+            }
+            Err(e) => {
+                self.upload_errors.fetch_add(1, Ordering::Relaxed);
+                let mut retry = lock(&self.retry);
+                let next = retry
+                    .get(t)
+                    .map_or(Duration::from_secs(1), |(_, b)| (*b * 2).min(MAX_BACKOFF));
+                retry.insert(t.clone(), (Instant::now() + next, next));
+                tracing::warn!(tenant = %t, error = %e, retry_in_s = next.as_secs(), "archiving failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the archive of `t` stands, read back from it the first time (its newest
+    /// manifest), then kept.
+    fn head(&self, t: &TenantId) -> Result<Head, ServiceError> {
+        if let Some(h) = lock(&self.heads).get(t) {
+            return Ok(h.clone());
+        }
+        let err = |e: agentrail_archive::ArchiveError| ServiceError::internal(e.to_string());
+        let newest = self
+            .store
+            .list(&format!("{t}/"))
+            .map_err(err)?
+            .into_iter()
+            .filter_map(|o| manifest_end(&o.key).map(|end| (end, o.key)))
+            .max();
+        let head = match newest {
+            None => Head::default(),
+            Some((end, key)) => {
+                let bytes = self.store.get(&key).map_err(err)?.ok_or_else(|| {
+                    ServiceError::internal(format!("archive manifest {key} was listed but is gone"))
+                })?;
+                Head {
+                    end,
+                    manifest: Some(ObjectRef {
+                        key,
+                        sha256: to_hex(&sha256(&bytes)),
+                    }),
+                }
+            }
+        };
+        lock(&self.heads).insert(t.clone(), head.clone());
+        Ok(head)
+    }
+
+    /// One round for a tenant now (what the schedule runs).
+    pub fn run(&self, t: &TenantId) -> Result<ArchiveRound, ServiceError> {
+        let now = self.clock.now();
+        let mut round = ArchiveRound::default();
+        if let Some((_, since)) = self.ledger.active_since(t)? {
+            let age = now.duration_since(since).unsigned_abs();
+            if age >= self.interval {
+                round.sealed = self.ledger.seal_active(t)?;
+            }
+        }
+        let head = self.head(t)?;
+        let new: Vec<(u64, u64, std::path::PathBuf)> = self
+            .ledger
+            .sealed_segments(t)?
+            .into_iter()
+            .filter(|s| s.0 >= head.end)
+            .collect();
+        if let Some(first) = new.first()
+            && first.0 != head.end
+        {
+            return Err(ServiceError::internal(format!(
+                "the archive of {t} holds events up to seq {}, but the next sealed segment starts at {}",
+                head.end, first.0
+            )));
+        }
+        if !new.is_empty() {
+            self.upload(t, &head, &new, now, &mut round)?;
+        }
+        round.archived = lock(&self.heads).get(t).map_or(head.end, |h| h.end);
+        self.note_lag(t, round.archived, now)?;
+        Ok(round)
+    }
+
+    fn upload(
+        &self,
+        t: &TenantId,
+        head: &Head,
+        new: &[(u64, u64, std::path::PathBuf)],
+        now: jiff::Timestamp,
+        round: &mut ArchiveRound,
+    ) -> Result<(), ServiceError> {
+        let err = |e: agentrail_archive::ArchiveError| ServiceError::internal(e.to_string());
+        let days = i64::from(self.privacy.policy(t)?.retention_days);
+        let received = |seq: u64| -> Result<jiff::Timestamp, ServiceError> {
+            self.ledger.read(t, seq)?.received_at().ok_or_else(|| {
+                ServiceError::internal(format!("event {seq} of {t} has no received_at"))
+            })
+        };
+        let retain = |at: jiff::Timestamp| -> Result<String, ServiceError> {
+            at.checked_add(jiff::SignedDuration::from_hours(24 * days))
+                .map(|t| t.to_string())
+                .map_err(|e| ServiceError::internal(e.to_string()))
+        };
+        // The checkpoint first (signed now if the logged one is behind): it covers every
+        // sealed segment, which holds durable events only.
+        let cp = self
+            .ledger
+            .checkpoint(t)
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        let mut segments = Vec::with_capacity(new.len());
+        let mut newest = received(new[0].0)?;
+        for (first, end, path) in new {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ServiceError::internal(format!("reading {}: {e}", path.display())))?;
+            let last = received(end - 1)?;
+            newest = newest.max(last);
+            let until = retain(last)?;
+            let key = format!(
+                "{t}/{}/segment-{first:020}-{end:020}",
+                day(received(*first)?)
+            );
+            self.store
+                .put_once(&key, &bytes, Some(&until))
+                .map_err(err)?;
+            round.segments += 1;
+            round.bytes += bytes.len() as u64;
+            segments.push(ArchivedSegment {
+                key,
+                first_seq: *first,
+                end_seq: *end,
+                bytes: bytes.len() as u64,
+                sha256: to_hex(&sha256(&bytes)),
+                retain_until: until,
+            });
+        }
+        let end = new[new.len() - 1].1;
+        let until = retain(newest)?;
+        let cp_key = format!("{t}/{}/checkpoint-{:020}", day(now), cp.size);
+        self.store
+            .put_once(&cp_key, cp.text.as_bytes(), Some(&until))
+            .map_err(err)?;
+        let manifest = ArchiveManifest {
+            format: MANIFEST_FORMAT.into(),
+            tenant: t.to_string(),
+            origin: self.ledger.origin(t),
+            first_seq: head.end,
+            end_seq: end,
+            segments,
+            checkpoint: ObjectRef {
+                key: cp_key,
+                sha256: to_hex(&sha256(cp.text.as_bytes())),
+            },
+            checkpoint_size: cp.size,
+            prev_manifest: head.manifest.clone(),
+        };
+        let digest = manifest.digest().map_err(ServiceError::internal)?;
+        let signature = self
+            .ledger
+            .sign_statement(t, "archive-manifest", &[format!("sha256 {digest}")])
+            .map_err(ServiceError::internal)?;
+        let body = serde_json::to_value(SignedArchiveManifest {
+            manifest,
+            signature,
+        })
+        .map_err(|e| ServiceError::internal(e.to_string()))?;
+        let body = agentrail_event::json::to_canonical_vec(&body)
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        let key = manifest_key(t.as_str(), &day(now), end);
+        self.store
+            .put_once(&key, &body, Some(&until))
+            .map_err(err)?;
+        tracing::info!(tenant = %t, segments = round.segments, bytes = round.bytes, end, "archived");
+        lock(&self.heads).insert(
+            t.clone(),
+            Head {
+                end,
+                manifest: Some(ObjectRef {
+                    key,
+                    sha256: to_hex(&sha256(&body)),
+                }),
+            },
+        );
+        Ok(())
+    }
+
+    fn note_lag(
+        &self,
+        t: &TenantId,
+        archived: u64,
+        now: jiff::Timestamp,
+    ) -> Result<(), ServiceError> {
+        let size = self.ledger.size(t)?;
+        let events = size.saturating_sub(archived);
+        let secs = if events > 0 {
+            let at = self.ledger.read(t, archived)?.received_at();
+            at.map_or(0.0, |at| now.duration_since(at).as_secs_f64().max(0.0))
+        } else {
+            0.0
+        };
+        lock(&self.lags).insert(t.clone(), (events, secs));
+        let behind = secs > self.lag_alert.as_secs_f64();
+        let newly = if behind {
+            lock(&self.alerted).insert(t.clone())
+        } else {
+            lock(&self.alerted).remove(t);
+            false
+        };
+        if newly {
+            let record = json!({"tenant": t.as_str(), "events": events, "seconds": secs,
+                "bound_seconds": self.lag_alert.as_secs_f64(), "archive": self.store.url()});
+            tracing::error!(tenant = %t, events, seconds = secs, "ARCHIVE BEHIND: the archive lags past its bound");
+            crate::webhook::alert(self.webhook.as_deref(), "archive.lag", &record);
+        }
+        Ok(())
+    }
+}
+
+/// What a value is, for tests reading a manifest object.
+pub fn parse_manifest(bytes: &[u8]) -> Result<SignedArchiveManifest, String> {
+    serde_json::from_slice::<Value>(bytes)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("not an archive manifest: {e}"))
+}
