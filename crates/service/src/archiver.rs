@@ -151,6 +151,9 @@ pub struct Archiver {
     lags: Mutex<HashMap<TenantId, (u64, f64)>>,
     alerted: Mutex<HashSet<TenantId>>,
     pub upload_errors: AtomicU64,
+    /// One round at a time (the schedule's and an on-demand one would both build a manifest
+    /// from the same head).
+    running: Mutex<()>,
     schedule: Schedule,
 }
 
@@ -185,6 +188,7 @@ impl Archiver {
             lags: Mutex::new(HashMap::new()),
             alerted: Mutex::new(HashSet::new()),
             upload_errors: AtomicU64::new(0),
+            running: Mutex::new(()),
             schedule: Schedule::default(),
         })
     }
@@ -276,6 +280,7 @@ impl Archiver {
 
     /// One round for a tenant now (what the schedule runs).
     pub fn run(&self, t: &TenantId) -> Result<ArchiveRound, ServiceError> {
+        let _one = lock(&self.running);
         let now = self.clock.now();
         let mut round = ArchiveRound::default();
         if let Some((_, since)) = self.ledger.active_since(t)? {
