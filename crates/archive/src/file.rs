@@ -6,8 +6,7 @@
 //! still delete them, which is what S3 Object Lock is for; the archive manifest records the
 //! retention asked.
 
-use crate::store::{ArchiveError, ArchiveStore, ObjectInfo, Put, valid_key};
-use agentrail_event::hash::{sha256, to_hex};
+use crate::store::{ArchiveError, ArchiveStore, ObjectInfo, Put, same_or_conflict, valid_key};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -52,15 +51,7 @@ impl FileArchive {
     /// The same bytes: AlreadyThere; others: Conflict.
     fn compare(&self, key: &str, path: &Path, bytes: &[u8]) -> Result<Put, ArchiveError> {
         let stored = fs::read(path).map_err(Self::io("read", key))?;
-        if stored == bytes {
-            Ok(Put::AlreadyThere)
-        } else {
-            Err(ArchiveError::Conflict {
-                key: key.to_owned(),
-                existing: to_hex(&sha256(&stored)),
-                new: to_hex(&sha256(bytes)),
-            })
-        }
+        same_or_conflict(key, &stored, bytes)
     }
 }
 

@@ -14,4 +14,4 @@ pub mod file;
 pub mod store;
 
 pub use file::FileArchive;
-pub use store::{ArchiveError, ArchiveStore, ObjectInfo, Put, valid_key};
+pub use store::{ArchiveError, ArchiveStore, ObjectInfo, Put, same_or_conflict, valid_key};

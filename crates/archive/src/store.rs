@@ -73,6 +73,21 @@ pub trait ArchiveStore: Send + Sync + Debug {
     fn retention(&self, key: &str) -> Result<Option<String>, ArchiveError>;
 }
 
+/// What a write-once put of `new` at `key` is when `stored` is already there: the same bytes are
+/// [`Put::AlreadyThere`] (a re-upload), others a [`ArchiveError::Conflict`] naming both digests.
+pub fn same_or_conflict(key: &str, stored: &[u8], new: &[u8]) -> Result<Put, ArchiveError> {
+    use agentrail_event::hash::{sha256, to_hex};
+    if stored == new {
+        Ok(Put::AlreadyThere)
+    } else {
+        Err(ArchiveError::Conflict {
+            key: key.to_owned(),
+            existing: to_hex(&sha256(stored)),
+            new: to_hex(&sha256(new)),
+        })
+    }
+}
+
 /// The longest key (S3's limit).
 pub const MAX_KEY: usize = 1024;
 

@@ -699,6 +699,25 @@ impl ChainLog {
         Ok(out)
     }
 
+    /// Calls `f` with every record, oldest first (read a page at a time, the log unlocked
+    /// between pages); the first error ends it.
+    pub fn for_each<E: From<ChainLogError>>(
+        &self,
+        mut f: impl FnMut(&ChainRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut from = 0;
+        loop {
+            let recs = self.read(from, 4096)?;
+            let Some(last) = recs.last() else {
+                return Ok(());
+            };
+            from = last.seq + 1;
+            for r in &recs {
+                f(r)?;
+            }
+        }
+    }
+
     /// Up to `limit` records from `from` on.
     pub fn read(&self, from: u64, limit: usize) -> Result<Vec<ChainRecord>, ChainLogError> {
         read_state(&self.path, &self.lock(), from, limit)

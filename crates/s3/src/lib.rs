@@ -12,8 +12,8 @@
 //! The SDK retries throttling and transient errors (its standard policy); what still fails is
 //! returned, and the archiver retries later.
 
-use agentrail_archive::{ArchiveError, ArchiveStore, ObjectInfo, Put, valid_key};
-use agentrail_event::hash::{sha256, to_hex};
+use agentrail_archive::{ArchiveError, ArchiveStore, ObjectInfo, Put, same_or_conflict, valid_key};
+use agentrail_event::hash::sha256;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
@@ -189,15 +189,7 @@ impl S3Archive {
                 "S3 refused the put as if the object existed, but it cannot be read",
             ),
         })?;
-        if stored == bytes {
-            Ok(Put::AlreadyThere)
-        } else {
-            Err(ArchiveError::Conflict {
-                key: key.to_owned(),
-                existing: to_hex(&sha256(&stored)),
-                new: to_hex(&sha256(bytes)),
-            })
-        }
+        same_or_conflict(key, &stored, bytes)
     }
 }
 

@@ -230,18 +230,12 @@ impl KeyStore {
             })?;
         }
         let mut keys = BTreeMap::new();
-        let mut from = 0;
-        loop {
-            let recs = log.read(from, 4096)?;
-            let Some(last) = recs.last() else { break };
-            from = last.seq + 1;
-            for r in &recs {
-                apply(&mut keys, &r.value()).map_err(|reason| KeyStoreError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("record {}: {reason}", r.seq),
-                })?;
-            }
-        }
+        log.for_each(|r| {
+            apply(&mut keys, &r.value()).map_err(|reason| KeyStoreError::Corrupt {
+                path: path.clone(),
+                reason: format!("record {}: {reason}", r.seq),
+            })
+        })?;
         let store = KeyStore {
             log,
             keys: RwLock::new(keys),

@@ -90,13 +90,12 @@ impl Tokens {
             };
             // Found first, destroyed after: the ledger is not asked while the log is locked.
             let mut orphans = HashSet::new();
-            let mut from = 0;
-            loop {
-                let recs = log.read(from, 4096)?;
-                let Some(last) = recs.last() else { break };
-                from = last.seq + 1;
-                orphans.extend(recs.iter().filter(|r| orphan(r)).map(|r| r.seq));
-            }
+            log.for_each(|r| {
+                if orphan(r) {
+                    orphans.insert(r.seq);
+                }
+                Ok::<(), ServiceError>(())
+            })?;
             dropped = orphans.len() as u64;
             if dropped > 0 {
                 log.redact(|r| orphans.contains(&r.seq).then(Map::new), vec![])?;
@@ -907,13 +906,10 @@ impl Privacy {
                 && subject.is_none_or(|s| v["subject_id"].as_str() == Some(s))
         };
         let mut erased = 0u64;
-        let mut from = 0;
-        loop {
-            let recs = t.log.read(from, 4096)?;
-            let Some(last) = recs.last() else { break };
-            from = last.seq + 1;
-            erased += recs.iter().filter(|r| hit(r)).count() as u64;
-        }
+        t.log.for_each(|r| {
+            erased += u64::from(hit(r));
+            Ok::<(), ServiceError>(())
+        })?;
         if erased > 0 {
             // In memory first: no reveal answers with an erased value, whatever happens below.
             for copies in t.known.values_mut() {

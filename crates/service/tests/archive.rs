@@ -32,6 +32,16 @@ fn events(from: u64, n: u64) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Every key of tenant acme's archive, sorted.
+fn keys_of(store: &FileArchive) -> Vec<String> {
+    store
+        .list("acme/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
 #[test]
 fn sealed_segments_checkpoints_and_signed_manifests_reach_the_archive() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,20 +53,16 @@ fn sealed_segments_checkpoints_and_signed_manifests_reach_the_archive() {
     s.create_key(&root, &t, None, &[Scope::EventsRead]).unwrap();
     s.ingest(&t, &events(0, 50), BatchFormat::Ndjson).unwrap();
     std::thread::sleep(Duration::from_millis(5));
+    // (The scheduled rounds run too, every 10 ms here: whichever archives first, the archive
+    // ends up the same.)
     let r = s.archive_now(&t).unwrap();
-    assert!(r.sealed, "{r:?}");
-    assert_eq!((r.segments, r.archived), (1, 50), "{r:?}");
+    assert_eq!(r.archived, 50, "{r:?}");
     // Again, nothing new: nothing written.
     let again = s.archive_now(&t).unwrap();
     assert_eq!((again.segments, again.archived), (0, 50));
 
     let store = FileArchive::new(&archive);
-    let keys: Vec<String> = store
-        .list("acme/")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys = keys_of(&store);
     assert_eq!(keys.len(), 3, "{keys:?}");
     let seg = keys.iter().find(|k| k.contains("/segment-")).unwrap();
     assert!(
@@ -98,13 +104,8 @@ fn sealed_segments_checkpoints_and_signed_manifests_reach_the_archive() {
     let s = Service::open(config(&data, &archive)).unwrap().service;
     std::thread::sleep(Duration::from_millis(5));
     let r = s.archive_now(&t).unwrap();
-    assert_eq!((r.segments, r.archived), (1, 80), "{r:?}");
-    let keys: Vec<String> = store
-        .list("acme/")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    assert_eq!(r.archived, 80, "{r:?}");
+    let keys = keys_of(&store);
     let second = keys.iter().find(|k| manifest_end(k) == Some(80)).unwrap();
     let m2 = parse_manifest(&store.get(second).unwrap().unwrap()).unwrap();
     assert_eq!((m2.manifest.first_seq, m2.manifest.end_seq), (50, 80));

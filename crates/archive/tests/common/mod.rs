@@ -8,26 +8,17 @@ pub fn conformance(store: &dyn ArchiveStore, prefix: &str, enforces_retention: b
     let key = |k: &str| format!("{prefix}/{k}");
     let seg = vec![7u8; 70_000];
     // A new object, then the same bytes again (a re-upload after a crash): nothing changes.
-    assert_eq!(
+    let put_seg = || {
         store
             .put_once(
                 &key("acme/2026/12/07/seg-0"),
                 &seg,
-                Some("2027-12-07T00:00:00Z")
+                Some("2027-12-07T00:00:00Z"),
             )
-            .unwrap(),
-        Put::Written
-    );
-    assert_eq!(
-        store
-            .put_once(
-                &key("acme/2026/12/07/seg-0"),
-                &seg,
-                Some("2027-12-07T00:00:00Z")
-            )
-            .unwrap(),
-        Put::AlreadyThere
-    );
+            .unwrap()
+    };
+    assert_eq!(put_seg(), Put::Written);
+    assert_eq!(put_seg(), Put::AlreadyThere);
     // Other bytes at the same key: refused, naming both digests; the stored object stays.
     let mut other = seg.clone();
     other[100] ^= 1;
