@@ -268,6 +268,44 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         min_witnesses: usize,
     },
+    /// Verify a tenant's WORM archive offline (no data directory, no server): every
+    /// manifest's signature and chain, every object's size and SHA-256, every record and hash,
+    /// the chain across segments, the Merkle root of every archived checkpoint and the
+    /// consistency between them. Exits 1 naming the object and seq that failed.
+    VerifyArchive {
+        #[command(flatten)]
+        at: commands::archive::ArchiveAt,
+        #[arg(long)]
+        tenant: String,
+        /// The tenant's verifier key (GET /v1/tenants/{t}/verifier-key).
+        #[arg(long)]
+        key: String,
+        /// Where the segments are fetched to while they are checked (default: the system's
+        /// temporary directory); removed after.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+    },
+    /// Rebuild a data directory from the WORM archive (the disaster-recovery runbook is in the
+    /// README): the ledger and checkpoints, verified, then the index. Refuses a target that is
+    /// not empty.
+    Restore {
+        #[command(flatten)]
+        at: commands::archive::ArchiveAt,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only this tenant (repeatable; default: every tenant in the archive).
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// The log key (a backup of system/log.key), installed in the new data directory.
+        #[arg(long)]
+        log_key: Option<PathBuf>,
+        /// Instead of --log-key: the signer socket or PKCS#11 URI that holds the log key.
+        #[arg(long)]
+        signer: Option<PathBuf>,
+        /// The log's verifier key (required with --signer; checked against --log-key).
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Drive a running server with a realistic multi-tenant agent workload, then print example
     /// queries and their answers (needs the root key).
     Demo {
@@ -469,6 +507,27 @@ fn main() -> ExitCode {
             witness,
             min_witnesses,
         } => commands::export::verify_export(&dir, &key, &witness, min_witnesses),
+        Command::VerifyArchive {
+            at,
+            tenant,
+            key,
+            scratch,
+        } => commands::archive::verify_archive(&at, &tenant, &key, scratch.as_deref()),
+        Command::Restore {
+            at,
+            data_dir,
+            tenant,
+            log_key,
+            signer,
+            key,
+        } => commands::archive::restore(commands::archive::RestoreArgs {
+            at: &at,
+            data_dir: &data_dir,
+            tenants: &tenant,
+            log_key: log_key.as_deref(),
+            signer,
+            key: key.as_deref(),
+        }),
         Command::Demo {
             remote,
             tenants,

@@ -186,6 +186,54 @@ pub fn check(layout: &DataDir, tenant: &TenantId, lines: &[String]) -> Result<()
     Ok(())
 }
 
+/// The first body line of a restore statement: the SHA-256 of the checkpoint note it was
+/// restored at.
+const RESTORED_AT: &str = "checkpoint sha256";
+
+/// The body of the statement `agentrail restore` signs (`<origin>/restore`) and leaves in the
+/// tenant's `restored` file: the tenant was rebuilt from the archive with `events` events at
+/// the checkpoint `checkpoint_text`, from the manifest `manifest` (key and SHA-256).
+pub fn restore_statement(
+    checkpoint_text: &str,
+    events: u64,
+    manifest: (&str, &str),
+) -> Vec<String> {
+    vec![
+        format!(
+            "{RESTORED_AT} {}",
+            to_hex(&agentrail_event::hash::sha256(checkpoint_text.as_bytes()))
+        ),
+        format!("events {events}"),
+        format!("manifest {} {}", manifest.0, manifest.1),
+    ]
+}
+
+/// Whether the tenant was restored from the archive at exactly the checkpoint `latest_text`:
+/// its `restored` file is a statement `<origin>/restore` signed with the log key naming that
+/// checkpoint. The archive holds the events and checkpoints, not the logs a checkpoint
+/// commits, so at that checkpoint (and only there: the next one commits the logs as they are
+/// again) those logs are not expected. A forged statement needs the log key, which could sign
+/// any checkpoint anyway.
+pub fn restored_at(
+    layout: &DataDir,
+    tenant: &TenantId,
+    verifier: &agentrail_note::Verifier,
+    origin: &str,
+    latest_text: &str,
+) -> bool {
+    let Ok(bytes) = std::fs::read(layout.tenant(tenant).restored()) else {
+        return false;
+    };
+    let Ok((note, _)) = agentrail_note::open(&bytes, &[verifier]) else {
+        return false;
+    };
+    let want = format!(
+        "{origin}/restore\n{RESTORED_AT} {}\n",
+        to_hex(&agentrail_event::hash::sha256(latest_text.as_bytes()))
+    );
+    note.text.starts_with(&want)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

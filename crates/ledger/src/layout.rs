@@ -204,6 +204,11 @@ impl TenantPaths {
     pub fn tokens_log(&self) -> PathBuf {
         self.dir.join("tokens").join("log")
     }
+    /// The signed statement `agentrail restore` leaves: the tenant was rebuilt from the
+    /// archive at its latest checkpoint, without the logs the archive does not carry.
+    pub fn restored(&self) -> PathBuf {
+        self.dir.join("restored")
+    }
     /// The tenant's privacy and retention policy.
     pub fn policy(&self) -> PathBuf {
         self.dir.join("policy.json")
@@ -268,6 +273,7 @@ mod tests {
             rel(tp.access_log()),
             rel(tp.retention_log()),
             rel(tp.tokens_log()),
+            rel(tp.restored()),
             rel(tp.policy()),
             rel(tp.export("<export_id>")),
             rel(tp.destination("<name>")),

@@ -97,7 +97,8 @@ impl Config {
 
 pub const DEFAULT_ORIGIN_PREFIX: &str = "agentrail.local";
 /// What [`Ledger::sign_statement`] signs: export manifests and integrity reports.
-pub const STATEMENT_KINDS: [&str; 3] = ["export", "integrity-report", "archive-manifest"];
+pub const STATEMENT_KINDS: [&str; 4] =
+    ["export", "integrity-report", "archive-manifest", "restore"];
 
 struct Lru {
     open: HashMap<TenantId, (Arc<Tenant>, u64)>,

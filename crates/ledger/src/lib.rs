@@ -48,7 +48,7 @@ pub use ledger::{
     Config, DEFAULT_ORIGIN_PREFIX, DEFAULT_SEGMENT_SIZE, Ledger, STATEMENT_KINDS, list_tenants,
     read_verifier,
 };
-pub use tenant::{Held, Receipt, SignedCheckpoint, StoredEvent};
+pub use tenant::{Held, Receipt, SignedCheckpoint, StoredEvent, rebuild_derived};
 pub use verify::{Anchors, TenantReport, verify_tenant, verify_tenant_with_progress};
 
 /// The origin prefix stored in a data directory (`system/origin`).

@@ -291,9 +291,10 @@ fn may_be_derived(d: &Damage) -> bool {
         || (d.file == CHECKPOINT_LOG && d.reason.contains("does not match"))
 }
 
-/// Rewrites the entries and tree files from the segments (records up to the first one that
-/// does not read; the open that follows checks the rest). Returns what it rebuilt.
-fn rebuild_derived(ctx: &Ctx, id: &TenantId, dir: &Path) -> Result<String, OpenError> {
+/// Rewrites the entries and tree files of the tenant directory `dir` from its segments (records
+/// up to the first one that does not read; the open or verification that follows checks the
+/// rest). Returns what it rebuilt. Also what `restore` runs on segments fetched from the archive.
+pub fn rebuild_derived(id: &TenantId, dir: &Path) -> Result<String, OpenError> {
     let o = Opener { id, dir };
     let segments = list_segments(dir).map_err(o.io("list", LEDGER_DIR))?;
     let mut entries = frame::encode_header(FileKind::Entries, 0).to_vec();
@@ -366,7 +367,6 @@ fn rebuild_derived(ctx: &Ctx, id: &TenantId, dir: &Path) -> Result<String, OpenE
             source: e.source,
         })?;
     }
-    let _ = ctx;
     Ok(format!(
         "the entries and tree files from {seq} records (the old ones are kept as *.damaged)"
     ))
@@ -434,7 +434,23 @@ impl Tenant {
         // The logs the newest checkpoint commits must still hold what it committed.
         if let Some(latest) = t.latest_checkpoint() {
             let lines = crate::anchors::extension_lines(&latest.text);
-            crate::anchors::check(&DataDir::new(&ctx.data_dir), &t.id, &lines).map_err(
+            let layout = DataDir::new(&ctx.data_dir);
+            let checked = crate::anchors::check(&layout, &t.id, &lines);
+            if checked.is_err()
+                && crate::anchors::restored_at(
+                    &layout,
+                    &t.id,
+                    &ctx.verifier,
+                    &ctx.origin(&t.id),
+                    &latest.text,
+                )
+            {
+                // Restored from the archive at this checkpoint: the logs it commits were not
+                // in the archive. The next checkpoint commits them as they are.
+                t.anchor_soon();
+                return Ok(t);
+            }
+            checked.map_err(
                 |reason| {
                     OpenError::Damaged(Damage {
                         tenant: t.id.to_string(),
@@ -479,7 +495,7 @@ impl Tenant {
         match Tenant::open_once(ctx, id.clone(), create) {
             Err(OpenError::Damaged(d)) if may_be_derived(&d) => {
                 let dir = files::tenant_dir(&ctx.data_dir, &id);
-                let rebuilt = rebuild_derived(ctx, &id, &dir)?;
+                let rebuilt = rebuild_derived(&id, &dir)?;
                 let mut t = Tenant::open_once(ctx, id, false)?;
                 let note = format!("{d}: rebuilt {rebuilt}");
                 t.recovery_note = Some(match t.recovery_note.take() {

@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod archive_read;
 pub mod archiver;
 pub mod budget;
 mod config;

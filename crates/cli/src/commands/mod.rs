@@ -1,3 +1,4 @@
+pub mod archive;
 pub mod canonicalize;
 pub mod demo;
 pub mod export;

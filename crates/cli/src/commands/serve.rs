@@ -45,14 +45,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = cfg.service.archive.clone()
         && url.starts_with("s3://")
     {
-        let store = agentrail_s3::S3Archive::open(&agentrail_s3::S3Config {
-            url,
-            endpoint: cfg.service.archive_endpoint.clone(),
-            region: cfg.service.archive_region.clone(),
-            ..Default::default()
-        })
-        .map_err(|e| anyhow!("{e}"))?;
-        cfg.service.archive_store = Some(std::sync::Arc::new(store));
+        cfg.service.archive_store = Some(super::archive::open_store(
+            &url,
+            cfg.service.archive_endpoint.clone(),
+            cfg.service.archive_region.clone(),
+        )?);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -153,6 +153,7 @@ pub fn run(a: VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
             trust_dir,
             checkpoints: k.checkpoints,
             events: k.events,
+            without_logs: false,
         };
         let acknowledged = anchors.events.len();
         let mut r = verify_tenant_with_progress(

@@ -1,0 +1,379 @@
+//! Reading the archive back: `verify-archive` passes an archive the archiver wrote and names
+//! the object (and seq) of every kind of tampering; `restore` rebuilds a data directory whose
+//! events are the archived ones byte for byte, whose proofs verify against the archived
+//! checkpoints, and whose log goes on consistently.
+
+use agentrail_archive::{ArchiveStore, FileArchive};
+use agentrail_event::TenantId;
+use agentrail_event::batch::BatchFormat;
+use agentrail_event::hash::{sha256, to_hex};
+use agentrail_ledger::{Config, DataDir, Ledger};
+use agentrail_note::{Signer, Verifier};
+use agentrail_service::archive_read::{RestoreOptions, restore, verify_archive};
+use agentrail_service::archiver::{manifest_end, parse_manifest};
+use agentrail_service::{Service, ServiceConfig};
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+fn config(data: &Path, archive: &Path) -> ServiceConfig {
+    ServiceConfig {
+        archive: Some(format!("file://{}", archive.display())),
+        archive_interval_ms: 1,
+        ..ServiceConfig::unscheduled(data.to_path_buf())
+    }
+}
+
+fn events(from: u64, n: u64) -> Vec<u8> {
+    (from..from + n)
+        .map(|i| {
+            json!({"schema_version": "1", "event_id": format!("e-{i}"), "event_type": "tool.invocation",
+                "session_id": format!("s{}", i % 3), "agent_id": "bot",
+                "payload": {"tool": {"name": "lookup"}, "status": {"outcome": "ok"}}})
+            .to_string()
+                + "\n"
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A service archiving tenant acme in rounds of `rounds` events each; returns the tenant, the
+/// log key and the verifier key.
+fn archived(
+    data: &Path,
+    archive: &Path,
+    rounds: &[u64],
+    unarchived: u64,
+) -> (TenantId, String, Verifier) {
+    let opened = Service::open(config(data, archive)).unwrap();
+    let root = opened.root().unwrap();
+    let s = opened.service;
+    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    let mut at = 0;
+    for &n in rounds {
+        s.ingest(&t, &events(at, n), BatchFormat::Ndjson).unwrap();
+        at += n;
+        std::thread::sleep(Duration::from_millis(3));
+        assert_eq!(s.archive_now(&t).unwrap().archived, at);
+    }
+    if unarchived > 0 {
+        s.ingest(&t, &events(at, unarchived), BatchFormat::Ndjson)
+            .unwrap();
+    }
+    let vkey: Verifier = s.verifier_key().parse().unwrap();
+    s.shutdown();
+    let key = std::fs::read_to_string(DataDir::new(data).system().log_key()).unwrap();
+    (t, key, vkey)
+}
+
+fn keys(store: &FileArchive, what: &str) -> Vec<String> {
+    let mut k: Vec<String> = store
+        .list("acme/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.contains(what))
+        .collect();
+    k.sort();
+    k
+}
+
+/// Rewrites an archived file (a file archive's objects are 0444; whoever owns the directory
+/// can still change them, which is what verify-archive must catch).
+fn rewrite(archive: &Path, key: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+    let p = archive.join(key);
+    let mut b = std::fs::read(&p).unwrap();
+    edit(&mut b);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&p, &b).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in walk(from) {
+        let rel = e.strip_prefix(from).unwrap();
+        let dst = to.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&e, &dst).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn verify_archive_passes_the_archive_and_names_every_tampered_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, pristine) = (dir.path().join("data"), dir.path().join("pristine"));
+    let (t, log_key, vkey) = archived(&data, &pristine, &[50, 30, 20], 0);
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let verify = |archive: &Path| {
+        verify_archive(
+            &FileArchive::new(archive),
+            &t,
+            &vkey,
+            &scratch,
+            &mut |_, _, _| {},
+        )
+    };
+    let r = verify(&pristine).unwrap();
+    assert_eq!(
+        (
+            r.fetched.events,
+            r.fetched.manifests,
+            r.fetched.segments.len()
+        ),
+        (100, 3, 3)
+    );
+    assert!(!r.fetched.checkpoints.is_empty());
+    // The scratch directory is gone after.
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    // Another key: every manifest signature fails.
+    let other = Signer::from_seed("agentrail.local", [7; 32])
+        .unwrap()
+        .verifier();
+    let e = verify_archive(
+        &FileArchive::new(&pristine),
+        &t,
+        &other,
+        &scratch,
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        e.object.contains("manifest-") && e.reason.contains("signature"),
+        "{e}"
+    );
+
+    let store = FileArchive::new(&pristine);
+    let segs = keys(&store, "/segment-");
+    let mans = keys(&store, "/manifest-");
+    let cps = keys(&store, "/checkpoint-");
+    let case = |name: &str, edit: &dyn Fn(&Path)| {
+        let a = dir.path().join(name);
+        copy_dir(&pristine, &a);
+        edit(&a);
+        verify(&a).unwrap_err()
+    };
+
+    // A byte of the second segment changed: its digest.
+    let e = case("flip", &|a| rewrite(a, &segs[1], |b| b[100] ^= 1));
+    assert_eq!(e.object, segs[1]);
+    assert_eq!(e.seq, Some(50));
+    assert!(
+        e.reason.contains("SHA-256") && e.reason.contains("altered"),
+        "{e}"
+    );
+    // Cut short: its size.
+    let e = case("cut", &|a| {
+        rewrite(a, &segs[0], |b| b.truncate(b.len() - 10))
+    });
+    assert_eq!(e.object, segs[0]);
+    assert!(e.reason.contains("bytes"), "{e}");
+    // Gone.
+    let e = case("gone", &|a| std::fs::remove_file(a.join(&segs[2])).unwrap());
+    assert_eq!(e.object, segs[2]);
+    assert!(e.reason.contains("not in the archive"), "{e}");
+    // The manifest edited to match an altered segment: its signature.
+    let e = case("manifest", &|a| {
+        rewrite(a, &mans[1], |b| {
+            let s = String::from_utf8(b.clone()).unwrap();
+            let m = parse_manifest(b).unwrap();
+            *b = s
+                .replace(&m.manifest.segments[0].sha256, &"0".repeat(64))
+                .into_bytes();
+        })
+    });
+    assert_eq!(e.object, mans[1]);
+    assert!(e.reason.contains("edited"), "{e}");
+    // A manifest removed from the middle: the chain.
+    let e = case("unchained", &|a| {
+        std::fs::remove_file(a.join(&mans[1])).unwrap()
+    });
+    assert_eq!(e.object, mans[2]);
+    assert!(e.reason.contains("previous manifest"), "{e}");
+    // A checkpoint object replaced: its digest.
+    let e = case("checkpoint", &|a| rewrite(a, &cps[0], |b| b.push(b'\n')));
+    assert_eq!(e.object, cps[0]);
+    assert!(e.reason.contains("SHA-256"), "{e}");
+
+    // Whoever holds the log key signs a manifest over an altered segment: digests and
+    // signature pass, the records do not (named by object and seq).
+    let e = case("resigned", &|a| {
+        let last = &mans[2];
+        let mut signed = parse_manifest(&std::fs::read(a.join(last)).unwrap()).unwrap();
+        let seg = signed.manifest.segments[0].clone();
+        let mut bytes = std::fs::read(a.join(&seg.key)).unwrap();
+        // Inside the first record's payload (after the 32-byte header and its frame header).
+        bytes[32 + 16 + 20] ^= 0x20;
+        rewrite(a, &seg.key, |b| *b = bytes.clone());
+        signed.manifest.segments[0].sha256 = to_hex(&sha256(&bytes));
+        let text = format!(
+            "{}/archive-manifest\nsha256 {}\n",
+            signed.manifest.origin,
+            signed.manifest.digest().unwrap()
+        );
+        let signer = Signer::from_private_key_string(log_key.trim()).unwrap();
+        signed.signature = agentrail_note::Note {
+            text: text.clone(),
+            signatures: vec![signer.sign(&text)],
+        }
+        .to_text();
+        rewrite(a, last, |b| *b = serde_json::to_vec(&signed).unwrap());
+    });
+    assert_eq!(e.object, keys(&store, "/segment-")[2]);
+    assert_eq!(e.seq, Some(80), "{e}");
+}
+
+#[test]
+fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
+    // 60 events archived, 15 more never archived (what the RPO loses).
+    let (t, log_key, vkey) = archived(&data, &archive, &[40, 20], 15);
+    let store = FileArchive::new(&archive);
+    let last = keys(&store, "/manifest-").pop().unwrap();
+    assert_eq!(manifest_end(&last), Some(60));
+    let m = parse_manifest(&store.get(&last).unwrap().unwrap()).unwrap();
+    let archived_cp =
+        String::from_utf8(store.get(&m.manifest.checkpoint.key).unwrap().unwrap()).unwrap();
+    let (old_cp, _) = agentrail_note::open_checkpoint(archived_cp.as_bytes(), &vkey, &[]).unwrap();
+    let original: Vec<Vec<u8>> = {
+        let mut cfg = Config::new(&data);
+        cfg.checkpoint_interval = None;
+        let l = Ledger::open(cfg).unwrap();
+        (0..60).map(|s| l.read(&t, s).unwrap().bytes).collect()
+    };
+    // The disk is lost.
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let opts = RestoreOptions {
+        data_dir: data.clone(),
+        tenants: None,
+        verifier: vkey.clone(),
+        log_key: Some(log_key.clone()),
+        signer: None,
+    };
+    let restored = restore(&store, &opts, &mut |_, _, _, _| {}).unwrap();
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].events, 60);
+    assert_eq!(restored[0].indexed, 60);
+    // A second restore into it is refused: it is not empty.
+    let e = restore(&store, &opts, &mut |_, _, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
+    // The wrong log key is refused, and leaves nothing behind.
+    let other = dir.path().join("other");
+    let e = restore(
+        &store,
+        &RestoreOptions {
+            data_dir: other.clone(),
+            log_key: Some(
+                Signer::from_seed("agentrail.local", [9; 32])
+                    .unwrap()
+                    .to_private_key_string(),
+            ),
+            ..opts.clone()
+        },
+        &mut |_, _, _, _| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("log key"), "{e}");
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
+
+    // The restored directory verifies offline, like any other.
+    let report = agentrail_ledger::verify_tenant(&data, &t, &vkey, "agentrail.local");
+    assert_eq!(report.failure, None, "{report:?}");
+    assert_eq!(report.events, 60);
+
+    // Without the signed restore statement, the archived checkpoint's commitments of the logs
+    // the archive does not carry would refuse it.
+    let bare = dir.path().join("bare");
+    copy_dir(&data, &bare);
+    std::fs::remove_file(DataDir::new(&bare).tenant(&t).restored()).unwrap();
+    // (Only the checkpoint the restore started from is excused; restore signed one after it.)
+    let ck = DataDir::new(&bare).tenant(&t).checkpoint_log();
+    let texts = {
+        let mut cfg = Config::new(&data);
+        cfg.checkpoint_interval = None;
+        cfg.without_signer = true;
+        Ledger::open(cfg).unwrap().checkpoints(&t).unwrap()
+    };
+    assert!(texts.len() >= 2, "{texts:?}");
+    assert!(
+        texts.contains(&archived_cp)
+            || texts
+                .iter()
+                .any(|c| c.contains(&format!("\n{}\n", old_cp.size)))
+    );
+    let mut log =
+        agentrail_ledger::frame::encode_header(agentrail_ledger::frame::FileKind::Checkpoints, 0)
+            .to_vec();
+    for c in &texts[..texts.len() - 1] {
+        agentrail_ledger::frame::encode_note(c.as_bytes(), &mut log);
+    }
+    std::fs::write(&ck, &log).unwrap();
+    let report = agentrail_ledger::verify_tenant(&bare, &t, &vkey, "agentrail.local");
+    let f = report
+        .failure
+        .expect("refused without the restore statement");
+    assert!(f.reason.contains("commits a log"), "{f}");
+
+    // The service opens it: the archived events byte for byte, proofs against the archived
+    // checkpoint, a next checkpoint consistent with it, and ingest goes on.
+    let s = Service::open(config(&data, &dir.path().join("archive2")))
+        .unwrap()
+        .service;
+    let l = s.ledger();
+    for (seq, want) in original.iter().enumerate() {
+        let e = l.read(&t, seq as u64).unwrap();
+        assert_eq!(&e.bytes, want, "seq {seq}");
+        if (seq as u64) < old_cp.size {
+            let proof = l.inclusion_proof(&t, seq as u64, old_cp.size).unwrap();
+            agentrail_merkle::verify_inclusion(
+                seq as u64,
+                old_cp.size,
+                &agentrail_merkle::leaf_hash(want),
+                &proof,
+                &old_cp.root,
+            )
+            .unwrap();
+        }
+    }
+    s.ingest(&t, &events(1000, 10), BatchFormat::Ndjson)
+        .unwrap();
+    let new_cp = l.checkpoint(&t).unwrap();
+    assert_eq!(new_cp.size, 70);
+    let proof = l.consistency_proof(&t, old_cp.size, new_cp.size).unwrap();
+    agentrail_merkle::verify_consistency(
+        old_cp.size,
+        new_cp.size,
+        &old_cp.root,
+        &new_cp.root,
+        &proof,
+    )
+    .unwrap();
+    s.shutdown();
+    drop(s);
+    // After new checkpoints the restore statement no longer excuses anything: a log cut now is
+    // found as ever.
+    let report = agentrail_ledger::verify_tenant(&data, &t, &vkey, "agentrail.local");
+    assert_eq!(report.failure, None, "{report:?}");
+    let keys_log = DataDir::new(&data).system().api_keys_log();
+    std::fs::write(&keys_log, b"").unwrap();
+    let report = agentrail_ledger::verify_tenant(&data, &t, &vkey, "agentrail.local");
+    let f = report
+        .failure
+        .expect("a cut log is found after a restore too");
+    assert!(f.reason.contains("API key log"), "{f}");
+}
