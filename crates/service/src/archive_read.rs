@@ -685,3 +685,64 @@ fn restore_into(
         .map_err(|e| ServiceError::internal(e.to_string()))?;
     Ok(out)
 }
+
+/// What the integrity job checks of the archive ([`crate::integrity`]): the manifests verify
+/// and chain ([`manifests`]), every segment they name is in the archive with the size and
+/// SHA-256 they say ([`segment_bytes`]), and is the ledger's sealed segment of the same seqs,
+/// byte for byte. A tenant not archived yet is fine. Returns the summary the signed report
+/// carries; the error names the object.
+pub fn compare_sealed(
+    store: &dyn ArchiveStore,
+    ledger: &agentrail_ledger::Ledger,
+    tenant: &TenantId,
+) -> Result<serde_json::Value, String> {
+    let url = store.url();
+    let any = store
+        .list(&format!("{tenant}/"))
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|o| manifest_end(&o.key).is_some());
+    if !any {
+        return Ok(
+            serde_json::json!({"url": url, "result": "ok", "manifests": 0,
+            "segments": 0, "events": 0, "bytes": 0}),
+        );
+    }
+    let ms = manifests(store, tenant, ledger.verifier()).map_err(|e| e.to_string())?;
+    let sealed: std::collections::HashMap<(u64, u64), std::path::PathBuf> = ledger
+        .sealed_segments(tenant)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(a, b, p)| ((a, b), p))
+        .collect();
+    let (mut segments, mut bytes) = (0usize, 0u64);
+    for m in &ms {
+        for s in &m.signed.manifest.segments {
+            segment_bytes(store, s).map_err(|e| e.to_string())?;
+            let Some(path) = sealed.get(&(s.first_seq, s.end_seq)) else {
+                return Err(format!(
+                    "archive object {} holds seqs {}..{}, but the ledger has no sealed segment of those seqs",
+                    s.key, s.first_seq, s.end_seq
+                ));
+            };
+            let local = fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let digest = to_hex(&sha256(&local));
+            if digest != s.sha256 {
+                return Err(format!(
+                    "archive object {} (SHA-256 {}) is not the ledger's sealed segment {} (SHA-256 {digest})",
+                    s.key,
+                    s.sha256,
+                    path.display()
+                ));
+            }
+            segments += 1;
+            bytes += s.bytes;
+        }
+    }
+    let last = &ms[ms.len() - 1];
+    Ok(
+        serde_json::json!({"url": url, "result": "ok", "manifests": ms.len(),
+        "segments": segments, "events": last.signed.manifest.end_seq, "bytes": bytes,
+        "latest_manifest": last.key}),
+    )
+}

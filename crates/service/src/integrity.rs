@@ -35,6 +35,8 @@ pub struct Integrity {
     webhook: Option<String>,
     /// The query store, whose rows are sampled against the ledger.
     indexer: Arc<crate::indexer::Indexer>,
+    /// The WORM archive, which must hold what the ledger sealed.
+    archive: Option<Arc<dyn agentrail_archive::ArchiveStore>>,
     failures: AtomicU64,
     failing: Mutex<std::collections::BTreeSet<String>>,
     schedule: crate::schedule::Schedule,
@@ -53,6 +55,7 @@ impl Integrity {
         clock: Arc<dyn Clock>,
         webhook: Option<String>,
         indexer: Arc<crate::indexer::Indexer>,
+        archive: Option<Arc<dyn agentrail_archive::ArchiveStore>>,
     ) -> Result<Integrity, ServiceError> {
         let path = DataDir::new(ledger.data_dir()).system().integrity_log();
         let log = ChainLog::open(&path)
@@ -89,6 +92,7 @@ impl Integrity {
             running: Mutex::new(()),
             webhook,
             indexer,
+            archive,
             failures: AtomicU64::new(0),
             failing: Mutex::new(Default::default()),
             schedule: Default::default(),
@@ -126,6 +130,21 @@ impl Integrity {
         if failure.is_none() {
             failure = self.sample_index(tenant, r.events);
         }
+        // The archive holds what the ledger sealed, byte for byte.
+        let archive = self
+            .archive
+            .as_ref()
+            .map(|store| crate::archive_read::compare_sealed(&**store, ledger, tenant));
+        let archive = match archive {
+            None => Value::Null,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                if failure.is_none() {
+                    failure = Some(format!("the archive: {e}"));
+                }
+                json!({"url": self.archive.as_ref().map(|a| a.url()), "result": "failed", "failure": e})
+            }
+        };
         let checkpoint = ledger
             .latest_checkpoint(tenant)
             .ok()
@@ -145,6 +164,7 @@ impl Integrity {
             "verified_at": &now,
             "duration_ms": started.elapsed().as_millis() as u64,
             "bytes": r.bytes,
+            "archive": archive,
         });
         let digest = {
             let bytes = agentrail_event::json::to_canonical_vec(&report)

@@ -301,11 +301,28 @@ impl Service {
             budget.indexes,
             Some(Arc::new(source)),
         ));
+        let archive_store: Option<Arc<dyn agentrail_archive::ArchiveStore>> = match (
+            &cfg.archive,
+            &cfg.archive_store,
+        ) {
+            (_, Some(store)) => Some(store.clone()),
+            (Some(url), None) if url.starts_with("file://") => Some(Arc::new(
+                agentrail_archive::FileArchive::from_url(url)
+                    .map_err(|e| ServiceError::internal(e.to_string()))?,
+            )),
+            (Some(url), None) => {
+                return Err(ServiceError::internal(format!(
+                    "archive {url}: the agentrail binary opens s3:// archives (or use file:///path)"
+                )));
+            }
+            (None, None) => None,
+        };
         let integrity = Arc::new(Integrity::open(
             ledger.clone(),
             clock.clone(),
             cfg.webhook_url.clone(),
             indexer.clone(),
+            archive_store.clone(),
         )?);
         if cfg.verify_interval_ms > 0 {
             integrity.start_schedule(Duration::from_millis(cfg.verify_interval_ms));
@@ -336,22 +353,6 @@ impl Service {
             list,
         ));
         witnesses.start_schedule(Duration::from_millis(cfg.witness_interval_ms.max(10)));
-        let archive_store: Option<Arc<dyn agentrail_archive::ArchiveStore>> = match (
-            &cfg.archive,
-            &cfg.archive_store,
-        ) {
-            (_, Some(store)) => Some(store.clone()),
-            (Some(url), None) if url.starts_with("file://") => Some(Arc::new(
-                agentrail_archive::FileArchive::from_url(url)
-                    .map_err(|e| ServiceError::internal(e.to_string()))?,
-            )),
-            (Some(url), None) => {
-                return Err(ServiceError::internal(format!(
-                    "archive {url}: the agentrail binary opens s3:// archives (or use file:///path)"
-                )));
-            }
-            (None, None) => None,
-        };
         let archiver = match archive_store {
             Some(store) => {
                 let a = Arc::new(crate::archiver::Archiver::new(

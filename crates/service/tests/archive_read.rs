@@ -377,3 +377,45 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
         .expect("a cut log is found after a restore too");
     assert!(f.reason.contains("API key log"), "{f}");
 }
+
+#[test]
+fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
+    let opened = Service::open(config(&data, &archive)).unwrap();
+    let root = opened.root().unwrap();
+    let s = opened.service;
+    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    // Before anything is archived: nothing to compare, and that is fine.
+    let rec = s.verify_now(&t).unwrap();
+    assert_eq!(rec["report"]["result"], "ok", "{rec}");
+    assert_eq!(rec["report"]["archive"]["segments"], 0, "{rec}");
+    s.ingest(&t, &events(0, 30), BatchFormat::Ndjson).unwrap();
+    std::thread::sleep(Duration::from_millis(3));
+    s.archive_now(&t).unwrap();
+    s.ingest(&t, &events(30, 30), BatchFormat::Ndjson).unwrap();
+    std::thread::sleep(Duration::from_millis(3));
+    s.archive_now(&t).unwrap();
+    let rec = s.verify_now(&t).unwrap();
+    let a = &rec["report"]["archive"];
+    assert_eq!(rec["report"]["result"], "ok", "{rec}");
+    assert_eq!(
+        (a["segments"].as_u64(), a["events"].as_u64()),
+        (Some(2), Some(60)),
+        "{a}"
+    );
+    // The signed report carries it (the signature covers the whole report).
+    let vkey: Verifier = s.verifier_key().parse().unwrap();
+    let report = agentrail_service::integrity::verify_report(&rec, &vkey).unwrap();
+    assert_eq!(report["archive"], *a);
+
+    // An archived object altered: the next report fails, naming it.
+    let store = FileArchive::new(&archive);
+    let seg = keys(&store, "/segment-").pop().unwrap();
+    rewrite(&archive, &seg, |b| b[200] ^= 1);
+    let rec = s.verify_now(&t).unwrap();
+    assert_eq!(rec["report"]["result"], "failed", "{rec}");
+    let f = rec["report"]["failure"].as_str().unwrap();
+    assert!(f.contains(&seg) && f.contains("altered"), "{f}");
+    s.shutdown();
+}
