@@ -41,7 +41,19 @@ pub struct S3Archive {
     /// Prepended to every key, with its `/` (empty for the bucket's root).
     prefix: String,
     client: aws_sdk_s3::Client,
-    rt: tokio::runtime::Runtime,
+    /// Its own I/O runtime (`None` only while it is dropped).
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for S3Archive {
+    /// The store may be dropped on a thread of another runtime (the server's, at shutdown),
+    /// where dropping a runtime would block: its workers are told to stop, not waited for (no
+    /// request is in flight once its last user is gone).
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for S3Archive {
@@ -154,7 +166,7 @@ impl S3Archive {
                 format!("{prefix}/")
             },
             client: aws_sdk_s3::Client::from_conf(b.build()),
-            rt,
+            rt: Some(rt),
             url,
         })
     }
@@ -166,9 +178,11 @@ impl S3Archive {
         fut: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Result<T, ArchiveError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
+        if let Some(rt) = &self.rt {
+            rt.spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        }
         rx.recv().map_err(|_| ArchiveError::Io {
             op: "reach",
             key: self.url.clone(),

@@ -234,6 +234,12 @@ impl Archiver {
             }
             Err(e) => {
                 self.upload_errors.fetch_add(1, Ordering::Relaxed);
+                // The lag goes on growing while the archive cannot be reached (from where it
+                // was last seen to stand; all of it if that was never read).
+                let archived = lock(&self.heads).get(t).map_or(0, |h| h.end);
+                if let Err(e) = self.note_lag(t, archived, self.clock.now()) {
+                    tracing::warn!(tenant = %t, error = %e, "cannot compute the archive lag");
+                }
                 let mut retry = lock(&self.retry);
                 let next = retry
                     .get(t)

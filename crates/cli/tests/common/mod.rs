@@ -21,7 +21,19 @@ pub fn spawn_server_with(
     log: Option<&Path>,
     extra_lines: usize,
 ) -> (Child, String, Vec<String>) {
+    spawn_server_env(data, config, log, extra_lines, &[])
+}
+
+/// [`spawn_server_with`] with these environment variables set.
+pub fn spawn_server_env(
+    data: &Path,
+    config: Option<&Path>,
+    log: Option<&Path>,
+    extra_lines: usize,
+    envs: &[(&str, &str)],
+) -> (Child, String, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentrail"));
+    cmd.envs(envs.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "warn")
