@@ -1,0 +1,135 @@
+//! The WORM archive's throughput (DESIGN.md §8.1): the archiver's round to files and to a local
+//! S3 API server (moto, with Object Lock; skipped without `moto_server`), `verify-archive` from
+//! each, and `restore` of the whole tenant (fetch, verify, rebuild, index). One tenant of
+//! `AGENTRAIL_BENCH_EVENTS` (default 1,000,000) agent events of ~1.2 KiB, ingested first. Prints
+//! a table; run with `cargo bench -p agentrail --bench archive_throughput`.
+
+use agentrail_archive::{ArchiveStore, FileArchive};
+use agentrail_event::batch::BatchFormat;
+use agentrail_service::archive_read::{RestoreOptions, restore, verify_archive};
+use agentrail_service::{Service, ServiceConfig};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn batch(from: u64, n: u64) -> Vec<u8> {
+    (from..from + n)
+        .map(|i| {
+            json!({"schema_version": "1", "event_id": format!("e-{i}"), "event_type": "tool.invocation",
+                "session_id": format!("s{}", i % 5000), "agent_id": format!("agent-{}", i % 40),
+                "payload": {"tool": {"name": "crm.lookup", "arguments": {"query": "x".repeat(900)}},
+                "status": {"outcome": "ok"}, "duration_ms": i % 997}})
+            .to_string()
+                + "\n"
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn config(data: &Path, store: Option<Arc<dyn ArchiveStore>>) -> ServiceConfig {
+    ServiceConfig {
+        archive: store.as_ref().map(|s| s.url()),
+        archive_store: store,
+        archive_interval_ms: 1,
+        ..ServiceConfig::unscheduled(data.to_path_buf())
+    }
+}
+
+fn row(what: &str, mb: f64, secs: f64, events: u64) {
+    println!(
+        "| {what} | {mb:.0} | {secs:.2} | {:.1} | {:.0} |",
+        mb / secs,
+        events as f64 / secs
+    );
+}
+
+fn main() {
+    let n: u64 = std::env::var("AGENTRAIL_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let tmp = agentrail_testkit::bench::scratch_dir();
+    let data = tmp.path().join("data");
+    let started = Instant::now();
+    let (t, vkey, log_key) = {
+        let opened = Service::open(config(&data, None)).unwrap();
+        let root = opened.root().unwrap();
+        let s = opened.service;
+        let t = s.create_tenant(&root, "bench").unwrap().tenant_id;
+        let mut at = 0;
+        while at < n {
+            let k = 1000.min(n - at);
+            s.ingest(&t, &batch(at, k), BatchFormat::Ndjson).unwrap();
+            at += k;
+        }
+        let v: agentrail_note::Verifier = s.verifier_key().parse().unwrap();
+        s.shutdown();
+        let key = std::fs::read_to_string(agentrail_ledger::DataDir::new(&data).system().log_key())
+            .unwrap();
+        (t, v, key)
+    };
+    eprintln!("ingested {n} events in {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut stores: Vec<(&str, Arc<dyn ArchiveStore>)> = vec![(
+        "files",
+        Arc::new(FileArchive::new(tmp.path().join("archive"))),
+    )];
+    let moto = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("moto_server").is_file()));
+    let _s3 = if moto {
+        let server = agentrail_testkit::s3::Server::start();
+        server.create_bucket("worm", true);
+        let store = agentrail_s3::S3Archive::open(&agentrail_s3::S3Config {
+            url: "s3://worm/bench".into(),
+            endpoint: Some(server.endpoint()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            session_token: None,
+        })
+        .unwrap();
+        stores.push(("S3 (moto, Object Lock)", Arc::new(store)));
+        Some(server)
+    } else {
+        eprintln!("no moto_server on PATH: the S3 rows are skipped");
+        None
+    };
+
+    println!("| what | MB | seconds | MB/s | events/s |");
+    println!("|---|---|---|---|---|");
+    for (name, store) in &stores {
+        // The archiver's round: seals the active segment, puts every segment, a checkpoint and
+        // the signed manifest.
+        let s = Service::open(config(&data, Some(store.clone()))).unwrap().service;
+        let start = Instant::now();
+        let r = s.archive_now(&t).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        s.shutdown();
+        assert_eq!(r.archived, n);
+        row(&format!("archive to {name}"), r.bytes as f64 / 1e6, secs, n);
+
+        let start = Instant::now();
+        let v = verify_archive(&**store, &t, &vkey, tmp.path(), &mut |_, _, _| {}).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        row(&format!("verify-archive from {name}"), v.fetched.bytes as f64 / 1e6, secs, n);
+    }
+    let (_, store) = &stores[0];
+    let target = tmp.path().join("restored");
+    let start = Instant::now();
+    let r = restore(
+        &**store,
+        &RestoreOptions {
+            data_dir: target,
+            tenants: None,
+            verifier: vkey,
+            log_key: Some(log_key),
+            signer: None,
+        },
+        &mut |_, _, _, _| {},
+    )
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(r[0].events, n);
+    row("restore from files (fetch, verify, index)", r[0].bytes as f64 / 1e6, secs, n);
+}
