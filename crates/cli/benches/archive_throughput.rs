@@ -69,7 +69,10 @@ fn main() {
             .unwrap();
         (t, v, key)
     };
-    eprintln!("ingested {n} events in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "ingested {n} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut stores: Vec<(&str, Arc<dyn ArchiveStore>)> = vec![(
         "files",
@@ -101,7 +104,9 @@ fn main() {
     for (name, store) in &stores {
         // The archiver's round: seals the active segment, puts every segment, a checkpoint and
         // the signed manifest.
-        let s = Service::open(config(&data, Some(store.clone()))).unwrap().service;
+        let s = Service::open(config(&data, Some(store.clone())))
+            .unwrap()
+            .service;
         let start = Instant::now();
         let r = s.archive_now(&t).unwrap();
         let secs = start.elapsed().as_secs_f64();
@@ -112,7 +117,12 @@ fn main() {
         let start = Instant::now();
         let v = verify_archive(&**store, &t, &vkey, tmp.path(), &mut |_, _, _| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
-        row(&format!("verify-archive from {name}"), v.fetched.bytes as f64 / 1e6, secs, n);
+        row(
+            &format!("verify-archive from {name}"),
+            v.fetched.bytes as f64 / 1e6,
+            secs,
+            n,
+        );
     }
     let (_, store) = &stores[0];
     let target = tmp.path().join("restored");
@@ -131,5 +141,10 @@ fn main() {
     .unwrap();
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(r[0].events, n);
-    row("restore from files (fetch, verify, index)", r[0].bytes as f64 / 1e6, secs, n);
+    row(
+        "restore from files (fetch, verify, index)",
+        r[0].bytes as f64 / 1e6,
+        secs,
+        n,
+    );
 }

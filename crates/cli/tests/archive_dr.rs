@@ -245,6 +245,40 @@ fn restore_after_losing_the_data_directory() {
         let l = Ledger::open(cfg).unwrap();
         (0..600).map(|s| l.read(&t, s).unwrap().bytes).collect()
     };
+    // Object Lock retention on every archived segment: COMPLIANCE until its newest event's
+    // received_at plus the tenant's retention_days (the default policy's 2555), as S3 reports it.
+    let mut locked = 0;
+    for o in archive.list("acme/").unwrap() {
+        let Some((first, end)) = o
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_prefix("segment-"))
+            .and_then(|r| r.split_once('-'))
+            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+        else {
+            continue;
+        };
+        assert!(first < end);
+        let last: serde_json::Value = serde_json::from_slice(&original[end - 1]).unwrap();
+        let received: jiff::Timestamp = last["received_at"].as_str().unwrap().parse().unwrap();
+        let want = received
+            .checked_add(jiff::SignedDuration::from_hours(24 * 2555))
+            .unwrap();
+        let got: jiff::Timestamp = archive
+            .retention(&o.key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} has no COMPLIANCE retention", o.key))
+            .parse()
+            .unwrap();
+        assert!(
+            (got.as_second() - want.as_second()).abs() <= 1,
+            "{}: retained until {got}, the policy says {want}",
+            o.key
+        );
+        locked += 1;
+    }
+    assert!(locked >= 1, "{locked} segments");
     // The archived checkpoints, as an auditor kept them.
     let checkpoints: Vec<(u64, agentrail_merkle::Hash)> = archive
         .list("acme/")
