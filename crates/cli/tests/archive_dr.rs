@@ -465,3 +465,54 @@ fn s3_unreachable_then_back_and_a_server_killed_while_archiving() {
         stdout(&o)
     );
 }
+
+#[test]
+fn verify_archive_exits_1_naming_a_tampered_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, archive_dir) = (dir.path().join("data"), dir.path().join("archive"));
+    let config = dir.path().join("agentrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "archive = \"file://{}\"\narchive_interval_ms = 200\n",
+            archive_dir.display()
+        ),
+    )
+    .unwrap();
+    let (child, url, _) = spawn_server_env(&data, Some(&config), None, 0, &[]);
+    let mut child = Killed(child);
+    let key = tenant_key(&url, &data, "acme", &["events:write"]);
+    ingest(&url, &key, 0, 50);
+    let archive = agentrail_archive::FileArchive::new(&archive_dir);
+    wait_archived(&archive, 50, Duration::from_secs(60));
+    stop(&mut child, Path::new("/nonexistent"));
+    let vkey = verifier(&data);
+    let url = format!("file://{}", archive_dir.display());
+    let verify = || {
+        common::bin()
+            .args(["verify-archive", &url, "--tenant", "acme", "--key", &vkey])
+            .output()
+            .unwrap()
+    };
+    let o = verify();
+    assert!(o.status.success(), "{}", common::text(&o));
+    let seg = archive
+        .list("acme/")
+        .unwrap()
+        .into_iter()
+        .find(|o| o.key.contains("/segment-"))
+        .unwrap()
+        .key;
+    let p = archive_dir.join(&seg);
+    let mut b = std::fs::read(&p).unwrap();
+    b[500] ^= 1;
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&p, &b).unwrap();
+    let o = verify();
+    assert_eq!(o.status.code(), Some(1), "{}", common::text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&seg) && out.contains("(seq 0)") && out.contains("altered"),
+        "{out}"
+    );
+}
