@@ -16,6 +16,8 @@ use std::sync::Weak;
 pub struct Schedule {
     stop: Arc<(Mutex<bool>, Condvar)>,
     started: AtomicBool,
+    /// The job's thread, joined by [`Schedule::stop`].
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Schedule {
@@ -50,8 +52,9 @@ impl Schedule {
                     }
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!(job = name, error = %e, "cannot start a background job");
+        match spawned {
+            Ok(h) => *lock(&self.thread) = Some(h),
+            Err(e) => tracing::error!(job = name, error = %e, "cannot start a background job"),
         }
     }
 
@@ -85,10 +88,18 @@ impl Schedule {
         });
     }
 
-    /// Stops the job (a run in progress ends at its next check).
+    /// Stops the job and waits until its thread is gone (a run in progress ends at its next
+    /// check), so nothing of the job still holds the ledger once the service is shut down.
+    /// Called on the job's own thread (its last owner dropped there), it does not wait.
     pub fn stop(&self) {
         let (m, cv) = &*self.stop;
         *lock(m) = true;
         cv.notify_all();
+        let handle = lock(&self.thread).take();
+        if let Some(h) = handle
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
     }
 }
