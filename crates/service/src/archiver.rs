@@ -2,7 +2,8 @@
 //! the WORM archive ([`agentrail_archive::ArchiveStore`]: files, or S3 with Object Lock).
 //!
 //! Every round, per tenant: the active segment is sealed once its first event is older than
-//! `archive_interval` (so the archive is at most that far behind); every sealed segment not in
+//! `archive_interval` less one round's period (so the archive is at most that far behind, plus
+//! the upload); every sealed segment not in
 //! the archive yet is put there, then a checkpoint covering them, then a signed archive
 //! manifest, under `<tenant>/<yyyy>/<mm>/<dd>/` (the UTC day its first event was received, for
 //! a segment; the day it was archived, for the others):
@@ -200,7 +201,7 @@ impl Archiver {
     /// Runs a round for every tenant this often (a quarter of the interval, at most 10 s, so a
     /// segment is sealed soon after it is due).
     pub fn start_schedule(self: &Arc<Self>) {
-        let every = (self.interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+        let every = self.period();
         self.schedule.start_per_tenant(
             "archiver",
             every,
@@ -212,6 +213,11 @@ impl Archiver {
 
     pub fn stop(&self) {
         self.schedule.stop();
+    }
+
+    /// How often the schedule runs a round.
+    fn period(&self) -> Duration {
+        (self.interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(10))
     }
 
     /// The largest lag over tenants: (events, seconds).
@@ -291,7 +297,9 @@ impl Archiver {
         let mut round = ArchiveRound::default();
         if let Some((_, since)) = self.ledger.active_since(t)? {
             let age = now.duration_since(since).unsigned_abs();
-            if age >= self.interval {
+            // Sealed one round early: the next round may come a period later, and the oldest
+            // event must be archived within the interval.
+            if age + self.period() >= self.interval {
                 round.sealed = self.ledger.seal_active(t)?;
             }
         }
