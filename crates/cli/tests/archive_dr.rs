@@ -229,7 +229,19 @@ fn restore_after_losing_the_data_directory() {
     let (child, url, _) = spawn_server_env(&data, Some(&config), Some(&log), 0, &CREDS);
     let mut child = Killed(child);
     let key = tenant_key(&url, &data, "acme", &["events:write", "events:read"]);
-    for i in 0..6 {
+    ingest(&url, &key, 0, 100);
+    // A read before the loss: its access-log record is archived with the next round.
+    let (st, v) = call(
+        &agent(),
+        "GET",
+        &format!("{url}/v1/tenants/acme/events/e-7"),
+        &key,
+        None,
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 1..6 {
         ingest(&url, &key, i * 100, 100);
     }
     let archive = store(&s3.endpoint());
@@ -341,7 +353,12 @@ fn restore_after_losing_the_data_directory() {
     // The server on the restored directory: the log goes on, and is archived on.
     let (child, url, _) = spawn_server_env(&data, Some(&config), None, 0, &CREDS);
     let mut child = Killed(child);
-    let key = tenant_key(&url, &data, "acme", &["events:write", "events:read"]);
+    let key = tenant_key(
+        &url,
+        &data,
+        "acme",
+        &["events:write", "events:read", "tenant:admin"],
+    );
     let (st, v) = call(
         &agent(),
         "GET",
@@ -351,6 +368,17 @@ fn restore_after_losing_the_data_directory() {
     )
     .unwrap();
     assert_eq!(st, 200, "{v}");
+    // Who read what before the loss came back with the archive.
+    let (st, v) = call(
+        &agent(),
+        "GET",
+        &format!("{url}/v1/tenants/acme/access-log?limit=100"),
+        &key,
+        None,
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert!(v.to_string().contains("e-7"), "{v}");
     ingest(&url, &key, 600, 100);
     wait_archived(&archive, 700, Duration::from_secs(60));
     stop(&mut child, Path::new("/nonexistent"));

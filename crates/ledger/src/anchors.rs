@@ -189,15 +189,24 @@ pub fn check(layout: &DataDir, tenant: &TenantId, lines: &[String]) -> Result<()
 /// The first body line of a restore statement: the SHA-256 of the checkpoint note it was
 /// restored at.
 const RESTORED_AT: &str = "checkpoint sha256";
+/// The body line naming the logs a restore did not bring back.
+const ABSENT: &str = "absent";
 
 /// The body of the statement `agentrail restore` signs (`<origin>/restore`) and leaves in the
 /// tenant's `restored` file: the tenant was rebuilt from the archive with `events` events at
-/// the checkpoint `checkpoint_text`, from the manifest `manifest` (key and SHA-256).
+/// the checkpoint `checkpoint_text`, from the manifest `manifest` (key and SHA-256), without
+/// the logs `absent` (which the archive does not carry).
 pub fn restore_statement(
     checkpoint_text: &str,
     events: u64,
     manifest: (&str, &str),
+    absent: &[Anchored],
 ) -> Vec<String> {
+    let mut absent_line = ABSENT.to_owned();
+    for a in absent {
+        absent_line.push(' ');
+        absent_line.push_str(a.name());
+    }
     vec![
         format!(
             "{RESTORED_AT} {}",
@@ -205,33 +214,71 @@ pub fn restore_statement(
         ),
         format!("events {events}"),
         format!("manifest {} {}", manifest.0, manifest.1),
+        absent_line,
     ]
 }
 
-/// Whether the tenant was restored from the archive at exactly the checkpoint `latest_text`:
-/// its `restored` file is a statement `<origin>/restore` signed with the log key naming that
-/// checkpoint. The archive holds the events and checkpoints, not the logs a checkpoint
-/// commits, so at that checkpoint (and only there: the next one commits the logs as they are
-/// again) those logs are not expected. A forged statement needs the log key, which could sign
-/// any checkpoint anyway.
-pub fn restored_at(
+/// The logs the tenant was restored without, if it was restored from the archive at exactly the
+/// checkpoint `latest_text`: its `restored` file is a statement `<origin>/restore` signed with
+/// the log key naming that checkpoint. The archive does not carry those logs, so at that
+/// checkpoint (and only there: the next one commits the logs as they are again) they are not
+/// expected. A forged statement needs the log key, which could sign any checkpoint anyway.
+pub fn restored_without(
     layout: &DataDir,
     tenant: &TenantId,
     verifier: &agentrail_note::Verifier,
     origin: &str,
     latest_text: &str,
-) -> bool {
-    let Ok(bytes) = std::fs::read(layout.tenant(tenant).restored()) else {
-        return false;
-    };
-    let Ok((note, _)) = agentrail_note::open(&bytes, &[verifier]) else {
-        return false;
-    };
+) -> Option<Vec<Anchored>> {
+    let bytes = std::fs::read(layout.tenant(tenant).restored()).ok()?;
+    let (note, _) = agentrail_note::open(&bytes, &[verifier]).ok()?;
     let want = format!(
         "{origin}/restore\n{RESTORED_AT} {}\n",
         to_hex(&agentrail_event::hash::sha256(latest_text.as_bytes()))
     );
-    note.text.starts_with(&want)
+    if !note.text.starts_with(&want) {
+        return None;
+    }
+    let line = note.text.lines().find_map(|l| l.strip_prefix(ABSENT))?;
+    Some(
+        line.split_whitespace()
+            .filter_map(Anchored::from_name)
+            .collect(),
+    )
+}
+
+/// [`check`], except for the logs a restore at exactly this checkpoint did not bring back
+/// ([`restored_without`]): every other committed log must hold what it committed. `Ok(true)`
+/// when logs were excused so.
+pub fn check_or_restored(
+    layout: &DataDir,
+    tenant: &TenantId,
+    verifier: &agentrail_note::Verifier,
+    origin: &str,
+    latest_text: &str,
+) -> Result<bool, String> {
+    let lines = extension_lines(latest_text);
+    let checked = check(layout, tenant, &lines);
+    let Err(e) = checked else {
+        return Ok(false);
+    };
+    let Some(absent) = restored_without(layout, tenant, verifier, origin, latest_text) else {
+        return Err(e);
+    };
+    let kept: Vec<String> = lines
+        .into_iter()
+        .filter(|l| !matches!(parse_line(l), Ok(Some((a, _, _))) if absent.contains(&a)))
+        .collect();
+    check(layout, tenant, &kept).map(|()| true)
+}
+
+/// Only the lines of `lines` that commit one of `logs`.
+pub fn lines_of(lines: &[String], logs: &[Anchored]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| matches!(parse_line(l), Ok(Some((a, _, _))) if logs.contains(&a)))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

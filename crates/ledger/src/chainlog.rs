@@ -391,6 +391,21 @@ fn scan_bytes(
     })
 }
 
+/// The header every log file starts with: a log is this, then the frames of its records.
+pub fn file_header() -> &'static [u8] {
+    MAGIC
+}
+
+/// The frames of `records` as the log file stores them, back to back: a piece of the file
+/// (what the archive keeps of a log; [`file_header`] and the pieces in order are the file).
+pub fn frames_of(records: &[ChainRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(&frame(&r.bytes));
+    }
+    out
+}
+
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + FRAME_HEAD as usize);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());

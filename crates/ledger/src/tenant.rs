@@ -433,25 +433,16 @@ impl Tenant {
         }
         // The logs the newest checkpoint commits must still hold what it committed.
         if let Some(latest) = t.latest_checkpoint() {
-            let lines = crate::anchors::extension_lines(&latest.text);
             let layout = DataDir::new(&ctx.data_dir);
-            let checked = crate::anchors::check(&layout, &t.id, &lines);
-            if checked.is_err()
-                && crate::anchors::restored_at(
-                    &layout,
-                    &t.id,
-                    &ctx.verifier,
-                    &ctx.origin(&t.id),
-                    &latest.text,
-                )
-            {
-                // Restored from the archive at this checkpoint: the logs it commits were not
-                // in the archive. The next checkpoint commits them as they are.
-                t.anchor_soon();
-                return Ok(t);
-            }
-            checked.map_err(
-                |reason| {
+            let origin = ctx.origin(&t.id);
+            let excused = crate::anchors::check_or_restored(
+                &layout,
+                &t.id,
+                &ctx.verifier,
+                &origin,
+                &latest.text,
+            )
+            .map_err(|reason| {
                     OpenError::Damaged(Damage {
                         tenant: t.id.to_string(),
                         file: CHECKPOINT_LOG.to_owned(),
@@ -462,8 +453,12 @@ impl Tenant {
                             latest.size
                         ),
                     })
-                },
-            )?;
+                })?;
+            if excused {
+                // Restored from the archive at this checkpoint, without some of the logs it
+                // commits: the next checkpoint commits them as they are.
+                t.anchor_soon();
+            }
         }
         Ok(t)
     }

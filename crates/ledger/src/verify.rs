@@ -151,13 +151,10 @@ fn check_logs(
     let Some(text) = &report.latest_checkpoint else {
         return Ok(());
     };
-    let lines = crate::anchors::extension_lines(text);
     let layout = crate::DataDir::new(data_dir);
-    let checked = crate::anchors::check(&layout, tenant, &lines);
     let origin = format!("{origin_prefix}/tenants/{tenant}");
-    if checked.is_err() && crate::anchors::restored_at(&layout, tenant, verifier, &origin, text) {
-        return Ok(());
-    }
+    let checked =
+        crate::anchors::check_or_restored(&layout, tenant, verifier, &origin, text).map(|_| ());
     checked.map_err(|reason| Damage {
         tenant: tenant.to_string(),
         file: CHECKPOINT_LOG.to_owned(),

@@ -74,7 +74,7 @@ impl TenantLogs {
 /// The open access logs of a data directory.
 #[derive(Debug)]
 pub struct AccessLogs {
-    pub logs: TenantLogs,
+    pub logs: Arc<TenantLogs>,
 }
 
 /// Numbers a canonical (RFC 8785) record cannot hold exactly become strings.
@@ -111,11 +111,11 @@ pub struct Access<'a> {
 impl AccessLogs {
     pub fn new(layout: &DataDir) -> AccessLogs {
         AccessLogs {
-            logs: TenantLogs::new(layout, TenantPaths::access_log),
+            logs: Arc::new(TenantLogs::new(layout, TenantPaths::access_log)),
         }
     }
 
-    pub fn logs(&self) -> &TenantLogs {
+    pub fn logs(&self) -> &Arc<TenantLogs> {
         &self.logs
     }
 

@@ -5,7 +5,9 @@
 //! All three read it the same way ([`manifests`], then [`fetch`]): the manifests in seq order,
 //! each signed by the log key over its RFC 8785 SHA-256, each naming the one before it (key and
 //! SHA-256) and starting where it ended; every segment object of the size and SHA-256 its
-//! manifest says, the segments contiguous; every checkpoint object the one its manifest names.
+//! manifest says, the segments contiguous; every checkpoint object the one its manifest names;
+//! the access and retention log pieces contiguous, of the size and SHA-256 they should have,
+//! and chained (their files are scanned) up to the head the manifest names.
 //! The fetched segments and checkpoints are then a tenant directory like any other, and the
 //! ledger's own offline verification ([`agentrail_ledger::verify_tenant_with_progress`]: every
 //! record, hash, chain, session chain, causal link, the Merkle root of every checkpoint and the
@@ -19,12 +21,25 @@ use crate::archiver::{
 use agentrail_archive::ArchiveStore;
 use agentrail_event::TenantId;
 use agentrail_event::hash::{sha256, to_hex};
+use agentrail_ledger::anchors::Anchored;
 use agentrail_ledger::frame::{self, FileKind};
 use agentrail_ledger::layout::{CHECKPOINT_LOG, CHECKPOINTS_DIR, LEDGER_DIR, segment_name};
 use agentrail_ledger::{Anchors, Damage, DataDir, verify_tenant_with_progress};
 use agentrail_note::Verifier;
 use std::fs;
 use std::path::Path;
+
+/// The tenant's logs the archiver keeps beside its events (the others hold what erasure must
+/// be able to destroy, or are the system's).
+pub const ARCHIVED_LOGS: [Anchored; 2] = [Anchored::Access, Anchored::Retention];
+
+/// The committed logs a restore does not bring back.
+pub const NOT_ARCHIVED: [Anchored; 4] = [
+    Anchored::Tokens,
+    Anchored::Keys,
+    Anchored::Integrity,
+    Anchored::ApiKeys,
+];
 
 /// What in the archive does not verify: the object, the seq where it applies, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +132,7 @@ pub fn manifests(
     }
     let mut out: Vec<ReadManifest> = Vec::with_capacity(keys.len());
     let mut end = 0u64;
+    let mut log_ends: std::collections::BTreeMap<String, u64> = Default::default();
     for (name_end, key) in keys {
         let bytes = get(store, &key)?;
         let signed = parse_manifest(&bytes).map_err(|e| damage(&key, None, e))?;
@@ -201,6 +217,32 @@ pub fn manifests(
                 format!("its segments end at seq {at}, it says {}", m.end_seq),
             ));
         }
+        for l in &m.logs {
+            let at = log_ends.get(&l.log).copied().unwrap_or(0);
+            if ARCHIVED_LOGS.iter().all(|a| a.name() != l.log)
+                || l.first != at
+                || l.end <= l.first
+                || !l.key.starts_with(&prefix)
+            {
+                return Err(bad(
+                    None,
+                    format!(
+                        "{} log piece {} (records {}..{}) does not continue the log at record {at}",
+                        l.log, l.key, l.first, l.end
+                    ),
+                ));
+            }
+            log_ends.insert(l.log.clone(), l.end);
+        }
+        if m.log_ends != log_ends {
+            return Err(bad(
+                None,
+                format!(
+                    "says the logs stand at {:?}, its pieces and those before make {log_ends:?}",
+                    m.log_ends
+                ),
+            ));
+        }
         end = m.end_seq;
         out.push(ReadManifest {
             key,
@@ -257,6 +299,8 @@ pub struct Fetched {
     /// The newest checkpoint the archived events cover (its note text).
     pub latest_checkpoint: Option<String>,
     pub latest_manifest: ObjectRef,
+    /// The logs fetched, with their records.
+    pub logs: Vec<(Anchored, u64)>,
 }
 
 impl Fetched {
@@ -294,10 +338,12 @@ pub fn fetch(
     store: &dyn ArchiveStore,
     tenant: &TenantId,
     verifier: &Verifier,
-    dir: &Path,
+    layout: &DataDir,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Fetched, ArchiveDamage> {
     let ms = manifests(store, tenant, verifier)?;
+    let paths = layout.tenant(tenant);
+    let dir = paths.dir();
     let local = |op: &str, p: &Path, e: std::io::Error| {
         damage(&p.display().to_string(), None, format!("cannot {op}: {e}"))
     };
@@ -314,6 +360,7 @@ pub fn fetch(
     progress(0, total);
     let mut segments = Vec::new();
     let mut cps: Vec<(u64, String, String)> = Vec::new(); // (size, key, text)
+    let mut log_pieces: Vec<(crate::archiver::ArchivedLog, Vec<u8>)> = Vec::new();
     for m in &ms {
         let mm = &m.signed.manifest;
         for s in &mm.segments {
@@ -323,6 +370,24 @@ pub fn fetch(
             done += bytes.len() as u64;
             progress(done, total);
             segments.push((s.first_seq, s.end_seq, s.key.clone()));
+        }
+        for l in &mm.logs {
+            let bytes = get(store, &l.key)?;
+            let digest = to_hex(&sha256(&bytes));
+            if bytes.len() as u64 != l.bytes || digest != l.sha256 {
+                return Err(damage(
+                    &l.key,
+                    None,
+                    format!(
+                        "{} bytes with SHA-256 {digest}, manifest {} says {} bytes with {}: the object was altered",
+                        bytes.len(),
+                        m.key,
+                        l.bytes,
+                        l.sha256
+                    ),
+                ));
+            }
+            log_pieces.push((l.clone(), bytes));
         }
         let text = get(store, &mm.checkpoint.key)?;
         let digest = to_hex(&sha256(&text));
@@ -381,6 +446,46 @@ pub fn fetch(
     let p = dir.join(segment_name(events));
     fs::write(&p, frame::encode_header(FileKind::Segment, events))
         .map_err(|e| local("write", &p, e))?;
+    // The logs: the header and the pieces in order; their chains are checked by a scan.
+    let mut logs = Vec::new();
+    for a in ARCHIVED_LOGS {
+        let pieces: Vec<&(crate::archiver::ArchivedLog, Vec<u8>)> = log_pieces
+            .iter()
+            .filter(|(l, _)| l.log == a.name())
+            .collect();
+        let Some((last, _)) = pieces.last() else {
+            continue;
+        };
+        let path = a.path(layout, tenant);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| local("create", parent, e))?;
+        }
+        let mut bytes = agentrail_ledger::chainlog::file_header().to_vec();
+        for (_, b) in &pieces {
+            bytes.extend_from_slice(b);
+        }
+        fs::write(&path, &bytes).map_err(|e| local("write", &path, e))?;
+        let scan = agentrail_ledger::scan_chain_log(&path, false)
+            .map_err(|e| damage(&last.key, None, format!("the archived {}: {e}", a.label())))?;
+        if scan.records != last.end
+            || scan.valid_len != scan.file_len
+            || scan.last_hash.map(|h| to_hex(&h)) != Some(last.head.clone())
+        {
+            return Err(damage(
+                &last.key,
+                None,
+                format!(
+                    "the archived {} holds {} records ending in {:?}; its manifest says {} ending in {}",
+                    a.label(),
+                    scan.records,
+                    scan.last_hash.map(|h| to_hex(&h)),
+                    last.end,
+                    last.head
+                ),
+            ));
+        }
+        logs.push((a, last.end));
+    }
     Ok(Fetched {
         origin: last.signed.manifest.origin.clone(),
         manifests: ms.len(),
@@ -391,6 +496,7 @@ pub fn fetch(
         pending,
         latest_checkpoint: latest,
         latest_manifest: last.object_ref(),
+        logs,
     })
 }
 
@@ -409,26 +515,16 @@ pub fn fetch_verified(
     store: &dyn ArchiveStore,
     tenant: &TenantId,
     verifier: &Verifier,
-    dir: &Path,
+    layout: &DataDir,
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<ArchiveReport, ArchiveDamage> {
-    let fetched = fetch(store, tenant, verifier, dir, &mut |d, t| {
+    let fetched = fetch(store, tenant, verifier, layout, &mut |d, t| {
         progress("fetch", d, t)
     })?;
-    agentrail_ledger::rebuild_derived(tenant, dir)
+    let dir = layout.tenant(tenant).dir().to_path_buf();
+    agentrail_ledger::rebuild_derived(tenant, &dir)
         .map_err(|e| damage(&dir.display().to_string(), None, e.to_string()))?;
-    // The verifier walks a data directory: `dir` is `<root>/tenants/<tenant>`.
-    let root = dir
-        .parent()
-        .and_then(Path::parent)
-        .filter(|r| DataDir::new(*r).tenant(tenant).dir() == dir)
-        .ok_or_else(|| {
-            damage(
-                &dir.display().to_string(),
-                None,
-                "is not a tenant directory of a data directory",
-            )
-        })?;
+    let root = layout.root();
     let r = verify_tenant_with_progress(
         root,
         tenant,
@@ -446,6 +542,23 @@ pub fn fetch_verified(
             seq: d.seq,
             reason: d.reason.clone(),
         });
+    }
+    // The archived logs hold what the newest archived checkpoint commits of them.
+    if let Some(text) = &fetched.latest_checkpoint {
+        let lines = agentrail_ledger::anchors::lines_of(
+            &agentrail_ledger::anchors::extension_lines(text),
+            &ARCHIVED_LOGS,
+        );
+        agentrail_ledger::anchors::check(layout, tenant, &lines).map_err(|reason| {
+            damage(
+                fetched
+                    .checkpoints
+                    .last()
+                    .map_or("the archived checkpoints", |c| c.2.as_str()),
+                None,
+                format!("the checkpoint commits a log the archive does not hold: {reason}"),
+            )
+        })?;
     }
     if r.events != fetched.events {
         return Err(damage(
@@ -476,8 +589,7 @@ pub fn verify_archive(
     getrandom::fill(&mut n).map_err(|e| damage("scratch", None, e.to_string()))?;
     let root = scratch.join(format!("agentrail-verify-archive-{}", hex::encode(n)));
     let layout = DataDir::new(&root);
-    let dir = layout.tenant(tenant).dir().to_path_buf();
-    let r = fetch_verified(store, tenant, verifier, &dir, progress);
+    let r = fetch_verified(store, tenant, verifier, &layout, progress);
     let _ = fs::remove_dir_all(&root);
     r
 }
@@ -531,11 +643,12 @@ pub struct Restored {
     pub indexed: u64,
 }
 
-/// Rebuilds a data directory from the archive: for each tenant, its segments and checkpoints,
-/// verified ([`fetch_verified`]) before anything else is written; then the system's origin and
-/// log key, a signed `restored` statement per tenant (its latest checkpoint commits logs the
-/// archive does not carry: the access, retention, token and key logs start empty), a checkpoint
-/// over every restored event (consistent with the archived ones), and the index. Refuses a
+/// Rebuilds a data directory from the archive: for each tenant, its segments, checkpoints and
+/// access and retention logs, verified ([`fetch_verified`]) before anything else is written;
+/// then the system's origin and log key, a signed `restored` statement per tenant (its latest
+/// checkpoint commits logs the archive does not carry, [`NOT_ARCHIVED`]: the token vault and
+/// key log start empty), a checkpoint over every restored event (consistent with the archived
+/// ones), and the index. Refuses a
 /// target that is not empty; if anything fails, what it wrote is removed.
 /// `progress(tenant, phase, done, total)`: phases `fetch`, `verify`, `index`.
 pub fn restore(
@@ -601,8 +714,7 @@ fn restore_into(
     }
     let mut reports = Vec::with_capacity(tenants.len());
     for t in &tenants {
-        let tdir = layout.tenant(t).dir().to_path_buf();
-        let r = fetch_verified(store, t, &opts.verifier, &tdir, &mut |phase, d, n| {
+        let r = fetch_verified(store, t, &opts.verifier, &layout, &mut |phase, d, n| {
             progress(t, phase, d, n)
         })
         .map_err(|e| {
@@ -660,6 +772,7 @@ fn restore_into(
                 text,
                 f.events,
                 (&f.latest_manifest.key, &f.latest_manifest.sha256),
+                &NOT_ARCHIVED,
             );
             let note = ledger
                 .sign_statement(t, "restore", &lines)

@@ -3,23 +3,28 @@
 //!
 //! Every round, per tenant: the active segment is sealed once its first event is older than
 //! `archive_interval` less one round's period (so the archive is at most that far behind, plus
-//! the upload); every sealed segment not in
-//! the archive yet is put there, then a checkpoint covering them, then a signed archive
-//! manifest, under `<tenant>/<yyyy>/<mm>/<dd>/` (the UTC day its first event was received, for
-//! a segment; the day it was archived, for the others):
+//! the upload); every sealed segment not in the archive yet is put there, then a checkpoint
+//! covering them, then what the tenant's access and retention logs gained since the last
+//! round, then a signed archive manifest, under `<tenant>/<yyyy>/<mm>/<dd>/` (the UTC day its
+//! first event was received, for a segment; the day it was archived, for the others):
 //!
 //! ```text
 //! acme/2026/12/07/segment-<first seq>-<end seq>     the sealed segment file, byte for byte
 //! acme/2026/12/07/checkpoint-<size>                 the signed checkpoint note
+//! acme/2026/12/07/access-<first>-<end>              access-log records (who read what)
+//! acme/2026/12/07/retention-<first>-<end>           retention-run records
 //! acme/2026/12/07/manifest-<end seq>.json           {"manifest": …, "signature": …}
 //! ```
 //!
-//! (seqs zero-padded to 20 digits, so keys sort in seq order). A manifest names the segments
-//! it adds (key, seq range, size, SHA-256, retention), the checkpoint, and the previous
+//! (seqs zero-padded to 20 digits, so keys sort in seq order). A log piece is its records'
+//! stored frames: a log file is its header and its pieces in order. The token vault and key
+//! logs are never archived: erasure must be able to destroy what they hold. A manifest names
+//! the segments it adds (key, seq range, size, SHA-256, retention), the checkpoint, the log
+//! pieces (range, size, SHA-256, head hash) and where each log stands, and the previous
 //! manifest (key and SHA-256): the manifests chain, and each is signed with the log key as a
 //! statement `<origin>/archive-manifest` over the SHA-256 of its RFC 8785 bytes. Each object is
 //! retained (COMPLIANCE, where the store enforces it) until its newest event's `received_at`
-//! plus the tenant's `retention_days`.
+//! plus the tenant's `retention_days`. Logs are archived with the rounds that archive events.
 //!
 //! Objects are written once: a re-run after a crash puts the same bytes again (a no-op), and
 //! where the archive stands is read back from it (the newest manifest), never kept only
@@ -27,12 +32,14 @@
 //! ingest never waits for the archive. The lag (events and seconds not yet archived) is a
 //! metric, and passing `archive_lag_alert_ms` is logged at error and POSTed to the webhook.
 
+use crate::access::TenantLogs;
 use crate::error::ServiceError;
 use crate::privacy::Privacy;
 use crate::schedule::Schedule;
 use agentrail_archive::ArchiveStore;
 use agentrail_event::TenantId;
 use agentrail_event::hash::{sha256, to_hex};
+use agentrail_ledger::anchors::Anchored;
 use agentrail_ledger::sync::lock;
 use agentrail_ledger::{Clock, Ledger};
 use serde::{Deserialize, Serialize};
@@ -54,6 +61,21 @@ pub struct ArchivedSegment {
     pub bytes: u64,
     pub sha256: String,
     pub retain_until: String,
+}
+
+/// A piece of one of the tenant's chain logs (records `[first, end)` as their stored frames):
+/// the access log (who read what) and the retention runs, archived beside the events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedLog {
+    /// `access` or `retention` (the names of checkpoint extension lines).
+    pub log: String,
+    pub key: String,
+    pub first: u64,
+    pub end: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The hash of record `end - 1`.
+    pub head: String,
 }
 
 /// An archived object named by key and digest (the checkpoint, the previous manifest).
@@ -78,6 +100,13 @@ pub struct ArchiveManifest {
     pub checkpoint_size: u64,
     /// The manifest before it (`None` for the first).
     pub prev_manifest: Option<ObjectRef>,
+    /// The pieces of the tenant's logs it adds, each continuing where the log's last piece
+    /// ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<ArchivedLog>,
+    /// Where each archived log stands after it (records), for every log archived so far.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub log_ends: std::collections::BTreeMap<String, u64>,
 }
 
 impl ArchiveManifest {
@@ -124,7 +153,12 @@ fn day(ts: jiff::Timestamp) -> String {
 struct Head {
     end: u64,
     manifest: Option<ObjectRef>,
+    /// Records of each log the archive holds.
+    log_ends: std::collections::BTreeMap<String, u64>,
 }
+
+/// The most records put in one log piece.
+const LOG_PIECE: u64 = 50_000;
 
 /// What one round did for a tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,6 +175,8 @@ pub struct Archiver {
     ledger: Arc<Ledger>,
     privacy: Arc<Privacy>,
     store: Arc<dyn ArchiveStore>,
+    /// The tenant logs archived beside the events, with where they are kept open.
+    logs: Vec<(Anchored, Arc<TenantLogs>)>,
     clock: Arc<dyn Clock>,
     interval: Duration,
     lag_alert: Duration,
@@ -168,6 +204,7 @@ impl Archiver {
         ledger: Arc<Ledger>,
         privacy: Arc<Privacy>,
         store: Arc<dyn ArchiveStore>,
+        logs: Vec<(Anchored, Arc<TenantLogs>)>,
         clock: Arc<dyn Clock>,
         interval: Duration,
         lag_alert: Duration,
@@ -180,6 +217,7 @@ impl Archiver {
             ledger,
             privacy,
             store,
+            logs,
             clock,
             interval,
             lag_alert,
@@ -277,12 +315,15 @@ impl Archiver {
                 let bytes = self.store.get(&key).map_err(err)?.ok_or_else(|| {
                     ServiceError::internal(format!("archive manifest {key} was listed but is gone"))
                 })?;
+                let m = parse_manifest(&bytes)
+                    .map_err(|e| ServiceError::internal(format!("archive manifest {key}: {e}")))?;
                 Head {
                     end,
                     manifest: Some(ObjectRef {
                         key,
                         sha256: to_hex(&sha256(&bytes)),
                     }),
+                    log_ends: m.manifest.log_ends,
                 }
             }
         };
@@ -384,6 +425,38 @@ impl Archiver {
         self.store
             .put_once(&cp_key, cp.text.as_bytes(), Some(&until))
             .map_err(err)?;
+        // The logs as they are now: at least what the checkpoint commits of them.
+        let mut logs = Vec::new();
+        let mut log_ends = head.log_ends.clone();
+        for (a, open) in &self.logs {
+            let log = open.log(t)?;
+            let count = log.records();
+            let mut from = log_ends.get(a.name()).copied().unwrap_or(0);
+            while from < count {
+                let n = (count - from).min(LOG_PIECE);
+                let records = log.read(from, n as usize)?;
+                let Some(last) = records.last() else { break };
+                let to = from + records.len() as u64;
+                let bytes = agentrail_ledger::chainlog::frames_of(&records);
+                let key = format!("{t}/{}/{}-{from:020}-{to:020}", day(now), a.name());
+                self.store
+                    .put_once(&key, &bytes, Some(&until))
+                    .map_err(err)?;
+                logs.push(ArchivedLog {
+                    log: a.name().to_owned(),
+                    key,
+                    first: from,
+                    end: to,
+                    bytes: bytes.len() as u64,
+                    sha256: to_hex(&sha256(&bytes)),
+                    head: to_hex(&last.hash),
+                });
+                from = to;
+            }
+            if from > 0 {
+                log_ends.insert(a.name().to_owned(), from);
+            }
+        }
         let manifest = ArchiveManifest {
             format: MANIFEST_FORMAT.into(),
             tenant: t.to_string(),
@@ -397,6 +470,8 @@ impl Archiver {
             },
             checkpoint_size: cp.size,
             prev_manifest: head.manifest.clone(),
+            logs,
+            log_ends: log_ends.clone(),
         };
         let digest = manifest.digest().map_err(ServiceError::internal)?;
         let signature = self
@@ -423,6 +498,7 @@ impl Archiver {
                     key,
                     sha256: to_hex(&sha256(&body)),
                 }),
+                log_ends,
             },
         );
         Ok(())

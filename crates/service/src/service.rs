@@ -20,6 +20,7 @@ use agentrail_event::TenantId;
 use agentrail_event::batch::{BatchFormat, Position, count_items, parse_batch};
 use agentrail_event::validate::ValidEvent;
 use agentrail_index::{EventRow, IndexError, TenantIndex};
+use agentrail_ledger::anchors::Anchored;
 use agentrail_ledger::clock::format_timestamp;
 use agentrail_ledger::files::write_atomic;
 use agentrail_ledger::layout::DataDir;
@@ -296,6 +297,7 @@ impl Service {
         let run_logs = Arc::new(crate::retention::run_logs(&layout));
         run_logs.limit_open(budget.logs_per_kind);
         let source = VaultIndexSource::new(vault, run_logs.clone(), cfg.seal_sensitive_fields);
+        let run_logs_for_archive = run_logs.clone();
         let indexer = Arc::new(Indexer::start(
             ledger.clone(),
             budget.indexes,
@@ -353,12 +355,18 @@ impl Service {
             list,
         ));
         witnesses.start_schedule(Duration::from_millis(cfg.witness_interval_ms.max(10)));
+        let access = AccessLogs::new(&layout);
+        access.logs().limit_open(budget.logs_per_kind);
         let archiver = match archive_store {
             Some(store) => {
                 let a = Arc::new(crate::archiver::Archiver::new(
                     ledger.clone(),
                     privacy.clone(),
                     store,
+                    vec![
+                        (Anchored::Access, access.logs().clone()),
+                        (Anchored::Retention, run_logs_for_archive.clone()),
+                    ],
                     clock.clone(),
                     Duration::from_millis(cfg.archive_interval_ms.max(1)),
                     Duration::from_millis(cfg.archive_lag_alert_ms),
@@ -372,8 +380,6 @@ impl Service {
         let exports = Exports::new(ledger.clone(), privacy.vault().clone());
         exports.resume_interrupted();
         let storage = StorageGuard::open(&layout, cfg.reserve_bytes);
-        let access = AccessLogs::new(&layout);
-        access.logs().limit_open(budget.logs_per_kind);
         let service = Service {
             storage,
             budget,

@@ -11,7 +11,7 @@ use agentrail_ledger::{Config, DataDir, Ledger};
 use agentrail_note::{Signer, Verifier};
 use agentrail_service::archive_read::{RestoreOptions, restore, verify_archive};
 use agentrail_service::archiver::{manifest_end, parse_manifest};
-use agentrail_service::{Service, ServiceConfig};
+use agentrail_service::{ReadRequest, Service, ServiceConfig};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -54,6 +54,15 @@ fn archived(
     for &n in rounds {
         s.ingest(&t, &events(at, n), BatchFormat::Ndjson).unwrap();
         at += n;
+        // Reads (in the access log) and a retention run (in the retention log): archived too.
+        let read = ReadRequest {
+            caller: root.clone(),
+            tenant: t.clone(),
+            endpoint: "GET /v1/tenants/{tenant}/access-log".into(),
+            params: json!({"round": at}),
+        };
+        s.access_log(read, None, 10).unwrap();
+        s.run_retention(&t).unwrap();
         std::thread::sleep(Duration::from_millis(3));
         assert_eq!(s.archive_now(&t).unwrap().archived, at);
     }
@@ -203,6 +212,17 @@ fn verify_archive_passes_the_archive_and_names_every_tampered_object() {
     });
     assert_eq!(e.object, mans[2]);
     assert!(e.reason.contains("previous manifest"), "{e}");
+    // A piece of the access log altered: its digest.
+    let access = keys(&store, "/access-");
+    assert_eq!(access.len(), 3, "{access:?}");
+    let e = case("access", &|a| rewrite(a, &access[1], |b| b[20] ^= 1));
+    assert_eq!(e.object, access[1]);
+    assert!(e.reason.contains("altered"), "{e}");
+    // A piece of the access log removed: the chain of pieces.
+    let e = case("access-gone", &|a| {
+        std::fs::remove_file(a.join(&access[2])).unwrap()
+    });
+    assert_eq!(e.object, access[2]);
     // A checkpoint object replaced: its digest.
     let e = case("checkpoint", &|a| rewrite(a, &cps[0], |b| b.push(b'\n')));
     assert_eq!(e.object, cps[0]);
@@ -255,6 +275,19 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
         let l = Ledger::open(cfg).unwrap();
         (0..60).map(|s| l.read(&t, s).unwrap().bytes).collect()
     };
+    let logs_before: Vec<Vec<agentrail_ledger::ChainRecord>> = [
+        DataDir::new(&data).tenant(&t).access_log(),
+        DataDir::new(&data).tenant(&t).retention_log(),
+    ]
+    .iter()
+    .map(|p| {
+        agentrail_ledger::ChainLog::open(p)
+            .unwrap()
+            .read(0, 1000)
+            .unwrap()
+    })
+    .collect();
+    assert!(logs_before.iter().all(|l| l.len() >= 2), "{logs_before:?}");
     // The disk is lost.
     std::fs::remove_dir_all(&data).unwrap();
 
@@ -291,6 +324,27 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
     assert!(e.to_string().contains("log key"), "{e}");
     assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
 
+    // Who read what, and the retention runs, come back as they were archived (the last round
+    // archived them as they stood: every record).
+    for (p, before) in [
+        DataDir::new(&data).tenant(&t).access_log(),
+        DataDir::new(&data).tenant(&t).retention_log(),
+    ]
+    .iter()
+    .zip(&logs_before)
+    {
+        let after = agentrail_ledger::ChainLog::open(p)
+            .unwrap()
+            .read(0, 1000)
+            .unwrap();
+        assert_eq!(&after, before, "{}", p.display());
+    }
+    // The restore statement excuses only the logs the archive does not carry.
+    let stmt = std::fs::read_to_string(DataDir::new(&data).tenant(&t).restored()).unwrap();
+    assert!(
+        stmt.contains("absent tokens keys integrity api-keys"),
+        "{stmt}"
+    );
     // The restored directory verifies offline, like any other.
     let report = agentrail_ledger::verify_tenant(&data, &t, &vkey, "agentrail.local");
     assert_eq!(report.failure, None, "{report:?}");
