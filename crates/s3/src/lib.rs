@@ -4,7 +4,9 @@
 //! version), its SHA-256 checksum (S3 checks the bytes it received), and COMPLIANCE-mode
 //! retention until the date asked, which nobody — the bucket's owner included — can shorten
 //! or bypass. A key that exists is read back and compared: the same bytes are a re-upload after
-//! a crash, other bytes a conflict.
+//! a crash, other bytes a conflict. Reads (and retention) are of a key's first version, the one
+//! this store wrote and Object Lock keeps: an unconditional PUT by someone else adds a version
+//! S3 cannot refuse, and it is never what this store reads.
 //!
 //! The AWS SDK is async; this store is sync like the rest of the application: it owns a small
 //! tokio runtime, runs each request there and waits for the answer on the calling thread (any
@@ -207,6 +209,37 @@ impl S3Archive {
     }
 }
 
+/// The first version written of `full`, and whether the key has a delete marker. Object Lock
+/// keeps that version, and a version someone put on top of it (an unconditional PUT, which S3
+/// cannot refuse) is never what this store reads or reports. Versions of a key come newest
+/// first. `None` without versioning (the plain object is read).
+async fn first_version(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    full: &str,
+    key: &str,
+) -> Result<(Option<String>, bool), ArchiveError> {
+    let versions = client
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(full)
+        .send()
+        .await
+        .map_err(failed("list the versions of", key))?;
+    let first = versions
+        .versions()
+        .iter()
+        .filter(|v| v.key() == Some(full))
+        .next_back()
+        .and_then(|v| v.version_id().map(str::to_owned))
+        .filter(|v| v != "null");
+    let deleted = versions
+        .delete_markers()
+        .iter()
+        .any(|d| d.key() == Some(full));
+    Ok((first, deleted))
+}
+
 impl ArchiveStore for S3Archive {
     fn url(&self) -> String {
         self.url.clone()
@@ -300,7 +333,17 @@ impl ArchiveStore for S3Archive {
             (self.client.clone(), self.bucket.clone(), key.to_owned());
         self.wait(async move {
             let key = key_owned.as_str();
-            let out = client.get_object().bucket(bucket).key(full).send().await;
+            let (first, deleted) = first_version(&client, &bucket, &full, key).await?;
+            if first.is_none() && deleted {
+                return Ok(None);
+            }
+            let out = client
+                .get_object()
+                .bucket(bucket)
+                .key(&full)
+                .set_version_id(first)
+                .send()
+                .await;
             match out {
                 Ok(o) => o
                     .body
@@ -352,16 +395,21 @@ impl ArchiveStore for S3Archive {
 
     fn retention(&self, key: &str) -> Result<Option<String>, ArchiveError> {
         let full = self.full(key)?;
-        // HEAD carries the lock (GetObjectRetention needs one more permission).
-        let head = self
-            .wait(
-                self.client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .send(),
-            )?
-            .map_err(failed("read the retention of", key))?;
+        let (client, bucket, key_owned) =
+            (self.client.clone(), self.bucket.clone(), key.to_owned());
+        // HEAD of the first version carries its lock (GetObjectRetention needs one more
+        // permission).
+        let head = self.wait(async move {
+            let (first, _) = first_version(&client, &bucket, &full, &key_owned).await?;
+            client
+                .head_object()
+                .bucket(&bucket)
+                .key(&full)
+                .set_version_id(first)
+                .send()
+                .await
+                .map_err(failed("read the retention of", &key_owned))
+        })??;
         if head.object_lock_mode() != Some(&ObjectLockMode::Compliance) {
             return Ok(None);
         }

@@ -83,12 +83,29 @@ fn the_s3_store_conforms_and_object_lock_holds() {
         .unwrap();
     let kept = rt.block_on(kept.body.collect()).unwrap().into_bytes();
     assert_eq!(kept.len(), 70_000);
-    // … and the store, which never overwrites, sees the conflict rather than the forgery as
-    // its own (it reads the newest version).
+    // … and the store reads the first version, the locked one: the forgery on top changes
+    // nothing it reads, a re-upload of the archived bytes is a no-op, other bytes a conflict.
+    assert_eq!(
+        store.get("run-1/acme/2026/12/07/seg-0").unwrap().unwrap(),
+        vec![7u8; 70_000]
+    );
+    assert_eq!(
+        store
+            .put_once("run-1/acme/2026/12/07/seg-0", &vec![7u8; 70_000], None)
+            .unwrap(),
+        agentrail_archive::Put::AlreadyThere
+    );
     assert!(matches!(
-        store.put_once("run-1/acme/2026/12/07/seg-0", &vec![7u8; 70_000], None),
+        store.put_once("run-1/acme/2026/12/07/seg-0", b"forged", None),
         Err(ArchiveError::Conflict { .. })
     ));
+    // Its retention is the locked version's, not the unlocked forgery's.
+    assert!(
+        store
+            .retention("run-1/acme/2026/12/07/seg-0")
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
