@@ -229,8 +229,7 @@ async fn first_version(
     let first = versions
         .versions()
         .iter()
-        .filter(|v| v.key() == Some(full))
-        .next_back()
+        .rfind(|v| v.key() == Some(full))
         .and_then(|v| v.version_id().map(str::to_owned))
         .filter(|v| v != "null");
     let deleted = versions
