@@ -16,7 +16,7 @@
 
 use crate::archiver::{
     ArchivedSegment, MANIFEST_FORMAT, ObjectRef, SignedArchiveManifest, manifest_end,
-    parse_manifest,
+    manifest_order, parse_manifest,
 };
 use agentrail_archive::ArchiveStore;
 use agentrail_event::TenantId;
@@ -103,9 +103,9 @@ pub fn manifests(
     let listed = store
         .list(&prefix)
         .map_err(|e| damage(&prefix, None, e.to_string()))?;
-    let mut keys: Vec<(u64, String)> = listed
+    let mut keys: Vec<((u64, u64), String)> = listed
         .into_iter()
-        .filter_map(|o| manifest_end(&o.key).map(|end| (end, o.key)))
+        .filter_map(|o| manifest_order(&o.key).map(|order| (order, o.key)))
         .collect();
     keys.sort();
     if keys.is_empty() {
@@ -122,10 +122,10 @@ pub fn manifests(
         if w[0].0 == w[1].0 {
             return Err(damage(
                 &w[1].1,
-                Some(w[1].0),
+                Some(w[1].0.0),
                 format!(
-                    "a second manifest ending at seq {} (the other is {})",
-                    w[0].0, w[0].1
+                    "a second manifest at the same place (seq {}, {} log records; the other is {})",
+                    w[0].0.0, w[0].0.1, w[0].1
                 ),
             ));
         }
@@ -133,7 +133,7 @@ pub fn manifests(
     let mut out: Vec<ReadManifest> = Vec::with_capacity(keys.len());
     let mut end = 0u64;
     let mut log_ends: std::collections::BTreeMap<String, u64> = Default::default();
-    for (name_end, key) in keys {
+    for ((name_end, name_logs), key) in keys {
         let bytes = get(store, &key)?;
         let signed = parse_manifest(&bytes).map_err(|e| damage(&key, None, e))?;
         let m = &signed.manifest;
@@ -185,7 +185,12 @@ pub fn manifests(
                 ),
             ));
         }
-        if m.first_seq != end || m.end_seq != name_end || m.end_seq <= m.first_seq {
+        // A manifest adds events, or (with none) only log records.
+        if m.first_seq != end
+            || m.end_seq != name_end
+            || m.end_seq < m.first_seq
+            || (m.end_seq == m.first_seq && (m.logs.is_empty() || !m.segments.is_empty()))
+        {
             return Err(bad(
                 Some(end),
                 format!(
@@ -234,7 +239,7 @@ pub fn manifests(
             }
             log_ends.insert(l.log.clone(), l.end);
         }
-        if m.log_ends != log_ends {
+        if m.log_ends != log_ends || log_ends.values().sum::<u64>() != name_logs {
             return Err(bad(
                 None,
                 format!(

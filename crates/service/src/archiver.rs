@@ -10,10 +10,10 @@
 //!
 //! ```text
 //! acme/2026/12/07/segment-<first seq>-<end seq>     the sealed segment file, byte for byte
-//! acme/2026/12/07/checkpoint-<size>                 the signed checkpoint note
+//! acme/2026/12/07/checkpoint-<size>-<digest>        the signed checkpoint note
 //! acme/2026/12/07/access-<first>-<end>              access-log records (who read what)
 //! acme/2026/12/07/retention-<first>-<end>           retention-run records
-//! acme/2026/12/07/manifest-<end seq>.json           {"manifest": …, "signature": …}
+//! acme/2026/12/07/manifest-<end seq>-<records>.json {"manifest": …, "signature": …}
 //! ```
 //!
 //! (seqs zero-padded to 20 digits, so keys sort in seq order). A log piece is its records'
@@ -24,7 +24,9 @@
 //! manifest (key and SHA-256): the manifests chain, and each is signed with the log key as a
 //! statement `<origin>/archive-manifest` over the SHA-256 of its RFC 8785 bytes. Each object is
 //! retained (COMPLIANCE, where the store enforces it) until its newest event's `received_at`
-//! plus the tenant's `retention_days`. Logs are archived with the rounds that archive events.
+//! plus the tenant's `retention_days`. A round whose only news is log records (reads with no
+//! new events) archives them in a manifest without segments. A manifest's name orders it in
+//! the chain: events, then log records (the sum of every log's records) after it.
 //!
 //! Objects are written once: a re-run after a crash puts the same bytes again (a no-op), and
 //! where the archive stands is read back from it (the newest manifest), never kept only
@@ -127,18 +129,26 @@ pub struct SignedArchiveManifest {
     pub signature: String,
 }
 
-/// The key of a manifest ending at `end` on `day` (`yyyy/mm/dd`).
-pub fn manifest_key(tenant: &str, day: &str, end: u64) -> String {
-    format!("{tenant}/{day}/manifest-{end:020}.json")
+/// The key of a manifest on `day` (`yyyy/mm/dd`) after which the archive holds `end` events
+/// and `log_records` records of the tenant's logs (together: its place in the chain, growing
+/// with every manifest).
+pub fn manifest_key(tenant: &str, day: &str, end: u64, log_records: u64) -> String {
+    format!("{tenant}/{day}/manifest-{end:020}-{log_records:020}.json")
+}
+
+/// The place a manifest key names, `(events, log records)`, if it is one.
+pub fn manifest_order(key: &str) -> Option<(u64, u64)> {
+    let name = key.rsplit('/').next()?;
+    let (end, logs) = name
+        .strip_prefix("manifest-")?
+        .strip_suffix(".json")?
+        .split_once('-')?;
+    Some((end.parse().ok()?, logs.parse().ok()?))
 }
 
 /// The end seq a manifest key names, if it is one.
 pub fn manifest_end(key: &str) -> Option<u64> {
-    let name = key.rsplit('/').next()?;
-    name.strip_prefix("manifest-")?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
+    manifest_order(key).map(|(end, _)| end)
 }
 
 /// `yyyy/mm/dd` of a time, in UTC.
@@ -271,7 +281,7 @@ impl Archiver {
         {
             return Ok(());
         }
-        match self.run(t) {
+        match self.run(t, false) {
             Ok(_) => {
                 lock(&self.retry).remove(t);
                 Ok(())
@@ -307,11 +317,11 @@ impl Archiver {
             .list(&format!("{t}/"))
             .map_err(err)?
             .into_iter()
-            .filter_map(|o| manifest_end(&o.key).map(|end| (end, o.key)))
+            .filter_map(|o| manifest_order(&o.key).map(|order| (order, o.key)))
             .max();
         let head = match newest {
             None => Head::default(),
-            Some((end, key)) => {
+            Some(((end, _), key)) => {
                 let bytes = self.store.get(&key).map_err(err)?.ok_or_else(|| {
                     ServiceError::internal(format!("archive manifest {key} was listed but is gone"))
                 })?;
@@ -331,8 +341,9 @@ impl Archiver {
         Ok(head)
     }
 
-    /// One round for a tenant now (what the schedule runs).
-    pub fn run(&self, t: &TenantId) -> Result<ArchiveRound, ServiceError> {
+    /// One round for a tenant now (what the schedule runs). With `seal`, the active segment is
+    /// sealed whatever its age (an on-demand round: archive everything durable now).
+    pub fn run(&self, t: &TenantId, seal: bool) -> Result<ArchiveRound, ServiceError> {
         let _one = lock(&self.running);
         let now = self.clock.now();
         let mut round = ArchiveRound::default();
@@ -340,7 +351,7 @@ impl Archiver {
             let age = now.duration_since(since).unsigned_abs();
             // Sealed one round early: the next round may come a period later, and the oldest
             // event must be archived within the interval.
-            if age + self.period() >= self.interval {
+            if seal || age + self.period() >= self.interval {
                 round.sealed = self.ledger.seal_active(t)?;
             }
         }
@@ -359,7 +370,17 @@ impl Archiver {
                 head.end, first.0
             )));
         }
-        if !new.is_empty() {
+        // The logs alone may have grown (reads with no new events): archived too.
+        // (Their heads as this process knows them: no log is opened for this.)
+        let layout = agentrail_ledger::DataDir::new(self.ledger.data_dir());
+        let mut logs_grew = false;
+        for (a, _) in &self.logs {
+            let archived = head.log_ends.get(a.name()).copied().unwrap_or(0);
+            let (records, _) = agentrail_ledger::chainlog::head_of(&a.path(&layout, t), false)
+                .map_err(|e| ServiceError::internal(format!("{}: {e}", a.label())))?;
+            logs_grew |= records > archived;
+        }
+        if !new.is_empty() || logs_grew {
             self.upload(t, &head, &new, now, &mut round)?;
         }
         round.archived = lock(&self.heads).get(t).map_or(head.end, |h| h.end);
@@ -394,7 +415,11 @@ impl Archiver {
             .checkpoint(t)
             .map_err(|e| ServiceError::internal(e.to_string()))?;
         let mut segments = Vec::with_capacity(new.len());
-        let mut newest = received(new[0].0)?;
+        // The logs' pieces, with no events, are kept as long as events received now would be.
+        let mut newest = match new.first() {
+            Some(first) => received(first.0)?,
+            None => now,
+        };
         for (first, end, path) in new {
             let bytes = std::fs::read(path)
                 .map_err(|e| ServiceError::internal(format!("reading {}: {e}", path.display())))?;
@@ -419,9 +444,16 @@ impl Archiver {
                 retain_until: until,
             });
         }
-        let end = new[new.len() - 1].1;
+        let end = new.last().map_or(head.end, |s| s.1);
         let until = retain(newest)?;
-        let cp_key = format!("{t}/{}/checkpoint-{:020}", day(now), cp.size);
+        // Checkpoints of one size may differ in the log heads they commit: the name says which.
+        let cp_digest = to_hex(&sha256(cp.text.as_bytes()));
+        let cp_key = format!(
+            "{t}/{}/checkpoint-{:020}-{}",
+            day(now),
+            cp.size,
+            &cp_digest[..16]
+        );
         self.store
             .put_once(&cp_key, cp.text.as_bytes(), Some(&until))
             .map_err(err)?;
@@ -466,7 +498,7 @@ impl Archiver {
             segments,
             checkpoint: ObjectRef {
                 key: cp_key,
-                sha256: to_hex(&sha256(cp.text.as_bytes())),
+                sha256: cp_digest,
             },
             checkpoint_size: cp.size,
             prev_manifest: head.manifest.clone(),
@@ -485,7 +517,7 @@ impl Archiver {
         .map_err(|e| ServiceError::internal(e.to_string()))?;
         let body = agentrail_event::json::to_canonical_vec(&body)
             .map_err(|e| ServiceError::internal(e.to_string()))?;
-        let key = manifest_key(t.as_str(), &day(now), end);
+        let key = manifest_key(t.as_str(), &day(now), end, log_ends.values().sum());
         self.store
             .put_once(&key, &body, Some(&until))
             .map_err(err)?;

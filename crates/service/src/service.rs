@@ -1085,8 +1085,8 @@ impl Service {
         self.witnesses.cosigned(tenant)
     }
 
-    /// Archives the tenant now (what the schedule does): seals its active segment if it is
-    /// older than `archive_interval`, puts what is sealed and not archived yet.
+    /// Archives the tenant now: seals its active segment (whatever its age) and puts what is
+    /// sealed and not archived yet, and what its logs gained.
     pub fn archive_now(
         &self,
         tenant: &TenantId,
@@ -1096,7 +1096,7 @@ impl Service {
                 "no archive is configured (archive = \"s3://…\" or \"file:///…\")",
             )
         })?;
-        a.run(tenant)
+        a.run(tenant, true)
     }
 
     /// Submits the tenant's newest checkpoint to the witnesses now (what the schedule does).

@@ -15,12 +15,13 @@ use agentrail_service::{ReadRequest, Service, ServiceConfig};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 fn config(data: &Path, archive: &Path) -> ServiceConfig {
     ServiceConfig {
         archive: Some(format!("file://{}", archive.display())),
-        archive_interval_ms: 1,
+        // The schedule's rounds (every 10 s here) stay out of the way: the tests archive on
+        // demand, which seals whatever the active segment holds.
+        archive_interval_ms: 3_600_000,
         ..ServiceConfig::unscheduled(data.to_path_buf())
     }
 }
@@ -63,7 +64,6 @@ fn archived(
         };
         s.access_log(read, None, 10).unwrap();
         s.run_retention(&t).unwrap();
-        std::thread::sleep(Duration::from_millis(3));
         assert_eq!(s.archive_now(&t).unwrap().archived, at);
     }
     if unarchived > 0 {
@@ -445,10 +445,8 @@ fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
     assert_eq!(rec["report"]["result"], "ok", "{rec}");
     assert_eq!(rec["report"]["archive"]["segments"], 0, "{rec}");
     s.ingest(&t, &events(0, 30), BatchFormat::Ndjson).unwrap();
-    std::thread::sleep(Duration::from_millis(3));
     s.archive_now(&t).unwrap();
     s.ingest(&t, &events(30, 30), BatchFormat::Ndjson).unwrap();
-    std::thread::sleep(Duration::from_millis(3));
     s.archive_now(&t).unwrap();
     let rec = s.verify_now(&t).unwrap();
     let a = &rec["report"]["archive"];
@@ -472,4 +470,60 @@ fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
     let f = rec["report"]["failure"].as_str().unwrap();
     assert!(f.contains(&seg) && f.contains("altered"), "{f}");
     s.shutdown();
+}
+
+#[test]
+fn reads_alone_reach_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
+    let opened = Service::open(config(&data, &archive)).unwrap();
+    let root = opened.root().unwrap();
+    let s = opened.service;
+    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    let read = |n: u64| {
+        s.access_log(
+            ReadRequest {
+                caller: root.clone(),
+                tenant: t.clone(),
+                endpoint: "GET /v1/tenants/{tenant}/access-log".into(),
+                params: json!({"n": n}),
+            },
+            None,
+            10,
+        )
+        .unwrap();
+    };
+    s.ingest(&t, &events(0, 20), BatchFormat::Ndjson).unwrap();
+    read(0);
+    assert_eq!(s.archive_now(&t).unwrap().segments, 1);
+    let store = FileArchive::new(&archive);
+    // No new events, only reads; the tenant's next checkpoint (of the same size) commits them.
+    read(1);
+    read(2);
+    s.ledger().anchor_now(&t).unwrap();
+    let r = s.archive_now(&t).unwrap();
+    assert_eq!((r.segments, r.archived), (0, 20), "{r:?}");
+    let mans = keys(&store, "/manifest-");
+    assert_eq!(mans.len(), 2, "{mans:?}");
+    let m = parse_manifest(&store.get(&mans[1]).unwrap().unwrap()).unwrap();
+    assert!(m.manifest.segments.is_empty());
+    assert_eq!((m.manifest.first_seq, m.manifest.end_seq), (20, 20));
+    assert_eq!(m.manifest.logs.len(), 1);
+    assert_eq!(m.manifest.log_ends["access"], 3);
+    // Checkpoints of 20 events, differing in the access log's head: one object each.
+    let cps = keys(&store, "/checkpoint-");
+    assert_eq!(cps.len(), 2, "{cps:?}");
+    // Nothing new: nothing written.
+    assert_eq!(s.archive_now(&t).unwrap().segments, 0);
+    assert_eq!(keys(&store, "/manifest-").len(), mans.len());
+    let vkey: Verifier = s.verifier_key().parse().unwrap();
+    s.shutdown();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let v = verify_archive(&store, &t, &vkey, &scratch, &mut |_, _, _| {}).unwrap();
+    assert_eq!(v.fetched.events, 20);
+    assert_eq!(
+        v.fetched.logs,
+        vec![(agentrail_ledger::anchors::Anchored::Access, 3)]
+    );
 }
