@@ -219,23 +219,38 @@ async fn first_version(
     full: &str,
     key: &str,
 ) -> Result<(Option<String>, bool), ArchiveError> {
-    let versions = client
-        .list_object_versions()
-        .bucket(bucket)
-        .prefix(full)
-        .send()
-        .await
-        .map_err(failed("list the versions of", key))?;
-    let first = versions
-        .versions()
-        .iter()
-        .rfind(|v| v.key() == Some(full))
-        .and_then(|v| v.version_id().map(str::to_owned))
-        .filter(|v| v != "null");
-    let deleted = versions
-        .delete_markers()
-        .iter()
-        .any(|d| d.key() == Some(full));
+    // Every page: whoever can put versions could push the first one past the first page.
+    let (mut first, mut deleted) = (None, false);
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = client
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(full)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(failed("list the versions of", key))?;
+        if let Some(v) = page
+            .versions()
+            .iter()
+            .rfind(|v| v.key() == Some(full))
+            .and_then(|v| v.version_id())
+            .filter(|v| *v != "null")
+        {
+            first = Some(v.to_owned());
+        }
+        deleted |= page.delete_markers().iter().any(|d| d.key() == Some(full));
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+        if key_marker.is_none() && version_marker.is_none() {
+            break;
+        }
+    }
     Ok((first, deleted))
 }
 
