@@ -406,6 +406,39 @@ pub fn frames_of(records: &[ChainRecord]) -> Vec<u8> {
     out
 }
 
+/// The stored frames of records `[first, end)` of the log file at `path`, as
+/// [`frames_of`] gives them (read-only: what the archive's piece of the log must equal).
+pub fn frames_in(path: &Path, first: u64, end: u64) -> Result<Vec<u8>, ChainLogError> {
+    let data = std::fs::read(path).map_err(io("read", path))?;
+    let damaged = |offset: usize, seq: u64, reason: &str| ChainLogError::Damaged {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        seq,
+        reason: reason.to_owned(),
+    };
+    if !data.starts_with(MAGIC) {
+        return Err(damaged(0, 0, "not a chain log"));
+    }
+    let mut pos = MAGIC.len();
+    let mut start = None;
+    for seq in 0..end {
+        if seq == first {
+            start = Some(pos);
+        }
+        let len = data
+            .get(pos..pos + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| damaged(pos, seq, "the log ends before this record"))?;
+        let next = pos + FRAME_HEAD as usize + len as usize;
+        if next > data.len() {
+            return Err(damaged(pos, seq, "the log ends inside this record"));
+        }
+        pos = next;
+    }
+    Ok(start.map_or_else(Vec::new, |s| data[s..pos].to_vec()))
+}
+
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + FRAME_HEAD as usize);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());

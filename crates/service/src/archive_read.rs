@@ -807,7 +807,8 @@ fn restore_into(
 /// What the integrity job checks of the archive ([`crate::integrity`]): the manifests verify
 /// and chain ([`manifests`]), every segment they name is in the archive with the size and
 /// SHA-256 they say ([`segment_bytes`]), and is the ledger's sealed segment of the same seqs,
-/// byte for byte. A tenant not archived yet is fine. Returns the summary the signed report
+/// byte for byte; every archived piece of the access and retention logs is the local log's
+/// records of that range. A tenant not archived yet is fine. Returns the summary the signed report
 /// carries; the error names the object.
 pub fn compare_sealed(
     store: &dyn ArchiveStore,
@@ -857,10 +858,45 @@ pub fn compare_sealed(
             bytes += s.bytes;
         }
     }
+    // The archived log pieces are the local logs' records, byte for byte.
+    let layout = DataDir::new(ledger.data_dir());
+    let mut log_pieces = 0usize;
+    for m in &ms {
+        for l in &m.signed.manifest.logs {
+            let bytes = get(store, &l.key).map_err(|e| e.to_string())?;
+            let digest = to_hex(&sha256(&bytes));
+            if digest != l.sha256 {
+                return Err(format!(
+                    "archive object {} has SHA-256 {digest}, its manifest says {}: the object was altered",
+                    l.key, l.sha256
+                ));
+            }
+            let Some(a) = ARCHIVED_LOGS.into_iter().find(|a| a.name() == l.log) else {
+                return Err(format!(
+                    "archive object {} is of an unknown log {:?}",
+                    l.key, l.log
+                ));
+            };
+            let path = a.path(&layout, tenant);
+            let local = agentrail_ledger::chainlog::frames_in(&path, l.first, l.end)
+                .map_err(|e| format!("the local {}: {e}", a.label()))?;
+            if local != bytes {
+                return Err(format!(
+                    "archive object {} (records {}..{}) is not the local {}'s records (SHA-256 {})",
+                    l.key,
+                    l.first,
+                    l.end,
+                    a.label(),
+                    to_hex(&sha256(&local))
+                ));
+            }
+            log_pieces += 1;
+        }
+    }
     let last = &ms[ms.len() - 1];
     Ok(
         serde_json::json!({"url": url, "result": "ok", "manifests": ms.len(),
         "segments": segments, "events": last.signed.manifest.end_seq, "bytes": bytes,
-        "latest_manifest": last.key}),
+        "log_pieces": log_pieces, "latest_manifest": last.key}),
     )
 }

@@ -447,13 +447,28 @@ fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
     s.ingest(&t, &events(0, 30), BatchFormat::Ndjson).unwrap();
     s.archive_now(&t).unwrap();
     s.ingest(&t, &events(30, 30), BatchFormat::Ndjson).unwrap();
+    s.access_log(
+        ReadRequest {
+            caller: root.clone(),
+            tenant: t.clone(),
+            endpoint: "GET /v1/tenants/{tenant}/access-log".into(),
+            params: json!({}),
+        },
+        None,
+        10,
+    )
+    .unwrap();
     s.archive_now(&t).unwrap();
     let rec = s.verify_now(&t).unwrap();
     let a = &rec["report"]["archive"];
     assert_eq!(rec["report"]["result"], "ok", "{rec}");
     assert_eq!(
-        (a["segments"].as_u64(), a["events"].as_u64()),
-        (Some(2), Some(60)),
+        (
+            a["segments"].as_u64(),
+            a["events"].as_u64(),
+            a["log_pieces"].as_u64()
+        ),
+        (Some(2), Some(60), Some(1)),
         "{a}"
     );
     // The signed report carries it (the signature covers the whole report).
@@ -461,8 +476,18 @@ fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
     let report = agentrail_service::integrity::verify_report(&rec, &vkey).unwrap();
     assert_eq!(report["archive"], *a);
 
-    // An archived object altered: the next report fails, naming it.
+    // An archived object altered: the next report fails, naming it. A piece of the access
+    // log first (then put back), then a segment.
     let store = FileArchive::new(&archive);
+    let piece = keys(&store, "/access-").pop().unwrap();
+    let kept = store.get(&piece).unwrap().unwrap();
+    rewrite(&archive, &piece, |b| b[20] ^= 1);
+    let rec = s.verify_now(&t).unwrap();
+    assert_eq!(rec["report"]["result"], "failed", "{rec}");
+    let f = rec["report"]["failure"].as_str().unwrap();
+    assert!(f.contains(&piece) && f.contains("altered"), "{f}");
+    rewrite(&archive, &piece, |b| *b = kept.clone());
+    assert_eq!(s.verify_now(&t).unwrap()["report"]["result"], "ok");
     let seg = keys(&store, "/segment-").pop().unwrap();
     rewrite(&archive, &seg, |b| b[200] ^= 1);
     let rec = s.verify_now(&t).unwrap();
