@@ -232,17 +232,21 @@ async fn first_version(
             .send()
             .await
             .map_err(failed("list the versions of", key))?;
+        // ("null" is the id of a version written before versioning: a real one.)
         if let Some(v) = page
             .versions()
             .iter()
             .rfind(|v| v.key() == Some(full))
             .and_then(|v| v.version_id())
-            .filter(|v| *v != "null")
         {
             first = Some(v.to_owned());
         }
         deleted |= page.delete_markers().iter().any(|d| d.key() == Some(full));
-        if page.is_truncated() != Some(true) {
+        // Keys come in order and `full` sorts before every key it is a prefix of: once a page
+        // holds another key, every version of `full` has been seen.
+        let past = page.versions().iter().any(|v| v.key() != Some(full))
+            || page.delete_markers().iter().any(|d| d.key() != Some(full));
+        if past || page.is_truncated() != Some(true) {
             break;
         }
         key_marker = page.next_key_marker().map(str::to_owned);
@@ -376,35 +380,44 @@ impl ArchiveStore for S3Archive {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArchiveError> {
+        // Every key with a version, each with its first version's size: a delete marker (which
+        // Object Lock cannot refuse) hides a key from ListObjects, never from this list, and
+        // the locked version behind it is what `get` reads.
         let full = format!("{}{prefix}", self.prefix);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
+        let mut sizes: std::collections::BTreeMap<String, u64> = Default::default();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             let page = self
                 .wait(
                     self.client
-                        .list_objects_v2()
+                        .list_object_versions()
                         .bucket(&self.bucket)
                         .prefix(&full)
-                        .set_continuation_token(token.clone())
+                        .set_key_marker(key_marker.clone())
+                        .set_version_id_marker(version_marker.clone())
                         .send(),
                 )?
                 .map_err(failed("list", prefix))?;
-            for o in page.contents() {
-                if let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) {
-                    out.push(ObjectInfo {
-                        key: k.to_owned(),
-                        size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                    });
+            // Versions of a key come newest first: the last one seen is its first.
+            for v in page.versions() {
+                if let Some(k) = v.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    let size = v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                    sizes.insert(k.to_owned(), size);
                 }
             }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        Ok(sizes
+            .into_iter()
+            .map(|(key, size)| ObjectInfo { key, size })
+            .collect())
     }
 
     fn retention(&self, key: &str) -> Result<Option<String>, ArchiveError> {

@@ -99,6 +99,21 @@ fn the_s3_store_conforms_and_object_lock_holds() {
         store.put_once("run-1/acme/2026/12/07/seg-0", b"forged", None),
         Err(ArchiveError::Conflict { .. })
     ));
+    // A delete marker (which Object Lock cannot refuse) hides the key from ListObjects, not
+    // from the store: it still lists it and reads the locked version.
+    rt.block_on(s3.delete_object().bucket("worm").key(key).send())
+        .unwrap();
+    let listed = store.list("run-1/acme/").unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o.key == "run-1/acme/2026/12/07/seg-0" && o.size == 70_000),
+        "{listed:?}"
+    );
+    assert_eq!(
+        store.get("run-1/acme/2026/12/07/seg-0").unwrap().unwrap(),
+        vec![7u8; 70_000]
+    );
     // Its retention is the locked version's, not the unlocked forgery's.
     assert!(
         store
