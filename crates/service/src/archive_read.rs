@@ -133,37 +133,11 @@ pub fn manifests(
     let mut out: Vec<ReadManifest> = Vec::with_capacity(keys.len());
     let mut end = 0u64;
     let mut log_ends: std::collections::BTreeMap<String, u64> = Default::default();
-    for ((name_end, name_logs), key) in keys {
+    for (_, key) in keys {
         let bytes = get(store, &key)?;
-        let signed = parse_manifest(&bytes).map_err(|e| damage(&key, None, e))?;
+        let signed = read_manifest(&key, &bytes, tenant, verifier)?;
         let m = &signed.manifest;
         let bad = |seq: Option<u64>, reason: String| damage(&key, seq, reason);
-        if m.format != MANIFEST_FORMAT {
-            return Err(bad(None, format!("unknown format {:?}", m.format)));
-        }
-        if m.tenant != tenant.as_str() || !m.origin.ends_with(&format!("/tenants/{tenant}")) {
-            return Err(bad(
-                None,
-                format!(
-                    "is tenant {:?}'s (origin {:?}), not {tenant}'s",
-                    m.tenant, m.origin
-                ),
-            ));
-        }
-        let (note, _) =
-            agentrail_note::open(signed.signature.as_bytes(), &[verifier]).map_err(|e| {
-                bad(
-                    None,
-                    format!("the signature does not verify with the key: {e}"),
-                )
-            })?;
-        let digest = m.digest().map_err(|e| bad(None, e))?;
-        if note.text != format!("{}/archive-manifest\nsha256 {digest}\n", m.origin) {
-            return Err(bad(
-                None,
-                "the signed statement does not match this manifest (it was edited)".into(),
-            ));
-        }
         if let Some(first) = out.first()
             && first.signed.manifest.origin != m.origin
         {
@@ -185,16 +159,11 @@ pub fn manifests(
                 ),
             ));
         }
-        // A manifest adds events, or (with none) only log records.
-        if m.first_seq != end
-            || m.end_seq != name_end
-            || m.end_seq < m.first_seq
-            || (m.end_seq == m.first_seq && (m.logs.is_empty() || !m.segments.is_empty()))
-        {
+        if m.first_seq != end {
             return Err(bad(
                 Some(end),
                 format!(
-                    "covers seqs {}..{} (its name says it ends at {name_end}), but the manifests before it end at {end}",
+                    "adds seqs {}..{}, but the manifests before it end at {end}",
                     m.first_seq, m.end_seq
                 ),
             ));
@@ -239,7 +208,7 @@ pub fn manifests(
             }
             log_ends.insert(l.log.clone(), l.end);
         }
-        if m.log_ends != log_ends || log_ends.values().sum::<u64>() != name_logs {
+        if m.log_ends != log_ends {
             return Err(bad(
                 None,
                 format!(
@@ -256,6 +225,72 @@ pub fn manifests(
         });
     }
     Ok(out)
+}
+
+/// One manifest object on its own: its format, tenant and origin, its signature (a statement
+/// `<origin>/archive-manifest` over its SHA-256, by `verifier`), and that its key names the
+/// place its content says (events, then log records). What [`manifests`] checks of each, and
+/// what the archiver checks of the newest before it goes on from it.
+pub fn read_manifest(
+    key: &str,
+    bytes: &[u8],
+    tenant: &TenantId,
+    verifier: &Verifier,
+) -> Result<SignedArchiveManifest, ArchiveDamage> {
+    let signed = parse_manifest(bytes).map_err(|e| damage(key, None, e))?;
+    let m = &signed.manifest;
+    let bad = |seq: Option<u64>, reason: String| damage(key, seq, reason);
+    if m.format != MANIFEST_FORMAT {
+        return Err(bad(None, format!("unknown format {:?}", m.format)));
+    }
+    if m.tenant != tenant.as_str() || !m.origin.ends_with(&format!("/tenants/{tenant}")) {
+        return Err(bad(
+            None,
+            format!(
+                "is tenant {:?}'s (origin {:?}), not {tenant}'s",
+                m.tenant, m.origin
+            ),
+        ));
+    }
+    let (note, _) =
+        agentrail_note::open(signed.signature.as_bytes(), &[verifier]).map_err(|e| {
+            bad(
+                None,
+                format!("the signature does not verify with the key: {e}"),
+            )
+        })?;
+    let digest = m.digest().map_err(|e| bad(None, e))?;
+    if note.text != format!("{}/archive-manifest\nsha256 {digest}\n", m.origin) {
+        return Err(bad(
+            None,
+            "the signed statement does not match this manifest (it was edited)".into(),
+        ));
+    }
+    let place = (m.end_seq, m.log_ends.values().sum::<u64>());
+    if manifest_order(key) != Some(place) {
+        return Err(bad(
+            None,
+            format!(
+                "its name says it is at {:?} (events, log records), its content at {place:?}",
+                manifest_order(key)
+            ),
+        ));
+    }
+    if m.end_seq < m.first_seq
+        || (m.end_seq == m.first_seq && (m.logs.is_empty() || !m.segments.is_empty()))
+    {
+        return Err(bad(
+            Some(m.first_seq),
+            format!(
+                "adds seqs {}..{}, {} segments and {} log pieces: a manifest adds events, or only log records",
+                m.first_seq,
+                m.end_seq,
+                m.segments.len(),
+                m.logs.len()
+            ),
+        ));
+    }
+    Ok(signed)
 }
 
 /// A segment object, checked against what its manifest says of it.

@@ -24,8 +24,8 @@
 //! manifest (key and SHA-256): the manifests chain, and each is signed with the log key as a
 //! statement `<origin>/archive-manifest` over the SHA-256 of its RFC 8785 bytes. Each object is
 //! retained (COMPLIANCE, where the store enforces it) until its newest event's `received_at`
-//! plus the tenant's `retention_days`. A round whose only news is log records (reads with no
-//! new events) archives them in a manifest without segments. A manifest's name orders it in
+//! plus the tenant's `retention_days`. Log records with no new events (reads of a quiet
+//! tenant) are archived once an interval, in a manifest without segments. A manifest's name orders it in
 //! the chain: events, then log records (the sum of every log's records) after it.
 //!
 //! Objects are written once: a re-run after a crash puts the same bytes again (a no-op), and
@@ -197,6 +197,8 @@ pub struct Archiver {
     /// Per tenant: events and seconds not archived yet.
     lags: Mutex<HashMap<TenantId, (u64, f64)>>,
     alerted: Mutex<HashSet<TenantId>>,
+    /// When each tenant's last manifest was written (by this process).
+    written: Mutex<HashMap<TenantId, Instant>>,
     pub upload_errors: AtomicU64,
     /// One round at a time (the schedule's and an on-demand one would both build a manifest
     /// from the same head).
@@ -236,6 +238,7 @@ impl Archiver {
             retry: Mutex::new(HashMap::new()),
             lags: Mutex::new(HashMap::new()),
             alerted: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashMap::new()),
             upload_errors: AtomicU64::new(0),
             running: Mutex::new(()),
             schedule: Schedule::default(),
@@ -325,8 +328,20 @@ impl Archiver {
                 let bytes = self.store.get(&key).map_err(err)?.ok_or_else(|| {
                     ServiceError::internal(format!("archive manifest {key} was listed but is gone"))
                 })?;
-                let m = parse_manifest(&bytes)
-                    .map_err(|e| ServiceError::internal(format!("archive manifest {key}: {e}")))?;
+                // Only a manifest the log signed says where the archive stands (one planted
+                // beyond the ledger would stop archiving with no lag to show for it).
+                let m = crate::archive_read::read_manifest(&key, &bytes, t, self.ledger.verifier())
+                    .map_err(|e| {
+                        ServiceError::internal(format!(
+                            "the newest archive manifest does not verify, archiving stops: {e}"
+                        ))
+                    })?;
+                let size = self.ledger.size(t)?;
+                if end > size {
+                    return Err(ServiceError::internal(format!(
+                        "archive manifest {key} says the archive holds {end} events, the ledger only {size}: archiving stops"
+                    )));
+                }
                 Head {
                     end,
                     manifest: Some(ObjectRef {
@@ -380,7 +395,14 @@ impl Archiver {
                 .map_err(|e| ServiceError::internal(format!("{}: {e}", a.label())))?;
             logs_grew |= records > archived;
         }
-        if !new.is_empty() || logs_grew {
+        // Log records alone are archived once an interval (a read every second must not write a
+        // manifest every round), or on demand.
+        let logs_due = logs_grew
+            && (seal
+                || lock(&self.written)
+                    .get(t)
+                    .is_none_or(|at| at.elapsed() + self.period() >= self.interval));
+        if !new.is_empty() || logs_due {
             self.upload(t, &head, &new, now, &mut round)?;
         }
         round.archived = lock(&self.heads).get(t).map_or(head.end, |h| h.end);
@@ -522,6 +544,7 @@ impl Archiver {
             .put_once(&key, &body, Some(&until))
             .map_err(err)?;
         tracing::info!(tenant = %t, segments = round.segments, bytes = round.bytes, end, "archived");
+        lock(&self.written).insert(t.clone(), Instant::now());
         lock(&self.heads).insert(
             t.clone(),
             Head {

@@ -133,3 +133,46 @@ fn an_archive_that_cannot_keep_objects_stops_the_start() {
         "{e}"
     );
 }
+
+#[test]
+fn a_planted_manifest_stops_archiving_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
+    let opened = Service::open(config(&data, &archive)).unwrap();
+    let root = opened.root().unwrap();
+    let s = opened.service;
+    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    s.ingest(&t, &events(0, 10), BatchFormat::Ndjson).unwrap();
+    assert_eq!(s.archive_now(&t).unwrap().archived, 10);
+    s.shutdown();
+    drop(s);
+    // Someone who can write the archive plants the "newest" manifest: a copy of the real one
+    // under a name far ahead (its content says otherwise), and junk.
+    let store = FileArchive::new(&archive);
+    let real = keys_of(&store)
+        .into_iter()
+        .find(|k| manifest_end(k).is_some())
+        .unwrap();
+    let bytes = store.get(&real).unwrap().unwrap();
+    for (name, body) in [
+        (
+            "manifest-00000000000099999999-00000000000000000000.json",
+            bytes,
+        ),
+        (
+            "manifest-00000000000099999999-00000000000000000001.json",
+            b"junk".to_vec(),
+        ),
+    ] {
+        let planted = format!("acme/2026/12/07/{name}");
+        store.put_once(&planted, &body, None).unwrap();
+        let s = Service::open(config(&data, &archive)).unwrap().service;
+        s.ingest(&t, &events(100, 5), BatchFormat::Ndjson).unwrap();
+        let e = s.archive_now(&t).unwrap_err().to_string();
+        assert!(e.contains("does not verify") && e.contains(&planted), "{e}");
+        s.shutdown();
+        drop(s);
+        let p = archive.join(&planted);
+        std::fs::remove_file(&p).unwrap();
+    }
+}
