@@ -196,8 +196,7 @@ fn restore_row(
             data_dir: target.to_path_buf(),
             tenants: None,
             verifier: vkey.clone(),
-            log_key: Some(log_key.to_owned()),
-            signer: None,
+            log_key: log_key.to_owned(),
         },
         &mut |_, _, _, _| {},
     )

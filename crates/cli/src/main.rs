@@ -296,15 +296,10 @@ enum Command {
         /// Only this tenant (repeatable; default: every tenant in the archive).
         #[arg(long)]
         tenant: Vec<String>,
-        /// The log key (a backup of system/log.key), installed in the new data directory.
+        /// The log key (a backup of system/log.key), installed in the new data directory; it
+        /// also signs each tenant's restore statement.
         #[arg(long)]
-        log_key: Option<PathBuf>,
-        /// Instead of --log-key: the signer socket or PKCS#11 URI that holds the log key.
-        #[arg(long)]
-        signer: Option<PathBuf>,
-        /// The log's verifier key (required with --signer; checked against --log-key).
-        #[arg(long)]
-        key: Option<String>,
+        log_key: PathBuf,
     },
     /// Drive a running server with a realistic multi-tenant agent workload, then print example
     /// queries and their answers (needs the root key).
@@ -518,15 +513,11 @@ fn main() -> ExitCode {
             data_dir,
             tenant,
             log_key,
-            signer,
-            key,
         } => commands::archive::restore(commands::archive::RestoreArgs {
             at: &at,
             data_dir: &data_dir,
             tenants: &tenant,
-            log_key: log_key.as_deref(),
-            signer,
-            key: key.as_deref(),
+            log_key: &log_key,
         }),
         Command::Demo {
             remote,

@@ -192,6 +192,16 @@ const RESTORED_AT: &str = "checkpoint sha256";
 /// The body line naming the logs a restore did not bring back.
 const ABSENT: &str = "absent";
 
+/// The committed logs a restore may come back without: those the archive never holds (token
+/// values and keys must stay destroyable; the system's logs are not a tenant's). The access and
+/// retention logs are archived, so a restore must bring them back.
+pub const NOT_IN_ARCHIVE: [Anchored; 4] = [
+    Anchored::Tokens,
+    Anchored::Keys,
+    Anchored::Integrity,
+    Anchored::ApiKeys,
+];
+
 /// The body of the statement `agentrail restore` signs (`<origin>/restore`) and leaves in the
 /// tenant's `restored` file: the tenant was rebuilt from the archive with `events` events at
 /// the checkpoint `checkpoint_text`, from the manifest `manifest` (key and SHA-256), without
@@ -222,7 +232,8 @@ pub fn restore_statement(
 /// checkpoint `latest_text`: its `restored` file is a statement `<origin>/restore` signed with
 /// the log key naming that checkpoint. The archive does not carry those logs, so at that
 /// checkpoint (and only there: the next one commits the logs as they are again) they are not
-/// expected. A forged statement needs the log key, which could sign any checkpoint anyway.
+/// expected, and only those of [`NOT_IN_ARCHIVE`]. A forged statement needs the log key file
+/// itself (no server or signer process signs one), which could sign any checkpoint anyway.
 pub fn restored_without(
     layout: &DataDir,
     tenant: &TenantId,
@@ -243,6 +254,7 @@ pub fn restored_without(
     Some(
         line.split_whitespace()
             .filter_map(Anchored::from_name)
+            .filter(|a| NOT_IN_ARCHIVE.contains(a))
             .collect(),
     )
 }

@@ -96,9 +96,10 @@ impl Config {
 }
 
 pub const DEFAULT_ORIGIN_PREFIX: &str = "agentrail.local";
-/// What [`Ledger::sign_statement`] signs: export manifests and integrity reports.
-pub const STATEMENT_KINDS: [&str; 4] =
-    ["export", "integrity-report", "archive-manifest", "restore"];
+/// What [`Ledger::sign_statement`] (and a signer process) signs: export manifests, integrity
+/// reports, archive manifests. (A restore statement is signed only by `agentrail restore`, with
+/// the key file itself: no running server or signer can be asked for one.)
+pub const STATEMENT_KINDS: [&str; 3] = ["export", "integrity-report", "archive-manifest"];
 
 struct Lru {
     open: HashMap<TenantId, (Arc<Tenant>, u64)>,

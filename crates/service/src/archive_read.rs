@@ -34,12 +34,7 @@ use std::path::Path;
 pub const ARCHIVED_LOGS: [Anchored; 2] = [Anchored::Access, Anchored::Retention];
 
 /// The committed logs a restore does not bring back.
-pub const NOT_ARCHIVED: [Anchored; 4] = [
-    Anchored::Tokens,
-    Anchored::Keys,
-    Anchored::Integrity,
-    Anchored::ApiKeys,
-];
+pub const NOT_ARCHIVED: [Anchored; 4] = agentrail_ledger::anchors::NOT_IN_ARCHIVE;
 
 /// What in the archive does not verify: the object, the seq where it applies, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -662,10 +657,8 @@ pub struct RestoreOptions {
     /// The log's verifier key: the archive must verify with it.
     pub verifier: Verifier,
     /// The log key (its private key string, from the operator's key backup), written to the
-    /// data directory; or `None` when a signer holds it ([`RestoreOptions::signer`]).
-    pub log_key: Option<String>,
-    /// The signer socket or PKCS#11 URI holding the log key.
-    pub signer: Option<std::path::PathBuf>,
+    /// data directory; it signs the restore statements.
+    pub log_key: String,
 }
 
 /// What was restored of one tenant.
@@ -789,12 +782,16 @@ fn restore_into(
         0o644,
     )
     .map_err(io)?;
-    if let Some(k) = &opts.log_key {
-        write_atomic(&sys.log_key(), format!("{}\n", k.trim()).as_bytes(), 0o600).map_err(io)?;
-    }
+    let key = agentrail_note::Signer::from_private_key_string(opts.log_key.trim())
+        .map_err(|e| ServiceError::bad_request(format!("the log key: {e}")))?;
+    write_atomic(
+        &sys.log_key(),
+        format!("{}\n", opts.log_key.trim()).as_bytes(),
+        0o600,
+    )
+    .map_err(io)?;
     let mut cfg = agentrail_ledger::Config::new(&opts.data_dir);
     cfg.checkpoint_interval = None;
-    cfg.signer = opts.signer.clone();
     let ledger = agentrail_ledger::Ledger::open(cfg)
         .map_err(|e| ServiceError::internal(format!("opening the restored ledger: {e}")))?;
     if ledger.verifier() != &opts.verifier {
@@ -814,9 +811,17 @@ fn restore_into(
                 (&f.latest_manifest.key, &f.latest_manifest.sha256),
                 &NOT_ARCHIVED,
             );
-            let note = ledger
-                .sign_statement(t, "restore", &lines)
-                .map_err(ServiceError::internal)?;
+            // Signed with the key file itself: no server or signer process signs these.
+            let mut body = format!("{}/restore\n", ledger.origin(t));
+            for l in &lines {
+                body.push_str(l);
+                body.push('\n');
+            }
+            let note = agentrail_note::Note {
+                signatures: vec![key.sign(&body)],
+                text: body,
+            }
+            .to_text();
             write_atomic(&layout.tenant(t).restored(), note.as_bytes(), 0o644).map_err(io)?;
         }
         let checkpoint = ledger

@@ -295,8 +295,7 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
         data_dir: data.clone(),
         tenants: None,
         verifier: vkey.clone(),
-        log_key: Some(log_key.clone()),
-        signer: None,
+        log_key: log_key.clone(),
     };
     let restored = restore(&store, &opts, &mut |_, _, _, _| {}).unwrap();
     assert_eq!(restored.len(), 1);
@@ -311,11 +310,9 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
         &store,
         &RestoreOptions {
             data_dir: other.clone(),
-            log_key: Some(
-                Signer::from_seed("agentrail.local", [9; 32])
-                    .unwrap()
-                    .to_private_key_string(),
-            ),
+            log_key: Signer::from_seed("agentrail.local", [9; 32])
+                .unwrap()
+                .to_private_key_string(),
             ..opts.clone()
         },
         &mut |_, _, _, _| {},
@@ -382,6 +379,33 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
         .failure
         .expect("refused without the restore statement");
     assert!(f.reason.contains("commits a log"), "{f}");
+    // A statement (even one signed with the log key) cannot excuse a log the archive holds:
+    // with the access log gone, naming it absent changes nothing.
+    let latest = texts[texts.len() - 2].clone();
+    let mut lines = agentrail_ledger::anchors::restore_statement(
+        &latest,
+        60,
+        ("m", "x"),
+        &agentrail_ledger::anchors::NOT_IN_ARCHIVE,
+    );
+    *lines.last_mut().unwrap() = "absent access retention tokens keys integrity api-keys".into();
+    let origin = format!("agentrail.local/tenants/{t}");
+    let body = format!("{origin}/restore\n{}\n", lines.join("\n"));
+    let signer = Signer::from_private_key_string(log_key.trim()).unwrap();
+    let note = agentrail_note::Note {
+        signatures: vec![signer.sign(&body)],
+        text: body,
+    };
+    std::fs::write(DataDir::new(&bare).tenant(&t).restored(), note.to_text()).unwrap();
+    let report = agentrail_ledger::verify_tenant(&bare, &t, &vkey, "agentrail.local");
+    assert_eq!(
+        report.failure, None,
+        "the statement excuses the logs not archived: {report:?}"
+    );
+    std::fs::remove_file(DataDir::new(&bare).tenant(&t).access_log()).unwrap();
+    let report = agentrail_ledger::verify_tenant(&bare, &t, &vkey, "agentrail.local");
+    let f = report.failure.expect("the access log is not excusable");
+    assert!(f.reason.contains("access log"), "{f}");
 
     // The service opens it: the archived events byte for byte, proofs against the archived
     // checkpoint, a next checkpoint consistent with it, and ingest goes on.

@@ -5,8 +5,10 @@
 //! Merkle root of every archived checkpoint, consistency between them). Exits 1 naming the
 //! object and seq that failed.
 //!
-//! `agentrail restore URL --data-dir DIR (--log-key FILE | --signer S --key K) [--tenant T]`:
-//! rebuilds a data directory from the archive (DESIGN.md §8.1; the runbook is in the README).
+//! `agentrail restore URL --data-dir DIR --log-key FILE [--tenant T]`: rebuilds a data
+//! directory from the archive (DESIGN.md §8.1; the runbook is in the README). The log key
+//! comes from the operator's key backup: the archive holds no secret, and the key signs each
+//! restored tenant's restore statement.
 //!
 //! Both read `file:///path` and `s3://bucket/prefix` archives ([`open_store`], also what
 //! `serve` uses).
@@ -17,7 +19,7 @@ use agentrail_event::TenantId;
 use agentrail_note::{Signer, Verifier};
 use agentrail_service::archive_read::{self, RestoreOptions};
 use anyhow::{Context, anyhow, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,38 +143,15 @@ pub struct RestoreArgs<'a> {
     pub at: &'a ArchiveAt,
     pub data_dir: &'a Path,
     pub tenants: &'a [String],
-    pub log_key: Option<&'a Path>,
-    pub signer: Option<PathBuf>,
-    pub key: Option<&'a str>,
+    pub log_key: &'a Path,
 }
 
 pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<ExitCode> {
-    let log_key = match a.log_key {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading the log key {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let verifier: Verifier = match (&log_key, a.key) {
-        (Some(k), given) => {
-            let v = Signer::from_private_key_string(k.trim())
-                .map_err(|e| anyhow!("--log-key: {e}"))?
-                .verifier();
-            if let Some(g) = given
-                && g.trim() != v.to_string()
-            {
-                bail!("--key {g} is not the verifier key of --log-key ({v})");
-            }
-            v
-        }
-        (None, Some(k)) if a.signer.is_some() => {
-            k.trim().parse().map_err(|e| anyhow!("--key: {e}"))?
-        }
-        _ => bail!(
-            "restore needs the log key: --log-key FILE (a backup of system/log.key), or --signer with --key"
-        ),
-    };
+    let log_key = std::fs::read_to_string(a.log_key)
+        .with_context(|| format!("reading the log key {}", a.log_key.display()))?;
+    let verifier: Verifier = Signer::from_private_key_string(log_key.trim())
+        .map_err(|e| anyhow!("--log-key: {e}"))?
+        .verifier();
     let tenants = if a.tenants.is_empty() {
         None
     } else {
@@ -193,7 +172,6 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<ExitCode> {
             tenants,
             verifier,
             log_key,
-            signer: a.signer,
         },
         &mut |t, phase, d, n| bars.set(t.as_str(), phase, d, n),
     );
