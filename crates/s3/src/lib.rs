@@ -180,6 +180,7 @@ impl S3Archive {
         fut: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Result<T, ArchiveError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // (Without a runtime, while dropped, `tx` is dropped here and `recv` fails at once.)
         if let Some(rt) = &self.rt {
             rt.spawn(async move {
                 let _ = tx.send(fut.await);

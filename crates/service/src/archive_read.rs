@@ -329,7 +329,8 @@ pub struct Fetched {
     /// The checkpoints in the fetched checkpoint log: `(offset in it, size, key)`.
     pub checkpoints: Vec<(u64, u64, String)>,
     /// Checkpoints of more events than the archive holds yet (signed while the active segment
-    /// grew): checked once the segments they cover are archived.
+    /// grew): not checked now; a later verification checks them once the segments they cover
+    /// are archived.
     pub pending: Vec<String>,
     /// The newest checkpoint the archived events cover (its note text).
     pub latest_checkpoint: Option<String>,
@@ -500,8 +501,17 @@ pub fn fetch(
             bytes.extend_from_slice(b);
         }
         fs::write(&path, &bytes).map_err(|e| local("write", &path, e))?;
-        let scan = agentrail_ledger::scan_chain_log(&path, false)
-            .map_err(|e| damage(&last.key, None, format!("the archived {}: {e}", a.label())))?;
+        let scan = agentrail_ledger::scan_chain_log(&path, false).map_err(|e| {
+            // The piece holding the record that does not verify.
+            let key = match &e {
+                agentrail_ledger::ChainLogError::Damaged { seq, .. } => pieces
+                    .iter()
+                    .find(|(l, _)| l.first <= *seq && *seq < l.end)
+                    .map_or(&last.key, |(l, _)| &l.key),
+                _ => &last.key,
+            };
+            damage(key, None, format!("the archived {}: {e}", a.label()))
+        })?;
         if scan.records != last.end
             || scan.valid_len != scan.file_len
             || scan.last_hash.map(|h| to_hex(&h)) != Some(last.head.clone())
@@ -708,10 +718,13 @@ pub fn restore(
             )));
         }
     }
+    let created = !dir.exists();
     fs::create_dir_all(dir)
         .map_err(|e| ServiceError::internal(format!("creating {}: {e}", dir.display())))?;
     let r = restore_into(store, opts, progress);
-    if r.is_err()
+    if r.is_err() && created {
+        let _ = fs::remove_dir_all(dir);
+    } else if r.is_err()
         && let Ok(entries) = fs::read_dir(dir)
     {
         // It was empty: everything in it is this restore's.
@@ -735,10 +748,12 @@ fn restore_into(
     use crate::ServiceError;
     use agentrail_ledger::files::{make_read_only, write_atomic};
     let layout = DataDir::new(&opts.data_dir);
-    let tenants = match &opts.tenants {
+    let mut tenants = match &opts.tenants {
         Some(t) => t.clone(),
         None => archived_tenants(store).map_err(|e| ServiceError::internal(e.to_string()))?,
     };
+    tenants.sort();
+    tenants.dedup();
     if tenants.is_empty() {
         return Err(ServiceError::bad_request(format!(
             "the archive {} holds no tenant",

@@ -139,11 +139,12 @@ pub fn manifest_key(tenant: &str, day: &str, end: u64, log_records: u64) -> Stri
 /// The place a manifest key names, `(events, log records)`, if it is one.
 pub fn manifest_order(key: &str) -> Option<(u64, u64)> {
     let name = key.rsplit('/').next()?;
-    let (end, logs) = name
-        .strip_prefix("manifest-")?
-        .strip_suffix(".json")?
-        .split_once('-')?;
-    Some((end.parse().ok()?, logs.parse().ok()?))
+    let place = name.strip_prefix("manifest-")?.strip_suffix(".json")?;
+    match place.split_once('-') {
+        Some((end, logs)) => Some((end.parse().ok()?, logs.parse().ok()?)),
+        // The first archives named manifests by their end alone (no logs were archived).
+        None => Some((place.parse().ok()?, 0)),
+    }
 }
 
 /// The end seq a manifest key names, if it is one.

@@ -18,7 +18,14 @@ pub struct Schedule {
     started: AtomicBool,
     /// The job's thread, joined by [`Schedule::stop`].
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by the job's thread as it ends.
+    done: Arc<(Mutex<bool>, Condvar)>,
 }
+
+/// How long [`Schedule::stop`] waits for a run in progress to end (a run checks for the stop
+/// between tenants; one tenant's run may be long: a full verification, an upload to a slow
+/// store).
+const STOP_WAIT: Duration = Duration::from_secs(30);
 
 impl Schedule {
     /// Runs `tick` every `every` (the first run after one interval) on a thread named `name`.
@@ -34,9 +41,19 @@ impl Schedule {
             return;
         }
         let stop = self.stop.clone();
+        let done = self.done.clone();
         let spawned = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
+                /// Tells `stop` the thread is ending, however it ends.
+                struct Ended(Arc<(Mutex<bool>, Condvar)>);
+                impl Drop for Ended {
+                    fn drop(&mut self) {
+                        *lock(&self.0.0) = true;
+                        self.0.1.notify_all();
+                    }
+                }
+                let _ended = Ended(done);
                 loop {
                     {
                         let (m, cv) = &*stop;
@@ -89,17 +106,33 @@ impl Schedule {
     }
 
     /// Stops the job and waits until its thread is gone (a run in progress ends at its next
-    /// check), so nothing of the job still holds the ledger once the service is shut down.
-    /// Called on the job's own thread (its last owner dropped there), it does not wait.
+    /// check), so nothing of the job still holds the ledger once the service is shut down; a
+    /// run still going after [`STOP_WAIT`] is logged and left to finish on its own. Called on
+    /// the job's own thread (its last owner dropped there), it does not wait.
     pub fn stop(&self) {
         let (m, cv) = &*self.stop;
         *lock(m) = true;
         cv.notify_all();
         let handle = lock(&self.thread).take();
-        if let Some(h) = handle
-            && h.thread().id() != std::thread::current().id()
-        {
+        let Some(h) = handle else { return };
+        if h.thread().id() == std::thread::current().id() {
+            return;
+        }
+        let (dm, dcv) = &*self.done;
+        let g = lock(dm);
+        let (g, waited) = dcv
+            .wait_timeout_while(g, STOP_WAIT, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        let ended = *g;
+        drop(g);
+        if ended {
             let _ = h.join();
+        } else if waited.timed_out() {
+            tracing::warn!(
+                job = h.thread().name().unwrap_or("?"),
+                wait_s = STOP_WAIT.as_secs(),
+                "a background job is still running at shutdown; not waiting for it"
+            );
         }
     }
 }

@@ -127,7 +127,7 @@ pub fn verify_archive(
             );
             for p in &f.pending {
                 println!(
-                    "note: {p} covers events the archive does not hold yet; it is checked once they are archived"
+                    "note: {p} covers events the archive does not hold yet; a later verify-archive checks it once they are archived"
                 );
             }
             Ok(ExitCode::SUCCESS)
