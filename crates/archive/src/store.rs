@@ -65,6 +65,15 @@ pub trait ArchiveStore: Send + Sync + Debug {
     /// The object at `key`, if there is one.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError>;
 
+    /// The size and SHA-256 of the object at `key`, if there is one: by default read and
+    /// hashed; a store that keeps a checksum of what it received (S3) answers from it, without
+    /// moving the bytes.
+    fn digest(&self, key: &str) -> Result<Option<(u64, [u8; 32])>, ArchiveError> {
+        Ok(self
+            .get(key)?
+            .map(|b| (b.len() as u64, agentrail_event::hash::sha256(&b))))
+    }
+
     /// Objects whose keys start with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArchiveError>;
 

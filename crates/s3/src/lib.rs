@@ -264,6 +264,48 @@ impl ArchiveStore for S3Archive {
         self.url.clone()
     }
 
+    /// From the SHA-256 checksum S3 checked when it received the first version (a single-part
+    /// put's is of the whole object), without downloading it; read and hashed when S3 keeps
+    /// none.
+    fn digest(&self, key: &str) -> Result<Option<(u64, [u8; 32])>, ArchiveError> {
+        let full = self.full(key)?;
+        let (client, bucket, key_owned) =
+            (self.client.clone(), self.bucket.clone(), key.to_owned());
+        let head = self.wait(async move {
+            let (first, deleted) = first_version(&client, &bucket, &full, &key_owned).await?;
+            if first.is_none() && deleted {
+                return Ok(None);
+            }
+            match client
+                .head_object()
+                .bucket(&bucket)
+                .key(&full)
+                .set_version_id(first)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+            {
+                Ok(h) => Ok(Some(h)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+                Err(e) => Err(failed("read the checksum of", &key_owned)(e)),
+            }
+        })??;
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let sum = head
+            .checksum_sha256()
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        match (
+            sum,
+            head.content_length().and_then(|n| u64::try_from(n).ok()),
+        ) {
+            (Some(sum), Some(len)) => Ok(Some((len, sum))),
+            _ => Ok(self.get(key)?.map(|b| (b.len() as u64, sha256(&b)))),
+        }
+    }
+
     fn check(&self) -> Result<(), ArchiveError> {
         let got = self.wait(
             self.client

@@ -50,6 +50,17 @@ fn the_s3_store_conforms_and_object_lock_holds() {
     // Through the S3 API, with the store's own key: the locked version cannot be deleted …
     let (rt, s3) = raw(&server);
     let key = "agentrail/run-1/acme/2026/12/07/seg-0";
+    // (S3 keeps the SHA-256 it checked on the way in, which the store's digest reads.)
+    let head = rt
+        .block_on(
+            s3.head_object()
+                .bucket("worm")
+                .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send(),
+        )
+        .unwrap();
+    assert!(head.checksum_sha256().is_some(), "{head:?}");
     let versions = rt
         .block_on(s3.list_object_versions().bucket("worm").prefix(key).send())
         .unwrap();

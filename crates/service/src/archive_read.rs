@@ -892,7 +892,18 @@ pub fn compare_sealed(
     let (mut segments, mut bytes) = (0usize, 0u64);
     for m in &ms {
         for s in &m.signed.manifest.segments {
-            segment_bytes(store, s).map_err(|e| e.to_string())?;
+            // The store's digest (S3's checksum: nothing downloaded) against the manifest's.
+            let (size, digest) = store
+                .digest(&s.key)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("archive object {} is not in the archive", s.key))?;
+            let digest = to_hex(&digest);
+            if size != s.bytes || digest != s.sha256 {
+                return Err(format!(
+                    "archive object {} holds {size} bytes with SHA-256 {digest}, its manifest says {} bytes with {}: the object was altered",
+                    s.key, s.bytes, s.sha256
+                ));
+            }
             let Some(path) = sealed.get(&(s.first_seq, s.end_seq)) else {
                 return Err(format!(
                     "archive object {} holds seqs {}..{}, but the ledger has no sealed segment of those seqs",

@@ -37,6 +37,12 @@ pub fn conformance(store: &dyn ArchiveStore, prefix: &str, enforces_retention: b
         store.get(&key("acme/2026/12/07/seg-0")).unwrap().as_deref(),
         Some(&seg[..])
     );
+    // Its size and digest, as the store reports them.
+    assert_eq!(
+        store.digest(&key("acme/2026/12/07/seg-0")).unwrap(),
+        Some((70_000, agentrail_event::hash::sha256(&seg)))
+    );
+    assert_eq!(store.digest(&key("acme/nothing-here")).unwrap(), None);
     // Empty objects, missing ones, and keys that are not keys.
     store.put_once(&key("acme/empty"), b"", None).unwrap();
     assert_eq!(
