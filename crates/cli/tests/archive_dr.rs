@@ -190,6 +190,23 @@ fn stop(child: &mut Killed, log: &Path) {
     );
 }
 
+/// `agentrail verify-archive URL --tenant acme --key KEY [more]` with the S3 credentials.
+fn verify_archive(url: &str, key: &str, more: &[&str]) -> std::process::Output {
+    common::bin()
+        .args(["verify-archive", url, "--tenant", "acme", "--key", key])
+        .args(more)
+        .envs(CREDS)
+        .output()
+        .unwrap()
+}
+
+/// [`verify_archive`] passed, with `events` events.
+fn verifies(o: &std::process::Output, events: u64) {
+    assert!(o.status.success(), "{}", common::text(o));
+    let want = format!("ok: tenant acme, {events} events");
+    assert!(stdout(o).starts_with(&want), "{}", stdout(o));
+}
+
 fn verifier(data: &Path) -> String {
     std::fs::read_to_string(DataDir::new(data).system().log_vkey())
         .unwrap()
@@ -310,28 +327,10 @@ fn restore_after_losing_the_data_directory() {
     // The disk is lost.
     std::fs::remove_dir_all(&data).unwrap();
     let endpoint = s3.endpoint();
-    let at = [
-        "s3://worm/dr",
-        "--endpoint",
-        &endpoint,
-        "--region",
-        "us-east-1",
-    ];
-    let verify = |t: &str| {
-        let mut args = vec!["verify-archive"];
-        args.extend(at);
-        args.extend(["--tenant", t, "--key", &vkey]);
-        common::bin().args(&args).envs(CREDS).output().unwrap()
-    };
-    let o = verify("acme");
-    assert!(o.status.success(), "{}", common::text(&o));
-    assert!(
-        stdout(&o).starts_with("ok: tenant acme, 600 events"),
-        "{}",
-        stdout(&o)
-    );
-    let mut args = vec!["restore"];
-    args.extend(at);
+    let s3_args = ["--endpoint", endpoint.as_str(), "--region", "us-east-1"];
+    verifies(&verify_archive("s3://worm/dr", &vkey, &s3_args), 600);
+    let mut args = vec!["restore", "s3://worm/dr"];
+    args.extend(s3_args);
     args.extend([
         "--data-dir",
         data.to_str().unwrap(),
@@ -384,13 +383,7 @@ fn restore_after_losing_the_data_directory() {
     stop(&mut child, Path::new("/nonexistent"));
     // The old objects and the new ones verify as one archive: every checkpoint, the archived
     // ones before the loss and the ones signed after the restore, consistent with the next.
-    let o = verify("acme");
-    assert!(o.status.success(), "{}", common::text(&o));
-    assert!(
-        stdout(&o).starts_with("ok: tenant acme, 700 events"),
-        "{}",
-        stdout(&o)
-    );
+    verifies(&verify_archive("s3://worm/dr", &vkey, &s3_args), 700);
 
     let mut cfg = Config::new(&data);
     cfg.checkpoint_interval = None;
@@ -472,26 +465,12 @@ fn s3_unreachable_then_back_and_a_server_killed_while_archiving() {
     keys.dedup();
     assert_eq!(keys.len(), n, "a key with more than one version: {vs:?}");
     // And the archive verifies, manifests chained across the crash.
-    let o = common::bin()
-        .args([
-            "verify-archive",
-            "s3://worm/dr",
-            "--endpoint",
-            &s3.endpoint(),
-            "--tenant",
-            "acme",
-            "--key",
-            &verifier(&data),
-        ])
-        .envs(CREDS)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", common::text(&o));
-    assert!(
-        stdout(&o).starts_with("ok: tenant acme, 1500 events"),
-        "{}",
-        stdout(&o)
+    let o = verify_archive(
+        "s3://worm/dr",
+        &verifier(&data),
+        &["--endpoint", &s3.endpoint()],
     );
+    verifies(&o, 1500);
 }
 
 #[test]
@@ -516,14 +495,8 @@ fn verify_archive_exits_1_naming_a_tampered_object() {
     stop(&mut child, Path::new("/nonexistent"));
     let vkey = verifier(&data);
     let url = format!("file://{}", archive_dir.display());
-    let verify = || {
-        common::bin()
-            .args(["verify-archive", &url, "--tenant", "acme", "--key", &vkey])
-            .output()
-            .unwrap()
-    };
-    let o = verify();
-    assert!(o.status.success(), "{}", common::text(&o));
+    let verify = || verify_archive(&url, &vkey, &[]);
+    verifies(&verify(), 50);
     let seg = archive
         .list("acme/")
         .unwrap()

@@ -2,55 +2,24 @@
 //! per round, byte for byte; manifests chained; where the archive stands read back from it
 //! after a restart; nothing written twice.
 
+mod common;
+
 use agentrail_archive::{ArchiveStore, FileArchive};
 use agentrail_event::batch::BatchFormat;
 use agentrail_service::archiver::{manifest_end, parse_manifest};
-use agentrail_service::{Scope, Service, ServiceConfig};
-use serde_json::json;
-use std::path::Path;
-
-fn config(data: &Path, archive: &Path) -> ServiceConfig {
-    ServiceConfig {
-        archive: Some(format!("file://{}", archive.display())),
-        // Due at once: every round seals what the active segment holds.
-        // The schedule's rounds (every 10 s here) stay out of the way: the tests archive on
-        // demand, which seals whatever the active segment holds.
-        archive_interval_ms: 3_600_000,
-        ..ServiceConfig::unscheduled(data.to_path_buf())
-    }
-}
-
-fn events(from: u64, n: u64) -> Vec<u8> {
-    (from..from + n)
-        .map(|i| {
-            json!({"schema_version": "1", "event_id": format!("e-{i}"), "event_type": "tool.invocation",
-                "session_id": "s1", "agent_id": "bot", "payload": {"tool": {"name": "lookup"},
-                "status": {"outcome": "ok"}}})
-            .to_string()
-                + "\n"
-        })
-        .collect::<String>()
-        .into_bytes()
-}
-
-/// Every key of tenant acme's archive, sorted.
-fn keys_of(store: &FileArchive) -> Vec<String> {
-    store
-        .list("acme/")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
-}
+use agentrail_service::{Scope, Service};
+use common::archive::{Acme, acme, config, events, keys};
 
 #[test]
 fn sealed_segments_checkpoints_and_signed_manifests_reach_the_archive() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
-    let opened = Service::open(config(&data, &archive)).unwrap();
-    let root = opened.root().unwrap();
-    let s = opened.service;
-    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    let Acme {
+        dir: _dir,
+        data,
+        archive,
+        service: s,
+        root,
+        tenant: t,
+    } = acme();
     s.create_key(&root, &t, None, &[Scope::EventsRead]).unwrap();
     s.ingest(&t, &events(0, 50), BatchFormat::Ndjson).unwrap();
     let r = s.archive_now(&t).unwrap();
@@ -60,14 +29,14 @@ fn sealed_segments_checkpoints_and_signed_manifests_reach_the_archive() {
     assert_eq!((again.segments, again.archived), (0, 50));
 
     let store = FileArchive::new(&archive);
-    let keys = keys_of(&store);
-    assert_eq!(keys.len(), 3, "{keys:?}");
-    let seg = keys.iter().find(|k| k.contains("/segment-")).unwrap();
+    let listed = keys(&store, "");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let seg = listed.iter().find(|k| k.contains("/segment-")).unwrap();
     assert!(
         seg.ends_with("segment-00000000000000000000-00000000000000000050"),
         "{seg}"
     );
-    let manifest_key = keys.iter().find(|k| manifest_end(k) == Some(50)).unwrap();
+    let manifest_key = listed.iter().find(|k| manifest_end(k) == Some(50)).unwrap();
     let m = parse_manifest(&store.get(manifest_key).unwrap().unwrap()).unwrap();
     assert_eq!((m.manifest.first_seq, m.manifest.end_seq), (0, 50));
     assert!(m.manifest.checkpoint_size >= 50);
@@ -102,8 +71,8 @@ fn sealed_segments_checkpoints_and_signed_manifests_reach_the_archive() {
     let s = Service::open(config(&data, &archive)).unwrap().service;
     let r = s.archive_now(&t).unwrap();
     assert_eq!(r.archived, 80, "{r:?}");
-    let keys = keys_of(&store);
-    let second = keys.iter().find(|k| manifest_end(k) == Some(80)).unwrap();
+    let listed = keys(&store, "");
+    let second = listed.iter().find(|k| manifest_end(k) == Some(80)).unwrap();
     let m2 = parse_manifest(&store.get(second).unwrap().unwrap()).unwrap();
     assert_eq!((m2.manifest.first_seq, m2.manifest.end_seq), (50, 80));
     let prev = m2.manifest.prev_manifest.clone().unwrap();
@@ -136,12 +105,14 @@ fn an_archive_that_cannot_keep_objects_stops_the_start() {
 
 #[test]
 fn a_planted_manifest_stops_archiving_loudly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
-    let opened = Service::open(config(&data, &archive)).unwrap();
-    let root = opened.root().unwrap();
-    let s = opened.service;
-    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    let Acme {
+        dir: _dir,
+        data,
+        archive,
+        service: s,
+        root: _,
+        tenant: t,
+    } = acme();
     s.ingest(&t, &events(0, 10), BatchFormat::Ndjson).unwrap();
     assert_eq!(s.archive_now(&t).unwrap().archived, 10);
     s.shutdown();
@@ -149,7 +120,7 @@ fn a_planted_manifest_stops_archiving_loudly() {
     // Someone who can write the archive plants the "newest" manifest: a copy of the real one
     // under a name far ahead (its content says otherwise), and junk.
     let store = FileArchive::new(&archive);
-    let real = keys_of(&store)
+    let real = keys(&store, "")
         .into_iter()
         .find(|k| manifest_end(k).is_some())
         .unwrap();

@@ -3,66 +3,50 @@
 //! events are the archived ones byte for byte, whose proofs verify against the archived
 //! checkpoints, and whose log goes on consistently.
 
+mod common;
+
 use agentrail_archive::{ArchiveStore, FileArchive};
 use agentrail_event::TenantId;
 use agentrail_event::batch::BatchFormat;
 use agentrail_event::hash::{sha256, to_hex};
 use agentrail_ledger::{Config, DataDir, Ledger};
 use agentrail_note::{Signer, Verifier};
+use agentrail_service::Service;
 use agentrail_service::archive_read::{RestoreOptions, restore, verify_archive};
 use agentrail_service::archiver::{manifest_end, parse_manifest};
-use agentrail_service::{ReadRequest, Service, ServiceConfig};
+use agentrail_testkit::copy_dir;
+use common::archive::{Acme, acme, config, events, keys, read_access_log, rewrite};
 use serde_json::json;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn config(data: &Path, archive: &Path) -> ServiceConfig {
-    ServiceConfig {
-        archive: Some(format!("file://{}", archive.display())),
-        // The schedule's rounds (every 10 s here) stay out of the way: the tests archive on
-        // demand, which seals whatever the active segment holds.
-        archive_interval_ms: 3_600_000,
-        ..ServiceConfig::unscheduled(data.to_path_buf())
-    }
-}
-
-fn events(from: u64, n: u64) -> Vec<u8> {
-    (from..from + n)
-        .map(|i| {
-            json!({"schema_version": "1", "event_id": format!("e-{i}"), "event_type": "tool.invocation",
-                "session_id": format!("s{}", i % 3), "agent_id": "bot",
-                "payload": {"tool": {"name": "lookup"}, "status": {"outcome": "ok"}}})
-            .to_string()
-                + "\n"
-        })
-        .collect::<String>()
-        .into_bytes()
-}
-
-/// A service archiving tenant acme in rounds of `rounds` events each; returns the tenant, the
-/// log key and the verifier key.
+/// A service archiving tenant acme in rounds of `rounds` events each, then `unarchived` more,
+/// shut down: the temporary directory, the data directory, the archive, the tenant, the log
+/// key and the verifier key.
 fn archived(
-    data: &Path,
-    archive: &Path,
     rounds: &[u64],
     unarchived: u64,
-) -> (TenantId, String, Verifier) {
-    let opened = Service::open(config(data, archive)).unwrap();
-    let root = opened.root().unwrap();
-    let s = opened.service;
-    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    TenantId,
+    String,
+    Verifier,
+) {
+    let Acme {
+        dir,
+        data,
+        archive,
+        service: s,
+        root,
+        tenant: t,
+    } = acme();
     let mut at = 0;
     for &n in rounds {
         s.ingest(&t, &events(at, n), BatchFormat::Ndjson).unwrap();
         at += n;
         // Reads (in the access log) and a retention run (in the retention log): archived too.
-        let read = ReadRequest {
-            caller: root.clone(),
-            tenant: t.clone(),
-            endpoint: "GET /v1/tenants/{tenant}/access-log".into(),
-            params: json!({"round": at}),
-        };
-        s.access_log(read, None, 10).unwrap();
+        read_access_log(&s, &root, &t, json!({"round": at}));
         s.run_retention(&t).unwrap();
         assert_eq!(s.archive_now(&t).unwrap().archived, at);
     }
@@ -72,59 +56,13 @@ fn archived(
     }
     let vkey: Verifier = s.verifier_key().parse().unwrap();
     s.shutdown();
-    let key = std::fs::read_to_string(DataDir::new(data).system().log_key()).unwrap();
-    (t, key, vkey)
-}
-
-fn keys(store: &FileArchive, what: &str) -> Vec<String> {
-    let mut k: Vec<String> = store
-        .list("acme/")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .filter(|k| k.contains(what))
-        .collect();
-    k.sort();
-    k
-}
-
-/// Rewrites an archived file (a file archive's objects are 0444; whoever owns the directory
-/// can still change them, which is what verify-archive must catch).
-fn rewrite(archive: &Path, key: &str, edit: impl FnOnce(&mut Vec<u8>)) {
-    let p = archive.join(key);
-    let mut b = std::fs::read(&p).unwrap();
-    edit(&mut b);
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&p, &b).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in walk(from) {
-        let rel = e.strip_prefix(from).unwrap();
-        let dst = to.join(rel);
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(&e, &dst).unwrap();
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    let key = std::fs::read_to_string(DataDir::new(&data).system().log_key()).unwrap();
+    (dir, data, archive, t, key, vkey)
 }
 
 #[test]
 fn verify_archive_passes_the_archive_and_names_every_tampered_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, pristine) = (dir.path().join("data"), dir.path().join("pristine"));
-    let (t, log_key, vkey) = archived(&data, &pristine, &[50, 30, 20], 0);
+    let (dir, _data, pristine, t, log_key, vkey) = archived(&[50, 30, 20], 0);
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let verify = |archive: &Path| {
@@ -258,10 +196,8 @@ fn verify_archive_passes_the_archive_and_names_every_tampered_object() {
 
 #[test]
 fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
     // 60 events archived, 15 more never archived (what the RPO loses).
-    let (t, log_key, vkey) = archived(&data, &archive, &[40, 20], 15);
+    let (dir, data, archive, t, log_key, vkey) = archived(&[40, 20], 15);
     let store = FileArchive::new(&archive);
     let last = keys(&store, "/manifest-").pop().unwrap();
     assert_eq!(manifest_end(&last), Some(60));
@@ -462,12 +398,14 @@ fn restore_rebuilds_the_archived_ledger_and_the_log_goes_on() {
 
 #[test]
 fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
-    let opened = Service::open(config(&data, &archive)).unwrap();
-    let root = opened.root().unwrap();
-    let s = opened.service;
-    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
+    let Acme {
+        dir: _dir,
+        archive,
+        service: s,
+        root,
+        tenant: t,
+        ..
+    } = acme();
     // Before anything is archived: nothing to compare, and that is fine.
     let rec = s.verify_now(&t).unwrap();
     assert_eq!(rec["report"]["result"], "ok", "{rec}");
@@ -475,17 +413,7 @@ fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
     s.ingest(&t, &events(0, 30), BatchFormat::Ndjson).unwrap();
     s.archive_now(&t).unwrap();
     s.ingest(&t, &events(30, 30), BatchFormat::Ndjson).unwrap();
-    s.access_log(
-        ReadRequest {
-            caller: root.clone(),
-            tenant: t.clone(),
-            endpoint: "GET /v1/tenants/{tenant}/access-log".into(),
-            params: json!({}),
-        },
-        None,
-        10,
-    )
-    .unwrap();
+    read_access_log(&s, &root, &t, json!({}));
     s.archive_now(&t).unwrap();
     let rec = s.verify_now(&t).unwrap();
     let a = &rec["report"]["archive"];
@@ -527,25 +455,15 @@ fn integrity_reports_check_that_the_archive_holds_what_the_ledger_sealed() {
 
 #[test]
 fn reads_alone_reach_the_archive() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, archive) = (dir.path().join("data"), dir.path().join("archive"));
-    let opened = Service::open(config(&data, &archive)).unwrap();
-    let root = opened.root().unwrap();
-    let s = opened.service;
-    let t = s.create_tenant(&root, "acme").unwrap().tenant_id;
-    let read = |n: u64| {
-        s.access_log(
-            ReadRequest {
-                caller: root.clone(),
-                tenant: t.clone(),
-                endpoint: "GET /v1/tenants/{tenant}/access-log".into(),
-                params: json!({"n": n}),
-            },
-            None,
-            10,
-        )
-        .unwrap();
-    };
+    let Acme {
+        dir,
+        archive,
+        service: s,
+        root,
+        tenant: t,
+        ..
+    } = acme();
+    let read = |n: u64| read_access_log(&s, &root, &t, json!({"n": n}));
     s.ingest(&t, &events(0, 20), BatchFormat::Ndjson).unwrap();
     read(0);
     assert_eq!(s.archive_now(&t).unwrap().segments, 1);

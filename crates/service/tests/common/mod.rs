@@ -1,6 +1,8 @@
 //! Shared by the service's crate tests.
 #![allow(dead_code)]
 
+pub mod archive;
+
 use agentrail_event::TenantId;
 use agentrail_index::{EventFilter, EventRow, PageReq};
 use agentrail_service::{Consistency, Principal, ReadRequest, Service, ServiceError};
