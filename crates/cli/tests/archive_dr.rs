@@ -436,7 +436,15 @@ fn s3_unreachable_then_back_and_a_server_killed_while_archiving() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(archived(&archive), 100);
-    assert!(metric(&url, "agentrail_archive_lag_events") >= 400.0);
+    // (The gauge is set every round, backing off or not: a round is due every 50 ms here.)
+    let start = Instant::now();
+    while metric(&url, "agentrail_archive_lag_events") < 400.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lag does not rise"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(metric(&url, "agentrail_archive_upload_errors") >= 1.0);
     // Back: the archive catches up (the back-off is at most a few seconds here).
     proxy.resume();

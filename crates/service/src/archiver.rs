@@ -283,7 +283,9 @@ impl Archiver {
         if let Some((at, _)) = lock(&self.retry).get(t)
             && Instant::now() < *at
         {
-            return Ok(());
+            // Backing off: the lag still says how far behind the archive is now.
+            let archived = lock(&self.heads).get(t).map_or(0, |h| h.end);
+            return self.note_lag(t, archived, self.clock.now());
         }
         match self.run(t, false) {
             Ok(_) => {
