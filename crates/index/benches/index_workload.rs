@@ -1,10 +1,12 @@
-//! Query-store benchmark: a large tenant (plus 99 small ones) from the workload generator goes
-//! through the ledger, the index applies it, then each query kind runs many times; prints p50/p99
-//! latency per kind, the apply rate and the index size per event.
+//! Query-store benchmark on both engines in one run: a large tenant (plus 99 small ones) from
+//! the workload generator goes through the ledger; the embedded SQLite index and the PostgreSQL
+//! store each apply it, then each query kind runs many times on each; prints the apply rates and
+//! p50/p99 latency per kind side by side (and SQLite's index size per event).
 //!
 //! cargo bench -p agentrail-index --bench index_workload [-- --events N --dir PATH --keep
-//!     --iterations N --reuse-index]
-//! (default 1,000,000 events for the large tenant; the full run is --events 10000000)
+//!     --iterations N --reuse-index --pg-url URL --only sqlite|postgres]
+//! (default 1,000,000 events for the large tenant; without --pg-url a PostgreSQL server of the
+//! bench's own is started, with fsync on: the store's sessions use synchronous_commit=off)
 
 use agentrail_event::{TenantId, validate_value};
 use agentrail_index::*;
@@ -84,23 +86,94 @@ fn main() {
     }
     let total = ledger.size(&big).unwrap();
 
-    // Apply from the ledger into a fresh index (unless --reuse-index).
-    let path = index_path(&dir, &big);
-    if !args.iter().any(|a| a == "--reuse-index") {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
-    let mut index = TenantIndex::open(&dir, &big).unwrap();
-    let start = Instant::now();
-    index.catch_up(&ledger).unwrap();
-    let apply_secs = start.elapsed().as_secs_f64();
-    let size = index.size_on_disk();
-
-    let mut rng = Rng::new(99);
     let iterations: usize = arg("--iterations")
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    let only = arg("--only");
+    let mut server = None;
+    let mut engines: Vec<(&str, Box<dyn Store>)> = Vec::new();
+    if only.as_deref() != Some("postgres") {
+        engines.push(("sqlite", Box::new(SqliteStore::new(&dir))));
+    }
+    if only.as_deref() != Some("sqlite") {
+        let url = arg("--pg-url").unwrap_or_else(|| {
+            let pg = agentrail_testkit::postgres::Server::start_with(&["fsync=on"]);
+            let url = pg.create_db("agentrail");
+            server = Some(pg);
+            url
+        });
+        engines.push((
+            "postgres",
+            Box::new(agentrail_pgindex::PgStore::connect(&url).unwrap()),
+        ));
+    }
+    let mut results = Vec::new();
+    for (name, store) in &engines {
+        // Apply from the ledger into a fresh index (unless --reuse-index).
+        if !args.iter().any(|a| a == "--reuse-index") {
+            store.discard(&big, false).unwrap();
+        }
+        let mut index = store.open(&big).unwrap();
+        let start = Instant::now();
+        index.catch_up(&ledger).unwrap();
+        let apply_secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: applied {total} events in {apply_secs:.1} s = {:.0} events/s",
+            total as f64 / apply_secs
+        );
+        let rows = queries(&index, n, iterations);
+        results.push((*name, apply_secs, index.size_on_disk(), rows));
+    }
+    let mut header = "| query | rows |".to_owned();
+    let mut rule = "|---|---|".to_owned();
+    for (name, ..) in &results {
+        header.push_str(&format!(" {name} p50 ms | {name} p99 ms |"));
+        rule.push_str("---|---|");
+    }
+    println!("{header}\n{rule}");
+    for (i, (query, _, items)) in results[0].3.iter().enumerate() {
+        let mut line = format!("| {query} | {items} |");
+        for (.., rows) in &results {
+            let mut lat = rows[i].1.clone();
+            lat.sort_unstable();
+            line.push_str(&format!(
+                " {:.2} | {:.2} |",
+                percentile_ms(&lat, 0.5),
+                percentile_ms(&lat, 0.99)
+            ));
+        }
+        println!("{line}");
+    }
+    println!();
+    for (name, apply_secs, size, _) in &results {
+        let size = size.map_or(String::new(), |s| {
+            format!(
+                "; index size {:.0} MB = {:.0} bytes/event",
+                s as f64 / 1e6,
+                s as f64 / total as f64
+            )
+        });
+        println!(
+            "{name} apply: {total} events in {apply_secs:.1} s = {:.0} events/s{size}",
+            total as f64 / apply_secs
+        );
+    }
+    drop(engines);
+    drop(server);
+    ledger.close().unwrap();
+    drop(ledger);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Each query kind `iterations` times on one index: (name, latencies, rows per query).
+fn queries(
+    index: &TenantIndex,
+    n: usize,
+    iterations: usize,
+) -> Vec<(String, Vec<Duration>, usize)> {
+    let mut rng = Rng::new(99);
     let mut rows: Vec<(String, Vec<Duration>, usize)> = Vec::new();
     let mut run = |name: &str, f: &mut dyn FnMut(&mut Rng) -> usize| {
         let mut lat = Vec::with_capacity(iterations);
@@ -235,24 +308,5 @@ fn main() {
                 .len()
         });
     }
-    println!("| query | rows | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
-    for (name, mut lat, items) in rows {
-        lat.sort_unstable();
-        let p50 = percentile_ms(&lat, 0.5);
-        let p99 = percentile_ms(&lat, 0.99);
-        println!("| {name} | {items} | {p50:.2} | {p99:.2} |");
-    }
-    println!(
-        "\nindex apply: {total} events in {apply_secs:.1} s = {:.0} events/s; index size {:.0} MB = {:.0} bytes/event",
-        total as f64 / apply_secs,
-        size as f64 / 1e6,
-        size as f64 / total as f64
-    );
-    drop(index);
-    ledger.close().unwrap();
-    drop(ledger);
-    if !keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    rows
 }

@@ -1,5 +1,6 @@
 //! Errors of the query store.
 
+use crate::db::FailureKind;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -7,7 +8,7 @@ pub enum IndexError {
     #[error("cannot {op}: {source}")]
     Sql {
         op: &'static str,
-        source: rusqlite::Error,
+        source: crate::db::DbError,
     },
     #[error("{path}: {source}")]
     Io {
@@ -39,35 +40,32 @@ pub enum IndexError {
 }
 
 impl IndexError {
-    pub(crate) fn sql(op: &'static str, source: rusqlite::Error) -> IndexError {
+    pub(crate) fn sql(op: &'static str, source: crate::db::DbError) -> IndexError {
         IndexError::Sql { op, source }
     }
 
-    /// Whether the index file itself is bad (not a database, damaged pages, a truncated file,
+    fn kind(&self) -> Option<FailureKind> {
+        match self {
+            IndexError::Sql { source, .. } => Some(source.kind),
+            _ => None,
+        }
+    }
+
+    /// Whether the index itself is bad (not a database, damaged pages, a truncated file,
     /// holding more than the ledger): what rebuilding it from the ledger fixes.
     pub fn is_damage(&self) -> bool {
-        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-        match self {
-            IndexError::Sql {
-                source: rusqlite::Error::SqliteFailure(e, _),
-                ..
-            } => matches!(e.code, DatabaseCorrupt | NotADatabase),
-            IndexError::Ahead { .. } => true,
-            _ => false,
-        }
+        matches!(self, IndexError::Ahead { .. }) || self.kind() == Some(FailureKind::Damage)
     }
 
     /// Whether the storage under the index failed (a full disk, an I/O error, a file that
     /// cannot be opened): the operation may work once the cause is gone.
     pub fn is_storage(&self) -> bool {
-        use rusqlite::ErrorCode::{CannotOpen, DiskFull, SystemIoFailure};
-        match self {
-            IndexError::Io { .. } => true,
-            IndexError::Sql {
-                source: rusqlite::Error::SqliteFailure(e, _),
-                ..
-            } => matches!(e.code, DiskFull | SystemIoFailure | CannotOpen),
-            _ => false,
-        }
+        matches!(self, IndexError::Io { .. }) || self.kind() == Some(FailureKind::Storage)
+    }
+
+    /// Whether the database could not be reached (a server restarting, a lost connection):
+    /// the same operation is retried later, from what the store holds.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind() == Some(FailureKind::Unavailable)
     }
 }

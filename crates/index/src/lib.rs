@@ -23,6 +23,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod db;
 mod error;
 pub mod query;
 mod store;
@@ -34,5 +35,6 @@ pub use query::{
     SessionEvent, SessionResult, TimeField, TimeRange, VersionCount,
 };
 pub use store::{
-    Content, Cutoffs, IndexSource, Purged, TenantIndex, index_path, move_aside, reindex,
+    CONTENT_TABLES, Content, Cutoffs, IndexSource, Purged, SqliteStore, Store, TABLES, TenantIndex,
+    index_path, move_aside, reindex,
 };

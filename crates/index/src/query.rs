@@ -3,9 +3,9 @@
 //! was shown. Lists are paginated with keyset cursors (a seq or a session_seq, never an offset),
 //! so concurrent ingest neither repeats nor skips rows between pages.
 
+use crate::db::{Db, DbError, Val};
 use crate::error::IndexError;
 use crate::store::{TenantIndex, ts_ns};
-use rusqlite::types::Value as Sql;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -109,10 +109,10 @@ impl TimeRange {
         };
         let ns = |t: jiff::Timestamp| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX);
         if let Some(f) = self.from {
-            w.push(&format!("{alias}.{col} >= ?"), Sql::Integer(ns(f)));
+            w.push(&format!("{alias}.{col} >= ?"), Val::Int(ns(f)));
         }
         if let Some(t) = self.to {
-            w.push(&format!("{alias}.{col} < ?"), Sql::Integer(ns(t)));
+            w.push(&format!("{alias}.{col} < ?"), Val::Int(ns(t)));
         }
     }
 }
@@ -121,22 +121,22 @@ impl TimeRange {
 #[derive(Default)]
 struct Where {
     clauses: Vec<String>,
-    params: Vec<Sql>,
+    params: Vec<Val>,
 }
 
 impl Where {
-    fn push(&mut self, clause: &str, v: Sql) {
+    fn push(&mut self, clause: &str, v: Val) {
         self.clauses.push(clause.to_owned());
         self.params.push(v);
     }
 
-    fn text(s: &str) -> Sql {
-        Sql::Text(s.to_owned())
+    fn text(s: &str) -> Val {
+        Val::text(s)
     }
 
     fn sql(&self) -> String {
         if self.clauses.is_empty() {
-            "1".into()
+            "TRUE".into()
         } else {
             self.clauses.join(" AND ")
         }
@@ -147,19 +147,24 @@ const ROW: &str = "e.seq, e.hash, e.event_id, e.event_type";
 /// Columns of [`ROW`]: a query's extra columns start here.
 const ROW_COLS: usize = 4;
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
-    let hash: Vec<u8> = r.get(1)?;
+fn row(r: &[Val]) -> Result<EventRow, DbError> {
     Ok(EventRow {
-        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-        hash: TenantIndex::hex(&hash),
-        event_id: r.get(2)?,
-        event_type: r.get(3)?,
+        seq: u64::try_from(r[0].int()?).unwrap_or(0),
+        hash: TenantIndex::hex(&r[1].blob()?),
+        event_id: r[2].string()?,
+        event_type: r[3].string()?,
     })
 }
 
-fn sql_err(e: rusqlite::Error) -> IndexError {
+fn rows_of(rows: Vec<Vec<Val>>) -> Result<Vec<EventRow>, IndexError> {
+    rows.iter().map(|r| row(r).map_err(sql_err)).collect()
+}
+
+fn sql_err(e: DbError) -> IndexError {
     IndexError::sql("query the index", e)
 }
+
+const OP: &str = "query the index";
 
 /// Runs a keyset-paginated query over events: `extra` columns after the row columns.
 fn page_of<T>(
@@ -167,25 +172,25 @@ fn page_of<T>(
     from: &str,
     mut w: Where,
     req: &PageReq,
-    map: impl Fn(&rusqlite::Row<'_>, EventRow) -> rusqlite::Result<T>,
+    map: impl Fn(&[Val], EventRow) -> Result<T, DbError>,
     extra: &str,
 ) -> Result<Page<T>, IndexError> {
-    w.push("e.seq > ?", Sql::Integer(req.after()?));
+    w.push("e.seq > ?", Val::Int(req.after()?));
     let limit = req.limit();
     let q = format!(
         "SELECT {ROW}{extra} FROM {from} WHERE {} ORDER BY e.seq LIMIT {}",
         w.sql(),
         limit + 1
     );
-    let mut stmt = idx.conn.prepare_cached(&q).map_err(sql_err)?;
-    let mut items: Vec<(u64, T)> = stmt
-        .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+    let rows = idx.read(OP, |db| db.query(&q, &w.params).map_err(sql_err))?;
+    let mut items: Vec<(u64, T)> = rows
+        .iter()
+        .map(|r| {
             let er = row(r)?;
             let seq = er.seq;
             Ok((seq, map(r, er)?))
         })
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
+        .collect::<Result<_, DbError>>()
         .map_err(sql_err)?;
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
@@ -253,20 +258,38 @@ impl TenantIndex {
     /// Every event of a session, in session order (paginated by session_seq), and the check of
     /// its whole chain.
     pub fn session(&self, session_id: &str, req: &PageReq) -> Result<SessionResult, IndexError> {
-        // The chain check reads only the small columns of every event of the session.
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT session_seq, seq, hash, session_prev_hash FROM events
-                 WHERE session_id = ?1 AND session_seq IS NOT NULL ORDER BY session_seq, seq",
-            )
-            .map_err(sql_err)?;
-        let links: Vec<ChainLink> = stmt
-            .query_map([session_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
+        let limit = req.limit();
+        let after = req.after()?;
+        // One snapshot: the chain check and the page see the same events.
+        let (links, page) = self.read(OP, |db| {
+            // The chain check reads only the small columns of every event of the session.
+            let links = db
+                .query(
+                    "SELECT session_seq, seq, hash, session_prev_hash FROM events
+                     WHERE session_id = ?1 AND session_seq IS NOT NULL ORDER BY session_seq, seq",
+                    &[Val::text(session_id)],
+                )
+                .map_err(sql_err)?;
+            let page = db
+                .query(
+                    &format!(
+                        "SELECT {ROW}, e.session_seq FROM events e
+                         WHERE e.session_id = ?1 AND e.session_seq > ?2
+                         ORDER BY e.session_seq, e.seq LIMIT ?3"
+                    ),
+                    &[
+                        Val::text(session_id),
+                        Val::Int(after),
+                        Val::Int((limit + 1) as i64),
+                    ],
+                )
+                .map_err(sql_err)?;
+            Ok((links, page))
+        })?;
+        let links: Vec<ChainLink> = links
+            .iter()
+            .map(|r| Ok((r[0].int()?, r[1].int()?, r[2].blob()?, r[3].opt_blob()?)))
+            .collect::<Result<_, DbError>>()
             .map_err(sql_err)?;
         let mut breaks = Vec::new();
         let mut expect: i64 = 0;
@@ -299,28 +322,15 @@ impl TenantIndex {
             prev = Some(hash.clone());
             expect = ss + 1;
         }
-        let limit = req.limit();
-        let after = req.after()?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {ROW}, e.session_seq FROM events e
-                 WHERE e.session_id = ?1 AND e.session_seq > ?2
-                 ORDER BY e.session_seq, e.seq LIMIT ?3"
-            ))
-            .map_err(sql_err)?;
-        let mut events: Vec<SessionEvent> = stmt
-            .query_map(
-                rusqlite::params![session_id, after, (limit + 1) as i64],
-                |r| {
-                    Ok(SessionEvent {
-                        row: row(r)?,
-                        session_seq: u64::try_from(r.get::<_, i64>(ROW_COLS)?).unwrap_or(0),
-                    })
-                },
-            )
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
+        let mut events: Vec<SessionEvent> = page
+            .iter()
+            .map(|r| {
+                Ok(SessionEvent {
+                    row: row(r)?,
+                    session_seq: u64::try_from(r[ROW_COLS].int()?).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, DbError>>()
             .map_err(sql_err)?;
         let next_cursor = if events.len() > limit {
             events.truncate(limit);
@@ -342,21 +352,19 @@ impl TenantIndex {
 
     // ---- causal chains ----------------------------------------------------------------------
 
-    fn event_by_id(&self, event_id: &str) -> Result<Option<EventRow>, IndexError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {ROW} FROM events e WHERE e.event_id = ?1"))
+    fn event_by_id(db: &dyn Db, event_id: &str) -> Result<Option<EventRow>, IndexError> {
+        let rows = db
+            .query(
+                &format!("SELECT {ROW} FROM events e WHERE e.event_id = ?1"),
+                &[Val::text(event_id)],
+            )
             .map_err(sql_err)?;
-        let mut rows = stmt.query([event_id]).map_err(sql_err)?;
-        match rows.next().map_err(sql_err)? {
-            Some(r) => Ok(Some(row(r).map_err(sql_err)?)),
-            None => Ok(None),
-        }
+        Ok(rows_of(rows)?.into_iter().next())
     }
 
     /// One event by its event_id.
     pub fn event(&self, event_id: &str) -> Result<EventRow, IndexError> {
-        self.event_by_id(event_id)?
+        self.read(OP, |db| TenantIndex::event_by_id(db, event_id))?
             .ok_or_else(|| IndexError::NotFound(format!("with event_id {event_id:?}")))
     }
 
@@ -369,41 +377,50 @@ impl TenantIndex {
         depth: u32,
         max_nodes: usize,
     ) -> Result<CausalGraph, IndexError> {
-        let root = self.event(event_id)?;
+        self.read(OP, |db| {
+            let root = TenantIndex::event_by_id(db, event_id)?
+                .ok_or_else(|| IndexError::NotFound(format!("with event_id {event_id:?}")))?;
+            TenantIndex::walk(db, root, direction, depth, max_nodes)
+        })
+    }
+
+    fn walk(
+        db: &dyn Db,
+        root: EventRow,
+        direction: Direction,
+        depth: u32,
+        max_nodes: usize,
+    ) -> Result<CausalGraph, IndexError> {
+        let event_id = root.event_id.clone();
         let mut nodes = vec![root.clone()];
         let mut seen: HashSet<String> = HashSet::from([root.event_id.clone()]);
         let mut edges = Vec::new();
         let mut dangling = Vec::new();
         let mut truncated = false;
         let mut queue: VecDeque<(EventRow, u32)> = VecDeque::from([(root, 0)]);
-        let mut parents = self
-            .conn
-            .prepare_cached(
-                "SELECT parent_event_id, parent_hash, via FROM causes WHERE child_seq = ?1
-                 ORDER BY parent_event_id",
-            )
-            .map_err(sql_err)?;
-        let mut children = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {ROW}, c.parent_hash, c.via FROM causes c JOIN events e ON e.seq = c.child_seq
-                 WHERE c.parent_event_id = ?1 ORDER BY e.seq"
-            ))
-            .map_err(sql_err)?;
+        let parents = "SELECT parent_event_id, parent_hash, via FROM causes WHERE child_seq = ?1
+                 ORDER BY parent_event_id";
+        let children = format!(
+            "SELECT {ROW}, c.parent_hash, c.via FROM causes c JOIN events e ON e.seq = c.child_seq
+             WHERE c.parent_event_id = ?1 ORDER BY e.seq"
+        );
         while let Some((node, d)) = queue.pop_front() {
             if d >= depth {
                 continue;
             }
             let next: Vec<(EventRow, Option<Vec<u8>>, Option<String>)> = match direction {
                 Direction::Causes => {
-                    let links: Vec<(String, Option<Vec<u8>>, Option<String>)> = parents
-                        .query_map([node.seq as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .map_err(sql_err)?
-                        .collect::<rusqlite::Result<_>>()
+                    let links = db
+                        .query(parents, &[Val::Int(node.seq as i64)])
                         .map_err(sql_err)?;
                     let mut out = Vec::new();
-                    for (parent, hash, via) in links {
-                        match self.event_by_id(&parent)? {
+                    for r in links {
+                        let (parent, hash, via) = (
+                            r[0].string().map_err(sql_err)?,
+                            r[1].opt_blob().map_err(sql_err)?,
+                            r[2].opt_string().map_err(sql_err)?,
+                        );
+                        match TenantIndex::event_by_id(db, &parent)? {
                             Some(p) => out.push((p, hash, via)),
                             None => dangling.push(DanglingLink {
                                 seq: node.seq,
@@ -414,12 +431,18 @@ impl TenantIndex {
                     }
                     out
                 }
-                Direction::Effects => children
-                    .query_map([&node.event_id], |r| {
-                        Ok((row(r)?, r.get(ROW_COLS)?, r.get(ROW_COLS + 1)?))
-                    })
+                Direction::Effects => db
+                    .query(&children, &[Val::text(&node.event_id)])
                     .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            row(r)?,
+                            r[ROW_COLS].opt_blob()?,
+                            r[ROW_COLS + 1].opt_string()?,
+                        ))
+                    })
+                    .collect::<Result<_, DbError>>()
                     .map_err(sql_err)?,
             };
             for (other, hash, via) in next {
@@ -445,7 +468,7 @@ impl TenantIndex {
         }
         nodes.sort_by_key(|n| n.seq);
         Ok(CausalGraph {
-            root: event_id.to_owned(),
+            root: event_id,
             direction,
             depth,
             nodes,
@@ -586,10 +609,10 @@ impl TenantIndex {
             |r, row| {
                 Ok(ReviewRow {
                     row,
-                    decision: r.get(ROW_COLS)?,
-                    reviewer: r.get(ROW_COLS + 1)?,
-                    latency_ms: r.get(ROW_COLS + 2)?,
-                    proposed_event_id: r.get(ROW_COLS + 3)?,
+                    decision: r[ROW_COLS].opt_string()?,
+                    reviewer: r[ROW_COLS + 1].opt_string()?,
+                    latency_ms: r[ROW_COLS + 2].opt_int()?,
+                    proposed_event_id: r[ROW_COLS + 3].opt_string()?,
                 })
             },
             ", e.review_decision, e.reviewer_id, e.review_latency_ms, e.proposed_event_id",
@@ -610,35 +633,35 @@ impl TenantIndex {
         }
         q.range.push("e", &mut w);
         let counts_sql = format!(
-            "SELECT e.model_version, count(*) FROM events e INDEXED BY {} WHERE {}
+            "SELECT e.model_version, count(*) FROM events e{} WHERE {}
              GROUP BY e.model_version
              ORDER BY e.model_version",
             // Counting a time range walks (name, occurred_ns, version) entries only.
             if q.range.field == TimeField::Occurred
                 && (q.range.from.is_some() || q.range.to.is_some())
             {
-                "events_model_time"
+                self.db.dialect().indexed_by("events_model_time")
             } else {
-                "events_model"
+                self.db.dialect().indexed_by("events_model")
             },
             w.sql()
         );
-        let mut stmt = self.conn.prepare_cached(&counts_sql).map_err(sql_err)?;
-        let counts = stmt
-            .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+        let counts = self
+            .read(OP, |db| db.query(&counts_sql, &w.params).map_err(sql_err))?
+            .iter()
+            .map(|r| {
                 Ok(VersionCount {
-                    version: r.get(0)?,
-                    count: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    version: r[0].opt_string()?,
+                    count: u64::try_from(r[1].int()?).unwrap_or(0),
                 })
             })
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
+            .collect::<Result<_, DbError>>()
             .map_err(sql_err)?;
         // The model index holds (name, version, seq, occurred_ns): ranges are checked in the
         // index, without reading the (large) rows of other models' events.
         let page = page_of(
             self,
-            "events e INDEXED BY events_model",
+            &format!("events e{}", self.db.dialect().indexed_by("events_model")),
             w,
             req,
             |_, row| Ok(row),
@@ -663,12 +686,7 @@ impl TenantIndex {
                 seqs.join(","),
                 seqs.join(",")
             );
-            let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
-            caused = stmt
-                .query_map([], row)
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)?;
+            caused = rows_of(self.read(OP, |db| db.query(&q, &[]).map_err(sql_err))?)?;
         }
         Ok(ModelAttribution {
             counts_by_version: counts,
@@ -780,16 +798,16 @@ impl TenantIndex {
             AnomalyKind::FastApproval { max_latency_ms } => {
                 w.push("e.event_type = ?", Where::text("human.review"));
                 w.push("e.review_decision = ?", Where::text("approve"));
-                w.push("e.review_latency_ms < ?", Sql::Integer(*max_latency_ms));
+                w.push("e.review_latency_ms < ?", Val::Int(*max_latency_ms));
                 page_of(
                     self,
                     "events e",
                     w,
                     req,
                     |r, row| {
-                        let latency: Option<i64> = r.get(ROW_COLS)?;
-                        let reviewer: Option<String> = r.get(ROW_COLS + 1)?;
-                        let proposed: Option<String> = r.get(ROW_COLS + 2)?;
+                        let latency = r[ROW_COLS].opt_int()?;
+                        let reviewer = r[ROW_COLS + 1].opt_string()?;
+                        let proposed = r[ROW_COLS + 2].opt_string()?;
                         Ok(anomaly(
                             row,
                             json!({"latency_ms": latency, "reviewer": reviewer,
@@ -806,8 +824,8 @@ impl TenantIndex {
                 w,
                 req,
                 |r, row| {
-                    let decision: String = r.get(ROW_COLS)?;
-                    let review: String = r.get(ROW_COLS + 1)?;
+                    let decision = r[ROW_COLS].string()?;
+                    let review = r[ROW_COLS + 1].string()?;
                     Ok(anomaly(
                         row,
                         json!({"decision_event_id": decision, "review_event_id": review}),
@@ -823,7 +841,7 @@ impl TenantIndex {
                         "e.seq IN (SELECT DISTINCT child_seq FROM dangling WHERE child_seq > ?
                          ORDER BY child_seq LIMIT {limit})"
                     ));
-                    w.params.push(Sql::Integer(req.after()?));
+                    w.params.push(Val::Int(req.after()?));
                 } else {
                     // With a time range, some children fall outside it: take them all.
                     w.clauses
@@ -835,28 +853,26 @@ impl TenantIndex {
                     w,
                     req,
                     |r, row| {
-                        let missing: String = r.get(ROW_COLS)?;
+                        let missing = r[ROW_COLS].string()?;
                         let missing: Vec<&str> = missing.split(' ').collect();
                         Ok(anomaly(row, json!({"missing_causes": missing})))
                     },
-                    ", (SELECT group_concat(parent_event_id, ' ') FROM
-                         (SELECT parent_event_id FROM dangling d WHERE d.child_seq = e.seq
-                          ORDER BY parent_event_id))",
+                    ", (SELECT string_agg(d.parent_event_id, ' ' ORDER BY d.parent_event_id)
+                        FROM dangling d WHERE d.child_seq = e.seq)",
                 )
             }
             AnomalyKind::ClockSkew { bound_ms } => {
                 w.clauses.push(
                     "e.occurred_ns IS NOT NULL AND abs(e.received_ns - e.occurred_ns) > ?".into(),
                 );
-                w.params
-                    .push(Sql::Integer(bound_ms.saturating_mul(1_000_000)));
+                w.params.push(Val::Int(bound_ms.saturating_mul(1_000_000)));
                 page_of(
                     self,
                     "events e",
                     w,
                     req,
                     |r, row| {
-                        let skew_ns: i64 = r.get(ROW_COLS)?;
+                        let skew_ns = r[ROW_COLS].int()?;
                         Ok(anomaly(
                             row,
                             json!({"skew_ms": skew_ns.div_euclid(1_000_000)}),
@@ -914,14 +930,6 @@ impl TenantIndex {
         let lo = minute(range.from, i64::MIN).max(after_win.saturating_mul(per));
         let hi = minute(range.to, i64::MAX);
         let limit = req.limit();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT tool, minute, calls, errors, first_seq FROM tool_minutes
-                 WHERE minute >= ?1 AND minute < ?2 ORDER BY minute, tool",
-            )
-            .map_err(sql_err)?;
-        let mut rows = stmt.query(rusqlite::params![lo, hi]).map_err(sql_err)?;
         let mut found: Vec<(i64, String, i64, i64, i64)> = Vec::new();
         let mut current: Option<i64> = None;
         let mut acc: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
@@ -939,27 +947,64 @@ impl TenantIndex {
                 }
             }
         };
-        while let Some(r) = rows.next().map_err(sql_err)? {
-            let (tool, m, calls, errors, first): (String, i64, i64, i64, i64) = (
-                r.get(0).map_err(sql_err)?,
-                r.get(1).map_err(sql_err)?,
-                r.get(2).map_err(sql_err)?,
-                r.get(3).map_err(sql_err)?,
-                r.get(4).map_err(sql_err)?,
-            );
-            let win = m.div_euclid(per);
-            if current.is_some_and(|c| c != win) {
-                flush(current.unwrap_or(win), &mut acc, &mut found);
-                if found.len() > limit {
-                    break;
+        // Whole minutes at a time, in one snapshot, stopping as soon as the page is full.
+        const CHUNK: usize = 4096;
+        let minutes = "SELECT tool, minute, calls, errors, first_seq FROM tool_minutes
+                       WHERE minute >= ?1 AND minute < ?2 ORDER BY minute, tool LIMIT ?3";
+        self.read(OP, |db| {
+            let mut from = lo;
+            let mut more = true;
+            while more && from < hi {
+                let chunk = |from: i64, to: i64, n: usize| {
+                    db.query(minutes, &[Val::Int(from), Val::Int(to), Val::Int(n as i64)])
+                        .map_err(sql_err)
+                };
+                let mut rows = chunk(from, hi, CHUNK)?;
+                let minute_of = |r: &Vec<Val>| r[1].int().map_err(sql_err);
+                if rows.len() < CHUNK {
+                    more = false;
+                } else if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+                    let (first, last) = (minute_of(first)?, minute_of(last)?);
+                    if first == last {
+                        // One minute with more tools than a chunk: all of it.
+                        rows = chunk(last, last.saturating_add(1), usize::MAX >> 1)?;
+                        from = last.saturating_add(1);
+                    } else {
+                        // The last minute may go on in the next chunk: read it there whole.
+                        let mut kept = Vec::with_capacity(rows.len());
+                        for r in rows {
+                            if minute_of(&r)? < last {
+                                kept.push(r);
+                            }
+                        }
+                        rows = kept;
+                        from = last;
+                    }
+                }
+                for r in &rows {
+                    let (tool, m, calls, errors, first): (String, i64, i64, i64, i64) = (
+                        r[0].string().map_err(sql_err)?,
+                        r[1].int().map_err(sql_err)?,
+                        r[2].int().map_err(sql_err)?,
+                        r[3].int().map_err(sql_err)?,
+                        r[4].int().map_err(sql_err)?,
+                    );
+                    let win = m.div_euclid(per);
+                    if current.is_some_and(|c| c != win) {
+                        flush(current.unwrap_or(win), &mut acc, &mut found);
+                        if found.len() > limit {
+                            return Ok(());
+                        }
+                    }
+                    current = Some(win);
+                    let e = acc.entry(tool).or_insert((0, 0, i64::MAX));
+                    e.0 += calls;
+                    e.1 += errors;
+                    e.2 = e.2.min(first);
                 }
             }
-            current = Some(win);
-            let e = acc.entry(tool).or_insert((0, 0, i64::MAX));
-            e.0 += calls;
-            e.1 += errors;
-            e.2 = e.2.min(first);
-        }
+            Ok(())
+        })?;
         if found.len() <= limit
             && let Some(c) = current
         {
@@ -994,15 +1039,17 @@ impl TenantIndex {
 
     /// The event at a seq.
     pub fn event_at(&self, seq: u64) -> Result<EventRow, IndexError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {ROW} FROM events e WHERE e.seq = ?1"))
-            .map_err(sql_err)?;
-        let mut rows = stmt.query([seq as i64]).map_err(sql_err)?;
-        match rows.next().map_err(sql_err)? {
-            Some(r) => Ok(row(r).map_err(sql_err)?),
-            None => Err(IndexError::NotFound(format!("at seq {seq}"))),
-        }
+        let rows = self.read(OP, |db| {
+            db.query(
+                &format!("SELECT {ROW} FROM events e WHERE e.seq = ?1"),
+                &[Val::Int(seq as i64)],
+            )
+            .map_err(sql_err)
+        })?;
+        rows_of(rows)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| IndexError::NotFound(format!("at seq {seq}")))
     }
 }
 

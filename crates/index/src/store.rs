@@ -3,12 +3,12 @@
 //! far it has applied the ledger in the same transaction as the rows, so it is always a prefix of
 //! the ledger; deleting it and catching up rebuilds it.
 
+use crate::db::{Db, DbError, SqliteDb, Val};
 use crate::error::IndexError;
 use agentrail_event::TenantId;
 use agentrail_event::hash::to_hex;
 use agentrail_ledger::layout::DataDir;
 use agentrail_ledger::{Ledger, StoredEvent};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,23 +166,101 @@ pub struct Cutoffs {
     pub events_ns: i64,
 }
 
+/// The tables that hold a copy of an event's sensitive content (tokenized).
+pub const CONTENT_TABLES: &[&str] = &["content", "tokens"];
+
+/// Every table of the store, children before `events` (the order purges delete in).
+pub const TABLES: &[&str] = &[
+    "causes",
+    "tool_calls",
+    "dangling",
+    "rejected_executions",
+    "attrs",
+    "tool_minutes",
+    "content",
+    "tokens",
+    "events",
+    "meta",
+];
+
+/// Where every tenant's query store lives: the embedded SQLite files of a data directory, or a
+/// shared database (`agentrail-pgindex`). The service opens indexes only through this.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Opens (creating if needed) a tenant's index.
+    fn open(&self, tenant: &TenantId) -> Result<TenantIndex, IndexError>;
+    /// Takes a tenant's index out of the way so the next open starts empty: a damaged one is
+    /// kept aside where the engine can (`keep`), else its rows are deleted. Returns where it
+    /// went, if anywhere.
+    fn discard(&self, tenant: &TenantId, keep: bool) -> Result<Option<String>, IndexError>;
+    /// What it is, for logs and `/readyz` (never a password).
+    fn describe(&self) -> String;
+}
+
+/// The embedded default: one SQLite file per tenant under `<data-dir>/tenants/<id>/index/`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    data_dir: PathBuf,
+}
+
+impl SqliteStore {
+    pub fn new(data_dir: &Path) -> SqliteStore {
+        SqliteStore {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn open(&self, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
+        TenantIndex::open(&self.data_dir, tenant)
+    }
+
+    fn discard(&self, tenant: &TenantId, keep: bool) -> Result<Option<String>, IndexError> {
+        if keep {
+            return Ok(move_aside(&self.data_dir, tenant)?.map(|p| p.display().to_string()));
+        }
+        remove_files(&index_path(&self.data_dir, tenant))?;
+        Ok(None)
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite files under {}", self.data_dir.display())
+    }
+}
+
 /// The query store of one tenant.
-#[derive(Debug)]
 pub struct TenantIndex {
-    pub(crate) conn: Connection,
+    pub(crate) db: Box<dyn Db>,
     pub(crate) tenant: TenantId,
-    path: PathBuf,
     applied: u64,
     source: Option<Arc<dyn IndexSource>>,
     cutoffs: Cutoffs,
-    /// A purge or erasure could not truncate the write-ahead log yet (readers held it): the
-    /// next apply tries again, so deleted content does not stay in old log frames.
-    wal_dirty: bool,
+    /// A purge or erasure could not scrub the engine's files yet (SQLite readers held the
+    /// write-ahead log): the next apply tries again, so deleted content does not stay there.
+    scrub_pending: bool,
+}
+
+impl std::fmt::Debug for TenantIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TenantIndex({} in {})", self.tenant, self.db.describe())
+    }
 }
 
 /// Where a tenant's index lives.
 pub fn index_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
     DataDir::new(data_dir).tenant(tenant).index_db()
+}
+
+fn remove_files(path: &Path) -> Result<(), IndexError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(IndexError::Io { path: p, source: e }),
+        }
+    }
+    Ok(())
 }
 
 /// Moves a damaged index out of the way (to `index.sqlite.damaged`, replacing an older one) and
@@ -191,23 +269,17 @@ pub fn index_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
 pub fn move_aside(data_dir: &Path, tenant: &TenantId) -> Result<Option<PathBuf>, IndexError> {
     let tp = DataDir::new(data_dir).tenant(tenant);
     let (db, aside) = (tp.index_db(), tp.index_damaged());
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| IndexError::Io { path, source }
-    };
     let moved = match std::fs::rename(&db, &aside) {
         Ok(()) => Some(aside),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(&db)(e)),
-    };
-    for suffix in ["-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", db.display()));
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&p)(e)),
+        Err(e) => {
+            return Err(IndexError::Io {
+                path: db,
+                source: e,
+            });
         }
-    }
+    };
+    remove_files(&db)?;
     Ok(moved)
 }
 
@@ -225,6 +297,11 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
+/// A seq as a parameter.
+fn int(i: u64) -> Val {
+    Val::Int(i as i64)
+}
+
 impl TenantIndex {
     /// Opens (creating if needed) the index of `tenant` in a data directory.
     pub fn open(data_dir: &Path, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
@@ -239,74 +316,90 @@ impl TenantIndex {
         Ok(index)
     }
 
-    /// Opens (creating if needed) an index database at `path`.
+    /// Opens (creating if needed) an SQLite index database at `path`.
     pub fn open_at(path: &Path, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
-        let io = |e: std::io::Error| IndexError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::create_dir_all(dir).map_err(|e| IndexError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
         }
-        let sql = |e: rusqlite::Error| IndexError::sql("open the index", e);
-        let conn = Connection::open(path).map_err(sql)?;
+        let sql = |e: DbError| IndexError::sql("open the index", e);
         // Derived data: a crash may lose the last transactions (WAL, synchronous=NORMAL), never
         // consistency; the next catch-up re-applies them from the ledger.
-        conn.execute_batch(
+        let db = SqliteDb::open(
+            path,
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;
              PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF; PRAGMA secure_delete=ON;",
         )
         .map_err(sql)?;
-        let version: Option<i64> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .or_else(|e| match e {
-                // A brand-new database has no meta table yet.
-                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
-                    Ok(None)
-                }
-                e => Err(e),
-            })
-            .map_err(sql)?;
+        let version = match db.query("SELECT value FROM meta WHERE key = 'schema_version'", &[]) {
+            Ok(rows) => match rows.first() {
+                Some(r) => Some(r[0].int().map_err(sql)?),
+                None => None,
+            },
+            // A brand-new database has no meta table yet.
+            Err(e) if e.message.contains("no such table") => None,
+            Err(e) => return Err(sql(e)),
+        };
         if version.is_some_and(|v| v != SCHEMA_VERSION) {
-            drop(conn);
-            for suffix in ["", "-wal", "-shm"] {
-                let p = PathBuf::from(format!("{}{suffix}", path.display()));
-                if p.exists() {
-                    std::fs::remove_file(&p).map_err(io)?;
-                }
-            }
+            drop(db);
+            remove_files(path)?;
             return TenantIndex::open_at(path, tenant);
         }
-        conn.execute_batch(SCHEMA).map_err(sql)?;
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?1), ('applied', 0),
-               ('content_cutoff_ns', 0), ('events_cutoff_ns', 0)",
-            params![SCHEMA_VERSION],
+        db.execute_batch(SCHEMA).map_err(sql)?;
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES ('schema_version', ?1) ON CONFLICT DO NOTHING",
+            &[Val::Int(SCHEMA_VERSION)],
         )
         .map_err(sql)?;
-        let meta = |key: &str| -> Result<i64, IndexError> {
-            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .map_err(sql)
-        };
-        let applied = meta("applied")?;
-        let cutoffs = Cutoffs {
-            content_ns: meta("content_cutoff_ns")?,
-            events_ns: meta("events_cutoff_ns")?,
-        };
-        Ok(TenantIndex {
-            conn,
+        TenantIndex::with_db(Box::new(db), tenant)
+    }
+
+    /// The index of `tenant` in a database whose schema is in place: reads how far it has
+    /// applied the ledger and its retention cutoffs (none yet: a new tenant).
+    pub fn with_db(db: Box<dyn Db>, tenant: &TenantId) -> Result<TenantIndex, IndexError> {
+        let mut ix = TenantIndex {
+            db,
             tenant: tenant.clone(),
-            path: path.to_path_buf(),
-            applied: u64::try_from(applied).unwrap_or(0),
+            applied: 0,
             source: None,
-            cutoffs,
-            wal_dirty: false,
-        })
+            cutoffs: Cutoffs::default(),
+            scrub_pending: false,
+        };
+        let meta = ix.read("open the index", |db| read_meta(db))?;
+        ix.applied = u64::try_from(meta.0).unwrap_or(0);
+        ix.cutoffs = meta.1;
+        Ok(ix)
+    }
+
+    /// Runs `f` in a transaction (read or `write`), committed when it succeeds.
+    fn tx<T>(
+        &self,
+        write: bool,
+        op: &'static str,
+        f: impl FnOnce(&dyn Db) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        self.db.begin(write).map_err(|e| IndexError::sql(op, e))?;
+        match f(&*self.db) {
+            Ok(v) => {
+                self.db.commit().map_err(|e| IndexError::sql(op, e))?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.db.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs queries in one read transaction: one snapshot of the store.
+    pub(crate) fn read<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&dyn Db) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        self.tx(false, op, f)
     }
 
     pub fn tenant(&self) -> &TenantId {
@@ -335,8 +428,9 @@ impl TenantIndex {
         self.cutoffs
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the index is (a file, or a database and tenant), for messages.
+    pub fn describe(&self) -> String {
+        self.db.describe()
     }
 
     /// The next seq to apply: the index holds exactly the ledger's events `[0, applied)`.
@@ -344,366 +438,363 @@ impl TenantIndex {
         self.applied
     }
 
-    /// Applies stored events, which must continue exactly at [`TenantIndex::applied`], in one
-    /// transaction.
+    /// How far the store itself says it has applied the ledger, read now: a read-only node
+    /// learns there what the writing node has applied since.
+    pub fn stored_applied(&self) -> Result<u64, IndexError> {
+        let (applied, _) = self.read("read the index", |db| read_meta(db))?;
+        Ok(u64::try_from(applied).unwrap_or(0))
+    }
+
+    /// Applies stored events, which must continue exactly at what the store has applied, in
+    /// one transaction. Events the store already holds (a commit whose answer was lost with
+    /// the connection) are skipped, so nothing is applied twice; if the store holds less than
+    /// [`TenantIndex::applied`] said (its last commits were lost in a crash), nothing is
+    /// applied and `applied` goes back to what it holds, where a catch-up continues.
     pub fn apply(&mut self, events: &[StoredEvent]) -> Result<(), IndexError> {
-        let sql = |e: rusqlite::Error| IndexError::sql("apply events", e);
-        let tx = self.conn.transaction().map_err(sql)?;
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO events (seq, hash, event_id, event_type, session_id, session_seq,
-                        session_prev_hash, agent_id, actor_id, actor_type, subject_id, occurred_ns,
-                        received_ns, tool_name, outcome, classification, model_provider, model_name,
-                        model_version, review_decision, reviewer_id, review_latency_ms,
-                        proposed_event_id, clock_skew_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                        ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-                )
-                .map_err(sql)?;
-            let mut cause = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO causes (child_seq, parent_event_id, parent_hash)
-                     VALUES (?1, ?2, ?3)",
-                )
-                .map_err(sql)?;
-            let mut attr = tx
-                .prepare_cached("INSERT OR IGNORE INTO attrs (key, value, seq) VALUES (?1, ?2, ?3)")
-                .map_err(sql)?;
-            let mut known = tx
-                .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")
-                .map_err(sql)?;
-            let mut dangle = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO dangling (child_seq, parent_event_id) VALUES (?1, ?2)",
-                )
-                .map_err(sql)?;
-            let mut resolve = tx
-                .prepare_cached("DELETE FROM dangling WHERE parent_event_id = ?1")
-                .map_err(sql)?;
-            // A tool call caused by a rejected decision, whichever of the two arrives last.
-            let mut rejected_by_cause = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO rejected_executions (seq, decision_event_id, review_event_id)
-                     SELECT ?1, r.proposed_event_id, r.event_id FROM events r
-                     WHERE r.proposed_event_id = ?2 AND r.review_decision = 'reject'",
-                )
-                .map_err(sql)?;
-            let mut rejected_by_review = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO rejected_executions (seq, decision_event_id, review_event_id)
-                     SELECT c.child_seq, ?1, ?2 FROM causes c JOIN events t ON t.seq = c.child_seq
-                     WHERE c.parent_event_id = ?1 AND t.event_type = 'tool.invocation'",
-                )
-                .map_err(sql)?;
-            let mut minute = tx
-                .prepare_cached(
-                    "INSERT INTO tool_minutes (tool, minute, calls, errors, first_seq)
-                     VALUES (?1, ?2, 1, ?3, ?4)
-                     ON CONFLICT (minute, tool) DO UPDATE SET calls = calls + 1,
-                       errors = errors + excluded.errors,
-                       first_seq = min(first_seq, excluded.first_seq)",
-                )
-                .map_err(sql)?;
-            let mut content = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO content (seq, subject_id, received_ns, fields)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql)?;
-            let mut token = tx
-                .prepare_cached("INSERT OR IGNORE INTO tokens (token, seq) VALUES (?1, ?2)")
-                .map_err(sql)?;
-            let mut call = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO tool_calls (scope, call_id, role, seq)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql)?;
-            // The first decision in the scope that asked for a call.
-            let mut decision_for = tx
-                .prepare_cached(
-                    "SELECT e.seq, e.event_id FROM tool_calls t JOIN events e ON e.seq = t.seq
-                     WHERE t.scope = ?1 AND t.call_id = ?2 AND t.role = 0 ORDER BY t.seq LIMIT 1",
-                )
-                .map_err(sql)?;
-            // Invocations, then reviews, that named a call before its decision arrived.
-            let mut waiting = tx
-                .prepare_cached(
-                    "SELECT t.role, e.seq, e.event_id, e.review_decision
-                     FROM tool_calls t JOIN events e ON e.seq = t.seq
-                     WHERE t.scope = ?1 AND t.call_id = ?2 AND t.role > 0 ORDER BY t.role, t.seq",
-                )
-                .map_err(sql)?;
-            let mut derived = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO causes (child_seq, parent_event_id, parent_hash, via)
-                     VALUES (?1, ?2, NULL, 'tool_call_id')",
-                )
-                .map_err(sql)?;
-            let mut propose = tx
-                .prepare_cached(
-                    "UPDATE events SET proposed_event_id = ?2
-                     WHERE seq = ?1 AND proposed_event_id IS NULL",
-                )
-                .map_err(sql)?;
-            let mut expect = self.applied;
-            for ev in events {
-                if ev.seq != expect {
-                    return Err(IndexError::Apply {
-                        seq: ev.seq,
-                        reason: format!("expected seq {expect}"),
-                    });
-                }
-                let bad = |reason: String| IndexError::Apply {
-                    seq: ev.seq,
-                    reason,
-                };
-                let body = std::str::from_utf8(&ev.bytes)
-                    .map_err(|_| bad("stored event is not UTF-8".into()))?;
-                let v: Value =
-                    serde_json::from_str(body).map_err(|e| bad(format!("stored event: {e}")))?;
-                let event_type = str_at(&v, &["event_type"]).unwrap_or_default();
-                let payload = v.get("payload").unwrap_or(&Value::Null);
-                let p = |path: &[&str]| str_at(payload, path).map(str::to_owned);
-                let (tool_name, outcome) = if event_type == "tool.invocation" {
-                    (p(&["tool", "name"]), p(&["status", "outcome"]))
-                } else {
-                    (None, None)
-                };
-                let (provider, model, version) = if event_type == "model.decision" {
-                    (
-                        p(&["model", "provider"]),
-                        p(&["model", "name"]),
-                        p(&["model", "version"]),
-                    )
-                } else {
-                    (None, None, None)
-                };
-                // Tool call ids link within a trace, else within a session.
-                let scope = str_at(&v, &["trace", "trace_id"])
-                    .or_else(|| str_at(&v, &["session_id"]))
-                    .unwrap_or_default();
-                let (decision, reviewer, latency, proposed) = if event_type == "human.review" {
-                    let latency = match (p(&["presented_at"]), p(&["decided_at"])) {
-                        (Some(a), Some(b)) => ts_ns(&a)
-                            .zip(ts_ns(&b))
-                            .map(|(a, b)| (b - a).div_euclid(1_000_000)),
-                        _ => None,
-                    };
-                    (
-                        p(&["decision"]),
-                        p(&["reviewer", "id"]),
-                        latency,
-                        match (
-                            p(&["proposed_action", "event_id"]),
-                            str_at(payload, &["proposed_action", "tool_call_id"]),
-                        ) {
-                            (Some(id), _) => Some(id),
-                            (None, Some(call_id)) => decision_for
-                                .query_row(params![scope, call_id], |r| r.get::<_, String>(1))
-                                .optional()
-                                .map_err(sql)?,
-                            (None, None) => None,
-                        },
-                    )
-                } else {
-                    (None, None, None, None)
-                };
-                let received = str_at(&v, &["received_at"])
-                    .and_then(ts_ns)
-                    .ok_or_else(|| bad("stored event has no valid received_at".into()))?;
-                if received < self.cutoffs.events_ns {
-                    // Beyond the tenant's retention: the ledger keeps it, the index does not.
-                    expect += 1;
-                    continue;
-                }
-                if received >= self.cutoffs.content_ns
-                    && let Some(src) = &self.source
-                    && let Some(c) = src.content(&self.tenant, &v)
-                {
-                    content
-                        .execute(rusqlite::params![
-                            ev.seq as i64,
-                            str_at(&v, &["subject_id"]),
-                            received,
-                            c.fields
-                        ])
-                        .map_err(sql)?;
-                    for t in &c.tokens {
-                        token
-                            .execute(rusqlite::params![t, ev.seq as i64])
-                            .map_err(sql)?;
-                    }
-                }
-                let session_prev = str_at(&v, &["session_prev_hash"])
-                    .and_then(agentrail_event::hash::from_hex)
-                    .map(|h| h.to_vec());
-                ins.execute(rusqlite::params![
-                    ev.seq as i64,
-                    &ev.hash[..],
-                    str_at(&v, &["event_id"]).unwrap_or_default(),
-                    event_type,
-                    str_at(&v, &["session_id"]),
-                    v.get("session_seq").and_then(Value::as_i64),
-                    session_prev,
-                    str_at(&v, &["agent_id"]),
-                    str_at(&v, &["actor", "id"]),
-                    str_at(&v, &["actor", "type"]),
-                    str_at(&v, &["subject_id"]),
-                    str_at(&v, &["occurred_at"]).and_then(ts_ns),
-                    received,
-                    tool_name,
-                    outcome,
-                    str_at(&v, &["data_classification"]),
-                    provider,
-                    model,
-                    version,
-                    decision,
-                    reviewer,
-                    latency,
-                    proposed,
-                    v.get("clock_skew_ms").and_then(Value::as_i64),
-                ])
-                .map_err(sql)?;
-                let event_id = str_at(&v, &["event_id"]).unwrap_or_default();
-                resolve.execute([event_id]).map_err(sql)?;
-                if let Some(causes) = v.get("caused_by").and_then(Value::as_array) {
-                    for c in causes {
-                        let parent = str_at(c, &["event_id"]).unwrap_or_default();
-                        let hash = str_at(c, &["hash"])
-                            .and_then(agentrail_event::hash::from_hex)
-                            .map(|h| h.to_vec());
-                        cause
-                            .execute(rusqlite::params![ev.seq as i64, parent, hash])
-                            .map_err(sql)?;
-                        if event_type == "tool.invocation" {
-                            rejected_by_cause
-                                .execute(rusqlite::params![ev.seq as i64, parent])
-                                .map_err(sql)?;
-                        }
-                        if !known.exists([parent]).map_err(sql)? {
-                            dangle
-                                .execute(rusqlite::params![ev.seq as i64, parent])
-                                .map_err(sql)?;
-                        }
-                    }
-                }
-                if event_type == "human.review"
-                    && str_at(payload, &["decision"]) == Some("reject")
-                    && let Some(decision) = &proposed
-                {
-                    rejected_by_review
-                        .execute(rusqlite::params![decision, event_id])
-                        .map_err(sql)?;
-                }
-                let seq = ev.seq as i64;
-                let named: Vec<(&str, i64)> = match event_type {
-                    "model.decision" => payload
-                        .get("decision")
-                        .and_then(|d| d.get("tool_call_ids"))
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|c| c.as_str().map(|c| (c, 0)))
-                        .collect(),
-                    "tool.invocation" => str_at(payload, &["call_id"])
-                        .map(|c| (c, 1))
-                        .into_iter()
-                        .collect(),
-                    "human.review" => str_at(payload, &["proposed_action", "tool_call_id"])
-                        .map(|c| (c, 2))
-                        .into_iter()
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                for (call_id, role) in named {
-                    call.execute(params![scope, call_id, role, seq])
-                        .map_err(sql)?;
-                    let first: Option<(i64, String)> = decision_for
-                        .query_row(params![scope, call_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                        .map_err(sql)?;
-                    let Some((decision_seq, decision_id)) = first else {
-                        continue;
-                    };
-                    match role {
-                        // This decision links what named its call before it arrived.
-                        0 if decision_seq == seq => {
-                            let rows: Vec<(i64, i64, String, Option<String>)> = waiting
-                                .query_map(params![scope, call_id], |r| {
-                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                                })
-                                .map_err(sql)?
-                                .collect::<rusqlite::Result<_>>()
-                                .map_err(sql)?;
-                            for (role, other, other_id, review) in rows {
-                                if role == 1 {
-                                    derived.execute(params![other, decision_id]).map_err(sql)?;
-                                    rejected_by_cause
-                                        .execute(params![other, decision_id])
-                                        .map_err(sql)?;
-                                } else if propose
-                                    .execute(params![other, decision_id])
-                                    .map_err(sql)?
-                                    > 0
-                                    && review.as_deref() == Some("reject")
-                                {
-                                    rejected_by_review
-                                        .execute(params![decision_id, other_id])
-                                        .map_err(sql)?;
-                                }
-                            }
-                        }
-                        1 if decision_seq != seq => {
-                            derived.execute(params![seq, decision_id]).map_err(sql)?;
-                            rejected_by_cause
-                                .execute(params![seq, decision_id])
-                                .map_err(sql)?;
-                        }
-                        _ => {}
-                    }
-                }
-                if event_type == "tool.invocation"
-                    && let (Some(tool), Some(occurred)) = (
-                        str_at(payload, &["tool", "name"]),
-                        str_at(&v, &["occurred_at"]).and_then(ts_ns),
-                    )
-                {
-                    let failed = str_at(payload, &["status", "outcome"]) != Some("ok");
-                    minute
-                        .execute(rusqlite::params![
-                            tool,
-                            occurred.div_euclid(60_000_000_000),
-                            i64::from(failed),
-                            ev.seq as i64
-                        ])
-                        .map_err(sql)?;
-                }
-                if let Some(attrs) = v.get("attributes").and_then(Value::as_object) {
-                    for (k, val) in attrs {
-                        let text = match val {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        attr.execute(rusqlite::params![k, text, ev.seq as i64])
-                            .map_err(sql)?;
-                    }
-                }
-                expect += 1;
+        let applied = self.tx(true, "apply events", |db| {
+            let (stored, _) = read_meta(db)?;
+            let start = u64::try_from(stored).unwrap_or(0);
+            if let Some(first) = events.first()
+                && first.seq > start
+                && first.seq == self.applied
+            {
+                // The store lost its last commits (PostgreSQL acknowledges before its disk
+                // when synchronous_commit is off, and crashed): continue from what it holds.
+                return Ok(start);
             }
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'applied'",
-                params![expect as i64],
-            )
-            .map_err(sql)?;
-        }
-        tx.commit().map_err(sql)?;
-        self.applied += events.len() as u64;
-        if self.wal_dirty {
-            self.truncate_wal(1)?;
+            let skip = events.iter().take_while(|e| e.seq < start).count();
+            self.apply_in(db, start, &events[skip..])
+        })?;
+        self.applied = applied;
+        if self.scrub_pending {
+            self.scrub(1)?;
         }
         Ok(())
+    }
+
+    /// [`TenantIndex::apply`] inside its transaction: returns the new applied mark.
+    fn apply_in(&self, db: &dyn Db, start: u64, events: &[StoredEvent]) -> Result<u64, IndexError> {
+        let sql = |e: DbError| IndexError::sql("apply events", e);
+        let d = db.dialect();
+        let ins = "INSERT INTO events (seq, hash, event_id, event_type, session_id, session_seq,
+                session_prev_hash, agent_id, actor_id, actor_type, subject_id, occurred_ns,
+                received_ns, tool_name, outcome, classification, model_provider, model_name,
+                model_version, review_decision, reviewer_id, review_latency_ms,
+                proposed_event_id, clock_skew_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+        let cause = "INSERT INTO causes (child_seq, parent_event_id, parent_hash)
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+        let attr = "INSERT INTO attrs (key, value, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+        let known = "SELECT 1 FROM events WHERE event_id = ?1";
+        let dangle = "INSERT INTO dangling (child_seq, parent_event_id) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING";
+        let resolve = "DELETE FROM dangling WHERE parent_event_id = ?1";
+        // A tool call caused by a rejected decision, whichever of the two arrives last.
+        let rejected_by_cause =
+            "INSERT INTO rejected_executions (seq, decision_event_id, review_event_id)
+             SELECT CAST(?1 AS BIGINT), r.proposed_event_id, r.event_id FROM events r
+             WHERE r.proposed_event_id = ?2 AND r.review_decision = 'reject'
+             ON CONFLICT DO NOTHING";
+        let rejected_by_review =
+            "INSERT INTO rejected_executions (seq, decision_event_id, review_event_id)
+             SELECT c.child_seq, CAST(?1 AS TEXT), CAST(?2 AS TEXT)
+             FROM causes c JOIN events t ON t.seq = c.child_seq
+             WHERE c.parent_event_id = ?1 AND t.event_type = 'tool.invocation'
+             ON CONFLICT DO NOTHING";
+        let minute = format!(
+            "INSERT INTO tool_minutes (tool, minute, calls, errors, first_seq)
+             VALUES (?1, ?2, 1, ?3, ?4)
+             ON CONFLICT {} DO UPDATE SET calls = tool_minutes.calls + 1,
+               errors = tool_minutes.errors + excluded.errors,
+               first_seq = {}",
+            d.key("minute, tool"),
+            d.least("tool_minutes.first_seq", "excluded.first_seq")
+        );
+        let content = format!(
+            "INSERT INTO content (seq, subject_id, received_ns, fields) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT {} DO UPDATE SET subject_id = excluded.subject_id,
+               received_ns = excluded.received_ns, fields = excluded.fields",
+            d.key("seq")
+        );
+        let token = "INSERT INTO tokens (token, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+        let call = "INSERT INTO tool_calls (scope, call_id, role, seq) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING";
+        // The first decision in the scope that asked for a call.
+        let decision_for =
+            "SELECT e.seq, e.event_id FROM tool_calls t JOIN events e ON e.seq = t.seq
+             WHERE t.scope = ?1 AND t.call_id = ?2 AND t.role = 0 ORDER BY t.seq LIMIT 1";
+        // Invocations, then reviews, that named a call before its decision arrived.
+        let waiting = "SELECT t.role, e.seq, e.event_id, e.review_decision
+             FROM tool_calls t JOIN events e ON e.seq = t.seq
+             WHERE t.scope = ?1 AND t.call_id = ?2 AND t.role > 0 ORDER BY t.role, t.seq";
+        let derived = "INSERT INTO causes (child_seq, parent_event_id, parent_hash, via)
+             VALUES (?1, ?2, NULL, 'tool_call_id') ON CONFLICT DO NOTHING";
+        let propose = "UPDATE events SET proposed_event_id = ?2
+             WHERE seq = ?1 AND proposed_event_id IS NULL";
+        let first_decision =
+            |scope: &str, call_id: &str| -> Result<Option<(i64, String)>, IndexError> {
+                let rows = db
+                    .query(decision_for, &[Val::text(scope), Val::text(call_id)])
+                    .map_err(sql)?;
+                match rows.first() {
+                    Some(r) => Ok(Some((
+                        r[0].int().map_err(sql)?,
+                        r[1].string().map_err(sql)?,
+                    ))),
+                    None => Ok(None),
+                }
+            };
+        let mut expect = start;
+        for ev in events {
+            if ev.seq != expect {
+                return Err(IndexError::Apply {
+                    seq: ev.seq,
+                    reason: format!("expected seq {expect}"),
+                });
+            }
+            let bad = |reason: String| IndexError::Apply {
+                seq: ev.seq,
+                reason,
+            };
+            let body = std::str::from_utf8(&ev.bytes)
+                .map_err(|_| bad("stored event is not UTF-8".into()))?;
+            let v: Value =
+                serde_json::from_str(body).map_err(|e| bad(format!("stored event: {e}")))?;
+            let event_type = str_at(&v, &["event_type"]).unwrap_or_default();
+            let payload = v.get("payload").unwrap_or(&Value::Null);
+            let p = |path: &[&str]| str_at(payload, path).map(str::to_owned);
+            let (tool_name, outcome) = if event_type == "tool.invocation" {
+                (p(&["tool", "name"]), p(&["status", "outcome"]))
+            } else {
+                (None, None)
+            };
+            let (provider, model, version) = if event_type == "model.decision" {
+                (
+                    p(&["model", "provider"]),
+                    p(&["model", "name"]),
+                    p(&["model", "version"]),
+                )
+            } else {
+                (None, None, None)
+            };
+            // Tool call ids link within a trace, else within a session.
+            let scope = str_at(&v, &["trace", "trace_id"])
+                .or_else(|| str_at(&v, &["session_id"]))
+                .unwrap_or_default();
+            let (decision, reviewer, latency, proposed) = if event_type == "human.review" {
+                let latency = match (p(&["presented_at"]), p(&["decided_at"])) {
+                    (Some(a), Some(b)) => ts_ns(&a)
+                        .zip(ts_ns(&b))
+                        .map(|(a, b)| (b - a).div_euclid(1_000_000)),
+                    _ => None,
+                };
+                (
+                    p(&["decision"]),
+                    p(&["reviewer", "id"]),
+                    latency,
+                    match (
+                        p(&["proposed_action", "event_id"]),
+                        str_at(payload, &["proposed_action", "tool_call_id"]),
+                    ) {
+                        (Some(id), _) => Some(id),
+                        (None, Some(call_id)) => first_decision(scope, call_id)?.map(|(_, id)| id),
+                        (None, None) => None,
+                    },
+                )
+            } else {
+                (None, None, None, None)
+            };
+            let received = str_at(&v, &["received_at"])
+                .and_then(ts_ns)
+                .ok_or_else(|| bad("stored event has no valid received_at".into()))?;
+            if received < self.cutoffs.events_ns {
+                // Beyond the tenant's retention: the ledger keeps it, the index does not.
+                expect += 1;
+                continue;
+            }
+            let seq = int(ev.seq);
+            if received >= self.cutoffs.content_ns
+                && let Some(src) = &self.source
+                && let Some(c) = src.content(&self.tenant, &v)
+            {
+                db.defer(
+                    &content,
+                    &[
+                        seq.clone(),
+                        str_at(&v, &["subject_id"]).into(),
+                        Val::Int(received),
+                        Val::Text(c.fields),
+                    ],
+                )
+                .map_err(sql)?;
+                for t in &c.tokens {
+                    db.defer(token, &[Val::text(t), seq.clone()]).map_err(sql)?;
+                }
+            }
+            let session_prev: Val = str_at(&v, &["session_prev_hash"])
+                .and_then(agentrail_event::hash::from_hex)
+                .map(|h| h.to_vec())
+                .into();
+            let event_id = str_at(&v, &["event_id"]).unwrap_or_default();
+            db.defer(
+                ins,
+                &[
+                    seq.clone(),
+                    Val::from(&ev.hash[..]),
+                    event_id.into(),
+                    event_type.into(),
+                    str_at(&v, &["session_id"]).into(),
+                    v.get("session_seq").and_then(Value::as_i64).into(),
+                    session_prev,
+                    str_at(&v, &["agent_id"]).into(),
+                    str_at(&v, &["actor", "id"]).into(),
+                    str_at(&v, &["actor", "type"]).into(),
+                    str_at(&v, &["subject_id"]).into(),
+                    str_at(&v, &["occurred_at"]).and_then(ts_ns).into(),
+                    Val::Int(received),
+                    tool_name.into(),
+                    outcome.into(),
+                    str_at(&v, &["data_classification"]).into(),
+                    provider.into(),
+                    model.into(),
+                    version.into(),
+                    decision.into(),
+                    reviewer.into(),
+                    latency.into(),
+                    proposed.clone().into(),
+                    v.get("clock_skew_ms").and_then(Value::as_i64).into(),
+                ],
+            )
+            .map_err(sql)?;
+            db.defer(resolve, &[event_id.into()]).map_err(sql)?;
+            if let Some(causes) = v.get("caused_by").and_then(Value::as_array) {
+                for c in causes {
+                    let parent = str_at(c, &["event_id"]).unwrap_or_default();
+                    let hash: Val = str_at(c, &["hash"])
+                        .and_then(agentrail_event::hash::from_hex)
+                        .map(|h| h.to_vec())
+                        .into();
+                    db.defer(cause, &[seq.clone(), parent.into(), hash])
+                        .map_err(sql)?;
+                    if event_type == "tool.invocation" {
+                        db.defer(rejected_by_cause, &[seq.clone(), parent.into()])
+                            .map_err(sql)?;
+                    }
+                    if db.query(known, &[parent.into()]).map_err(sql)?.is_empty() {
+                        db.defer(dangle, &[seq.clone(), parent.into()])
+                            .map_err(sql)?;
+                    }
+                }
+            }
+            if event_type == "human.review"
+                && str_at(payload, &["decision"]) == Some("reject")
+                && let Some(decision) = &proposed
+            {
+                db.defer(rejected_by_review, &[Val::text(decision), event_id.into()])
+                    .map_err(sql)?;
+            }
+            let named: Vec<(&str, i64)> = match event_type {
+                "model.decision" => payload
+                    .get("decision")
+                    .and_then(|d| d.get("tool_call_ids"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str().map(|c| (c, 0)))
+                    .collect(),
+                "tool.invocation" => str_at(payload, &["call_id"])
+                    .map(|c| (c, 1))
+                    .into_iter()
+                    .collect(),
+                "human.review" => str_at(payload, &["proposed_action", "tool_call_id"])
+                    .map(|c| (c, 2))
+                    .into_iter()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (call_id, role) in named {
+                db.defer(
+                    call,
+                    &[scope.into(), call_id.into(), Val::Int(role), seq.clone()],
+                )
+                .map_err(sql)?;
+                let Some((decision_seq, decision_id)) = first_decision(scope, call_id)? else {
+                    continue;
+                };
+                let this = ev.seq as i64;
+                match role {
+                    // This decision links what named its call before it arrived.
+                    0 if decision_seq == this => {
+                        let rows = db
+                            .query(waiting, &[scope.into(), call_id.into()])
+                            .map_err(sql)?;
+                        for r in rows {
+                            let (role, other, other_id, review) = (
+                                r[0].int().map_err(sql)?,
+                                Val::Int(r[1].int().map_err(sql)?),
+                                r[2].string().map_err(sql)?,
+                                r[3].opt_string().map_err(sql)?,
+                            );
+                            let decision = Val::text(&decision_id);
+                            if role == 1 {
+                                db.defer(derived, &[other.clone(), decision.clone()])
+                                    .map_err(sql)?;
+                                db.defer(rejected_by_cause, &[other, decision])
+                                    .map_err(sql)?;
+                            } else if db
+                                .execute(propose, &[other, decision.clone()])
+                                .map_err(sql)?
+                                > 0
+                                && review.as_deref() == Some("reject")
+                            {
+                                db.defer(rejected_by_review, &[decision, other_id.into()])
+                                    .map_err(sql)?;
+                            }
+                        }
+                    }
+                    1 if decision_seq != this => {
+                        let decision = Val::text(&decision_id);
+                        db.defer(derived, &[seq.clone(), decision.clone()])
+                            .map_err(sql)?;
+                        db.defer(rejected_by_cause, &[seq.clone(), decision])
+                            .map_err(sql)?;
+                    }
+                    _ => {}
+                }
+            }
+            if event_type == "tool.invocation"
+                && let (Some(tool), Some(occurred)) = (
+                    str_at(payload, &["tool", "name"]),
+                    str_at(&v, &["occurred_at"]).and_then(ts_ns),
+                )
+            {
+                let failed = str_at(payload, &["status", "outcome"]) != Some("ok");
+                db.defer(
+                    &minute,
+                    &[
+                        tool.into(),
+                        Val::Int(occurred.div_euclid(60_000_000_000)),
+                        Val::Int(i64::from(failed)),
+                        seq.clone(),
+                    ],
+                )
+                .map_err(sql)?;
+            }
+            if let Some(attrs) = v.get("attributes").and_then(Value::as_object) {
+                for (k, val) in attrs {
+                    let text = match val {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    db.defer(attr, &[Val::text(k), Val::Text(text), seq.clone()])
+                        .map_err(sql)?;
+                }
+            }
+            expect += 1;
+        }
+        set_meta(db, "applied", expect as i64).map_err(sql)?;
+        Ok(expect)
     }
 
     /// Applies everything the ledger holds beyond what the index has; returns how many events.
@@ -750,64 +841,70 @@ impl TenantIndex {
 
     /// Applies retention cutoffs: content before `c.content_ns`, whole rows before
     /// `c.events_ns`, now and for events applied later (also after a rebuild: the cutoffs are
-    /// kept). Cutoffs only move forward. Deleted rows are overwritten (`secure_delete`) and the
-    /// write-ahead log is truncated, so the purged content is gone from the files too.
+    /// kept). Cutoffs only move forward. Deleted rows are overwritten (SQLite `secure_delete`
+    /// and a truncated write-ahead log; PostgreSQL `VACUUM`), so the purged content is gone
+    /// from the files too.
     pub fn purge(&mut self, c: Cutoffs) -> Result<Purged, IndexError> {
-        let sql = |e: rusqlite::Error| IndexError::sql("purge the index", e);
+        let sql = |e: DbError| IndexError::sql("purge the index", e);
         let new = Cutoffs {
             content_ns: c.content_ns.max(self.cutoffs.content_ns).max(c.events_ns),
             events_ns: c.events_ns.max(self.cutoffs.events_ns),
         };
-        let tx = self.conn.transaction().map_err(sql)?;
-        // received_at never decreases along seq, so "received before" is a seq prefix.
-        let bound = |ns: i64| -> Result<i64, IndexError> {
-            tx.query_row(
-                "SELECT coalesce(min(seq), (SELECT value FROM meta WHERE key = 'applied'))
-                 FROM events WHERE received_ns >= ?1",
-                [ns],
-                |r| r.get(0),
-            )
-            .map_err(sql)
-        };
-        let content_bound = bound(new.content_ns)?;
-        tx.execute("DELETE FROM tokens WHERE seq < ?1", [content_bound])
-            .map_err(sql)?;
-        let content = tx
-            .execute("DELETE FROM content WHERE seq < ?1", [content_bound])
-            .map_err(sql)? as u64;
-        let mut events = 0;
-        if new.events_ns > self.cutoffs.events_ns {
-            let b = bound(new.events_ns)?;
-            for q in [
-                "DELETE FROM causes WHERE child_seq < ?1",
-                "DELETE FROM tool_calls WHERE seq < ?1",
-                "DELETE FROM dangling WHERE child_seq < ?1",
-                "DELETE FROM rejected_executions WHERE seq < ?1",
-                "DELETE FROM attrs WHERE seq < ?1",
-                "DELETE FROM tool_minutes WHERE first_seq < ?1",
-            ] {
-                tx.execute(q, [b]).map_err(sql)?;
+        let old = self.cutoffs;
+        let purged = self.tx(true, "purge the index", |db| {
+            let (_, stored) = read_meta(db)?;
+            let prev = Cutoffs {
+                content_ns: old.content_ns.max(stored.content_ns),
+                events_ns: old.events_ns.max(stored.events_ns),
+            };
+            let new = Cutoffs {
+                content_ns: new.content_ns.max(prev.content_ns),
+                events_ns: new.events_ns.max(prev.events_ns),
+            };
+            // received_at never decreases along seq, so "received before" is a seq prefix.
+            let bound = |ns: i64| -> Result<Val, IndexError> {
+                let rows = db
+                    .query(
+                        "SELECT coalesce(min(seq), (SELECT value FROM meta WHERE key = 'applied'), 0)
+                         FROM events WHERE received_ns >= ?1",
+                        &[Val::Int(ns)],
+                    )
+                    .map_err(sql)?;
+                Ok(Val::Int(rows.first().map_or(Ok(0), |r| r[0].int()).map_err(sql)?))
+            };
+            let content_bound = bound(new.content_ns)?;
+            db.execute("DELETE FROM tokens WHERE seq < ?1", std::slice::from_ref(&content_bound))
+                .map_err(sql)?;
+            let content = db
+                .execute("DELETE FROM content WHERE seq < ?1", &[content_bound])
+                .map_err(sql)?;
+            let mut events = 0;
+            if new.events_ns > prev.events_ns {
+                let b = bound(new.events_ns)?;
+                for q in [
+                    "DELETE FROM causes WHERE child_seq < ?1",
+                    "DELETE FROM tool_calls WHERE seq < ?1",
+                    "DELETE FROM dangling WHERE child_seq < ?1",
+                    "DELETE FROM rejected_executions WHERE seq < ?1",
+                    "DELETE FROM attrs WHERE seq < ?1",
+                    "DELETE FROM tool_minutes WHERE first_seq < ?1",
+                ] {
+                    db.execute(q, std::slice::from_ref(&b)).map_err(sql)?;
+                }
+                events = db
+                    .execute("DELETE FROM events WHERE seq < ?1", &[b])
+                    .map_err(sql)?;
             }
-            events = tx
-                .execute("DELETE FROM events WHERE seq < ?1", [b])
-                .map_err(sql)? as u64;
-        }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'content_cutoff_ns'",
-            [new.content_ns],
-        )
-        .map_err(sql)?;
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'events_cutoff_ns'",
-            [new.events_ns],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+            set_meta(db, "content_cutoff_ns", new.content_ns).map_err(sql)?;
+            set_meta(db, "events_cutoff_ns", new.events_ns).map_err(sql)?;
+            Ok((new, Purged { content, events }))
+        })?;
+        let (new, purged) = purged;
         self.cutoffs = new;
-        if content + events > 0 || self.wal_dirty {
-            self.truncate_wal(20)?;
+        if purged.content + purged.events > 0 || self.scrub_pending {
+            self.scrub(20)?;
         }
-        Ok(Purged { content, events })
+        Ok(purged)
     }
 
     /// Drops the content and tokens of one data subject (`None`: of every event), after its
@@ -817,71 +914,55 @@ impl TenantIndex {
         match subject {
             Some(s) => self.erase_subjects(&[s.to_owned()]),
             None => {
-                let sql = |e: rusqlite::Error| IndexError::sql("erase content from the index", e);
-                let tx = self.conn.transaction().map_err(sql)?;
-                tx.execute("DELETE FROM tokens", []).map_err(sql)?;
-                let n = tx.execute("DELETE FROM content", []).map_err(sql)?;
-                tx.commit().map_err(sql)?;
-                self.truncate_wal(20)?;
-                Ok(n as u64)
+                let sql = |e: DbError| IndexError::sql("erase content from the index", e);
+                let n = self.tx(true, "erase content from the index", |db| {
+                    db.execute("DELETE FROM tokens", &[]).map_err(sql)?;
+                    db.execute("DELETE FROM content", &[]).map_err(sql)
+                })?;
+                self.scrub(20)?;
+                Ok(n)
             }
         }
     }
 
     /// Drops the content and tokens of these data subjects, in one transaction.
     fn erase_subjects(&mut self, subjects: &[String]) -> Result<u64, IndexError> {
-        let sql = |e: rusqlite::Error| IndexError::sql("erase content from the index", e);
-        let tx = self.conn.transaction().map_err(sql)?;
-        let mut n = 0;
-        {
-            let mut tokens = tx
-                .prepare_cached(
+        let sql = |e: DbError| IndexError::sql("erase content from the index", e);
+        let n = self.tx(true, "erase content from the index", |db| {
+            let mut n = 0;
+            for s in subjects {
+                db.execute(
                     "DELETE FROM tokens WHERE seq IN (SELECT seq FROM content WHERE subject_id = ?1)",
+                    &[Val::text(s)],
                 )
                 .map_err(sql)?;
-            let mut content = tx
-                .prepare_cached("DELETE FROM content WHERE subject_id = ?1")
-                .map_err(sql)?;
-            for s in subjects {
-                tokens.execute([s]).map_err(sql)?;
-                n += content.execute([s]).map_err(sql)?;
+                n += db
+                    .execute("DELETE FROM content WHERE subject_id = ?1", &[Val::text(s)])
+                    .map_err(sql)?;
             }
-        }
-        tx.commit().map_err(sql)?;
+            Ok(n)
+        })?;
         if n > 0 {
-            self.truncate_wal(20)?;
+            self.scrub(20)?;
         }
-        Ok(n as u64)
+        Ok(n)
     }
 
-    /// Copies the write-ahead log into the database and empties it, so that overwritten
-    /// (deleted) content is not left in old log frames. Readers still on an older snapshot can
-    /// hold the log: after `attempts` tries it is left to the next apply (`wal_dirty`).
-    fn truncate_wal(&mut self, attempts: u64) -> Result<(), IndexError> {
-        for attempt in 0..attempts {
-            let busy: i64 = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-                .map_err(|e| IndexError::sql("checkpoint the index", e))?;
-            if busy == 0 {
-                self.wal_dirty = false;
-                return Ok(());
-            }
-            if attempt + 1 < attempts {
-                std::thread::sleep(std::time::Duration::from_millis(5 * (attempt + 1)));
-            }
-        }
-        self.wal_dirty = true;
+    /// Leaves nothing of deleted content in the engine's files (see [`Db::scrub`]); what
+    /// cannot be done now (readers hold SQLite's log) is retried with the next apply.
+    fn scrub(&mut self, attempts: u64) -> Result<(), IndexError> {
+        let done = self
+            .db
+            .scrub(CONTENT_TABLES, attempts)
+            .map_err(|e| IndexError::sql("scrub deleted content", e))?;
+        self.scrub_pending = !done;
         Ok(())
     }
 
-    /// Bytes the index takes on disk (database and write-ahead log).
-    pub fn size_on_disk(&self) -> u64 {
-        ["", "-wal"]
-            .iter()
-            .filter_map(|s| std::fs::metadata(format!("{}{s}", self.path.display())).ok())
-            .map(|m| m.len())
-            .sum()
+    /// Bytes the index takes on disk (SQLite: database and write-ahead log; `None` in a
+    /// shared database).
+    pub fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk()
     }
 
     /// Hex of a stored hash column.
@@ -894,34 +975,61 @@ impl TenantIndex {
     }
 }
 
+/// `(applied, cutoffs)` as the store holds them (zeros for a tenant it has never seen).
+fn read_meta(db: &dyn Db) -> Result<(i64, Cutoffs), IndexError> {
+    let sql = |e: DbError| IndexError::sql("read the index's state", e);
+    let rows = db
+        .query(
+            "SELECT key, value FROM meta WHERE key IN ('applied', 'content_cutoff_ns', 'events_cutoff_ns')",
+            &[],
+        )
+        .map_err(sql)?;
+    let (mut applied, mut c) = (0, Cutoffs::default());
+    for r in rows {
+        let v = r[1].int().map_err(sql)?;
+        match r[0].string().map_err(sql)?.as_str() {
+            "applied" => applied = v,
+            "content_cutoff_ns" => c.content_ns = v,
+            _ => c.events_ns = v,
+        }
+    }
+    Ok((applied, c))
+}
+
+fn set_meta(db: &dyn Db, key: &str, value: i64) -> Result<u64, DbError> {
+    db.execute(
+        &format!(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT {} DO UPDATE SET value = excluded.value",
+            db.dialect().key("key")
+        ),
+        &[Val::text(key), Val::Int(value)],
+    )
+}
+
 /// Deletes a tenant's index and rebuilds it from the ledger. The retention cutoffs of the old
 /// index (if it still opens, and `keep_old_cutoffs`) or the source's, whichever are further,
 /// are kept; `source` opens sealed content (see [`TenantIndex::set_source`]). Without
 /// `keep_old_cutoffs` only the source's apply: how rows a wrong run purged come back.
 pub fn reindex(
     ledger: &Ledger,
-    data_dir: &Path,
+    store: &dyn Store,
     tenant: &TenantId,
     source: Option<Arc<dyn IndexSource>>,
     keep_old_cutoffs: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TenantIndex, IndexError> {
-    let path = index_path(data_dir, tenant);
-    let old = if path.exists() && keep_old_cutoffs {
+    let old = if keep_old_cutoffs {
         // A damaged index is what a rebuild is for: its cutoffs are then the source's.
-        TenantIndex::open_at(&path, tenant)
+        store
+            .open(tenant)
             .map(|ix| ix.cutoffs())
             .unwrap_or_default()
     } else {
         Cutoffs::default()
     };
-    for suffix in ["", "-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", path.display()));
-        if p.exists() {
-            std::fs::remove_file(&p).map_err(|e| IndexError::Io { path: p, source: e })?;
-        }
-    }
-    let mut idx = TenantIndex::open_at(&path, tenant)?;
+    store.discard(tenant, false)?;
+    let mut idx = store.open(tenant)?;
     idx.purge(old)?;
     idx.set_source(source)?;
     idx.catch_up_with_progress(ledger, progress)?;

@@ -901,3 +901,254 @@ pub mod s3 {
         }
     }
 }
+
+/// A PostgreSQL server for tests: a cluster of its own (`initdb` into a temporary directory,
+/// `fsync=off`), on a free loopback port, stopped and removed when dropped. The binaries are
+/// found in `$AGENTRAIL_PG_BIN`, else on the `PATH`, else in Debian's
+/// `/usr/lib/postgresql/<version>/bin` (`.ci/run` installs the `postgresql` package). As root,
+/// the server runs as the `postgres` user (PostgreSQL refuses to run as root).
+pub mod postgres {
+    use std::net::{TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    #[derive(Debug)]
+    pub struct Server {
+        child: Option<Child>,
+        port: u16,
+        dir: tempfile::TempDir,
+        bin: PathBuf,
+        /// `postgres` when the tests run as root.
+        run_as: Option<String>,
+        /// Settings (`name=value`) after the defaults.
+        settings: Vec<String>,
+    }
+
+    fn bin_dir() -> PathBuf {
+        if let Some(p) = std::env::var_os("AGENTRAIL_PG_BIN") {
+            return PathBuf::from(p);
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if let Some(d) = std::env::split_paths(&path).find(|d| d.join("initdb").is_file()) {
+            // A link on the PATH: the directory holding the rest (pg_ctl, pg_isready).
+            return std::fs::canonicalize(d.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(d);
+        }
+        let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|d| d.join("initdb").is_file())
+            .collect();
+        debian.sort();
+        debian.pop().unwrap_or_else(|| {
+            panic!(
+                "no PostgreSQL for this test: apt-get install postgresql (as .ci/run does) or \
+                 set AGENTRAIL_PG_BIN to the directory holding initdb and postgres"
+            )
+        })
+    }
+
+    fn is_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false)
+    }
+
+    fn uid_gid(user: &str) -> (u32, u32) {
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id")
+                .args([flag, user])
+                .output()
+                .unwrap_or_else(|e| panic!("id {flag} {user}: {e}"));
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| {
+                    panic!("no user {user} to run PostgreSQL as (tests run as root)")
+                })
+        };
+        (id("-u"), id("-g"))
+    }
+
+    impl Server {
+        /// Creates a cluster and starts it; waits until it accepts connections.
+        pub fn start() -> Server {
+            Server::start_with(&[])
+        }
+
+        /// [`Server::start`] with settings (`name=value`) over the defaults, e.g. `fsync=on`
+        /// for a benchmark.
+        pub fn start_with(settings: &[&str]) -> Server {
+            let bin = bin_dir();
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+            let run_as = is_root().then(|| "postgres".to_owned());
+            if let Some(user) = &run_as {
+                let (uid, gid) = uid_gid(user);
+                std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", dir.path().display()));
+            }
+            let data = dir.path().join("data");
+            let out = Server::command(&run_as, &bin.join("initdb"))
+                .args(["-D", &data.display().to_string()])
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-N",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run initdb in {}: {e}", bin.display()));
+            assert!(
+                out.status.success(),
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"));
+            let mut server = Server {
+                child: None,
+                port,
+                dir,
+                bin,
+                run_as,
+                settings: settings.iter().map(|s| s.to_string()).collect(),
+            };
+            server.resume();
+            server
+        }
+
+        fn command(run_as: &Option<String>, program: &Path) -> Command {
+            match run_as {
+                Some(user) => {
+                    let mut c = Command::new("runuser");
+                    c.args(["-u", user, "--"]).arg(program);
+                    c
+                }
+                None => Command::new(program),
+            }
+        }
+
+        /// Starts the server process (again, after [`Server::stop`]) and waits for it.
+        pub fn resume(&mut self) {
+            assert!(self.child.is_none(), "the PostgreSQL server is running");
+            let data = self.dir.path().join("data");
+            let child = Server::command(&self.run_as, &self.bin.join("postgres"))
+                .args(["-D", &data.display().to_string()])
+                .args(["-p", &self.port.to_string()])
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .args([
+                    "-c",
+                    &format!("unix_socket_directories={}", self.dir.path().display()),
+                ])
+                .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+                .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
+                .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start postgres: {e}"));
+            self.child = Some(child);
+            let started = Instant::now();
+            loop {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.ready() {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "PostgreSQL did not accept connections on port {} within 60 s",
+                    self.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        fn ready(&self) -> bool {
+            Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        }
+
+        /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, every backend
+        /// gone, crash recovery at the next start); [`Server::resume`] starts it again.
+        pub fn stop(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let data = self.dir.path().join("data");
+                let _ = Server::command(&self.run_as, &self.bin.join("pg_ctl"))
+                    .args([
+                        "-D",
+                        &data.display().to_string(),
+                        "stop",
+                        "-m",
+                        "immediate",
+                        "-w",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+
+        pub fn port(&self) -> u16 {
+            self.port
+        }
+
+        /// A URL for the superuser on database `db`.
+        pub fn url(&self, db: &str) -> String {
+            format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        }
+
+        /// Runs SQL through `psql` as the superuser (on `db`), returning its unaligned output.
+        pub fn psql(&self, db: &str, sql: &str) -> String {
+            let out = Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-d", db, "-c", sql])
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
+            assert!(
+                out.status.success(),
+                "psql {sql}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+
+        /// Creates a database and returns the superuser's URL for it.
+        pub fn create_db(&self, db: &str) -> String {
+            self.psql("postgres", &format!("CREATE DATABASE {db}"));
+            self.url(db)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+}
