@@ -129,6 +129,11 @@ enum Command {
         /// file's; none: system/log.key].
         #[arg(long)]
         signer: Option<PathBuf>,
+        /// The query store: `postgres://user[:password]@host[:port]/db`, one PostgreSQL database
+        /// shared by every tenant under row-level security [default: the config file's `index`;
+        /// none: an SQLite file per tenant in the data directory].
+        #[arg(long, env = "AGENTRAIL_INDEX")]
+        index: Option<String>,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
@@ -349,6 +354,10 @@ enum Command {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// The query store to rebuild: `postgres://…` (the server's `index`); none: the
+        /// embedded SQLite files in the data directory.
+        #[arg(long, env = "AGENTRAIL_INDEX")]
+        index: Option<String>,
         /// Compute the retention cutoffs again from each policy and the clock now (recorded in
         /// the retention log), instead of keeping the latest run's: after a run by a wrong
         /// clock, restores what it purged. Check the clock first.
@@ -407,6 +416,7 @@ fn main() -> ExitCode {
             trust_dir,
             signer,
             log_json,
+            index,
         } => commands::serve::run(commands::serve::ServeArgs {
             data_dir,
             listen,
@@ -414,6 +424,7 @@ fn main() -> ExitCode {
             signer,
             config,
             log_json,
+            index,
         }),
         Command::Ingest {
             data_dir: Some(data_dir),
@@ -543,8 +554,14 @@ fn main() -> ExitCode {
         Command::Reindex {
             data_dir,
             tenant,
+            index,
             recompute_retention,
-        } => commands::reindex::run(&data_dir, tenant.as_deref(), recompute_retention),
+        } => commands::reindex::run(
+            &data_dir,
+            tenant.as_deref(),
+            index.as_deref(),
+            recompute_retention,
+        ),
         Command::Checkpoint { data_dir, tenant } => commands::prove::checkpoint(&data_dir, &tenant),
         Command::Prove {
             data_dir,

@@ -156,7 +156,22 @@ const SCOPES: [&str; 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_matrix_over_every_route() {
-    let s = start();
+    isolation_matrix(start()).await;
+}
+
+/// The same matrix with the query store in PostgreSQL (row-level security under the API's
+/// own tenant checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_matrix_over_every_route_with_the_postgresql_store() {
+    let pg = agentrail_testkit::postgres::Server::start();
+    let url = pg.create_db("agentrail");
+    let store = agentrail_pgindex::PgStore::connect(&url).unwrap();
+    let s = start_with(|c| c.service.index_store = Some(Arc::new(store)));
+    isolation_matrix(s).await;
+    drop(pg);
+}
+
+async fn isolation_matrix(s: Server) {
     s.tenant("alpha").await;
     s.tenant("bravo").await;
     let writer_b = s.key("bravo", &["events:write"]).await;

@@ -842,7 +842,12 @@ fn restore_into(
         let checkpoint = ledger
             .anchor_now(t)
             .map_err(|e| ServiceError::internal(format!("tenant {t}: {e}")))?;
-        let index = crate::reindex(&ledger, t, None, &mut |d, n| progress(t, "index", d, n))?;
+        // The embedded index of the restored directory; a server configured with a shared
+        // store rebuilds the tenant there when it finds the store ahead of the ledger.
+        let store = agentrail_index::SqliteStore::new(ledger.data_dir());
+        let index = crate::reindex(&ledger, &store, t, None, &mut |d, n| {
+            progress(t, "index", d, n)
+        })?;
         out.push(Restored {
             tenant: t.clone(),
             events: f.events,

@@ -89,6 +89,13 @@ pub struct ServiceConfig {
     /// ones; the service opens `file://` ones itself).
     #[serde(skip)]
     pub archive_store: Option<std::sync::Arc<dyn agentrail_archive::ArchiveStore>>,
+    /// The query store (DESIGN.md §8.2): `postgres://user[:password]@host[:port]/db` for one
+    /// PostgreSQL database shared by every tenant under row-level security. None: the embedded
+    /// SQLite file per tenant in the data directory.
+    pub index: Option<String>,
+    /// The store of `index`, opened by whoever can (the `agentrail` binary opens PostgreSQL).
+    #[serde(skip)]
+    pub index_store: Option<std::sync::Arc<dyn agentrail_index::Store>>,
 }
 
 /// Where events are pulled from, besides the requests the server answers.
@@ -190,6 +197,8 @@ impl Default for ServiceConfig {
             archive_interval_ms: 3_600_000,
             archive_lag_alert_ms: 7_200_000,
             archive_store: None,
+            index: None,
+            index_store: None,
             verify_interval_ms: 600_000,
             webhook_url: None,
             retention_interval_ms: 3_600_000,

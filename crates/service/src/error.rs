@@ -166,6 +166,13 @@ impl From<IndexError> for ServiceError {
             IndexError::NotFound(_) => ServiceError::NotFound(e.to_string()),
             IndexError::Ledger(r) => r.into(),
             _ if e.is_storage() => ServiceError::storage_unavailable(e.to_string()),
+            // A shared query store that cannot be reached (restarting, a lost connection): 503
+            // and retry; the ledger keeps taking writes and the indexer catches up.
+            _ if e.is_unavailable() => ServiceError::unavailable(
+                "index_unavailable",
+                format!("the query store cannot be reached: {e}; retry shortly"),
+                2,
+            ),
             _ => ServiceError::internal(e.to_string()),
         }
     }

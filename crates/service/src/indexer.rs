@@ -6,7 +6,7 @@
 
 use crate::error::ServiceError;
 use agentrail_event::TenantId;
-use agentrail_index::{Cutoffs, IndexError, IndexSource, Purged, TenantIndex};
+use agentrail_index::{Cutoffs, IndexError, IndexSource, Purged, Store, TenantIndex};
 use agentrail_ledger::Ledger;
 use agentrail_ledger::sync::lock;
 use std::collections::{HashMap, VecDeque};
@@ -81,6 +81,8 @@ fn rebuilding_error(tenant: &TenantId, applied: u64, of: u64) -> ServiceError {
 
 struct Inner {
     ledger: Arc<Ledger>,
+    /// Where the indexes live: SQLite files in the data directory, or a shared database.
+    store: Arc<dyn Store>,
     tenants: Mutex<HashMap<TenantId, Arc<TenantHandle>>>,
     queue: Mutex<VecDeque<Arc<TenantHandle>>>,
     queue_cv: Condvar,
@@ -108,11 +110,13 @@ impl Indexer {
     /// `source`: what every index opened asks for content, erased subjects and retention cutoffs.
     pub fn start(
         ledger: Arc<Ledger>,
+        store: Arc<dyn Store>,
         max_open: usize,
         source: Option<Arc<dyn IndexSource>>,
     ) -> Indexer {
         let inner = Arc::new(Inner {
             ledger,
+            store,
             tenants: Mutex::new(HashMap::new()),
             queue: Mutex::new(VecDeque::new()),
             queue_cv: Condvar::new(),
@@ -204,7 +208,7 @@ impl Indexer {
         let reader = lock(&h.readers).pop();
         let reader = match reader {
             Some((g, r)) if g == generation => Ok(r),
-            _ => TenantIndex::open(self.inner.ledger.data_dir(), tenant),
+            _ => self.inner.store.open(tenant),
         };
         let reader = match reader {
             Ok(r) => r,
@@ -358,7 +362,7 @@ impl Inner {
         tenant: &TenantId,
     ) -> Result<(TenantIndex, Option<String>), ServiceError> {
         let open = || -> Result<TenantIndex, IndexError> {
-            let mut w = TenantIndex::open(self.ledger.data_dir(), tenant)?;
+            let mut w = self.store.open(tenant)?;
             w.set_source(self.source.clone())?;
             Ok(w)
         };
@@ -375,12 +379,12 @@ impl Inner {
 
     /// Moves a damaged index aside; logged and counted.
     fn replace(&self, tenant: &TenantId, reason: &str) -> Result<(), ServiceError> {
-        let aside = agentrail_index::move_aside(self.ledger.data_dir(), tenant)?;
+        let aside = self.store.discard(tenant, true)?;
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             %tenant,
             reason,
-            moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(),
+            moved_to = %aside.unwrap_or_default(),
             "the query index is damaged: moved aside, rebuilding it from the ledger"
         );
         Ok(())
@@ -396,7 +400,7 @@ impl Inner {
             h.generation.fetch_add(1, Ordering::AcqRel);
             let reason = e.to_string();
             match self.replace(&h.tenant, &reason).and_then(|()| {
-                let mut ix = TenantIndex::open(self.ledger.data_dir(), &h.tenant)?;
+                let mut ix = self.store.open(&h.tenant)?;
                 ix.set_source(self.source.clone())?;
                 Ok(ix)
             }) {

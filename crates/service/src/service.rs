@@ -298,8 +298,18 @@ impl Service {
         run_logs.limit_open(budget.logs_per_kind);
         let source = VaultIndexSource::new(vault, run_logs.clone(), cfg.seal_sensitive_fields);
         let run_logs_for_archive = run_logs.clone();
+        let index_store: Arc<dyn agentrail_index::Store> = match (&cfg.index, &cfg.index_store) {
+            (_, Some(store)) => store.clone(),
+            (None, None) => Arc::new(agentrail_index::SqliteStore::new(ledger.data_dir())),
+            (Some(url), None) => {
+                return Err(ServiceError::internal(format!(
+                    "index {url}: the agentrail binary opens postgres:// query stores"
+                )));
+            }
+        };
         let indexer = Arc::new(Indexer::start(
             ledger.clone(),
+            index_store,
             budget.indexes,
             Some(Arc::new(source)),
         ));
@@ -1514,6 +1524,7 @@ fn position(p: Position) -> Map<String, Value> {
 /// `AGENTRAIL_MASTER_KEY` or `system/master.key`; without either, no content is indexed.
 pub fn reindex(
     ledger: &Ledger,
+    store: &dyn agentrail_index::Store,
     tenant: &TenantId,
     recompute_retention: Option<jiff::Timestamp>,
     progress: &mut dyn FnMut(u64, u64),
@@ -1533,7 +1544,7 @@ pub fn reindex(
     };
     Ok(agentrail_index::reindex(
         ledger,
-        layout.root(),
+        store,
         tenant,
         Some(source),
         recompute_retention.is_none(),

@@ -483,8 +483,9 @@ fn a_purge_by_a_wrong_clock_is_undone_by_a_reindex_that_recomputes_cutoffs() {
     let mut lc = agentrail_ledger::Config::new(dir.path());
     lc.checkpoint_interval = None;
     let ledger = agentrail_ledger::Ledger::open(lc).unwrap();
+    let store = agentrail_index::SqliteStore::new(dir.path());
     assert_eq!(
-        agentrail_service::reindex(&ledger, &t, None, &mut |_, _| {})
+        agentrail_service::reindex(&ledger, &store, &t, None, &mut |_, _| {})
             .unwrap()
             .applied(),
         300
@@ -502,12 +503,12 @@ fn a_purge_by_a_wrong_clock_is_undone_by_a_reindex_that_recomputes_cutoffs() {
         .len()
     };
     assert_eq!(
-        rows(&agentrail_service::reindex(&ledger, &t, None, &mut |_, _| {}).unwrap()),
+        rows(&agentrail_service::reindex(&ledger, &store, &t, None, &mut |_, _| {}).unwrap()),
         0
     );
     // With the clock right again, recomputing them restores every row.
     let now: jiff::Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
-    let ix = agentrail_service::reindex(&ledger, &t, Some(now), &mut |_, _| {}).unwrap();
+    let ix = agentrail_service::reindex(&ledger, &store, &t, Some(now), &mut |_, _| {}).unwrap();
     assert_eq!(rows(&ix), 300);
     drop(ix);
     drop(ledger);

@@ -13,6 +13,7 @@ pub struct ServeArgs {
     pub signer: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub log_json: bool,
+    pub index: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -49,6 +50,15 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             &url,
             cfg.service.archive_endpoint.clone(),
             cfg.service.archive_region.clone(),
+        )?);
+    }
+    if let Some(url) = a.index {
+        cfg.service.index = Some(url);
+    }
+    if let Some(url) = cfg.service.index.clone() {
+        cfg.service.index_store = Some(super::reindex::open_index(
+            Some(&url),
+            &cfg.service.data_dir,
         )?);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
