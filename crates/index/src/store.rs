@@ -10,6 +10,7 @@ use agentrail_event::hash::to_hex;
 use agentrail_ledger::layout::DataDir;
 use agentrail_ledger::{Ledger, StoredEvent};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -486,7 +487,6 @@ impl TenantIndex {
         let cause = "INSERT INTO causes (child_seq, parent_event_id, parent_hash)
              VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
         let attr = "INSERT INTO attrs (key, value, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
-        let known = "SELECT 1 FROM events WHERE event_id = ?1";
         let dangle = "INSERT INTO dangling (child_seq, parent_event_id) VALUES (?1, ?2)
              ON CONFLICT DO NOTHING";
         let resolve = "DELETE FROM dangling WHERE parent_event_id = ?1";
@@ -545,8 +545,44 @@ impl TenantIndex {
                     None => Ok(None),
                 }
             };
+        // Which causes named in the batch the store holds already, in one query per 500 (not
+        // one per link: PostgreSQL pipelines the writes of a batch only between reads); with
+        // the events the batch inserts, that answers "is the cause known" for every link.
+        let parsed: Vec<Value> = events
+            .iter()
+            .map(|ev| {
+                let bad = |reason: String| IndexError::Apply {
+                    seq: ev.seq,
+                    reason,
+                };
+                let body = std::str::from_utf8(&ev.bytes)
+                    .map_err(|_| bad("stored event is not UTF-8".into()))?;
+                serde_json::from_str(body).map_err(|e| bad(format!("stored event: {e}")))
+            })
+            .collect::<Result<_, IndexError>>()?;
+        let mut parents: Vec<&str> = parsed
+            .iter()
+            .filter_map(|v| v.get("caused_by").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|c| str_at(c, &["event_id"]))
+            .collect();
+        parents.sort_unstable();
+        parents.dedup();
+        let mut known: HashSet<String> = HashSet::new();
+        for chunk in parents.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let rows = db
+                .query(
+                    &format!("SELECT event_id FROM events WHERE event_id IN ({marks})"),
+                    &chunk.iter().map(|p| Val::text(p)).collect::<Vec<_>>(),
+                )
+                .map_err(sql)?;
+            for r in rows {
+                known.insert(r[0].string().map_err(sql)?);
+            }
+        }
         let mut expect = start;
-        for ev in events {
+        for (ev, v) in events.iter().zip(&parsed) {
             if ev.seq != expect {
                 return Err(IndexError::Apply {
                     seq: ev.seq,
@@ -557,10 +593,6 @@ impl TenantIndex {
                 seq: ev.seq,
                 reason,
             };
-            let body = std::str::from_utf8(&ev.bytes)
-                .map_err(|_| bad("stored event is not UTF-8".into()))?;
-            let v: Value =
-                serde_json::from_str(body).map_err(|e| bad(format!("stored event: {e}")))?;
             let event_type = str_at(&v, &["event_type"]).unwrap_or_default();
             let payload = v.get("payload").unwrap_or(&Value::Null);
             let p = |path: &[&str]| str_at(payload, path).map(str::to_owned);
@@ -668,6 +700,7 @@ impl TenantIndex {
             )
             .map_err(sql)?;
             db.defer(resolve, &[event_id.into()]).map_err(sql)?;
+            known.insert(event_id.to_owned());
             if let Some(causes) = v.get("caused_by").and_then(Value::as_array) {
                 for c in causes {
                     let parent = str_at(c, &["event_id"]).unwrap_or_default();
@@ -681,7 +714,7 @@ impl TenantIndex {
                         db.defer(rejected_by_cause, &[seq.clone(), parent.into()])
                             .map_err(sql)?;
                     }
-                    if db.query(known, &[parent.into()]).map_err(sql)?.is_empty() {
+                    if !known.contains(parent) {
                         db.defer(dangle, &[seq.clone(), parent.into()])
                             .map_err(sql)?;
                     }
