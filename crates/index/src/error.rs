@@ -35,6 +35,12 @@ pub enum IndexError {
         "the query store of tenant {tenant} does not match the ledger at seq {seq} (damaged or edited): nothing from it is served until `agentrail reindex --tenant {tenant}`"
     )]
     Diverged { tenant: String, seq: u64 },
+    /// A shared store holds rows of this tenant id fed from another ledger (another
+    /// deployment uses the same database): nothing is mixed, nothing deleted.
+    #[error(
+        "{store} holds rows of tenant {tenant} from another ledger (another agentrail deployment uses this database with the same tenant id): refusing to mix them; give each deployment its own database"
+    )]
+    OtherLedger { tenant: String, store: String },
     #[error("no event {0} in this tenant")]
     NotFound(String),
 }

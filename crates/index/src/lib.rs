@@ -36,5 +36,5 @@ pub use query::{
 };
 pub use store::{
     CONTENT_TABLES, Content, Cutoffs, IndexSource, Purged, SqliteStore, Store, TABLES, TenantIndex,
-    index_path, move_aside, reindex,
+    index_path, ledger_mark, move_aside, reindex,
 };

@@ -236,6 +236,8 @@ pub struct TenantIndex {
     applied: u64,
     source: Option<Arc<dyn IndexSource>>,
     cutoffs: Cutoffs,
+    /// The ledger the rows come from ([`ledger_mark`]), once a caller named it.
+    ledger: Option<i64>,
     /// A purge or erasure could not scrub the engine's files yet (SQLite readers held the
     /// write-ahead log): the next apply tries again, so deleted content does not stay there.
     scrub_pending: bool,
@@ -366,12 +368,20 @@ impl TenantIndex {
             applied: 0,
             source: None,
             cutoffs: Cutoffs::default(),
+            ledger: None,
             scrub_pending: false,
         };
         let meta = ix.read("open the index", |db| read_meta(db))?;
         ix.applied = u64::try_from(meta.0).unwrap_or(0);
         ix.cutoffs = meta.1;
         Ok(ix)
+    }
+
+    /// Names the ledger this index is fed from ([`ledger_mark`]): the first apply records it,
+    /// and every apply refuses a store whose rows for this tenant came from another ledger (two
+    /// deployments pointed at one shared database with the same tenant id).
+    pub fn bind_ledger(&mut self, mark: i64) {
+        self.ledger = Some(mark);
     }
 
     /// Runs `f` in a transaction (read or `write`), committed when it succeeds.
@@ -454,6 +464,21 @@ impl TenantIndex {
     pub fn apply(&mut self, events: &[StoredEvent]) -> Result<(), IndexError> {
         let applied = self.tx(true, "apply events", |db| {
             let (stored, _) = read_meta(db)?;
+            if let Some(mark) = self.ledger {
+                match read_ledger_mark(db)? {
+                    Some(m) if m != mark => {
+                        return Err(IndexError::OtherLedger {
+                            tenant: self.tenant.to_string(),
+                            store: db.describe(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        set_meta(db, "ledger", mark)
+                            .map_err(|e| IndexError::sql("apply events", e))?;
+                    }
+                }
+            }
             let start = u64::try_from(stored).unwrap_or(0);
             if let Some(first) = events.first()
                 && first.seq > start
@@ -570,11 +595,18 @@ impl TenantIndex {
         parents.dedup();
         let mut known: HashSet<String> = HashSet::new();
         for chunk in parents.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
+            // Three statement shapes, not one per length: padded with the last id again.
+            let width = [8, 64, 500]
+                .into_iter()
+                .find(|w| *w >= chunk.len())
+                .unwrap_or(500);
+            let mut ids: Vec<Val> = chunk.iter().map(|p| Val::text(p)).collect();
+            ids.resize(width, ids.last().cloned().unwrap_or(Val::Null));
+            let marks = vec!["?"; width].join(", ");
             let rows = db
                 .query(
                     &format!("SELECT event_id FROM events WHERE event_id IN ({marks})"),
-                    &chunk.iter().map(|p| Val::text(p)).collect::<Vec<_>>(),
+                    &ids,
                 )
                 .map_err(sql)?;
             for r in rows {
@@ -842,6 +874,7 @@ impl TenantIndex {
         ledger: &Ledger,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, IndexError> {
+        self.bind_ledger(ledger_mark(ledger, &self.tenant));
         let size = ledger.size(&self.tenant)?;
         if size < self.applied {
             return Err(IndexError::Ahead {
@@ -1027,6 +1060,27 @@ fn read_meta(db: &dyn Db) -> Result<(i64, Cutoffs), IndexError> {
         }
     }
     Ok((applied, c))
+}
+
+/// The ledger mark the store holds for the tenant, if any.
+fn read_ledger_mark(db: &dyn Db) -> Result<Option<i64>, IndexError> {
+    let sql = |e: DbError| IndexError::sql("read the index's state", e);
+    let rows = db
+        .query("SELECT value FROM meta WHERE key = 'ledger'", &[])
+        .map_err(sql)?;
+    rows.first().map(|r| r[0].int().map_err(sql)).transpose()
+}
+
+/// A number naming the ledger a tenant's events come from: its checkpoint origin and the key
+/// that signs them (so the same tenant id of another deployment differs; a restore from the
+/// archive, same origin and key, does not).
+pub fn ledger_mark(ledger: &Ledger, tenant: &TenantId) -> i64 {
+    let h = agentrail_event::hash::sha256(
+        format!("{}\n{}", ledger.origin(tenant), ledger.verifier()).as_bytes(),
+    );
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    i64::from_be_bytes(b)
 }
 
 fn set_meta(db: &dyn Db, key: &str, value: i64) -> Result<u64, DbError> {

@@ -232,3 +232,35 @@ fn a_restarted_database_loses_nothing_and_applies_nothing_twice() {
         "2350"
     );
 }
+
+#[test]
+fn two_deployments_sharing_a_database_never_mix_one_tenant_ids_rows() {
+    let pg = Server::start();
+    let url = pg.create_db("agentrail");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Two ledgers (two keys), each with its own tenant "acme".
+    let (la, lb) = (
+        ledger_with(a.path(), &[("acme", 100)]),
+        ledger_with(b.path(), &[("acme", 150)]),
+    );
+    let store = PgStore::connect(&url).unwrap();
+    let t = tenant("acme");
+    store.open(&t).unwrap().catch_up(&la).unwrap();
+    let err = store.open(&t).unwrap().catch_up(&lb).unwrap_err();
+    assert!(
+        matches!(err, agentrail_index::IndexError::OtherLedger { .. }),
+        "{err}"
+    );
+    assert!(
+        !err.is_damage(),
+        "another deployment's rows are not damage to delete"
+    );
+    assert_eq!(
+        pg.psql("agentrail", "SELECT count(*) FROM agentrail.events")
+            .trim(),
+        "100"
+    );
+    // The first deployment goes on.
+    append(&la, "acme", 5, 10);
+    assert_eq!(store.open(&t).unwrap().catch_up(&la).unwrap(), 10);
+}

@@ -363,6 +363,7 @@ impl Inner {
     ) -> Result<(TenantIndex, Option<String>), ServiceError> {
         let open = || -> Result<TenantIndex, IndexError> {
             let mut w = self.store.open(tenant)?;
+            w.bind_ledger(agentrail_index::ledger_mark(&self.ledger, tenant));
             w.set_source(self.source.clone())?;
             Ok(w)
         };
@@ -401,6 +402,7 @@ impl Inner {
             let reason = e.to_string();
             match self.replace(&h.tenant, &reason).and_then(|()| {
                 let mut ix = self.store.open(&h.tenant)?;
+                ix.bind_ledger(agentrail_index::ledger_mark(&self.ledger, &h.tenant));
                 ix.set_source(self.source.clone())?;
                 Ok(ix)
             }) {
