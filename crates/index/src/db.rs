@@ -224,6 +224,13 @@ pub trait Db: Send {
     /// is truncated, `attempts` tries while readers hold it; PostgreSQL: `VACUUM` of `tables`,
     /// so dead tuples are gone). Returns false when it must be tried again later.
     fn scrub(&self, tables: &[&str], attempts: u64) -> Result<bool, DbError>;
+    /// After an apply moved the tenant's store from `before` to `after` events: an engine whose
+    /// planner needs statistics refreshes them as a store grows (PostgreSQL: `ANALYZE` at every
+    /// doubling, so plans chosen while the tables were empty do not stay).
+    fn grew(&self, before: u64, after: u64) -> Result<(), DbError> {
+        let _ = (before, after);
+        Ok(())
+    }
     /// Bytes the tenant's store takes on disk, where the engine can say (a shared database
     /// cannot per tenant).
     fn size_on_disk(&self) -> Option<u64>;

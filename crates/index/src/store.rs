@@ -491,7 +491,11 @@ impl TenantIndex {
             let skip = events.iter().take_while(|e| e.seq < start).count();
             self.apply_in(db, start, &events[skip..])
         })?;
+        let before = self.applied;
         self.applied = applied;
+        self.db
+            .grew(before, applied)
+            .map_err(|e| IndexError::sql("refresh the index's statistics", e))?;
         if self.scrub_pending {
             self.scrub(1)?;
         }

@@ -565,6 +565,23 @@ fn every_query_equals_a_naive_scan_of_the_ledger_on_both_engines() {
         .unwrap();
 }
 
+/// One anomaly query of every kind (bursts of at least `min_calls` calls).
+fn every_kind(min_calls: u64) -> [AnomalyKind; 5] {
+    [
+        AnomalyKind::FastApproval {
+            max_latency_ms: 1000,
+        },
+        AnomalyKind::ExecutedAfterRejection,
+        AnomalyKind::DanglingCause,
+        AnomalyKind::ClockSkew { bound_ms: 60_000 },
+        AnomalyKind::ToolErrorBurst {
+            window_ms: 60_000,
+            min_error_rate: 0.5,
+            min_calls,
+        },
+    ]
+}
+
 /// Answers to one query of every kind, picked from the workload, as JSON: what two engines
 /// must agree on byte for byte.
 fn sample_answers(index: &TenantIndex, all: &[(StoredEvent, Value)]) -> Value {
@@ -582,19 +599,7 @@ fn sample_answers(index: &TenantIndex, all: &[(StoredEvent, Value)]) -> Value {
         .iter()
         .find_map(|(_, v)| v["payload"]["model"]["name"].as_str())
         .unwrap_or("none");
-    let kinds = [
-        AnomalyKind::FastApproval {
-            max_latency_ms: 1000,
-        },
-        AnomalyKind::ExecutedAfterRejection,
-        AnomalyKind::DanglingCause,
-        AnomalyKind::ClockSkew { bound_ms: 60_000 },
-        AnomalyKind::ToolErrorBurst {
-            window_ms: 60_000,
-            min_error_rate: 0.5,
-            min_calls: 2,
-        },
-    ];
+    let kinds = every_kind(2);
     let anomalies: Vec<Value> = kinds
         .iter()
         .map(|k| {
@@ -978,19 +983,7 @@ fn a_larger_workload_exercises_every_anomaly_and_still_matches_the_scan() {
 
 fn every_anomaly(index: &TenantIndex, all: &[(StoredEvent, Value)]) {
     // None of the comparisons below is vacuous: every kind has findings here.
-    for kind in [
-        AnomalyKind::FastApproval {
-            max_latency_ms: 1000,
-        },
-        AnomalyKind::ExecutedAfterRejection,
-        AnomalyKind::DanglingCause,
-        AnomalyKind::ClockSkew { bound_ms: 60_000 },
-        AnomalyKind::ToolErrorBurst {
-            window_ms: 60_000,
-            min_error_rate: 0.5,
-            min_calls: 3,
-        },
-    ] {
+    for kind in every_kind(3) {
         let found = index
             .anomalies(&kind, &TimeRange::default(), &PageReq::first(MAX))
             .unwrap();

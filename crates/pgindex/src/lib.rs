@@ -701,6 +701,21 @@ impl Db for PgDb {
         Ok(true)
     }
 
+    fn grew(&self, before: u64, after: u64) -> Result<(), DbError> {
+        // At 1,024 events and every doubling after (a few times per tenant, ever).
+        let doubling = |n: u64| if n < 1024 { 0 } else { 64 - n.leading_zeros() };
+        if doubling(after) <= doubling(before) {
+            return Ok(());
+        }
+        let conn = self.store.conn()?;
+        let client = conn.client.clone();
+        let sql = format!("ANALYZE {}", agentrail_index::TABLES.join(", "));
+        self.store
+            .rt
+            .run(async move { client.batch_execute(&sql).await })?
+            .map_err(|e| pg_error(&e))
+    }
+
     fn size_on_disk(&self) -> Option<u64> {
         None
     }
