@@ -796,7 +796,8 @@ impl TenantIndex {
         };
         match kind {
             AnomalyKind::FastApproval { max_latency_ms } => {
-                w.push("e.event_type = ?", Where::text("human.review"));
+                // Only human.review rows have a review_decision: no event_type test (a planner
+                // taking the two as independent misjudges how many rows match).
                 w.push("e.review_decision = ?", Where::text("approve"));
                 w.push("e.review_latency_ms < ?", Val::Int(*max_latency_ms));
                 page_of(
@@ -949,15 +950,35 @@ impl TenantIndex {
         };
         // Whole minutes at a time, in one snapshot, stopping as soon as the page is full.
         const CHUNK: usize = 4096;
+        // A window of one minute is one row: rows that cannot be a burst (too few calls, no
+        // error when a rate above 0 is asked) are left in the database.
+        let (least_calls, least_errors) = if per == 1 {
+            (
+                i64::try_from(min_calls).unwrap_or(i64::MAX),
+                i64::from(min_error_rate > 0.0),
+            )
+        } else {
+            (0, 0)
+        };
         let minutes = "SELECT tool, minute, calls, errors, first_seq FROM tool_minutes
-                       WHERE minute >= ?1 AND minute < ?2 ORDER BY minute, tool LIMIT ?3";
+                       WHERE minute >= ?1 AND minute < ?2 AND calls >= ?4 AND errors >= ?5
+                       ORDER BY minute, tool LIMIT ?3";
         self.read(OP, |db| {
             let mut from = lo;
             let mut more = true;
             while more && from < hi {
                 let chunk = |from: i64, to: i64, n: usize| {
-                    db.query(minutes, &[Val::Int(from), Val::Int(to), Val::Int(n as i64)])
-                        .map_err(sql_err)
+                    db.query(
+                        minutes,
+                        &[
+                            Val::Int(from),
+                            Val::Int(to),
+                            Val::Int(n as i64),
+                            Val::Int(least_calls),
+                            Val::Int(least_errors),
+                        ],
+                    )
+                    .map_err(sql_err)
                 };
                 let mut rows = chunk(from, hi, CHUNK)?;
                 let minute_of = |r: &Vec<Val>| r[1].int().map_err(sql_err);
@@ -1016,9 +1037,15 @@ impl TenantIndex {
         } else {
             None
         };
+        // The first call of every window found, in one query.
+        let firsts: Vec<u64> = found.iter().map(|f| f.4 as u64).collect();
+        let rows = self.events_at(&firsts)?;
         let mut items = Vec::with_capacity(found.len());
         for (win, tool, calls, errors, first) in found {
-            let row = self.event_at(first as u64)?;
+            let row = rows
+                .get(&(first as u64))
+                .cloned()
+                .ok_or_else(|| IndexError::NotFound(format!("at seq {first}")))?;
             let start = jiff::Timestamp::from_nanosecond(
                 i128::from(win) * i128::from(window_ms) * 1_000_000,
             )
@@ -1035,6 +1062,23 @@ impl TenantIndex {
             });
         }
         Ok(Page { items, next_cursor })
+    }
+
+    /// The events at these seqs (those the index holds), in one read.
+    fn events_at(&self, seqs: &[u64]) -> Result<BTreeMap<u64, EventRow>, IndexError> {
+        let mut out = BTreeMap::new();
+        if seqs.is_empty() {
+            return Ok(out);
+        }
+        let list: Vec<String> = seqs.iter().map(u64::to_string).collect();
+        let q = format!(
+            "SELECT {ROW} FROM events e WHERE e.seq IN ({})",
+            list.join(",")
+        );
+        for row in rows_of(self.read(OP, |db| db.query(&q, &[]).map_err(sql_err))?)? {
+            out.insert(row.seq, row);
+        }
+        Ok(out)
     }
 
     /// The event at a seq.

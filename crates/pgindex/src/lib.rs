@@ -28,6 +28,8 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 /// Connections kept by a store.
 pub const POOL_SIZE: u32 = 8;
+/// Statements kept prepared per connection.
+const MAX_PREPARED: usize = 256;
 /// Statements pipelined before their answers are awaited.
 const MAX_PENDING: usize = 2048;
 
@@ -537,6 +539,11 @@ impl PgDb {
             .rt
             .run(async move { client.prepare(&text).await })?
             .map_err(|e| pg_error(&e))?;
+        if h.conn.prepared.len() >= MAX_PREPARED {
+            // Statements with literal lists (seqs of a page) differ call to call: start over
+            // rather than grow (a dropped statement is closed on the server).
+            h.conn.prepared.clear();
+        }
         h.conn.prepared.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }

@@ -73,7 +73,10 @@ const TABLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The secondary indexes: the embedded index's, each led by `tenant_id`.
+/// The secondary indexes: the embedded index's, each led by `tenant_id`, but for SQLite's
+/// `events_model_time` (SQLite is told to count a model's time range on it; PostgreSQL's
+/// planner, given it, chose it for the model's page too and sorted a whole day of decisions by
+/// seq: 254 ms where `events_model` answers in 0.6 ms).
 const INDEXES: &[(&str, &str, &str)] = &[
     ("events_event_id", "events", "UNIQUE (tenant_id, event_id)"),
     (
@@ -93,11 +96,6 @@ const INDEXES: &[(&str, &str, &str)] = &[
         "events_tool",
         "events",
         "(tenant_id, tool_name, seq) WHERE tool_name IS NOT NULL",
-    ),
-    (
-        "events_model_time",
-        "events",
-        "(tenant_id, model_name, occurred_ns, model_version) WHERE model_name IS NOT NULL",
     ),
     (
         "events_tool_outcome",
