@@ -629,7 +629,7 @@ impl TenantIndex {
                 seq: ev.seq,
                 reason,
             };
-            let event_type = str_at(&v, &["event_type"]).unwrap_or_default();
+            let event_type = str_at(v, &["event_type"]).unwrap_or_default();
             let payload = v.get("payload").unwrap_or(&Value::Null);
             let p = |path: &[&str]| str_at(payload, path).map(str::to_owned);
             let (tool_name, outcome) = if event_type == "tool.invocation" {
@@ -647,8 +647,8 @@ impl TenantIndex {
                 (None, None, None)
             };
             // Tool call ids link within a trace, else within a session.
-            let scope = str_at(&v, &["trace", "trace_id"])
-                .or_else(|| str_at(&v, &["session_id"]))
+            let scope = str_at(v, &["trace", "trace_id"])
+                .or_else(|| str_at(v, &["session_id"]))
                 .unwrap_or_default();
             let (decision, reviewer, latency, proposed) = if event_type == "human.review" {
                 let latency = match (p(&["presented_at"]), p(&["decided_at"])) {
@@ -673,7 +673,7 @@ impl TenantIndex {
             } else {
                 (None, None, None, None)
             };
-            let received = str_at(&v, &["received_at"])
+            let received = str_at(v, &["received_at"])
                 .and_then(ts_ns)
                 .ok_or_else(|| bad("stored event has no valid received_at".into()))?;
             if received < self.cutoffs.events_ns {
@@ -684,13 +684,13 @@ impl TenantIndex {
             let seq = int(ev.seq);
             if received >= self.cutoffs.content_ns
                 && let Some(src) = &self.source
-                && let Some(c) = src.content(&self.tenant, &v)
+                && let Some(c) = src.content(&self.tenant, v)
             {
                 db.defer(
                     &content,
                     &[
                         seq.clone(),
-                        str_at(&v, &["subject_id"]).into(),
+                        str_at(v, &["subject_id"]).into(),
                         Val::Int(received),
                         Val::Text(c.fields),
                     ],
@@ -700,11 +700,11 @@ impl TenantIndex {
                     db.defer(token, &[Val::text(t), seq.clone()]).map_err(sql)?;
                 }
             }
-            let session_prev: Val = str_at(&v, &["session_prev_hash"])
+            let session_prev: Val = str_at(v, &["session_prev_hash"])
                 .and_then(agentrail_event::hash::from_hex)
                 .map(|h| h.to_vec())
                 .into();
-            let event_id = str_at(&v, &["event_id"]).unwrap_or_default();
+            let event_id = str_at(v, &["event_id"]).unwrap_or_default();
             db.defer(
                 ins,
                 &[
@@ -712,18 +712,18 @@ impl TenantIndex {
                     Val::from(&ev.hash[..]),
                     event_id.into(),
                     event_type.into(),
-                    str_at(&v, &["session_id"]).into(),
+                    str_at(v, &["session_id"]).into(),
                     v.get("session_seq").and_then(Value::as_i64).into(),
                     session_prev,
-                    str_at(&v, &["agent_id"]).into(),
-                    str_at(&v, &["actor", "id"]).into(),
-                    str_at(&v, &["actor", "type"]).into(),
-                    str_at(&v, &["subject_id"]).into(),
-                    str_at(&v, &["occurred_at"]).and_then(ts_ns).into(),
+                    str_at(v, &["agent_id"]).into(),
+                    str_at(v, &["actor", "id"]).into(),
+                    str_at(v, &["actor", "type"]).into(),
+                    str_at(v, &["subject_id"]).into(),
+                    str_at(v, &["occurred_at"]).and_then(ts_ns).into(),
                     Val::Int(received),
                     tool_name.into(),
                     outcome.into(),
-                    str_at(&v, &["data_classification"]).into(),
+                    str_at(v, &["data_classification"]).into(),
                     provider.into(),
                     model.into(),
                     version.into(),
@@ -835,7 +835,7 @@ impl TenantIndex {
             if event_type == "tool.invocation"
                 && let (Some(tool), Some(occurred)) = (
                     str_at(payload, &["tool", "name"]),
-                    str_at(&v, &["occurred_at"]).and_then(ts_ns),
+                    str_at(v, &["occurred_at"]).and_then(ts_ns),
                 )
             {
                 let failed = str_at(payload, &["status", "outcome"]) != Some("ok");
