@@ -5,22 +5,25 @@
 
 mod common;
 
-use agentrail_event::TenantId;
-use agentrail_event::batch::BatchFormat;
 use agentrail_index::EventFilter;
-use agentrail_service::{Principal, Scope, Service, ServiceConfig, ServiceError};
+use agentrail_service::ServiceError;
 use agentrail_testkit::postgres::Server;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The common service environment with its query store in a PostgreSQL server of its own.
 struct Env {
-    service: Arc<Service>,
-    tenant: TenantId,
-    admin: Principal,
+    env: common::Env,
     pg: Server,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.env
+    }
 }
 
 fn env() -> Env {
@@ -28,25 +31,11 @@ fn env() -> Env {
     let url = pg.create_db("agentrail");
     let store =
         agentrail_pgindex::PgStore::connect_with(&url, 4, Duration::from_millis(500)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServiceConfig::unscheduled(dir.path().to_path_buf());
-    cfg.index_store = Some(Arc::new(store));
-    cfg.query_wait_ms = 2_000;
-    let opened = Service::open(cfg).unwrap();
-    let root = opened.root().unwrap();
-    let service = opened.service;
-    let info = service.create_tenant(&root, "acme").unwrap();
-    let (_, key) = service
-        .create_key(&root, &info.tenant_id, None, &Scope::ALL)
-        .unwrap();
-    let admin = service.authenticate(&key).unwrap();
-    Env {
-        service,
-        tenant: info.tenant_id,
-        admin,
-        pg,
-        _dir: dir,
-    }
+    let env = common::env_with(|cfg| {
+        cfg.index_store = Some(Arc::new(store));
+        cfg.query_wait_ms = 2_000;
+    });
+    Env { env, pg }
 }
 
 fn event(b: u64, i: u64, subject: &str, text: &str) -> Value {
@@ -58,11 +47,6 @@ fn event(b: u64, i: u64, subject: &str, text: &str) -> Value {
 }
 
 impl Env {
-    fn ingest(&self, events: &[Value]) -> Result<Vec<agentrail_ledger::Receipt>, ServiceError> {
-        let body = serde_json::to_vec(events).unwrap();
-        self.service.ingest(&self.tenant, &body, BatchFormat::Json)
-    }
-
     fn events(&self) -> Result<Vec<agentrail_index::EventRow>, ServiceError> {
         let req = common::request(self.admin.clone(), &self.tenant);
         common::all_events(&self.service, &req, &EventFilter::default())

@@ -6,40 +6,14 @@ mod common;
 use agentrail_event::TenantId;
 use agentrail_event::batch::BatchFormat;
 use agentrail_index::EventFilter;
-use agentrail_service::{Principal, Scope, Service, ServiceConfig, ServiceError};
+use agentrail_service::{Scope, Service, ServiceConfig, ServiceError};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
-struct Env {
-    service: Arc<Service>,
-    tenant: TenantId,
-    admin: Principal,
-    _dir: tempfile::TempDir,
-}
+use common::{Env, env_with};
 
 /// A service on a fresh data directory with tenant `acme` and a principal holding every scope.
 fn env() -> Env {
     env_with(|_| {})
-}
-
-fn env_with(config: impl FnOnce(&mut ServiceConfig)) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServiceConfig::unscheduled(dir.path().to_path_buf());
-    config(&mut cfg);
-    let opened = Service::open(cfg).unwrap();
-    let root = opened.root().unwrap();
-    let service = opened.service;
-    let info = service.create_tenant(&root, "acme").unwrap();
-    let (_, key) = service
-        .create_key(&root, &info.tenant_id, None, &Scope::ALL)
-        .unwrap();
-    let admin = service.authenticate(&key).unwrap();
-    Env {
-        service,
-        tenant: info.tenant_id,
-        admin,
-        _dir: dir,
-    }
 }
 
 fn decision(id: &str, subject: &str, text: &str) -> Value {
@@ -50,11 +24,6 @@ fn decision(id: &str, subject: &str, text: &str) -> Value {
 }
 
 impl Env {
-    fn ingest(&self, events: &[Value]) -> Result<Vec<agentrail_ledger::Receipt>, ServiceError> {
-        let body = serde_json::to_vec(events).unwrap();
-        self.service.ingest(&self.tenant, &body, BatchFormat::Json)
-    }
-
     /// Every model decision as served decrypted, by seq.
     fn decisions(&self) -> Vec<(u64, Value)> {
         let req = common::request(self.admin.clone(), &self.tenant);
